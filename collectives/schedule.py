@@ -1,0 +1,259 @@
+"""Schedules: a collective algorithm as a DAG of ``xfer`` and ``reduce`` ops.
+
+A schedule is size-agnostic. Every buffer holds a whole message of N elements
+and every op works on a *span* ``(lo, hi, den)``: elements
+``[N*lo//den, N*hi//den)`` of it, the same elements in every buffer the op
+touches. Integer flooring splits any N into ``den`` nearly equal parts without
+remainder cases, so one schedule serves every message size.
+
+Locations are integers: ranks ``0..p-1`` are the GPUs (one rank plays one GPU),
+then one host memory per (node, socket); :class:`Layout` names them as the
+topology does (``n3/gpu5``, ``n3/host0``).
+
+Op kinds:
+
+- ``XFER``: copy the span of buffer ``inputs[0]`` at ``src`` to buffer ``out``
+  at ``dst``.
+- ``REDUCE``: combine the span of the k buffers ``inputs`` at ``dst`` into
+  buffer ``out`` at ``dst`` (``src == dst``); the engine that owns ``dst`` does it.
+
+Dependencies point only to earlier ops, so op order is a topological order
+and every schedule is acyclic by construction.
+
+>>> layout = Layout(nodes=1, gpus_per_node=2)
+>>> b = ScheduleBuilder(layout, "allreduce", "example", buffers=("data", "recv"))
+>>> sent = b.xfer(src=[0, 1], dst=[1, 0], span=(0, 1, 1), src_buf="data", dst_buf="recv")
+>>> summed = b.reduce(at=[0, 1], inputs=("data", "recv"), out="data", span=(0, 1, 1), deps=[sent[::-1]])
+>>> s = b.build()
+>>> s.num_ops, s.kind.tolist(), s.deps(2).tolist()
+(4, [0, 0, 1, 1], [1])
+>>> s.span_elements(5).tolist()
+[5, 5, 5, 5]
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+XFER, REDUCE = 0, 1
+KIND_NAMES = ("xfer", "reduce")
+COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "broadcast", "reduce")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a collective's ranks live: ``nodes`` x ``gpus_per_node`` GPUs, ``sockets`` host memories per node.
+
+    ``nvlink_pairs`` lists bridged GPU pairs by local index (empty: no bridges).
+
+    >>> Layout(nodes=2, gpus_per_node=4, sockets=2).location_names()[3:6]
+    ['n0/gpu3', 'n1/gpu0', 'n1/gpu1']
+    >>> Layout(2, 4, 2).host(1, 1), Layout(2, 4, 2).location_names()[11]
+    (11, 'n1/host1')
+    """
+
+    nodes: int
+    gpus_per_node: int
+    sockets: int = 1
+    nvlink_pairs: tuple = ()
+
+    def __post_init__(self):
+        for name in ("nodes", "gpus_per_node", "sockets"):
+            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
+                raise ValueError(f"layout {name} must be a positive integer, got {getattr(self, name)!r}")
+
+    @property
+    def ranks(self):
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def num_locations(self):
+        return self.ranks + self.nodes * self.sockets
+
+    def gpu(self, rank):
+        return rank
+
+    def node_of(self, rank):
+        return np.asarray(rank) // self.gpus_per_node if np.ndim(rank) else rank // self.gpus_per_node
+
+    def host(self, node, socket=0):
+        return self.ranks + np.asarray(node) * self.sockets + socket if np.ndim(node) else self.ranks + node * self.sockets + socket
+
+    def location_names(self):
+        g = self.gpus_per_node
+        gpus = [f"n{r // g}/gpu{r % g}" for r in range(self.ranks)]
+        hosts = [f"n{n}/host{s}" for n in range(self.nodes) for s in range(self.sockets)]
+        return gpus + hosts
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Postcondition: span of ``buf`` at ``loc`` holds the reduction of ``contributors``' inputs there.
+
+    ``contributors`` is a tuple of ranks, or ``None`` for all ranks.
+    """
+
+    loc: int
+    buf: str
+    span: tuple
+    contributors: tuple = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A built schedule: op columns as numpy arrays (see module docstring)."""
+
+    layout: Layout
+    collective: str
+    algo: str
+    buffers: tuple
+    kind: np.ndarray      # int8, XFER or REDUCE
+    src: np.ndarray       # int32 location read from (== dst for REDUCE)
+    dst: np.ndarray       # int32 location written
+    out: np.ndarray       # int16 buffer written
+    lo: np.ndarray        # int64 span numerator start
+    hi: np.ndarray        # int64 span numerator end
+    den: np.ndarray       # int64 span denominator
+    in_ptr: np.ndarray    # int64 CSR: inputs of op i are in_buf[in_ptr[i]:in_ptr[i+1]]
+    in_buf: np.ndarray    # int16 buffer ids read
+    dep_ptr: np.ndarray   # int64 CSR: deps of op i are dep_idx[dep_ptr[i]:dep_ptr[i+1]]
+    dep_idx: np.ndarray   # int64 op ids, all < i
+    inputs: tuple = ("data",)  # buffers holding each rank's input at its GPU
+    expect: tuple = field(default=())
+
+    @property
+    def num_ops(self):
+        return len(self.kind)
+
+    def deps(self, op):
+        return self.dep_idx[self.dep_ptr[op]:self.dep_ptr[op + 1]]
+
+    def op_inputs(self, op):
+        return self.in_buf[self.in_ptr[op]:self.in_ptr[op + 1]]
+
+    def num_inputs(self):
+        """Inputs per op (1 for an xfer, k for a k-way reduce)."""
+        return np.diff(self.in_ptr)
+
+    def span_elements(self, count):
+        """Elements each op moves or produces for a message of ``count`` elements."""
+        return span_bounds(count, self.hi, self.den) - span_bounds(count, self.lo, self.den)
+
+    def describe(self, op):
+        """One readable line for an op, for error messages and traces."""
+        names = self.layout.location_names()
+        span = f"[{self.lo[op]}/{self.den[op]}, {self.hi[op]}/{self.den[op]})"
+        ins = ",".join(self.buffers[b] for b in self.op_inputs(op))
+        if self.kind[op] == XFER:
+            return f"xfer {names[self.src[op]]}:{ins} -> {names[self.dst[op]]}:{self.buffers[self.out[op]]} {span}"
+        return f"reduce {names[self.dst[op]]}:{ins} -> {self.buffers[self.out[op]]} {span}"
+
+
+def span_bounds(count, num, den):
+    """First element index of fraction ``num/den`` of a ``count``-element message (floor)."""
+    return (np.int64(count) * np.asarray(num, dtype=np.int64)) // np.asarray(den, dtype=np.int64)
+
+
+class ScheduleBuilder:
+    """Appends ops in batches; every argument broadcasts like numpy.
+
+    ``deps`` is a list whose items are op ids (scalars or arrays broadcast
+    against the batch); -1 means "no dependency" for that op.
+    """
+
+    def __init__(self, layout, collective, algo, buffers=("data",), inputs=("data",)):
+        if collective not in COLLECTIVES:
+            raise ValueError(f"unknown collective {collective!r} (choose from {', '.join(COLLECTIVES)})")
+        self.layout, self.collective, self.algo = layout, collective, algo
+        self.buffers = tuple(buffers)
+        self.inputs = tuple(inputs)
+        self._cols = {k: [] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "nin")}
+        self._in_bufs, self._deps = [], []
+        self._expect = []
+        self.num_ops = 0
+
+    def _buf(self, name):
+        try:
+            return self.buffers.index(name)
+        except ValueError:
+            raise ValueError(f"buffer {name!r} not declared (have {', '.join(self.buffers)})") from None
+
+    def _append(self, kind, src, dst, out, ins, span, deps):
+        lo, hi, den = span
+        dep_arrays = [np.asarray(d, dtype=np.int64) for d in deps]
+        arrays = np.broadcast_arrays(np.asarray(src), np.asarray(dst), np.asarray(lo), np.asarray(hi),
+                                     np.asarray(den), *dep_arrays)
+        src, dst, lo, hi, den = (np.array(a, dtype=np.int64).ravel() for a in arrays[:5])
+        dep_cols = [np.array(a, dtype=np.int64).ravel() for a in arrays[5:]]
+        m = src.size
+        first = self.num_ops
+        if m == 0:
+            return np.empty(0, dtype=np.int64)
+        if np.any(den < 1) or np.any(lo < 0) or np.any(hi <= lo) or np.any(hi > den):
+            raise ValueError(f"{self.algo}: bad span(s) {span!r}: need 0 <= lo < hi <= den")
+        n_loc = self.layout.num_locations
+        if np.any((src < 0) | (src >= n_loc) | (dst < 0) | (dst >= n_loc)):
+            raise ValueError(f"{self.algo}: location out of range 0..{n_loc - 1}")
+        for d in dep_cols:
+            if np.any(d >= first) or np.any(d < -1):
+                raise ValueError(f"{self.algo}: a dependency must name an earlier op (or -1)")
+        cols = self._cols
+        cols["kind"].append(np.full(m, kind, np.int8))
+        cols["src"].append(src.astype(np.int32))
+        cols["dst"].append(dst.astype(np.int32))
+        cols["out"].append(np.full(m, out, np.int16))
+        cols["lo"].append(lo), cols["hi"].append(hi), cols["den"].append(den)
+        cols["nin"].append(np.full(m, len(ins), np.int64))
+        self._in_bufs.append(np.tile(np.asarray(ins, np.int16), m))
+        self._deps.append(np.stack(dep_cols, axis=1) if dep_cols else np.empty((m, 0), np.int64))
+        self.num_ops += m
+        return np.arange(first, first + m)
+
+    def xfer(self, src, dst, span, src_buf="data", dst_buf="data", deps=()):
+        """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at ``dst``; returns the new op ids."""
+        return self._append(XFER, src, dst, self._buf(dst_buf), (self._buf(src_buf),), span, deps)
+
+    def reduce(self, at, inputs, out, span, deps=()):
+        """Combine ``span`` of the buffers ``inputs`` at ``at`` into ``out`` there; returns the new op ids."""
+        if len(inputs) < 2:
+            raise ValueError(f"{self.algo}: a reduce needs at least two inputs")
+        ins = tuple(self._buf(b) for b in inputs)
+        return self._append(REDUCE, at, at, self._buf(out), ins, span, deps)
+
+    def expect(self, loc, buf, span, contributors=None):
+        """Declare that ``span`` of ``buf`` at ``loc`` ends as the reduction of ``contributors`` (None: all)."""
+        self._buf(buf)
+        self._expect.append(Expect(int(loc), buf, tuple(int(x) for x in span),
+                                   None if contributors is None else tuple(int(c) for c in contributors)))
+
+    def build(self):
+        """Freeze into a :class:`Schedule`."""
+        def cat(name, dtype):
+            parts = self._cols[name]
+            return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
+
+        nin = cat("nin", np.int64)
+        in_ptr = np.concatenate([[0], np.cumsum(nin)]).astype(np.int64)
+        in_buf = np.concatenate(self._in_bufs).astype(np.int16) if self._in_bufs else np.empty(0, np.int16)
+        dep_ptr, dep_idx = _deps_to_csr(self._deps, self.num_ops)
+        return Schedule(
+            layout=self.layout, collective=self.collective, algo=self.algo, buffers=self.buffers,
+            kind=cat("kind", np.int8), src=cat("src", np.int32), dst=cat("dst", np.int32),
+            out=cat("out", np.int16), lo=cat("lo", np.int64), hi=cat("hi", np.int64), den=cat("den", np.int64),
+            in_ptr=in_ptr, in_buf=in_buf, dep_ptr=dep_ptr, dep_idx=dep_idx,
+            inputs=self.inputs, expect=tuple(self._expect),
+        )
+
+
+def _deps_to_csr(blocks, num_ops):
+    """CSR of the non-negative entries of per-batch (m, k) dependency matrices."""
+    counts, idx = [], []
+    for block in blocks:
+        valid = block >= 0
+        counts.append(valid.sum(axis=1))
+        idx.append(block[valid])
+    counts = np.concatenate(counts) if counts else np.empty(0, np.int64)
+    dep_ptr = np.zeros(num_ops + 1, np.int64)
+    np.cumsum(counts, out=dep_ptr[1:])
+    dep_idx = np.concatenate(idx).astype(np.int64) if idx else np.empty(0, np.int64)
+    return dep_ptr, dep_idx
