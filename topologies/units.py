@@ -31,7 +31,7 @@ _BANDWIDTH_UNITS = {
     "KiB/s": KiB, "MiB/s": MiB, "GiB/s": GiB,
     "b/s": 1 / 8, "Kb/s": 1e3 / 8, "Mb/s": 1e6 / 8, "Gb/s": 1e9 / 8, "Tb/s": 1e12 / 8,
 }
-_TIME_UNITS = {"s": 1.0, "ms": ms, "us": us, "µs": us, "ns": ns}  # divided out exactly below
+_TIME_DIVISORS = {"s": 1, "ms": 10**3, "us": 10**6, "µs": 10**6, "ns": 10**9}
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-zµ/]*)\s*$")
 
 
@@ -41,9 +41,7 @@ def _parse(text, units, what):
     match = _NUMBER.match(str(text))
     if not match or match.group(2) not in units:
         raise ValueError(f"malformed {what} {text!r} (units: {', '.join(u for u in units if u)})")
-    unit = units[match.group(2)]
-    number = float(match.group(1))
-    return number * unit if unit >= 1 else number / (1 / unit)
+    return float(match.group(1)) * units[match.group(2)]
 
 
 def parse_size(text):
@@ -65,7 +63,12 @@ def parse_bandwidth(text):
 
 def parse_time(text):
     """Seconds in a time such as ``1.5us``, ``90ns`` or ``0.001``."""
-    return float(_parse(text, _TIME_UNITS, "time"))
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    match = _NUMBER.match(str(text))
+    if not match or match.group(2) not in _TIME_DIVISORS:
+        raise ValueError(f"malformed time {text!r} (units: s, ms, us, ns)")
+    return float(match.group(1)) / _TIME_DIVISORS[match.group(2)]
 
 
 def format_size(nbytes):
