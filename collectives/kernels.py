@@ -1,0 +1,85 @@
+"""Element-wise reduction kernels (numba) for sum, max and min.
+
+``combine(out, a, b, op)`` writes ``op(a, b)`` into ``out``; ``reduce_into``
+folds k inputs with it. ``out`` may be one of the inputs (``data = data +
+recv``). Supported dtypes: float16, float32, float64, int32; int32 sums wrap
+like numpy's. max and min propagate NaN like ``np.maximum``/``np.minimum``.
+
+numba has no float16 arithmetic on the CPU, so float16 uses numpy's ufuncs
+(which compute each element in float32 and round once to float16).
+
+>>> import numpy as np
+>>> out = np.zeros(3, np.float32)
+>>> reduce_into(out, [np.array([1, 2, 3], np.float32), np.array([4, 5, 6], np.float32),
+...                   np.array([0, 9, 1], np.float32)], "max")
+>>> out.tolist()
+[4.0, 9.0, 6.0]
+>>> a = np.array([1, -2], np.int32); combine(a, a, np.array([5, 5], np.int32), "sum"); a.tolist()
+[6, 3]
+>>> combine(a, a, a, "prod")
+Traceback (most recent call last):
+ValueError: unknown reduction op 'prod' (choose from sum, max, min)
+"""
+
+import numpy as np
+from numba import njit
+
+OPS = ("sum", "max", "min")
+DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32))
+
+
+@njit(cache=True)
+def _sum2(out, a, b):
+    for i in range(out.size):
+        out[i] = a[i] + b[i]
+
+
+@njit(cache=True)
+def _max2(out, a, b):
+    for i in range(out.size):
+        x, y = a[i], b[i]
+        out[i] = x if (x > y or x != x) else y
+
+
+@njit(cache=True)
+def _min2(out, a, b):
+    for i in range(out.size):
+        x, y = a[i], b[i]
+        out[i] = x if (x < y or x != x) else y
+
+
+_NUMBA = {"sum": _sum2, "max": _max2, "min": _min2}
+_NUMPY = {"sum": np.add, "max": np.maximum, "min": np.minimum}
+
+
+def check_op(op, dtype):
+    """Raise ValueError unless ``op`` and ``dtype`` are supported."""
+    if op not in OPS:
+        raise ValueError(f"unknown reduction op {op!r} (choose from {', '.join(OPS)})")
+    if np.dtype(dtype) not in DTYPES:
+        raise ValueError(f"unsupported dtype {np.dtype(dtype)} (choose from {', '.join(map(str, DTYPES))})")
+
+
+def combine(out, a, b, op):
+    """``out[:] = op(a, b)`` element-wise; all three 1-D arrays of one dtype and length."""
+    check_op(op, out.dtype)
+    if a.dtype != out.dtype or b.dtype != out.dtype:
+        raise ValueError(f"dtype mismatch: out {out.dtype}, inputs {a.dtype} and {b.dtype}")
+    if not (out.shape == a.shape == b.shape) or out.ndim != 1:
+        raise ValueError(f"shape mismatch: out {out.shape}, inputs {a.shape} and {b.shape} (need equal 1-D)")
+    if out.dtype == np.float16:
+        _NUMPY[op](a, b, out=out)
+    else:
+        _NUMBA[op](out, a, b)
+
+
+def reduce_into(out, inputs, op):
+    """``out[:] = op(inputs[0], ..., inputs[k-1])`` for k >= 2 inputs; ``out`` may alias one input."""
+    if len(inputs) < 2:
+        raise ValueError(f"reduce_into needs at least two inputs, got {len(inputs)}")
+    # Start from the input that shares memory with out, so no input is overwritten before it is read.
+    first = next((i for i, x in enumerate(inputs) if np.may_share_memory(x, out)), 0)
+    rest = [x for i, x in enumerate(inputs) if i != first]
+    combine(out, inputs[first], rest[0], op)
+    for x in rest[1:]:
+        combine(out, out, x, op)
