@@ -23,10 +23,10 @@ and every schedule is acyclic by construction.
 >>> layout = Layout(nodes=1, gpus_per_node=2)
 >>> b = ScheduleBuilder(layout, "allreduce", "example", buffers=("data", "recv"))
 >>> sent = b.xfer(src=[0, 1], dst=[1, 0], span=(0, 1, 1), src_buf="data", dst_buf="recv")
->>> summed = b.reduce(at=[0, 1], inputs=("data", "recv"), out="data", span=(0, 1, 1), deps=[sent[::-1]])
+>>> summed = b.reduce(at=[0, 1], inputs=("data", "recv"), out="data", span=(0, 1, 1), deps=[sent[::-1], sent])
 >>> s = b.build()
 >>> s.num_ops, s.kind.tolist(), s.deps(2).tolist()
-(4, [0, 0, 1, 1], [1])
+(4, [0, 0, 1, 1], [1, 0])
 >>> s.span_elements(5).tolist()
 [5, 5, 5, 5]
 """
