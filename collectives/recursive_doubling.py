@@ -58,11 +58,11 @@ def fold_out(b, p, sent, deps):
     """Odd neighbours send the final ``data`` back to the extra ranks.
 
     ``sent`` is from :func:`fold_in` (the extras' data may be overwritten only
-    after it was read); ``deps`` are op-id arrays indexed by rank whose ops
-    complete each neighbour's result.
+    after it was read); ``deps`` are op-id arrays indexed by *core* rank whose
+    ops complete each core rank's result (the neighbours are core ranks 0..rem-1).
     """
     extra = _extras(p)
-    return b.xfer(extra + 1, extra, WHOLE, "data", "data", deps=[sent[extra]] + [d[extra + 1] for d in deps])
+    return b.xfer(extra + 1, extra, WHOLE, "data", "data", deps=[sent[extra]] + [d[:len(extra)] for d in deps])
 
 
 def rd_allreduce(layout):
@@ -77,7 +77,7 @@ def rd_allreduce(layout):
         x = b.xfer(core, partner, WHOLE, "data", "recv", deps=[reduced[core], reduced[partner]])
         # Core rank i receives x[i ^ 2^j] and must not overwrite data before its own send x[i] read it.
         reduced[core] = b.reduce(core, ("data", "recv"), "data", WHOLE, deps=[x[i ^ (1 << j)], x])
-    fold_out(b, p, sent, [reduced])
+    fold_out(b, p, sent, [reduced[core]])
     for r in range(p):
         b.expect(r, "data", WHOLE)
     return b.build()
