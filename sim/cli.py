@@ -1,0 +1,147 @@
+"""The ``flyersim`` command line: ``run`` a simulation, summarise a ``topo``.
+
+Every user mistake ends with one ``flyersim: error: ...`` line and exit code 2.
+"""
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import collectives
+import topologies
+from sim.engine import MODELS
+from sim.report import FORMATS, render
+from sim.runner import DTYPES, run_sizes
+from sim.sizes import size_list, sweep
+from sim.trace import write_trace
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _version():
+    try:
+        return version("flyersim")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _override(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_topology_args(p):
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--preset", default="fireflyer2",
+                       help=f"built-in cluster ({', '.join(topologies.presets())}); default fireflyer2")
+    where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--gpus", type=_positive_int, help="total GPUs (a multiple of the GPUs per server)")
+    size.add_argument("--nodes", type=_positive_int, help="number of servers")
+    p.add_argument("--zones", type=_positive_int, help="spread servers over this many network zones")
+    p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
+                   help="override a topology parameter, e.g. --set network.link_bandwidth=100Gb/s (repeatable)")
+
+
+def _load_topology(args):
+    import tomllib
+
+    overrides = {}
+    for key, value in args.overrides:
+        try:
+            overrides[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key] = value  # a bare string such as 100Gb/s
+    return topologies.load(args.topology or args.preset, gpus=args.gpus, nodes=args.nodes,
+                           zones=args.zones, overrides=overrides)
+
+
+def _sizes(args):
+    if args.sizes and args.begin:
+        raise ValueError("give --sizes or -b/-e, not both")
+    if args.begin or args.end:
+        if not (args.begin and args.end):
+            raise ValueError("-b and -e go together")
+        return sweep(args.begin, args.end, factor=args.factor, increment=args.increment)
+    return size_list(args.sizes or "184MiB")
+
+
+def _cmd_run(args):
+    graph = _load_topology(args)
+    algos = [a.strip() for a in args.algo.split(",") if a.strip()]
+    records, runs = run_sizes(graph, algos, _sizes(args), args.dtype, args.model, args.collective, keep_runs=True)
+    if args.format == "table":
+        g = graph.graph
+        print(f"# flyersim {g['name']}: {g['nodes'] * g['gpus_per_node']} GPUs on {g['nodes']} servers, "
+              f"{args.collective}, model {args.model}")
+    print(render(records, args.format))
+    if args.trace:
+        write_trace(runs, args.trace)
+        print(f"# trace of {sum(r.schedule.num_ops for r in runs)} ops written to {args.trace}", file=sys.stderr)
+
+
+def _cmd_topo(args):
+    graph = _load_topology(args)
+    print(topologies.format_summary(topologies.summary(graph)))
+    if args.draw:
+        topologies.draw(graph, args.draw)
+        print(f"# drawing written to {args.draw}", file=sys.stderr)
+
+
+def parser():
+    top = _Parser(prog="flyersim", description="Simulate GPU-cluster collectives (Fire-Flyer 2, HFReduce, NCCL-style).")
+    top.add_argument("--version", action="version", version=f"flyersim {_version()}")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="simulate collectives on a cluster and print nccl-tests style results")
+    _add_topology_args(run)
+    run.add_argument("--algo", default="ring", help=f"algorithm(s), comma-separated ({', '.join(collectives.names())})")
+    run.add_argument("--collective", default="allreduce", choices=collectives.COLLECTIVES)
+    run.add_argument("--sizes", help="comma-separated sizes, e.g. 1MiB,16MiB,184MiB (default 184MiB)")
+    run.add_argument("-b", "--minbytes", dest="begin", help="nccl-tests style sweep: first size")
+    run.add_argument("-e", "--maxbytes", dest="end", help="nccl-tests style sweep: last size")
+    run.add_argument("-f", "--stepfactor", dest="factor", type=float, help="sweep factor (default 2)")
+    run.add_argument("-i", "--stepbytes", dest="increment", help="sweep increment instead of a factor")
+    run.add_argument("--dtype", default="float32", choices=DTYPES)
+    run.add_argument("--model", default="flow", choices=MODELS,
+                     help="flow: max-min fair sharing of every resource; analytic: no contention")
+    run.add_argument("--format", default="table", choices=FORMATS)
+    run.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of every op")
+    run.set_defaults(func=_cmd_run)
+
+    topo = sub.add_parser("topo", help="summarise a cluster: components, links, capacities, bisection")
+    _add_topology_args(topo)
+    topo.add_argument("--draw", metavar="OUT.png", help="also draw the topology")
+    topo.set_defaults(func=_cmd_topo)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, OSError) as err:  # user mistakes: bad preset, file, size, topology, algorithm
+        print(f"flyersim: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Simulate algorithms on a topology over a list of message sizes.
+
+One schedule and one set of routes per algorithm serve every size, since
+schedules are size-agnostic.
+"""
+
+import numpy as np
+
+import collectives
+from collectives.schedule import Layout
+from sim.engine import simulate
+from sim.metrics import record
+from sim.routes import build_routes
+from topologies import Router
+
+DTYPES = ("float32", "float64", "float16", "int32")
+
+
+def layout_of(graph):
+    """The collective layout of a topology graph (one rank per GPU)."""
+    g = graph.graph
+    return Layout(nodes=g["nodes"], gpus_per_node=g["gpus_per_node"], sockets=g["sockets_per_node"],
+                  nvlink_pairs=tuple(tuple(p) for p in g.get("nvlink_pairs", ())))
+
+
+def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False):
+    """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    itemsize = np.dtype(dtype).itemsize
+    layout = layout_of(graph)
+    router = Router(graph)
+    records, runs = [], []
+    for algo in algos:
+        schedule = collectives.build(algo, layout, collective)
+        routes = build_routes(graph, schedule, router)
+        for size in sizes:
+            if size < itemsize:
+                raise ValueError(f"size {size} B is smaller than one {dtype} element")
+            run = simulate(schedule, routes, size, itemsize, model)
+            records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+            if keep_runs:
+                runs.append(run)
+    return (records, runs) if keep_runs else records
