@@ -8,6 +8,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 import collectives
+from collectives.schedule import COLLECTIVES
 import topologies
 from sim.engine import MODELS
 from sim.report import FORMATS, render
@@ -113,7 +114,7 @@ def parser():
     run = sub.add_parser("run", help="simulate collectives on a cluster and print nccl-tests style results")
     _add_topology_args(run)
     run.add_argument("--algo", default="ring", help=f"algorithm(s), comma-separated ({', '.join(collectives.names())})")
-    run.add_argument("--collective", default="allreduce", choices=collectives.COLLECTIVES)
+    run.add_argument("--collective", default="allreduce", choices=COLLECTIVES)
     run.add_argument("--sizes", help="comma-separated sizes, e.g. 1MiB,16MiB,184MiB (default 184MiB)")
     run.add_argument("-b", "--minbytes", dest="begin", help="nccl-tests style sweep: first size")
     run.add_argument("-e", "--maxbytes", dest="end", help="nccl-tests style sweep: last size")
