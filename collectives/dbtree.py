@@ -4,9 +4,10 @@ Two binary trees span the ranks and each reduces then broadcasts half the
 message. Tree 0 is NCCL's ``ncclGetBtree`` (root 0 with one child, the
 largest power of two below p; odd ranks are leaves); tree 1 mirrors it
 (rank r -> p-1-r) when p is even and shifts it by one (r -> r+1 mod p) when
-p is odd, as ``ncclGetDtree`` in NCCL's src/graph/trees.cc. For even p no
-rank is an inner node of both trees; for odd p rank 0 is the exception (the
-one-child root of tree 0 and an inner node of tree 1), exactly as in NCCL.
+p is odd, as ``ncclGetDtree`` in NCCL's src/graph/trees.cc (shapes from
+:mod:`collectives.trees`). For even p no rank is an inner node of both
+trees; for odd p rank 0 is the exception (the one-child root of tree 0 and
+an inner node of tree 1), exactly as in NCCL.
 
 Each half is cut into ``chunks`` chunks (default 8, NCCL's number of
 in-flight slots per connection, ``NCCL_STEPS``). A node reduces chunk c of
@@ -19,8 +20,6 @@ clear each link, so with depth d the critical path is about 2d + k - 1 chunk
 steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 
 >>> from collectives.schedule import Layout
->>> [t.tolist() for t in double_binary_tree(6)]
-[[-1, 2, 4, 2, 0, 4], [1, 5, 3, 1, 3, -1]]
 >>> s = dbtree_allreduce(Layout(nodes=1, gpus_per_node=2), chunks=2)
 >>> s.num_ops, s.describe(0)
 (12, 'xfer n0/gpu1:data -> n0/gpu0:recv0 [0/4, 1/4)')
@@ -29,67 +28,22 @@ steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 import numpy as np
 
 from collectives.schedule import ScheduleBuilder
+from collectives.trees import double_binary_tree, tree_depths, tree_heights
 
 DEFAULT_CHUNKS = 8
 
 
-def binary_tree(p):
-    """Parent of each rank in NCCL's ``ncclGetBtree`` over p ranks (-1 for the root, rank 0).
+def _tree_allreduce(b, parent, child, half, k):
+    """Append reduce-up then broadcast-down over one tree for chunks ``half*k .. half*k + k - 1`` of 2k.
 
-    Rank r with lowest set bit ``b`` hangs under ``r - b + 2b`` (clearing b and
-    setting the next bit up), or under ``r - b`` when that is out of range.
-
-    >>> binary_tree(7).tolist()
-    [-1, 2, 4, 2, 0, 6, 4]
+    ``child`` is (p, 2), left-packed: a node's first child sends into its
+    ``recv0``, a second one into ``recv1``.
     """
-    r = np.arange(p)
-    bit = r & -r
-    up = (r ^ bit) | (bit << 1)
-    parent = np.where(up < p, up, r ^ bit)
-    parent[0] = -1
-    return parent
-
-
-def double_binary_tree(p):
-    """Parents of each rank in NCCL's two trees (``ncclGetDtree``): tree 0 and its mirror or shift."""
-    t0 = binary_tree(p)
-    r = np.arange(p)
-    if p % 2 == 0:
-        src = t0[p - 1 - r]
-        t1 = np.where(src < 0, -1, p - 1 - src)
-    else:
-        src = t0[(r - 1) % p]
-        t1 = np.where(src < 0, -1, (src + 1) % p)
-    return t0, t1
-
-
-def _shape(parent):
-    """Per node: depth, height, slot among its parent's children, and its children by slot (2 x p, -1: none)."""
     p = len(parent)
-    depth = np.zeros(p, np.int64)
-    up = parent.copy()
-    while np.any(up >= 0):
-        depth += up >= 0
-        up = np.where(up >= 0, parent[up], -1)
-    height = np.zeros(p, np.int64)
-    for d in range(depth.max(), 0, -1):
-        at = np.flatnonzero(depth == d)
-        np.maximum.at(height, parent[at], height[at] + 1)
-    # Children in rank order: a parent's first child takes slot 0 (its buffer recv0), a second one slot 1.
-    kids = np.flatnonzero(parent >= 0)
+    depth, height = tree_depths(parent), tree_heights(parent)
     slot = np.zeros(p, np.int64)
-    slot[kids] = 1
-    slot[kids[np.unique(parent[kids], return_index=True)[1]]] = 0
-    child = np.full((2, p), -1)
-    child[slot[kids], parent[kids]] = kids
-    return depth, height, slot, child
-
-
-def _tree_allreduce(b, parent, half, k):
-    """Append reduce-up then broadcast-down over one tree for chunks ``half*k .. half*k + k - 1`` of 2k."""
-    p = len(parent)
-    depth, height, slot, child = _shape(parent)
-    nkids = (child >= 0).sum(axis=0)
+    slot[child[:, 1][child[:, 1] >= 0]] = 1
+    nkids = (child >= 0).sum(axis=1)
     sent_up, reduced, sent_down = (np.full((p, k), -1) for _ in range(3))
     for c in range(k):
         span = (half * k + c, half * k + c + 1, 2 * k)
@@ -97,7 +51,7 @@ def _tree_allreduce(b, parent, half, k):
         for h in range(height.max() + 1):
             for n, inputs in ((1, ("data", "recv0")), (2, ("data", "recv0", "recv1"))):
                 at = np.flatnonzero((height == h) & (nkids == n))
-                got = [np.where(kid >= 0, sent_up[kid, c], -1) for kid in child[:n, at]]
+                got = [np.where(kid >= 0, sent_up[kid, c], -1) for kid in child[at, :n].T]
                 reduced[at, c] = b.reduce(at, inputs, "data", span, deps=got + [reduced[at, f] for f in fifo])
             for s in (0, 1):
                 at = np.flatnonzero((height == h) & (parent >= 0) & (slot == s))
@@ -121,9 +75,8 @@ def dbtree_allreduce(layout, chunks=DEFAULT_CHUNKS):
         raise ValueError(f"dbtree: chunks must be a positive integer, got {chunks!r}")
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "dbtree", buffers=("data", "recv0", "recv1"))
-    if p > 1:
-        for half, parent in enumerate(double_binary_tree(p)):
-            _tree_allreduce(b, parent, half, int(chunks))
+    for half, (parent, child) in enumerate(zip(*double_binary_tree(p))):
+        _tree_allreduce(b, parent, child, half, int(chunks))
     for r in range(p):
         b.expect(r, "data", (0, 1, 1))
     return b.build()
