@@ -1,0 +1,42 @@
+"""Hardware descriptions of GPU clusters as ``networkx.DiGraph`` topologies.
+
+>>> g = load("fireflyer2", gpus=16)
+>>> g.graph["nodes"], g.graph["zones"], g.nodes["n0/host1"]["engine"]
+(2, 1, 'n0/cpu1')
+>>> Router(g).path("n0/gpu0", "n0/host1")
+['n0/gpu0', 'n0/rp0', 'n0/cpu0', 'n0/cpu1', 'n0/host1']
+"""
+
+from .build import build
+from .config import presets, read
+from .errors import TopologyError
+from .routing import Router
+from .summary import draw, format_summary, summary
+from .validate import validate
+
+__all__ = ["load", "presets", "validate", "Router", "summary", "format_summary", "draw",
+           "TopologyError"]
+
+
+def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
+    """The validated topology of a preset name or ``.toml`` path.
+
+    ``gpus`` (a multiple of the GPUs per server) or ``nodes`` sets the size,
+    ``zones`` forces the number of fat-tree zones, and ``overrides`` maps dotted
+    TOML keys to values, e.g. ``{"parameters.xgmi_bandwidth": "96GB/s"}``.
+
+    >>> load("ring", gpus=10)
+    Traceback (most recent call last):
+    ...
+    topologies.errors.TopologyError: gpus=10 is not a multiple of the 4 GPUs per server of ring
+    """
+    spec = read(preset_or_path, overrides)
+    if gpus is not None:
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % spec.gpus:
+            raise TopologyError(f"gpus={gpus} is not a multiple of the {spec.gpus} GPUs per server of {spec.name}")
+        if nodes is not None and nodes != gpus // spec.gpus:
+            raise TopologyError(f"gpus={gpus} and nodes={nodes} disagree ({spec.gpus} GPUs per server)")
+        nodes = gpus // spec.gpus
+    if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int)):
+        raise TopologyError(f"nodes must be a whole number, got {nodes!r}")
+    return validate(build(spec, nodes=nodes, zones=zones))

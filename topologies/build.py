@@ -1,0 +1,237 @@
+"""Build the graph of a :class:`~topologies.config.Spec`: servers, then the network.
+
+Every server is a copy of one template (local names such as ``gpu0``, ``rp3``)
+prefixed with ``n{i}/``.  Network builders attach the servers' NICs to switches
+(``z0/leaf3``, ``z0/spine7``, ``iz/sw1``, ``sw0``) or to each other (ring, torus).
+
+>>> from topologies.config import read
+>>> g = build(read("single-switch"), nodes=2)
+>>> g.graph["nodes"], g.nodes["n1/gpu0"]["server"], g.nodes["sw0"]["kind"]
+(2, 1, 'switch')
+"""
+
+import fnmatch
+import math
+
+import networkx as nx
+
+from .errors import TopologyError
+
+
+def build(spec, nodes=None, zones=None):
+    """A duplex ``nx.DiGraph`` of ``nodes`` servers (default ``spec.nodes``)."""
+    nodes = spec.nodes if nodes is None else nodes
+    if nodes < 1:
+        raise TopologyError(f"nodes must be at least 1, got {nodes}")
+    local_nodes, local_edges = server_template(spec)
+    graph = nx.DiGraph(name=spec.name, nodes=nodes, gpus_per_node=spec.gpus,
+                       sockets_per_node=spec.sockets, nvlink_pairs=spec.nvlink_pairs,
+                       shape=spec.network["shape"])
+    for i in range(nodes):
+        prefix = f"n{i}/"
+        graph.add_nodes_from((prefix + name, _localise(attrs, prefix, i)) for name, attrs in local_nodes)
+        for a, b, attrs in local_edges:
+            _duplex(graph, prefix + a, prefix + b, attrs)
+    nics = [name for name, attrs in local_nodes if attrs["kind"] == "nic"]
+    if not nics:
+        raise TopologyError("the server has no NIC (add a server.device of kind 'nic')")
+    NETWORKS[spec.network["shape"]](graph, nodes, nics, spec.network, zones)
+    return graph
+
+
+def server_template(spec):
+    """``(nodes, edges)`` of one server with local names: ``[(name, attrs)]``, ``[(a, b, attrs)]``."""
+    nodes = [(f"gpu{j}", {"kind": "gpu", **spec.gpu}) for j in range(spec.gpus)]
+    for device in spec.devices:
+        nodes.append((device["name"], {k: v for k, v in device.items() if k != "name"}))
+    names = [name for name, _ in nodes]
+    if len(set(names)) != len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise TopologyError(f"server.device {duplicate}: defined twice")
+    for s in range(spec.sockets):
+        for name in (f"cpu{s}", f"host{s}"):
+            if name not in names:
+                raise TopologyError(f"server has {spec.sockets} sockets but no device {name}")
+    for name, attrs in nodes:
+        engine = attrs.get("engine")
+        if engine is not None and (engine not in names or dict(nodes)[engine]["kind"] != "cpu"):
+            raise TopologyError(f"server.device {name}: engine {engine!r} is not a cpu device")
+    edges = []
+    for link in spec.links:
+        ends = [fnmatch.filter(names, pattern) for pattern in link["ends"]]
+        for pattern, matched in zip(link["ends"], ends):
+            if not matched:
+                raise TopologyError(f"server.link {list(link['ends'])}: unknown device {pattern!r}")
+        attrs = {k: link[k] for k in ("bandwidth", "latency", "kind")}
+        edges += [(a, b, attrs) for a in ends[0] for b in ends[1] if a != b]
+    for a, b in spec.nvlink_pairs:
+        edges.append((f"gpu{a}", f"gpu{b}", {**spec.nvlink, "kind": "nvlink"}))
+    return nodes, edges
+
+
+def _localise(attrs, prefix, server):
+    out = {**attrs, "server": server}
+    if "engine" in out:
+        out["engine"] = prefix + out["engine"]
+    return out
+
+
+def _duplex(graph, a, b, attrs):
+    graph.add_edge(a, b, **attrs)
+    graph.add_edge(b, a, **attrs)
+
+
+def _switch(graph, name, net):
+    graph.add_node(name, kind="switch", server=None, latency=net["switch_latency"])
+
+
+def _wire(graph, a, b, net):
+    _duplex(graph, a, b, {"bandwidth": net["link_bandwidth"], "latency": net["link_latency"],
+                          "kind": "ib"})
+
+
+def _fixed_zones(net, zones):
+    if zones is not None:
+        raise TopologyError(f"zones apply to fat-tree networks only, not {net['shape']}")
+
+
+def single_switch(graph, nodes, nics, net, zones):
+    """Every NIC on one switch ``sw0`` of ``radix`` ports."""
+    _fixed_zones(net, zones)
+    if nodes * len(nics) > net["radix"]:
+        raise TopologyError(f"{nodes} servers x {len(nics)} NICs exceed the switch's {net['radix']} ports")
+    _switch(graph, "sw0", net)
+    for i in range(nodes):
+        for nic in nics:
+            _wire(graph, f"n{i}/{nic}", "sw0", net)
+
+
+def torus(graph, nodes, nics, net, zones):
+    """Servers on a torus of ``dims`` (a ring is one dimension); NIC ``k`` links NIC ``k``."""
+    _fixed_zones(net, zones)
+    dims = net.get("dims", (nodes,))
+    if math.prod(dims) != nodes:
+        raise TopologyError(f"a torus of dims {list(dims)} holds {math.prod(dims)} servers, not {nodes}")
+    for i in range(nodes):
+        coords, rest = [], i
+        for d in dims:
+            coords.append(rest % d)
+            rest //= d
+        for axis, d in enumerate(dims):
+            if d == 1:
+                continue
+            step = math.prod(dims[:axis])
+            j = i + step * ((coords[axis] + 1) % d - coords[axis])
+            for nic in nics:
+                _wire(graph, f"n{i}/{nic}", f"n{j}/{nic}", net)
+
+
+def fat_tree_shape(net, nics):
+    """``(down, up, max_leaves)`` of a fat-tree zone; see :func:`fat_tree`.
+
+    >>> fat_tree_shape({"radix": 40, "levels": 2, "oversubscription": 1}, ["nic0"])
+    (20, 20, 40)
+    """
+    radix, over = net["radix"], net["oversubscription"]
+    down = max(1, min(radix - 1, round(radix * over / (over + 1))))
+    return down, radix - down, radix if net["levels"] == 2 else radix * (radix // 2)
+
+
+def zone_capacity(net, nics, zones):
+    """Servers one zone holds (a leaf gives one port to the inter-zone switch when zones > 1).
+
+    >>> net = {"radix": 40, "levels": 2, "oversubscription": 1, "rails": False}
+    >>> zone_capacity(net, ["nic0"], 1), zone_capacity(net, ["nic0"], 2)
+    (800, 760)
+    """
+    max_leaves = fat_tree_shape(net, nics)[2]
+    return (max_leaves // _rails(net, nics)) * _servers_per_leaf(net, nics, zones)
+
+
+def _rails(net, nics):
+    return len(nics) if net["rails"] else 1
+
+
+def _servers_per_leaf(net, nics, zones):
+    ports = fat_tree_shape(net, nics)[0] - (zones > 1)
+    return ports if net["rails"] else ports // len(nics)
+
+
+def fat_tree(graph, nodes, nics, net, zones):
+    """Fat-tree zones of ``radix``-port switches, joined by inter-zone switches.
+
+    A leaf has ``down`` server ports and ``up = radix - down`` uplinks
+    (``down/up`` = oversubscription).  Two levels: ``up`` spines, each linked
+    once to every leaf (at most ``radix`` leaves).  Three levels: pods of
+    ``radix/2`` leaves and ``up`` spines; spine ``s`` of every pod links to the
+    ``radix/2`` cores of group ``s``.  Servers fill leaves in order; with
+    ``rails`` NIC ``k`` of every server goes to the rail-``k`` leaf of its group.
+    Zones: one if the servers fit, else the fewest that hold them (split
+    evenly), or ``zones`` if given.  With more than one zone every leaf gives
+    one server port to inter-zone switch ``iz/sw{leaf * interzone_switches //
+    max_leaves}`` (leaves 0-19 of every zone on ``iz/sw0`` when radix is 40
+    with 2 levels and 2 inter-zone switches).
+    """
+    zones = zones if zones is not None else net["zones"]
+    if zones == "auto":
+        zones = 1 if nodes <= zone_capacity(net, nics, 1) else \
+            math.ceil(nodes / zone_capacity(net, nics, 2))
+    elif not isinstance(zones, int) or isinstance(zones, bool) or zones < 1:
+        raise TopologyError(f"zones must be a whole number >= 1 or 'auto', got {zones!r}")
+    if zones > nodes:
+        raise TopologyError(f"cannot split {nodes} servers over {zones} zones")
+    per_leaf, rails = _servers_per_leaf(net, nics, zones), _rails(net, nics)
+    if per_leaf < 1:
+        raise TopologyError(f"a leaf's server ports cannot hold a server with {len(nics)} NICs")
+    _, up, max_leaves = fat_tree_shape(net, nics)
+    for z in range(zones):
+        members = range(z * nodes // zones, (z + 1) * nodes // zones)
+        if len(members) > zone_capacity(net, nics, zones):
+            raise TopologyError(f"{nodes} servers do not fit {zones} zone(s) of "
+                                f"{zone_capacity(net, nics, zones)} servers "
+                                f"(radix {net['radix']}, {net['levels']} levels)")
+        leaves = math.ceil(len(members) / per_leaf) * rails
+        for j, i in enumerate(members):
+            for k, nic in enumerate(nics):
+                leaf = (j // per_leaf) * rails + k if net["rails"] else j // per_leaf
+                _wire(graph, f"n{i}/{nic}", _leaf(graph, z, leaf, net), net)
+        _upper_levels(graph, z, leaves, up, net)
+        for leaf in range(leaves if zones > 1 else 0):
+            iz = f"iz/sw{leaf * net['interzone_switches'] // max_leaves}"
+            if iz not in graph:
+                _switch(graph, iz, net)
+            _wire(graph, f"z{z}/leaf{leaf}", iz, net)
+    graph.graph["zones"] = zones
+
+
+def _leaf(graph, zone, leaf, net):
+    name = f"z{zone}/leaf{leaf}"
+    if name not in graph:
+        _switch(graph, name, net)
+    return name
+
+
+def _upper_levels(graph, zone, leaves, up, net):
+    radix = net["radix"]
+    if net["levels"] == 2:
+        for s in range(up):
+            _switch(graph, f"z{zone}/spine{s}", net)
+            for leaf in range(leaves):
+                _wire(graph, f"z{zone}/leaf{leaf}", f"z{zone}/spine{s}", net)
+        return
+    pod_size = radix // 2
+    pods = math.ceil(leaves / pod_size)
+    for p in range(pods):
+        for s in range(up):
+            spine = f"z{zone}/spine{p * up + s}"
+            _switch(graph, spine, net)
+            for leaf in range(p * pod_size, min(leaves, (p + 1) * pod_size)):
+                _wire(graph, f"z{zone}/leaf{leaf}", spine, net)
+            for c in range(pod_size if pods > 1 else 0):
+                core = f"z{zone}/core{s * pod_size + c}"
+                if core not in graph:
+                    _switch(graph, core, net)
+                _wire(graph, spine, core, net)
+
+
+NETWORKS = {"single-switch": single_switch, "fat-tree": fat_tree, "ring": torus, "torus": torus}

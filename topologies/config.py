@@ -1,0 +1,287 @@
+"""Read a cluster description (TOML) into a checked, unit-parsed :class:`Spec`.
+
+A file may name a ``base`` (preset or path) whose tables it deep-merges over;
+``overrides`` (dotted keys) apply last.  Unit strings are parsed here, named
+``[parameters]`` are substituted where a value reads ``"$name"``, and every
+key is checked so a typo is an error, never silently ignored.
+
+>>> spec = read("ring", overrides={"network.link_bandwidth": "100Gb/s"})
+>>> spec.network["shape"], spec.network["link_bandwidth"]
+('ring', 12500000000.0)
+>>> read("ring", overrides={"network.link_bandwith": "1GB/s"})
+Traceback (most recent call last):
+...
+topologies.errors.TopologyError: unknown key 'network.link_bandwith' (ring network keys: link_bandwidth, link_latency, shape)
+"""
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import TopologyError
+from .units import parse_bandwidth, parse_time
+
+POOLS = {
+    "bandwidth": parse_bandwidth, "reduce_bandwidth": parse_bandwidth,
+    "p2p_bandwidth": parse_bandwidth, "latency": parse_time, "reduce_latency": parse_time,
+}
+DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
+    "memory": "host", "cpu": "cpu", "rootport": "rp", "nic": "nic",
+    "pcieswitch": "pciesw", "nvswitch": "nvswitch",
+}
+_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network"}
+_SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
+                "gpu", "device", "link"}
+_GPU_KEYS = {"bandwidth", "reduce_bandwidth", "latency", "reduce_latency"}
+_DEVICE_KEYS = {"name", "kind", "engine", *POOLS}
+_LINK_KEYS = {"ends", "bandwidth", "latency", "kind"}
+_NET_COMMON = {"shape", "link_bandwidth", "link_latency"}
+NETWORK_KEYS = {  # shape -> allowed keys
+    "single-switch": _NET_COMMON | {"switch_latency", "radix"},
+    "fat-tree": _NET_COMMON | {"switch_latency", "radix", "levels", "oversubscription", "rails",
+                               "zones", "interzone_switches"},
+    "ring": _NET_COMMON,
+    "torus": _NET_COMMON | {"dims"},
+}
+
+
+@dataclass
+class Spec:
+    """A parsed description: SI floats everywhere, devices as plain dicts."""
+    name: str
+    nodes: int
+    gpus: int
+    sockets: int
+    nvlink_pairs: tuple
+    nvlink: dict      # {"bandwidth", "latency"} or {} when unset
+    gpu: dict         # pool attributes shared by every GPU
+    devices: list     # [{"name", "kind", **pools, "engine"?}]
+    links: list       # [{"ends", "bandwidth", "latency", "kind"}]
+    network: dict     # shape-specific keys, parsed
+
+
+def presets():
+    """Names of the shipped presets.
+
+    >>> "fireflyer2" in presets() and "ring" in presets()
+    True
+    """
+    folder = resources.files("topologies.presets")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read(preset_or_path, overrides=None):
+    """The :class:`Spec` of a preset name or ``.toml`` path, with ``overrides`` applied."""
+    raw = _load_raw(str(preset_or_path), seen=())
+    for key, value in (overrides or {}).items():
+        _override(raw, key, value)
+    return _parse(raw)
+
+
+def _load_raw(ref, seen):
+    if ref.endswith(".toml") or "/" in ref:
+        path = Path(ref)
+        if not path.is_file():
+            raise TopologyError(f"no such topology file {ref!r}")
+        text = path.read_text()
+    elif ref in presets():
+        path = None
+        text = resources.files("topologies.presets").joinpath(ref + ".toml").read_text()
+    else:
+        raise TopologyError(f"unknown preset {ref!r} (choices: {', '.join(presets())})")
+    if ref in seen:
+        raise TopologyError(f"'base' cycle: {' -> '.join((*seen, ref))}")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise TopologyError(f"{ref}: malformed TOML: {err}") from None
+    if "base" not in raw:
+        return raw
+    base_ref = raw["base"]
+    if path is not None and (base_ref.endswith(".toml") or "/" in base_ref):
+        base_ref = str(path.parent / base_ref)
+    return _merge(_load_raw(base_ref, (*seen, ref)), raw)
+
+
+def _merge(base, top):
+    """``top`` deep-merged over ``base``; a network of another shape replaces the base's."""
+    out = copy.deepcopy(base)
+    out.pop("base", None)
+    for key, value in top.items():
+        if key == "network" and value.get("shape", out.get("network", {}).get("shape")) \
+                != out.get("network", {}).get("shape"):
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _override(raw, dotted, value):
+    """Set ``raw[a][b]... = value``; a list of named tables is indexed by name."""
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        if isinstance(node, list):
+            named = [item for item in node if isinstance(item, dict) and item.get("name") == part]
+            if not named:
+                raise TopologyError(f"override {dotted!r}: no entry named {part!r}")
+            node = named[0]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise TopologyError(f"override {dotted!r}: {part!r} is not a table")
+    if not isinstance(node, dict):
+        raise TopologyError(f"override {dotted!r}: {parents[-1]!r} is not a table")
+    if parents == ["parameters"] and last not in node:
+        raise TopologyError(f"override {dotted!r}: no such parameter "
+                            f"(known: {', '.join(sorted(node)) or 'none'})")
+    node[last] = value
+
+
+def _check_keys(table, allowed, where, what):
+    for key in table:
+        if key not in allowed:
+            raise TopologyError(f"unknown key '{where}{key}' ({what} keys: {', '.join(sorted(allowed))})")
+
+
+class _Values:
+    """Resolves ``$parameter`` references and parses units, naming the key on error."""
+
+    def __init__(self, parameters):
+        self.parameters = parameters
+
+    def get(self, value, parser, where, optional=False):
+        if isinstance(value, str) and value.startswith("$"):
+            if value[1:] not in self.parameters:
+                raise TopologyError(f"{where}: unknown parameter {value!r} "
+                                    f"(known: {', '.join(sorted(self.parameters)) or 'none'})")
+            value = self.parameters[value[1:]]
+        if value is None or value == "none":
+            if optional:
+                return None
+            raise TopologyError(f"{where}: a value is required, got {value!r}")
+        try:
+            parsed = parser(value)
+        except (ValueError, TypeError) as err:
+            raise TopologyError(f"{where}: {err}") from None
+        if parsed < 0 or (parsed == 0 and parser is parse_bandwidth):
+            raise TopologyError(f"{where}: must be positive, got {value!r}")
+        return parsed
+
+    def pools(self, table, keys, where):
+        out = {}
+        for key in keys & table.keys():
+            value = self.get(table[key], POOLS[key], f"{where}.{key}", optional=True)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+def _integer(value, where, minimum):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise TopologyError(f"{where}: must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _parse(raw):
+    _check_keys(raw, _TOP_KEYS, "", "top-level")
+    for table in ("server", "network"):
+        if not isinstance(raw.get(table), dict):
+            raise TopologyError(f"missing [{table}] table")
+    values = _Values(raw.get("parameters", {}))
+    server, net = raw["server"], raw["network"]
+    _check_keys(server, _SERVER_KEYS, "server.", "server")
+    _check_keys(server.get("gpu", {}), _GPU_KEYS, "server.gpu.", "server.gpu")
+    gpus = _integer(server.get("gpus"), "server.gpus", 1)
+    devices = [_device(d, values) for d in server.get("device", [])]
+    links = [_link(link, values) for link in server.get("link", [])]
+    pairs = tuple(tuple(p) for p in server.get("nvlink_pairs", []))
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(g, int) and 0 <= g < gpus for g in pair):
+            raise TopologyError(f"server.nvlink_pairs: {list(pair)} is not a pair of GPU indices 0..{gpus - 1}")
+    nvlink = {}
+    if pairs:
+        nvlink = {"bandwidth": values.get(server.get("nvlink_bandwidth"), parse_bandwidth,
+                                          "server.nvlink_bandwidth"),
+                  "latency": values.get(server.get("nvlink_latency", 0), parse_time,
+                                        "server.nvlink_latency")}
+    return Spec(
+        name=str(raw.get("name", "custom")),
+        nodes=_integer(raw.get("nodes", 1), "nodes", 1),
+        gpus=gpus,
+        sockets=_integer(server.get("sockets", 1), "server.sockets", 1),
+        nvlink_pairs=pairs, nvlink=nvlink,
+        gpu=values.pools(server.get("gpu", {}), _GPU_KEYS, "server.gpu"),
+        devices=devices, links=links, network=_network(net, values),
+    )
+
+
+def _device(table, values):
+    name = table.get("name", "?")
+    where = f"server.device {name}"
+    _check_keys(table, _DEVICE_KEYS, f"server.device.{name}.", "device")
+    kind = table.get("kind")
+    if kind not in DEVICE_PREFIX:
+        raise TopologyError(f"{where}: unknown device kind {kind!r} "
+                            f"(choices: {', '.join(DEVICE_PREFIX)}; GPUs come from server.gpus)")
+    prefix = DEVICE_PREFIX[kind]
+    if not (name.startswith(prefix) and name[len(prefix):].isdigit()):
+        raise TopologyError(f"{where}: a {kind} must be named {prefix}<number>")
+    device = {"name": name, "kind": kind, **values.pools(table, POOLS.keys(), where)}
+    if "engine" in table:
+        if kind != "memory":
+            raise TopologyError(f"{where}: only memory devices have an engine")
+        device["engine"] = table["engine"]
+    return device
+
+
+def _link(table, values):
+    ends = table.get("ends")
+    where = f"server.link {ends}"
+    _check_keys(table, _LINK_KEYS, "server.link.", "link")
+    if not (isinstance(ends, list) and len(ends) == 2 and all(isinstance(e, str) for e in ends)):
+        raise TopologyError(f"{where}: ends must be two device names")
+    if not isinstance(table.get("kind"), str):
+        raise TopologyError(f"{where}: kind (pcie, xgmi, fabric, memory, ...) is required")
+    return {"ends": tuple(ends), "kind": table["kind"],
+            "bandwidth": values.get(table.get("bandwidth"), parse_bandwidth, f"{where}.bandwidth"),
+            "latency": values.get(table.get("latency", 0), parse_time, f"{where}.latency")}
+
+
+def _network(table, values):
+    shape = table.get("shape")
+    if shape not in NETWORK_KEYS:
+        raise TopologyError(f"network.shape: unknown shape {shape!r} (choices: {', '.join(NETWORK_KEYS)})")
+    _check_keys(table, NETWORK_KEYS[shape], "network.", f"{shape} network")
+    out = {
+        "shape": shape,
+        "link_bandwidth": values.get(table.get("link_bandwidth"), parse_bandwidth, "network.link_bandwidth"),
+        "link_latency": values.get(table.get("link_latency", 0), parse_time, "network.link_latency"),
+        "switch_latency": values.get(table.get("switch_latency", 0), parse_time, "network.switch_latency"),
+    }
+    if shape == "single-switch":
+        out["radix"] = _integer(table.get("radix", 1 << 30), "network.radix", 1)
+    elif shape == "fat-tree":
+        out["radix"] = _integer(table.get("radix"), "network.radix", 2)
+        out["levels"] = table.get("levels", 2)
+        if out["levels"] not in (2, 3):
+            raise TopologyError(f"network.levels: must be 2 or 3, got {out['levels']!r}")
+        over = table.get("oversubscription", 1)
+        if isinstance(over, bool) or not isinstance(over, (int, float)) or over <= 0:
+            raise TopologyError(f"network.oversubscription: must be a positive number, got {over!r}")
+        out["oversubscription"] = float(over)
+        out["rails"] = bool(table.get("rails", False))
+        zones = table.get("zones", "auto")
+        out["zones"] = zones if zones == "auto" else _integer(zones, "network.zones", 1)
+        out["interzone_switches"] = _integer(table.get("interzone_switches", 2),
+                                             "network.interzone_switches", 1)
+    elif shape == "torus" and "dims" in table:
+        dims = table["dims"]
+        if not (isinstance(dims, list) and dims and all(isinstance(d, int) and d >= 1 for d in dims)):
+            raise TopologyError(f"network.dims: must be a list of positive whole numbers, got {dims!r}")
+        out["dims"] = tuple(dims)
+    return out

@@ -1,0 +1,101 @@
+"""Deterministic routes between graph nodes, with ECMP in the network.
+
+Inside a server: fewest hops within that server.  Between servers: to the
+nearest NIC of the source server, over a shortest path of network nodes
+(switches and NICs) choosing among equal next hops by a stable hash of
+``(src, dst)``, then from the nearest NIC of the destination server.
+
+>>> from topologies import load
+>>> Router(load("single-switch", nodes=2)).path("n0/gpu0", "n1/gpu1")
+['n0/gpu0', 'n0/cpu0', 'n0/nic0', 'sw0', 'n1/nic0', 'n1/cpu0', 'n1/gpu1']
+"""
+
+import zlib
+
+import networkx as nx
+
+from .errors import TopologyError
+
+
+class Router:
+    """Routes over one topology; servers are assumed identical (as :func:`topologies.load` builds them)."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        server0 = [n for n, s in graph.nodes(data="server") if s == 0]
+        self._local = nx.relabel_nodes(graph.subgraph(server0), _local_name)
+        self._nics = [n for n, kind in self._local.nodes(data="kind") if kind == "nic"]
+        network = graph.subgraph(n for n, kind in graph.nodes(data="kind") if kind in ("switch", "nic"))
+        self._net = {n: list(network.successors(n)) for n in network}
+        self._local_paths = {}
+        self._nic_hops = {}
+        self._dist = {}
+
+    def path(self, src, dst):
+        """Node names from ``src`` to ``dst`` inclusive."""
+        for node in (src, dst):
+            if node not in self.graph:
+                raise TopologyError(f"no node {node!r} in topology {self.graph.graph.get('name')}")
+        s_server, d_server = self.graph.nodes[src]["server"], self.graph.nodes[dst]["server"]
+        if s_server is not None and s_server == d_server:
+            return self._in_server(src, _local_name(dst))
+        key = zlib.crc32(f"{src}|{dst}".encode())
+        s_nic = src if s_server is None else self._nearest_nic(src, key)
+        d_nic = dst if d_server is None else self._nearest_nic(dst, key)
+        head = [src] if s_server is None else self._in_server(src, _local_name(s_nic))
+        tail = [dst] if d_server is None else self._in_server(d_nic, _local_name(dst))
+        return head[:-1] + self._network(s_nic, d_nic, key) + tail[1:]
+
+    def _in_server(self, src, local_dst):
+        prefix, local_src = src.split("/", 1)
+        pair = (local_src, local_dst)
+        if pair not in self._local_paths:
+            try:
+                self._local_paths[pair] = nx.shortest_path(self._local, *pair)
+            except nx.NetworkXNoPath:
+                raise TopologyError(f"no path from {local_src} to {local_dst} inside a server") from None
+        return [f"{prefix}/{n}" for n in self._local_paths[pair]]
+
+    def _nearest_nic(self, node, key):
+        local = _local_name(node)
+        if local not in self._nic_hops:
+            hops = nx.single_source_shortest_path_length(self._local, local)
+            best = min((hops[n] for n in self._nics if n in hops), default=None)
+            if best is None:
+                raise TopologyError(f"{node} reaches no NIC of its server")
+            self._nic_hops[local] = [n for n in self._nics if hops.get(n) == best]
+        choices = self._nic_hops[local]
+        return f"{node.split('/', 1)[0]}/{choices[key % len(choices)]}"
+
+    def _network(self, src, dst, key):
+        """Shortest network path ``src`` .. ``dst`` with per-hop ECMP by ``key``."""
+        goal = self._net[dst][0] if len(self._net[dst]) == 1 else dst
+        dist = self._dist.get(goal)
+        if dist is None:
+            dist = self._dist[goal] = _bfs(self._net, goal)
+        if src not in dist:
+            raise TopologyError(f"no network path from {src} to {dst}")
+        path, node = [src], src
+        while node != goal:
+            step = dist[node] - 1
+            nexts = [n for n in self._net[node] if dist.get(n) == step]
+            node = nexts[key % len(nexts)]
+            path.append(node)
+        return path if goal == dst else path + [dst]
+
+
+def _local_name(node):
+    return node.split("/", 1)[1]
+
+
+def _bfs(adjacency, source):
+    dist, frontier = {source: 0}, [source]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for n in adjacency[node]:
+                if n not in dist:
+                    dist[n] = dist[node] + 1
+                    nxt.append(n)
+        frontier = nxt
+    return dist
