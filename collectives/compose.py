@@ -96,11 +96,13 @@ def ring_allreduce(b, locs, span=(0, 1, 1), ready=-1, buf="data", tmp="recv"):
 def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tmp=("recv0", "recv1")):
     """Double binary tree allreduce (:func:`collectives.trees.double_binary_tree` over positions).
 
-    Chunk c of tree t is piece ``2c + t`` of ``2 * chunks``: each tree reduces
-    its half up (children's partial sums land in ``tmp[0]``, ``tmp[1]`` of the
+    Tree t carries half t of the span, cut into ``chunks`` chunks (chunk c is
+    piece ``t * chunks + c`` of ``2 * chunks``, as :mod:`collectives.dbtree`).
+    Each tree reduces its half up (children's partial sums land in ``tmp[0]``, ``tmp[1]`` of the
     parent, which adds them into ``buf``) and broadcasts the result down into
-    ``buf``. Chunks depend on nothing but their own data, so they pipeline.
-    Returns ``final`` ``(G, p, 2 * chunks)``.
+    ``buf``. Chunks depend on nothing but their own data (no per-link FIFO
+    order, unlike :mod:`collectives.dbtree`), so they pipeline.
+    Returns ``final`` ``(G, p, 2 * chunks)``, column ``t * chunks + c`` for chunk c of tree t.
     """
     if not isinstance(chunks, (int, np.integer)) or chunks < 1:
         raise ValueError(f"dbtree chunks must be a positive integer, got {chunks!r}")
@@ -111,7 +113,7 @@ def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tm
     parents, children = double_binary_tree(n)
     final = np.full((groups, n, 2 * chunks), -1)
     for t in range(2):
-        lo, hi, den = (x[..., None] for x in split(span, 2 * np.arange(chunks) + t, 2 * chunks))
+        lo, hi, den = (x[..., None] for x in split(span, t * chunks + np.arange(chunks), 2 * chunks))
         piece = (lo, hi, den)  # shape (G, chunks, 1): broadcasts against positions
         up = np.full((groups, chunks, n), -1)  # op completing each position's partial sum
         heights = tree_heights(parents[t])
@@ -138,5 +140,5 @@ def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tm
             x = b.xfer(src=locs[:, None, par], dst=locs[:, None, at], span=piece, src_buf=buf, dst_buf=buf,
                        deps=[down[:, :, par], *(w[:, None] for w in _waits(ready, at))])
             down[:, :, at] = x.reshape(groups, chunks, len(at))
-        final[:, :, t::2] = down.transpose(0, 2, 1)
+        final[:, :, t * chunks:(t + 1) * chunks] = down.transpose(0, 2, 1)
     return final
