@@ -44,7 +44,9 @@ COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "broadcast", "reduce"
 class Layout:
     """Where a collective's ranks live: ``nodes`` x ``gpus_per_node`` GPUs, ``sockets`` host memories per node.
 
-    ``nvlink_pairs`` lists bridged GPU pairs by local index (empty: no bridges).
+    ``nvlink_pairs`` lists bridged GPU pairs by local index (empty: no bridges);
+    ``gpu_sockets[j]`` is the socket local GPU j hangs off and ``nic_sockets``
+    the socket of each NIC of a node (empty: everything on socket 0).
 
     >>> Layout(nodes=2, gpus_per_node=4, sockets=2).location_names()[3:6]
     ['n0/gpu3', 'n1/gpu0', 'n1/gpu1']
@@ -56,11 +58,22 @@ class Layout:
     gpus_per_node: int
     sockets: int = 1
     nvlink_pairs: tuple = ()
+    gpu_sockets: tuple = ()
+    nic_sockets: tuple = ()
 
     def __post_init__(self):
         for name in ("nodes", "gpus_per_node", "sockets"):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
                 raise ValueError(f"layout {name} must be a positive integer, got {getattr(self, name)!r}")
+
+    def gpu_socket(self, local):
+        """Socket of local GPU ``local`` (0 when not described)."""
+        return self.gpu_sockets[local] if self.gpu_sockets else 0
+
+    @property
+    def nic_socket(self):
+        """Socket of a node's first NIC (0 when not described)."""
+        return self.nic_sockets[0] if self.nic_sockets else 0
 
     @property
     def ranks(self):
