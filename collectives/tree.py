@@ -31,10 +31,14 @@ def tree_allreduce(layout):
         parent = child - (1 << k)
         sent[child] = b.xfer(child, parent, WHOLE, "data", "recv", deps=[wrote[child], wrote[parent]])
         wrote[parent] = b.reduce(parent, ("data", "recv"), "data", WHOLE, deps=[sent[child]])
+    # In the broadcast a parent's sends go one after another, as in MPICH's loop of blocking sends,
+    # so a no-contention model takes ceil(lg p) rounds for any p, not just powers of two.
+    last_send = np.full(p, -1)
     for k in reversed(rounds):
         child = np.arange(1 << k, p, 2 << k)
         parent = child - (1 << k)
-        wrote[child] = b.xfer(parent, child, WHOLE, "data", "data", deps=[wrote[parent], sent[child]])
+        x = b.xfer(parent, child, WHOLE, "data", "data", deps=[wrote[parent], sent[child], last_send[parent]])
+        wrote[child] = last_send[parent] = x
     for r in range(p):
         b.expect(r, "data", WHOLE)
     return b.build()
