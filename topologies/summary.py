@@ -74,7 +74,7 @@ def format_summary(info):
 
     >>> from topologies import load
     >>> print(format_summary(summary(load("ring", nodes=2))).splitlines()[0])
-    ring (ring): 2 servers, 8 GPUs, 1 zone(s), 3 links, bisection 25 GB/s
+    ring (ring): 2 servers, 8 GPUs, 1 zone(s), 13 links, bisection 25 GB/s
     """
     def bw(values):
         return "/".join(f"{v / GB:g}" for v in values)
