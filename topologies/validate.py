@@ -74,9 +74,7 @@ def _check_connected(graph, gpus):
     for gpu in gpus:
         if gpu not in reached:
             raise TopologyError(f"{graph.graph['name']}: GPU {gpu} has no path to {gpus[0]}")
-    for gpu in gpus:
-        if graph.nodes[gpu]["server"] != 0:
-            continue
-        own = graph.subgraph(n for n, s in graph.nodes(data="server") if s == 0)
+    own = graph.subgraph(n for n, s in graph.nodes(data="server") if s == 0)
+    for gpu in (g for g in gpus if g in own):
         if not any(own.nodes[n]["kind"] == "memory" for n in nx.descendants(own, gpu)):
             raise TopologyError(f"{graph.graph['name']}: GPU {gpu} has no path to host memory in its server")
