@@ -5,7 +5,8 @@ On q = 2^k ranks, reduce-scatter step j (j = 0..k-1) pairs rank i with
 i ^ 2^j: both hold the same range of the message, the lower rank keeps the
 lower half and the other the upper half; each sends the half it gives up and
 reduces the half it keeps. The allgather retraces the steps in reverse, each
-rank sending the range it holds. Costs: ``2 lg p a + 2 (p-1)/p n b + (p-1)/p n g``.
+rank sending the range it holds. Step 0 moves the largest half, between
+neighbouring ranks (usually on one node), as MPICH orders it. Costs: ``2 lg p a + 2 (p-1)/p n b + (p-1)/p n g``.
 
 For p not a power of two it runs on the q = 2^floor(lg p) core ranks of
 MPICH's fold (see :mod:`collectives.recursive_doubling`), which adds one
