@@ -1,0 +1,394 @@
+"""MPI executor: runs any schedule over real MPI processes (mpi4py buffer API, no pickling) and checks it.
+
+One MPI rank plays one GPU rank of the layout. Layout node ``n`` is ranks
+``n*g .. n*g+g-1``; :func:`place` builds the node communicator and, when those
+ranks really share a physical node, one ``MPI.Win.Allocate_shared`` window that
+holds the node's host buffers (every socket's). If a layout node spans
+physical nodes (or ``shared_memory=False``), host buffers live privately at the
+node's first rank instead, and ``Placement.host_memory`` says so.
+
+Who does what (every rank derives the same plan from the schedule):
+
+- ``owner(loc)``: a GPU location is its rank; a host location is its node's
+  first ("designated") rank.
+- An XFER between a GPU and its own node's host memory in a shared window is a
+  local copy by the GPU's rank. Any other XFER with both ends owned by one rank
+  is a local copy by it; otherwise the source's owner posts an ``Isend`` and the
+  destination's owner an ``Irecv``, tagged with the op id.
+- A REDUCE runs on its location's owner with the numba kernels.
+
+An op is *started* by each of its participants (one rank for a local op, the
+sender and the receiver otherwise) once that participant knows every
+dependency has completed. A participant of a dependency knows from its own part
+(local op done, ``Isend`` or ``Irecv`` complete). Any other rank that needs it
+gets a zero-byte notification message, tagged with the dependency's op id on a
+private communicator, from each of the dependency's participants. Shared
+windows are opened with ``lock_all``: a rank calls ``Win.Sync`` before it sends
+a notification and after it receives one, the MPI-3 pattern that orders shared
+memory stores and loads by point-to-point synchronisation. Each rank drives its
+part of the DAG with one progress loop over ``Waitsome``.
+
+After a checked run every ``expect`` entry is compared with ``comm.Allreduce``
+of the same inputs (float64 or int64, masked to the entry's contributors):
+exactly for integers and max/min, within ``(k-1) eps sum|x|`` for float sums.
+A mismatch raises :class:`~collectives.reference.ResultMismatch` on every rank
+with the same message.
+
+>>> import numpy as np
+>>> from mpi4py import MPI
+>>> from collectives.ring import ring_allreduce
+>>> where = place(MPI.COMM_WORLD, gpus_per_node=MPI.COMM_WORLD.size)
+>>> x = np.arange(5, dtype=np.float32) + MPI.COMM_WORLD.rank
+>>> run = Execution(ring_allreduce(where.layout()), where, x.size, x.dtype)
+>>> run.load(x); run.execute(); run.check(x)
+>>> bool(np.all(run.result("data") == np.arange(5) * MPI.COMM_WORLD.size + sum(range(MPI.COMM_WORLD.size))))
+True
+>>> run.free()
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from collectives.kernels import check_op, reduce_into
+from collectives.reference import ResultMismatch
+from collectives.schedule import XFER, Layout, span_bounds
+
+LOCAL, SEND, RECV = 0, 1, 2
+_MPI_OP = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
+
+
+@dataclass
+class Placement:
+    """How ranks map to layout nodes and where host buffers live."""
+
+    comm: object          # all ranks
+    gpus_per_node: int
+    node_comm: object     # ranks of my layout node
+    shared: bool          # host buffers in a shared-memory window
+    host_memory: str      # "shared window" or why not
+
+    def layout(self, sockets=1):
+        return Layout(nodes=self.comm.size // self.gpus_per_node, gpus_per_node=self.gpus_per_node, sockets=sockets)
+
+
+def physical_node_size(comm):
+    """Ranks per physical node (COMM_TYPE_SHARED); ValueError if nodes differ."""
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    sizes = np.zeros(comm.size, np.int64)
+    comm.Allgather(np.array([local.size], np.int64), sizes)
+    local.Free()
+    if np.any(sizes != sizes[0]):
+        raise ValueError(f"physical nodes run different rank counts {sorted(set(sizes.tolist()))}; "
+                         f"give gpus_per_node explicitly")
+    return int(sizes[0])
+
+
+def place(comm, gpus_per_node=None, shared_memory=True):
+    """Group ranks into layout nodes of ``gpus_per_node`` consecutive ranks (default: the physical nodes)."""
+    g = physical_node_size(comm) if gpus_per_node is None else int(gpus_per_node)
+    if g < 1 or comm.size % g:
+        raise ValueError(f"gpus per node {g} does not divide the {comm.size} MPI ranks")
+    node_comm = comm.Split(comm.rank // g, comm.rank)
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    first = np.array([comm.rank if local.rank == 0 else -1], np.int64)
+    local.Allreduce(MPI.IN_PLACE, first, op=MPI.MAX)  # the physical node's id: its first world rank
+    local.Free()
+    ids = np.zeros(node_comm.size, np.int64)
+    node_comm.Allgather(first, ids)
+    one_node = bool(np.all(ids == ids[0]))
+    ok = np.array([one_node], np.int8)
+    comm.Allreduce(MPI.IN_PLACE, ok, op=MPI.MIN)
+    if not shared_memory:
+        how = "private at each node's first rank (shared memory disabled)"
+    elif not ok[0]:
+        how = "private at each node's first rank (a layout node spans physical nodes)"
+    else:
+        how = "shared window"
+    return Placement(comm, g, node_comm, shared_memory and bool(ok[0]), how)
+
+
+def _owners(s, shared):
+    """(sender rank, receiver rank) of every op; equal for a local op."""
+    lay = s.layout
+    g, p = lay.gpus_per_node, lay.ranks
+    is_host_src, is_host_dst = s.src >= p, s.dst >= p
+    node_src = np.where(is_host_src, (s.src - p) // lay.sockets, s.src // g)
+    node_dst = np.where(is_host_dst, (s.dst - p) // lay.sockets, s.dst // g)
+    snd = np.where(is_host_src, node_src * g, s.src).astype(np.int64)
+    rcv = np.where(is_host_dst, node_dst * g, s.dst).astype(np.int64)
+    if shared:
+        same_node = (node_src == node_dst) & (s.kind == XFER)
+        d2h = same_node & ~is_host_src & is_host_dst
+        h2d = same_node & is_host_src & ~is_host_dst
+        snd, rcv = np.where(d2h, s.src, np.where(h2d, s.dst, snd)), np.where(d2h, s.src, np.where(h2d, s.dst, rcv))
+    return snd, rcv
+
+
+def _notifications(s, snd, rcv):
+    """Unique (dep op, from rank, to rank) triples: a participant of op i that is not one of its dep j's."""
+    consumer = np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr))
+    j = s.dep_idx
+    rows = []
+    for to in (snd[consumer], rcv[consumer]):
+        outside = (to != snd[j]) & (to != rcv[j])
+        for frm in (snd[j], rcv[j]):
+            rows.append(np.stack([j[outside], frm[outside], to[outside]], axis=1))
+    return np.unique(np.concatenate(rows), axis=0) if rows else np.empty((0, 3), np.int64)
+
+
+class Execution:
+    """One schedule at one element count and dtype on the ranks of a :class:`Placement`.
+
+    ``load(x)`` sets this rank's input (and poisons every other buffer when
+    ``poison``), ``execute()`` runs the DAG, ``check(x)`` compares the result
+    with ``comm.Allreduce``; ``free()`` releases the window.
+    """
+
+    def __init__(self, schedule, placement, count, dtype, op="sum"):
+        s, comm = schedule, placement.comm
+        lay = s.layout
+        if lay.ranks != comm.size or lay.gpus_per_node != placement.gpus_per_node:
+            raise ValueError(f"{s.algo}: layout has {lay.nodes}x{lay.gpus_per_node} GPUs but MPI runs "
+                             f"{comm.size // placement.gpus_per_node}x{placement.gpus_per_node} ranks")
+        if s.num_ops > comm.Get_attr(MPI.TAG_UB):
+            raise ValueError(f"{s.algo}: {s.num_ops} ops exceed the MPI tag limit {comm.Get_attr(MPI.TAG_UB)}")
+        if count < 1:
+            raise ValueError(f"{s.algo}: need at least one element, got {count}")
+        self.dtype = np.dtype(dtype)
+        check_op(op, self.dtype)
+        self.s, self.placement, self.count, self.op = s, placement, int(count), op
+        self.comm, self.me = comm, comm.rank
+        self.notify_comm = comm.Dup()
+        self._buffers()
+        self._plan()
+
+    # -- memory ---------------------------------------------------------------------------------------
+
+    def _buffers(self):
+        s, pl, n, me = self.s, self.placement, self.count, self.me
+        lay = s.layout
+        node = me // lay.gpus_per_node
+        touched = set(zip(s.dst.tolist(), s.out.tolist()))
+        for i in range(s.num_ops):
+            touched.update((int(s.src[i]), int(b)) for b in s.op_inputs(i))
+        touched.update((me, s.buffers.index(name)) for name in s.inputs)
+        touched.update((e.loc, s.buffers.index(e.buf)) for e in s.expect)
+        mine_host = [lay.host(node, k) for k in range(lay.sockets)]
+        host_keys = sorted(k for k in touched if k[0] in mine_host)
+        self.bufs = {k: np.empty(n, self.dtype) for k in sorted(touched) if k[0] == me}
+        self.win = None
+        if pl.shared:
+            nbytes = len(host_keys) * n * self.dtype.itemsize
+            self.win = MPI.Win.Allocate_shared(nbytes if pl.node_comm.rank == 0 else 0, self.dtype.itemsize,
+                                               comm=pl.node_comm)
+            mem, _ = self.win.Shared_query(0)
+            arena = np.frombuffer(mem, self.dtype, count=len(host_keys) * n) if host_keys else np.empty(0, self.dtype)
+            for k, key in enumerate(host_keys):
+                self.bufs[key] = arena[k * n:(k + 1) * n]
+            self.win.Lock_all(MPI.MODE_NOCHECK)
+        elif me == node * lay.gpus_per_node:
+            self.bufs.update({key: np.empty(n, self.dtype) for key in host_keys})
+
+    def load(self, x, poison=True):
+        """Set this rank's input buffers to ``x``; with ``poison`` fill every other buffer with NaN / int min."""
+        x = np.asarray(x)
+        if x.shape != (self.count,) or x.dtype != self.dtype:
+            raise ValueError(f"input must be {self.count} {self.dtype} elements, got {x.shape} {x.dtype}")
+        inputs = {self.s.buffers.index(name) for name in self.s.inputs}
+        if poison:
+            bad = np.nan if self.dtype.kind == "f" else np.iinfo(self.dtype).min
+            self._sync()
+            writer = self.placement.node_comm.rank == 0 or not self.placement.shared
+            for (loc, b), arr in self.bufs.items():
+                if (loc == self.me and b not in inputs) or (loc != self.me and writer):
+                    arr.fill(bad)
+            self._sync()
+            self.placement.node_comm.Barrier()
+            self._sync()
+        for b in inputs:
+            np.copyto(self.bufs[self.me, b], x)
+
+    def _sync(self):
+        if self.win is not None:
+            self.win.Sync()
+
+    def result(self, name):
+        """This rank's GPU buffer ``name``."""
+        return self.bufs[self.me, self.s.buffers.index(name)]
+
+    def free(self):
+        if self.win is not None:
+            self.win.Unlock_all()
+            self.win.Free()
+            self.win = None
+        self.notify_comm.Free()
+
+    # -- plan -----------------------------------------------------------------------------------------
+
+    def _plan(self):
+        s, me = self.s, self.me
+        snd, rcv = _owners(s, self.placement.shared)
+        starts = span_bounds(self.count, s.lo, s.den)
+        ends = span_bounds(self.count, s.hi, s.den)
+        ops = self._ops = np.flatnonzero((snd == me) | (rcv == me))
+        task_of = {int(i): t for t, i in enumerate(ops.tolist())}
+        notes = _notifications(s, snd, rcv)
+        incoming = notes[notes[:, 2] == me]
+        note_of = {(int(j), int(f)): k for k, (j, f, _) in enumerate(incoming.tolist())}
+        self.note_src = incoming[:, :2].tolist()   # (tag, source) of each notification to receive
+        outgoing = notes[notes[:, 1] == me]
+        self.notify = [[] for _ in ops]           # per task: ranks to notify when it completes
+        for j, _, to in outgoing.tolist():
+            self.notify[task_of[j]].append(to)
+        self.waiting = np.zeros(len(ops), np.int64)  # deps per task
+        self.after_task = [[] for _ in ops]
+        self.after_note = [[] for _ in incoming]
+        self.actions = []
+        for t, i in enumerate(ops.tolist()):
+            for j in s.deps(i).tolist():
+                if snd[j] == me or rcv[j] == me:
+                    self.after_task[task_of[j]].append(t)
+                    self.waiting[t] += 1
+                else:
+                    for frm in {int(snd[j]), int(rcv[j])}:
+                        self.after_note[note_of[j, frm]].append(t)
+                        self.waiting[t] += 1
+            self.actions.append(self._action(i, snd[i], rcv[i], int(starts[i]), int(ends[i])))
+
+    def _action(self, i, snd, rcv, a, b):
+        s, me = self.s, self.me
+        ins = [self.bufs.get((int(s.src[i]), int(k))) for k in s.op_inputs(i)]
+        out = self.bufs.get((int(s.dst[i]), int(s.out[i])))
+        if a == b:
+            return (LOCAL, None, None)
+        if snd == rcv:
+            if s.kind[i] == XFER:
+                return (LOCAL, np.copyto, (out[a:b], ins[0][a:b]))
+            return (LOCAL, reduce_into, (out[a:b], [x[a:b] for x in ins], self.op))
+        if snd == me:
+            return (SEND, ins[0][a:b].view(np.uint8), (int(rcv), i))
+        return (RECV, out[a:b].view(np.uint8), (int(snd), i))
+
+    # -- run ------------------------------------------------------------------------------------------
+
+    def execute(self):
+        """Run this rank's part of the DAG to completion."""
+        comm, ncomm, empty = self.comm, self.notify_comm, np.empty(0, np.uint8)
+        waiting = self.waiting.copy()
+        reqs, what = [], []  # active requests; what[k] is a task, or -1-k for notification k
+        for k, (tag, src) in enumerate(self.note_src):
+            reqs.append(ncomm.Irecv([empty, MPI.BYTE], source=src, tag=tag))
+            what.append(-1 - k)
+        sent_notes = []
+        ready = [t for t in range(len(waiting)) if waiting[t] == 0]
+        left = len(waiting)
+        while True:
+            while ready:
+                t = ready.pop()
+                kind, fn, arg = self.actions[t]
+                if kind == LOCAL:
+                    if fn is not None:
+                        fn(*arg)
+                    left -= 1
+                    self._done(t, waiting, ready, sent_notes, empty)
+                elif kind == SEND:
+                    reqs.append(comm.Isend([fn, MPI.BYTE], dest=arg[0], tag=arg[1]))
+                    what.append(t)
+                else:
+                    reqs.append(comm.Irecv([fn, MPI.BYTE], source=arg[0], tag=arg[1]))
+                    what.append(t)
+            if not reqs:
+                break
+            finished = MPI.Request.Waitsome(reqs)
+            for k in finished:
+                w = what[k]
+                if w >= 0:
+                    left -= 1
+                    self._done(w, waiting, ready, sent_notes, empty)
+                else:
+                    self._sync()
+                    for t in self.after_note[-1 - w]:
+                        waiting[t] -= 1
+                        if waiting[t] == 0:
+                            ready.append(t)
+            gone = set(finished)
+            reqs = [r for k, r in enumerate(reqs) if k not in gone]
+            what = [w for k, w in enumerate(what) if k not in gone]
+        MPI.Request.Waitall(sent_notes)
+        if left:
+            raise RuntimeError(f"{self.s.algo}: rank {self.me} stalled with {left} ops not started (bad schedule)")
+
+    def _done(self, t, waiting, ready, sent_notes, empty):
+        if self.notify[t]:
+            self._sync()
+            tag = int(self._ops[t])
+            sent_notes.extend(self.notify_comm.Isend([empty, MPI.BYTE], dest=to, tag=tag) for to in self.notify[t])
+        for u in self.after_task[t]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.append(u)
+
+    # -- check ----------------------------------------------------------------------------------------
+
+    def check(self, x):
+        """Compare every ``expect`` entry with ``comm.Allreduce`` of the inputs ``x``; raise ResultMismatch."""
+        s, comm, me = self.s, self.comm, self.me
+        self._sync()
+        self.placement.node_comm.Barrier()
+        self._sync()
+        lay = s.layout
+        wide = np.float64 if self.dtype.kind == "f" else np.int64
+        ident = {"sum": 0, "max": -np.inf if wide is np.float64 else np.iinfo(wide).min,
+                 "min": np.inf if wide is np.float64 else np.iinfo(wide).max}[self.op]
+        problem = ""
+        for group in sorted({e.contributors for e in s.expect}, key=lambda c: (c is not None, c or ())):
+            member = group is None or me in group
+            want = np.asarray(x, wide) if member else np.full(self.count, ident, wide)
+            comm.Allreduce(MPI.IN_PLACE, want, op=_MPI_OP[self.op])
+            mag = np.abs(np.asarray(x, np.float64)) if member else np.zeros(self.count)
+            comm.Allreduce(MPI.IN_PLACE, mag, op=MPI.SUM)
+            k = lay.ranks if group is None else len(group)
+            for e in s.expect:
+                if e.contributors != group or not self._reads(e.loc) or problem:
+                    continue
+                problem = self._compare(e, want, mag, k)
+        flag = np.array([me if problem else comm.size], np.int64)
+        comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
+        if flag[0] == comm.size:
+            return
+        text = np.zeros(600, np.uint8)
+        if me == flag[0]:
+            raw = problem.encode()[:600]
+            text[:len(raw)] = np.frombuffer(raw, np.uint8)
+        comm.Bcast(text, root=int(flag[0]))
+        raise ResultMismatch(bytes(text).rstrip(b"\0").decode(errors="replace"))
+
+    def _reads(self, loc):
+        lay = self.s.layout
+        if loc < lay.ranks:
+            return loc == self.me
+        return self.me == (loc - lay.ranks) // lay.sockets * lay.gpus_per_node
+
+    def _compare(self, e, want, mag, k):
+        lo, hi, den = e.span
+        a, b = int(span_bounds(self.count, lo, den)), int(span_bounds(self.count, hi, den))
+        got = self.bufs[e.loc, self.s.buffers.index(e.buf)][a:b]
+        want, mag = want[a:b], mag[a:b]
+        if self.dtype.kind == "f" and self.op == "sum":
+            info = np.finfo(self.dtype)
+            tol = (k - 1) * float(info.eps) * mag + k * float(info.smallest_subnormal)
+            bad = ~(np.abs(got.astype(np.float64) - want) <= tol)
+        else:
+            expect = want.astype(self.dtype)
+            same = got == expect
+            if self.dtype.kind == "f":
+                same |= np.isnan(got) & np.isnan(expect)
+            bad = ~same
+        if not bad.any():
+            return ""
+        j = int(np.argmax(bad))
+        where = f"{self.s.layout.location_names()[e.loc]}:{e.buf} [{lo}/{den}, {hi}/{den})"
+        return (f"{self.s.algo}: {where}: element {a + j} is {got[j].item()}, MPI Allreduce gives "
+                f"{want[j].item()} ({int(bad.sum())} of {b - a} elements wrong, rank {self.me} of {self.comm.size})")
