@@ -47,7 +47,8 @@ from collectives.schedule import ScheduleBuilder
 DEFAULT_CHUNKS = 4
 
 
-def _positive(name, value, algo):
+def check_positive(name, value, algo):
+    """Raise ValueError unless ``value`` is a positive integer (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{algo}: {name} must be a positive integer, got {value!r}")
 
@@ -127,7 +128,7 @@ def hfreduce_allreduce(layout, chunks=DEFAULT_CHUNKS, nic_socket=None, staging=N
     ``gpu_sockets[j]``: socket GPU j attaches to (default contiguous blocks).
     ``gdrcopy``: H2D via one read per NUMA node (True) or per GPU (False).
     """
-    _positive("chunks", chunks, "hfreduce")
+    check_positive("chunks", chunks, "hfreduce")
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, "hfreduce")
     b = ScheduleBuilder(layout, "allreduce", "hfreduce", buffers=("data",) + host_buffers(layout))
     c = np.arange(chunks)

@@ -23,7 +23,7 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 
 import numpy as np
 
-from collectives.hfreduce import DEFAULT_CHUNKS, _positive, host_allreduce, host_buffers, host_options
+from collectives.hfreduce import DEFAULT_CHUNKS, check_positive, host_allreduce, host_buffers, host_options
 from collectives.schedule import ScheduleBuilder
 
 ALGO = "hfreduce-nvlink"
@@ -48,7 +48,7 @@ def hfreduce_nvlink_allreduce(layout, chunks=DEFAULT_CHUNKS, nic_socket=None, st
                               gdrcopy=True):
     """HFReduce with an NVLink reduce-scatter/allgather inside each bridged pair; parameters as HFReduce's."""
     pairs = nvlink_pairs(layout)
-    _positive("chunks", chunks, ALGO)
+    check_positive("chunks", chunks, ALGO)
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, ALGO)
     g = layout.gpus_per_node
     b = ScheduleBuilder(layout, "allreduce", ALGO, buffers=("data", "nv") + host_buffers(layout))
