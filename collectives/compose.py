@@ -104,7 +104,7 @@ def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tm
     order, unlike :mod:`collectives.dbtree`), so they pipeline.
     Returns ``final`` ``(G, p, 2 * chunks)``, column ``t * chunks + c`` for chunk c of tree t.
     """
-    if not isinstance(chunks, (int, np.integer)) or chunks < 1:
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
         raise ValueError(f"dbtree chunks must be a positive integer, got {chunks!r}")
     locs, span, ready = _prepare(locs, span, ready)
     groups, n = locs.shape
