@@ -1,0 +1,264 @@
+"""What NCCL does on a node: ring and tree allreduce over the node's real transports.
+
+The generators are pure: every topology-dependent decision arrives as an
+argument (``sim.nccl_topo.nccl_params`` derives them from a hardware graph the
+way NCCL's ``src/graph/paths.cc`` and ``search.cc`` do). Each hop between two
+GPU ranks is one of NCCL's transports (NCCL 2.7-2.18, ``src/transport/``):
+
+- **P2P** (``p2p.cc``): GPU -> GPU directly, one xfer. Used inside a server
+  when ``p2p`` allows the pair (True: every pair; a collection of local
+  ``(i, j)`` pairs: those only) or the pair is NVLink-bridged
+  (``layout.nvlink_pairs``; an NVLink path is always within NCCL's P2P level).
+- **SHM** (``shm.cc``): inside a server when P2P is not allowed, the sender
+  writes into a host shared-memory buffer and the receiver reads it: GPU ->
+  host -> GPU. The buffer is the receiver's (``shmRecvSetup`` allocates it),
+  so it sits on the receiving GPU's socket [I: first-touch by a process bound
+  to the GPU's NUMA node, as NCCL binds ranks].
+- **NET** (``net.cc``): between servers. With GPUDirect RDMA (``gdr``) the NIC
+  reads and writes GPU memory: one xfer GPU -> remote GPU. Without it, both
+  proxies stage through pinned host memory next to the NIC: GPU -> host(NIC
+  socket) -> network -> host(NIC socket) -> GPU.
+
+Staging buffers are named ``<tag>.shm``, ``<tag>.s`` and ``<tag>.r`` per
+phase of the algorithm, at host locations.
+
+Ring (``nccl_ring``): NCCL orders the ranks of a server one after the other
+and servers one after another (its ring search on PCIe servers enters and
+leaves a server through GPUs close to the NIC; ``local_order`` gives the
+order, by default NIC-socket GPU first, other sockets' GPUs, then the
+remaining NIC-socket GPUs, so the ring crosses sockets twice and talks to
+the network from the NIC's socket). The message is split over ``channels``
+rings (NCCL runs each channel on its own SMs over its own connections; the
+duplicated channels follow the same ring), and each channel's part into
+``chunks`` rounds (NCCL's ring loop handles ``nranks * chunkSize`` per
+round), each a ring reduce-scatter + allgather; round c of a connection
+waits for round c-1 on it (FIFO).
+
+Tree (``nccl_tree``, NCCL >= 2.4 ``trees.cc`` / ``connect.cc``): inside each
+server a chain over ``local_order`` whose head (``local_order[0]``) joins
+the inter-server double binary tree (:func:`collectives.trees.double_binary_tree`
+over servers); channel c uses tree ``c % 2``. Each channel's part is cut into
+``chunks`` chunks, pipelined: reduce up the chain, up the tree, broadcast down
+the tree and down the chain, each connection carrying chunks in order.
+
+>>> from collectives.schedule import Layout
+>>> from collectives.verify import verify
+>>> s = nccl_ring(Layout(2, 2, sockets=2, gpu_sockets=(0, 1), nic_sockets=(1,)), channels=1, p2p=False)
+>>> verify(s); s.describe(0)
+'xfer n0/gpu1:data -> n0/host0:rs.shm [3/4, 4/4)'
+>>> verify(nccl_tree(Layout(3, 2), gdr=False, chunks=2))
+"""
+
+import numpy as np
+
+from collectives.compose import split
+from collectives.schedule import ScheduleBuilder
+from collectives.trees import double_binary_tree, tree_depths, tree_heights
+
+DIRECT, SHM, NET_STAGED = 0, 1, 2
+RING_TAGS = ("rs", "ag")
+TREE_TAGS = ("cu", "cd", "tu0", "tu1", "td0", "td1")
+
+
+def default_local_order(layout):
+    """Local GPU order inside a server: a NIC-socket GPU first, other sockets' GPUs, the rest of the NIC socket's."""
+    g = layout.gpus_per_node
+    nic = layout.nic_socket
+    near = [j for j in range(g) if layout.gpu_socket(j) == nic]
+    far = [j for j in range(g) if layout.gpu_socket(j) != nic]
+    return near[:1] + far + near[1:] if near else list(range(g))
+
+
+def _stage_buffers(tags):
+    return tuple(f"{t}.{suffix}" for t in tags for suffix in ("shm", "s", "r"))
+
+
+class _Transports:
+    """Which transport each (src, dst) GPU pair uses, and the xfers of a hop."""
+
+    def __init__(self, layout, p2p, gdr):
+        self.layout = layout
+        g = layout.gpus_per_node
+        allowed = np.zeros((g, g), bool)
+        if p2p is True:
+            allowed[:] = True
+        elif p2p:
+            for i, j in p2p:
+                allowed[i, j] = allowed[j, i] = True
+        for i, j in layout.nvlink_pairs:
+            allowed[i, j] = allowed[j, i] = True
+        self.allowed = allowed
+        self.gdr = bool(gdr)
+        self.gpu_socket = np.array([layout.gpu_socket(j) for j in range(g)], np.int64)
+
+    def kind(self, src, dst):
+        lay = self.layout
+        same = lay.node_of(src) == lay.node_of(dst)
+        g = lay.gpus_per_node
+        direct_local = self.allowed[src % g, dst % g]
+        return np.where(same, np.where(direct_local, DIRECT, SHM), DIRECT if self.gdr else NET_STAGED)
+
+    def hop(self, b, src, dst, span, dst_buf, deps, tag):
+        """Copy ``span`` of ``data`` at GPU ranks ``src`` into ``dst_buf`` at ranks ``dst``.
+
+        All arguments broadcast to the hops' shape; returns the op ids of each
+        hop's first xfer (a connection's FIFO order is on it) and of its last
+        (after which ``dst`` may read the data), both of that shape.
+        """
+        lay = self.layout
+        arrays = np.broadcast_arrays(np.asarray(src), np.asarray(dst), *(np.asarray(x) for x in span),
+                                     *(np.asarray(d) for d in deps))
+        shape = arrays[0].shape
+        src, dst, lo, hi, den, *deps = (a.ravel() for a in arrays)
+        kind = self.kind(src, dst)
+        first, out = np.full(src.size, -1, np.int64), np.full(src.size, -1, np.int64)
+        g = lay.gpus_per_node
+        for k in np.unique(kind):
+            i = np.flatnonzero(kind == k)
+            s, d = src[i], dst[i]
+            if k == DIRECT:
+                locs, bufs = [s, d], ["data", dst_buf]
+            elif k == SHM:
+                locs = [s, lay.host(lay.node_of(d), self.gpu_socket[d % g]), d]
+                bufs = ["data", f"{tag}.shm", dst_buf]
+            else:
+                locs = [s, lay.host(lay.node_of(s), lay.nic_socket), lay.host(lay.node_of(d), lay.nic_socket), d]
+                bufs = ["data", f"{tag}.s", f"{tag}.r", dst_buf]
+            prev = [x[i] for x in deps]
+            for a in range(len(locs) - 1):
+                x = b.xfer(src=locs[a], dst=locs[a + 1], span=(lo[i], hi[i], den[i]),
+                           src_buf=bufs[a], dst_buf=bufs[a + 1], deps=prev)
+                if a == 0:
+                    first[i] = x
+                prev = [x]
+            out[i] = prev[0]
+        return first.reshape(shape), out.reshape(shape)
+
+
+def _check(name, value):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"nccl {name} must be a positive integer, got {value!r}")
+
+
+def _parts(channels, chunks, c):
+    """Span of chunk ``c`` of every channel: piece ``ch * chunks + c`` of ``channels * chunks``, shape (channels, 1)."""
+    ch = np.arange(channels)
+    return tuple(np.broadcast_to(x, (channels,))[:, None] for x in split((0, 1, 1), ch * chunks + c, channels * chunks))
+
+
+def _order(layout, local_order):
+    g = layout.gpus_per_node
+    local = default_local_order(layout) if local_order is None else [int(j) for j in local_order]
+    if sorted(local) != list(range(g)):
+        raise ValueError(f"nccl local_order {local} is not a permutation of 0..{g - 1}")
+    return np.asarray(local, np.int64)
+
+
+def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=None):
+    """NCCL ring allreduce over ``channels`` rings, each on its own part, in ``chunks`` rounds."""
+    _check("channels", channels)
+    _check("chunks", chunks)
+    local = _order(layout, local_order)
+    g, p = layout.gpus_per_node, layout.ranks
+    order = (np.arange(layout.nodes)[:, None] * g + local[None, :]).ravel()  # ring position -> rank
+    t = _Transports(layout, p2p, gdr)
+    b = ScheduleBuilder(layout, "allreduce", "nccl-ring", buffers=("data", "recv") + _stage_buffers(RING_TAGS))
+    pos = np.arange(p)
+    nxt = (pos + 1) % p
+    src, dst = order[pos], order[nxt]
+    fifo_rs = np.full((channels, p), -1)  # per connection (sender position): first xfer of its previous send
+    fifo_ag = np.full((channels, p), -1)
+    for c in range(chunks):
+        # channel ch, round c: piece ch * chunks + c of channels * chunks
+        span = _parts(channels, chunks, c)
+        last = np.full((channels, p), -1)  # by sender position: op that made the piece it sends next
+        for s in range(p - 1):
+            piece = split(span, (pos - s - 1) % p, p)
+            fifo_rs, sent = t.hop(b, src, dst, piece, "recv", [last, fifo_rs], "rs")
+            summed = b.reduce(at=dst[None, :].repeat(channels, 0), inputs=("data", "recv"), out="data",
+                              span=piece, deps=[sent])
+            last = summed.reshape(channels, p)[:, (pos - 1) % p]
+        for s in range(p - 1):
+            fifo_ag, sent = t.hop(b, src, dst, split(span, (pos - s) % p, p), "data", [last, fifo_ag], "ag")
+            last = sent[:, (pos - 1) % p]
+    for r in range(p):
+        b.expect(r, "data", (0, 1, 1))
+    return b.build()
+
+
+def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=4, local_order=None):
+    """NCCL tree allreduce: intra-server chain + inter-server double binary tree, pipelined in ``chunks``."""
+    _check("channels", channels)
+    _check("chunks", chunks)
+    local = _order(layout, local_order)
+    g, nodes = layout.gpus_per_node, layout.nodes
+    chain = np.arange(nodes)[:, None] * g + local[None, :]  # (nodes, g): chain position -> rank; head at 0
+    heads = chain[:, 0]
+    t = _Transports(layout, p2p, gdr)
+    b = ScheduleBuilder(layout, "allreduce", "nccl-tree", buffers=("data", "recv", "recv0", "recv1")
+                        + _stage_buffers(TREE_TAGS))
+    parents, children = double_binary_tree(nodes)
+    tree_of = np.arange(channels) % 2
+    # per connection FIFO: first xfer of the previous chunk's hop on it (-1: none)
+    fifo = {}
+
+    for c in range(chunks):
+        piece = _parts(channels, chunks, c)  # (channels, 1) against (channels, nodes)
+        # 1. reduce up each server's chain, last position first
+        up = np.full((channels, nodes), -1)
+        for i in range(g - 1, 0, -1):
+            key = ("cu", i)
+            fifo[key], sent = t.hop(b, chain[:, i], chain[:, i - 1], piece, "recv", [up, fifo.get(key, -1)], "cu")
+            up = b.reduce(at=np.broadcast_to(chain[:, i - 1], sent.shape), inputs=("data", "recv"), out="data",
+                          span=piece, deps=[sent]).reshape(sent.shape)
+        # 2. up the inter-server trees, by height, each channel on its tree
+        node_up = up  # op completing each server head's partial sum (-1: its own data)
+        down = np.full((channels, nodes), -1)
+        for tree in (0, 1):
+            rows = np.flatnonzero(tree_of == tree)
+            if rows.size == 0 or nodes == 1:
+                continue
+            par, kids = parents[tree], children[tree]
+            sub = tuple(x[rows] for x in piece)
+            done = node_up[rows].copy()
+            heights = tree_heights(par)
+            for h in range(1, heights.max() + 1):
+                level = np.flatnonzero(heights == h)
+                got = np.full((2, rows.size, level.size), -1)
+                for slot in (0, 1):
+                    has = kids[level, slot] >= 0
+                    at, kid = level[has], kids[level[has], slot]
+                    key = ("tu", tree, slot, h)
+                    fifo[key], x = t.hop(b, heads[kid], heads[at], sub, f"recv{slot}",
+                                         [done[:, kid], fifo.get(key, -1)], f"tu{slot}")
+                    got[slot][:, has] = x
+                nk = (kids[level] >= 0).sum(axis=1)
+                for k in (1, 2):
+                    sel = nk == k
+                    at = level[sel]
+                    r = b.reduce(at=np.broadcast_to(heads[at], (rows.size, at.size)),
+                                 inputs=("data", "recv0", "recv1")[:k + 1], out="data", span=sub,
+                                 deps=[got[0][:, sel], got[1][:, sel], done[:, at]])
+                    done[:, at] = r.reshape(rows.size, at.size)
+            # 3. broadcast down the tree, by depth
+            depths = tree_depths(par)
+            bcast = done.copy()
+            for d in range(1, depths.max() + 1):
+                at = np.flatnonzero(depths == d)
+                slot = (kids[par[at], 1] == at).astype(np.int64)
+                for s in (0, 1):
+                    a = at[slot == s]
+                    key = ("td", tree, s, d)
+                    fifo[key], x = t.hop(b, heads[par[a]], heads[a], sub, "data",
+                                         [bcast[:, par[a]], fifo.get(key, -1)], f"td{s}")
+                    bcast[:, a] = x
+            down[rows] = bcast
+        if nodes == 1:
+            down = node_up
+        # 4. broadcast down each chain
+        for i in range(1, g):
+            key = ("cd", i)
+            fifo[key], down = t.hop(b, chain[:, i - 1], chain[:, i], piece, "data", [down, fifo.get(key, -1)], "cd")
+    for r in range(layout.ranks):
+        b.expect(r, "data", (0, 1, 1))
+    return b.build()
