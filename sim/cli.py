@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import collectives
 from collectives.schedule import COLLECTIVES
 import topologies
+from sim import mpibench
 from sim.engine import MODELS
 from sim.report import FORMATS, render
 from sim.runner import DTYPES, run_sizes
@@ -131,6 +132,8 @@ def parser():
     _add_topology_args(topo)
     topo.add_argument("--draw", metavar="OUT.png", help="also draw the topology")
     topo.set_defaults(func=_cmd_topo)
+
+    mpibench.add_parser(sub, _positive_int)
     return top
 
 
