@@ -60,12 +60,13 @@ RING_TAGS = ("rs", "ag")
 TREE_TAGS = ("cu", "cd", "tu0", "tu1", "td0", "td1")
 
 
-def default_local_order(layout):
+def default_local_order(layout, gpu_sockets=None, nic_socket=None):
     """Local GPU order inside a server: a NIC-socket GPU first, other sockets' GPUs, the rest of the NIC socket's."""
     g = layout.gpus_per_node
-    nic = layout.nic_socket
-    near = [j for j in range(g) if layout.gpu_socket(j) == nic]
-    far = [j for j in range(g) if layout.gpu_socket(j) != nic]
+    nic = layout.nic_socket if nic_socket is None else nic_socket
+    sock = [layout.gpu_socket(j) for j in range(g)] if gpu_sockets is None else list(gpu_sockets)
+    near = [j for j in range(g) if sock[j] == nic]
+    far = [j for j in range(g) if sock[j] != nic]
     return near[:1] + far + near[1:] if near else list(range(g))
 
 
@@ -76,7 +77,7 @@ def _stage_buffers(tags):
 class _Transports:
     """Which transport each (src, dst) GPU pair uses, and the xfers of a hop."""
 
-    def __init__(self, layout, p2p, gdr):
+    def __init__(self, layout, p2p, gdr, gpu_sockets=None, nic_socket=None):
         self.layout = layout
         g = layout.gpus_per_node
         allowed = np.zeros((g, g), bool)
@@ -89,7 +90,13 @@ class _Transports:
             allowed[i, j] = allowed[j, i] = True
         self.allowed = allowed
         self.gdr = bool(gdr)
-        self.gpu_socket = np.array([layout.gpu_socket(j) for j in range(g)], np.int64)
+        sockets = [layout.gpu_socket(j) for j in range(g)] if gpu_sockets is None else list(gpu_sockets)
+        self.nic_socket = layout.nic_socket if nic_socket is None else int(nic_socket)
+        if len(sockets) != g or not all(0 <= s < layout.sockets for s in sockets) \
+                or not 0 <= self.nic_socket < layout.sockets:
+            raise ValueError(f"nccl: gpu_sockets {sockets} / nic_socket {self.nic_socket} do not fit "
+                             f"{g} GPUs on {layout.sockets} sockets")
+        self.gpu_socket = np.array(sockets, np.int64)
 
     def kind(self, src, dst):
         lay = self.layout
@@ -122,7 +129,7 @@ class _Transports:
                 locs = [s, lay.host(lay.node_of(d), self.gpu_socket[d % g]), d]
                 bufs = ["data", f"{tag}.shm", dst_buf]
             else:
-                locs = [s, lay.host(lay.node_of(s), lay.nic_socket), lay.host(lay.node_of(d), lay.nic_socket), d]
+                locs = [s, lay.host(lay.node_of(s), self.nic_socket), lay.host(lay.node_of(d), self.nic_socket), d]
                 bufs = ["data", f"{tag}.s", f"{tag}.r", dst_buf]
             prev = [x[i] for x in deps]
             for a in range(len(locs) - 1):
@@ -146,22 +153,23 @@ def _parts(channels, chunks, c):
     return tuple(np.broadcast_to(x, (channels,))[:, None] for x in split((0, 1, 1), ch * chunks + c, channels * chunks))
 
 
-def _order(layout, local_order):
+def _order(layout, local_order, gpu_sockets, nic_socket):
     g = layout.gpus_per_node
-    local = default_local_order(layout) if local_order is None else [int(j) for j in local_order]
+    local = (default_local_order(layout, gpu_sockets, nic_socket) if local_order is None
+             else [int(j) for j in local_order])
     if sorted(local) != list(range(g)):
         raise ValueError(f"nccl local_order {local} is not a permutation of 0..{g - 1}")
     return np.asarray(local, np.int64)
 
 
-def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=None):
+def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=None, gpu_sockets=None, nic_socket=None):
     """NCCL ring allreduce over ``channels`` rings, each on its own part, in ``chunks`` rounds."""
     _check("channels", channels)
     _check("chunks", chunks)
-    local = _order(layout, local_order)
+    local = _order(layout, local_order, gpu_sockets, nic_socket)
     g, p = layout.gpus_per_node, layout.ranks
     order = (np.arange(layout.nodes)[:, None] * g + local[None, :]).ravel()  # ring position -> rank
-    t = _Transports(layout, p2p, gdr)
+    t = _Transports(layout, p2p, gdr, gpu_sockets, nic_socket)
     b = ScheduleBuilder(layout, "allreduce", "nccl-ring", buffers=("data", "recv") + _stage_buffers(RING_TAGS))
     pos = np.arange(p)
     nxt = (pos + 1) % p
@@ -186,15 +194,15 @@ def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=Non
     return b.build()
 
 
-def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=4, local_order=None):
+def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=4, local_order=None, gpu_sockets=None, nic_socket=None):
     """NCCL tree allreduce: intra-server chain + inter-server double binary tree, pipelined in ``chunks``."""
     _check("channels", channels)
     _check("chunks", chunks)
-    local = _order(layout, local_order)
+    local = _order(layout, local_order, gpu_sockets, nic_socket)
     g, nodes = layout.gpus_per_node, layout.nodes
     chain = np.arange(nodes)[:, None] * g + local[None, :]  # (nodes, g): chain position -> rank; head at 0
     heads = chain[:, 0]
-    t = _Transports(layout, p2p, gdr)
+    t = _Transports(layout, p2p, gdr, gpu_sockets, nic_socket)
     b = ScheduleBuilder(layout, "allreduce", "nccl-tree", buffers=("data", "recv", "recv0", "recv1")
                         + _stage_buffers(TREE_TAGS))
     parents, children = double_binary_tree(nodes)
