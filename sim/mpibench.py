@@ -161,9 +161,9 @@ def table(rows):
 
     >>> print(table([{"bytes": 4096, "count": 1024, "type": "float32", "algo": "ring", "avg_us": 12.5,
     ...               "min_us": 10.0, "max_us": 20.0, "p50_us": 12.0, "p99_us": 19.9, "algbw_GBps": 0.3277,
-    ...               "busbw_GBps": 0.4915}]))
-            size     count     type  algo             avg(us)    min(us)    max(us)    p50(us)    p99(us)  algbw(GB/s)  busbw(GB/s)
-            4096      1024  float32  ring               12.50      10.00      20.00      12.00      19.90        0.328        0.492
+    ...               "busbw_GBps": 0.4916}]))
+            size     count     type  algo              avg(us)    min(us)    max(us)    p50(us)    p99(us)  algbw(GB/s)  busbw(GB/s)
+            4096      1024  float32  ring                12.50      10.00      20.00      12.00      19.90        0.328        0.492
     """
     cols = ("avg", "min", "max", "p50", "p99")
     lines = [f"{'size':>12}{'count':>10}{'type':>9}  {'algo':<14}" + "".join(f"{c + '(us)':>11}" for c in cols)

@@ -1,0 +1,133 @@
+"""MPI executor and ``flyersim mpi`` at any process count (run under ``mpiexec -n 2`` and ``-n 4`` in CI).
+
+Expected values come from rank and size, as mpi4py's own tests do: rank r's
+input is ``i % 13 + r``, so the sum is ``size * (i % 13) + size (size - 1) / 2``.
+Under plain ``pytest`` everything runs on one rank; a check that needs two is
+skipped. Every assertion follows the test's last collective call, so a failure
+on one rank cannot leave the others waiting.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+import collectives
+from collectives.mpi_executor import Execution, place
+from collectives.reference import ResultMismatch
+from collectives.schedule import Layout, ScheduleBuilder
+from collectives.verify import verify
+from sim import cli
+
+COMM = MPI.COMM_WORLD
+SIZE, RANK = COMM.size, COMM.rank
+GROUPS = [g for g in range(1, SIZE + 1) if SIZE % g == 0]  # every gpus-per-node that tiles the ranks
+COUNTS = (1, 7, 1001)  # 7 and 1001 are not multiples of 2 or 4 ranks
+
+
+def _input(count, dtype):
+    return (np.arange(count) % 13 + RANK).astype(dtype)
+
+
+def _expected(count):
+    return SIZE * (np.arange(count) % 13) + SIZE * (SIZE - 1) // 2
+
+
+def _run(schedule, placement, count, dtype):
+    x = _input(count, dtype)
+    run = Execution(schedule, placement, count, dtype)
+    try:
+        run.load(x)
+        run.execute()
+        run.check(x)
+        return run.result("data").copy()
+    finally:
+        run.free()
+
+
+def host_staged(layout, chunks=2):
+    """HFReduce-shaped test schedule: D2H copies, host reduce, host all-to-all across nodes, host reduce, H2D."""
+    g, nodes = layout.gpus_per_node, layout.nodes
+    shifts = range(1, nodes)
+    b = ScheduleBuilder(layout, "allreduce", "host-staged",
+                        buffers=("data", "sum", "tot", *(f"s{j}" for j in range(g)), *(f"x{k}" for k in shifts)))
+    node = np.arange(nodes)
+    host = layout.host(node)
+    for c in range(chunks):
+        span = (c, c + 1, chunks)
+        d2h = [b.xfer(node * g + j, host, span, "data", f"s{j}") for j in range(g)]
+        node_sum, ready = ("sum", b.reduce(host, [f"s{j}" for j in range(g)], "sum", span, deps=d2h)) if g > 1 \
+            else ("s0", d2h[0])
+        got = [b.xfer(host, layout.host((node + k) % nodes), span, node_sum, f"x{k}", deps=[ready]) for k in shifts]
+        final, done = ("tot", b.reduce(host, [node_sum, *(f"x{k}" for k in shifts)], "tot", span,
+                                       deps=[ready, *(op[(node - k) % nodes] for op, k in zip(got, shifts))])) \
+            if nodes > 1 else (node_sum, ready)
+        for j in range(g):
+            b.xfer(host, node * g + j, span, final, "data", deps=[done, d2h[j]])
+    for r in range(layout.ranks):
+        b.expect(r, "data", (0, 1, 1))
+    return b.build()
+
+
+@pytest.mark.parametrize("g", GROUPS)
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+@pytest.mark.parametrize("algo", collectives.names("allreduce"))
+def test_registered_allreduce_sums(algo, dtype, g):
+    placement = place(COMM, g)
+    try:
+        schedule = collectives.build(algo, placement.layout())
+    except ValueError as err:
+        pytest.skip(f"{algo} at {SIZE} ranks: {err}")
+    results = [_run(schedule, placement, n, dtype) for n in COUNTS]
+    for n, got in zip(COUNTS, results):
+        assert got.tolist() == _expected(n).astype(dtype).tolist()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("g", GROUPS)
+def test_host_staged_schedule(g, shared):
+    placement = place(COMM, g, shared_memory=shared)
+    schedule = host_staged(placement.layout())
+    verify(schedule)
+    got = _run(schedule, placement, 1001, "float32")
+    assert placement.shared == shared  # all test ranks share this machine
+    assert got.tolist() == _expected(1001).astype("float32").tolist()
+
+
+@pytest.mark.skipif(SIZE < 2, reason="one rank's input is already the sum")
+def test_wrong_schedule_is_caught_on_every_rank():
+    layout = Layout(1, SIZE)
+    b = ScheduleBuilder(layout, "allreduce", "copy-only")
+    b.xfer(np.arange(SIZE), (np.arange(SIZE) + 1) % SIZE, (0, 1, 1))  # a copy where a sum is due
+    for r in range(SIZE):
+        b.expect(r, "data", (0, 1, 1))
+    with pytest.raises(ResultMismatch, match="copy-only: n0/gpu0:data"):
+        _run(b.build(), place(COMM, SIZE), 7, "int32")
+
+
+def test_bench_json_shares_run_keys(capsys):
+    cli.main(["mpi", "--algos", "ring,mpi", "--sizes", "4KiB,1001B", "--iters", "3", "--warmup", "1",
+              "--format", "json"])
+    out = capsys.readouterr().out
+    if RANK:
+        assert out == ""
+        return
+    cli.main(["run", "--preset", "single-switch", "--algo", "ring", "--sizes", "4KiB", "--format", "json"])
+    run_keys = set(json.loads(capsys.readouterr().out)[0])
+    rows = json.loads(out)
+    assert [(r["algo"], r["bytes"]) for r in rows] == [("ring", 4096), ("ring", 1000), ("mpi", 4096), ("mpi", 1000)]
+    for r in rows:
+        assert run_keys <= set(r)
+        assert (r["source"], r["model"], r["gpus"]) == ("measured", "mpi", SIZE)
+        assert 0 < r["min_us"] <= r["p50_us"] <= r["max_us"] and r["time_s"] > 0
+
+
+def test_bench_error_is_one_line_from_rank_zero(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["mpi", "--algos", "ring,nope", "--sizes", "4KiB"])
+    err = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2
+    errors = [line for line in err if "error" in line]
+    assert errors == (["flyersim: error: unknown allreduce algorithm 'nope' (choose from "
+                       f"{', '.join(collectives.names())})"] if RANK == 0 else [])
