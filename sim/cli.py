@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import collectives
 from collectives.schedule import COLLECTIVES
 import topologies
-from sim import mpibench
+from sim import calibrate, mpibench
 from sim.engine import MODELS
 from sim.report import FORMATS, render
 from sim.runner import DTYPES, run_sizes
@@ -134,6 +134,7 @@ def parser():
     topo.set_defaults(func=_cmd_topo)
 
     mpibench.add_parser(sub, _positive_int)
+    calibrate.add_parser(sub, _positive_int)
     return top
 
 
