@@ -9,17 +9,32 @@ raises ValueError naming the algorithm and the count.
 36
 >>> sorted(names("allgather"))
 ['ring']
->>> build("tree", Layout(1, 2))
+>>> build("nosuch", Layout(1, 2))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-ValueError: unknown allreduce algorithm 'tree' (choose from ring)
+ValueError: unknown allreduce algorithm 'nosuch' (choose from ring, ...)
+>>> resolve("nccl", Layout(16, 8), 1 << 20), resolve("ring", Layout(16, 8), 1 << 20)
+('nccl-tree', 'ring')
 """
 
+import inspect
+
+from collectives.nccl import nccl_ring, nccl_tree
+from collectives.nccl_tuning import choose as nccl_choose, nccl_allreduce
 from collectives.ring import ring_allgather, ring_allreduce, ring_reduce_scatter
 
 ALGORITHMS = {
     ("allreduce", "ring"): ring_allreduce,
     ("reduce_scatter", "ring"): ring_reduce_scatter,
     ("allgather", "ring"): ring_allgather,
+    ("allreduce", "nccl-ring"): nccl_ring,
+    ("allreduce", "nccl-tree"): nccl_tree,
+    ("allreduce", "nccl"): nccl_allreduce,  # size-dependent: runners resolve() it per size (RESOLVERS)
+}
+
+# Algorithms that pick a concrete one by message size: (collective, name) -> function
+# (layout, nbytes, **topology facts) -> registered name. Build them through resolve().
+RESOLVERS = {
+    ("allreduce", "nccl"): nccl_choose,  # NCCL's tuning model picks nccl-ring or nccl-tree
 }
 
 
@@ -28,11 +43,33 @@ def names(collective="allreduce"):
     return [name for coll, name in ALGORITHMS if coll == collective]
 
 
-def build(algo, layout, collective="allreduce"):
-    """The schedule of algorithm ``algo`` for ``collective`` on ``layout``."""
+def accepted(fn, params):
+    """The items of ``params`` that ``fn`` declares as keyword parameters (all of them if it takes ``**kwargs``)."""
+    sig = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in sig):
+        return dict(params)
+    names_ = {p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in params.items() if k in names_}
+
+
+def resolve(algo, layout, nbytes, collective="allreduce", **params):
+    """The registered algorithm that ``algo`` runs as for a message of ``nbytes`` (``algo`` itself unless size-dependent).
+
+    ``params`` are topology facts (e.g. ``sim.nccl_topo.nccl_params``); a resolver gets those it declares.
+    """
+    pick = RESOLVERS.get((collective, algo))
+    return algo if pick is None else pick(layout, nbytes, **accepted(pick, params))
+
+
+def build(algo, layout, collective="allreduce", **params):
+    """The schedule of algorithm ``algo`` for ``collective`` on ``layout``.
+
+    ``params`` are topology facts; the generator receives those its signature declares, so a runner can
+    offer every fact it knows to every algorithm.
+    """
     try:
         make = ALGORITHMS[collective, algo]
     except KeyError:
         known = ", ".join(names(collective)) or "none registered"
         raise ValueError(f"unknown {collective} algorithm {algo!r} (choose from {known})") from None
-    return make(layout)
+    return make(layout, **accepted(make, params))

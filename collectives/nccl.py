@@ -38,7 +38,8 @@ Tree (``nccl_tree``, NCCL >= 2.4 ``trees.cc`` / ``connect.cc``): inside each
 server a chain over ``local_order`` whose head (``local_order[0]``) joins
 the inter-server double binary tree (:func:`collectives.trees.double_binary_tree`
 over servers); channel c uses tree ``c % 2``. Each channel's part is cut into
-``chunks`` chunks, pipelined: reduce up the chain, up the tree, broadcast down
+``chunks`` chunks (default 8, NCCL's ``NCCL_STEPS`` slots in flight per
+connection, as :mod:`collectives.dbtree`), pipelined: reduce up the chain, up the tree, broadcast down
 the tree and down the chain, each connection carrying chunks in order.
 
 >>> from collectives.schedule import Layout
@@ -162,7 +163,8 @@ def _order(layout, local_order, gpu_sockets, nic_socket):
     return np.asarray(local, np.int64)
 
 
-def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=None, gpu_sockets=None, nic_socket=None):
+def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=None, gpu_sockets=None,
+              nic_socket=None):
     """NCCL ring allreduce over ``channels`` rings, each on its own part, in ``chunks`` rounds."""
     _check("channels", channels)
     _check("chunks", chunks)
@@ -194,7 +196,8 @@ def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=Non
     return b.build()
 
 
-def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=4, local_order=None, gpu_sockets=None, nic_socket=None):
+def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=8, local_order=None, gpu_sockets=None,
+              nic_socket=None):
     """NCCL tree allreduce: intra-server chain + inter-server double binary tree, pipelined in ``chunks``."""
     _check("channels", channels)
     _check("chunks", chunks)

@@ -114,6 +114,19 @@ def times(layout, nbytes, nccl_graph=None):
     return res
 
 
+def nccl_allreduce(layout, nbytes=None, nccl_graph=None, **facts):
+    """The schedule NCCL runs for ``nbytes`` (``None``: the large-message limit, the higher-bandwidth algorithm).
+
+    Runners should call ``collectives.resolve("nccl", layout, nbytes, ...)`` per size instead, so that one
+    schedule per concrete algorithm serves every size; this entry exists so ``build("nccl", layout)`` works.
+    """
+    from collectives.nccl import nccl_ring, nccl_tree  # noqa: PLC0415 (keeps this module's import light)
+    algo = choose(layout, 1 << 50 if nbytes is None else nbytes, nccl_graph)
+    make = nccl_ring if algo == "nccl-ring" else nccl_tree
+    names = make.__code__.co_varnames[1:make.__code__.co_argcount]
+    return make(layout, **{k: v for k, v in facts.items() if k in names})
+
+
 def choose(layout, nbytes, nccl_graph=None):
     """``"nccl-ring"`` or ``"nccl-tree"``: the algorithm of NCCL's fastest (algorithm, protocol) for ``nbytes``."""
     if layout.ranks <= 1:

@@ -10,6 +10,7 @@ import collectives
 from collectives.schedule import Layout
 from sim.engine import simulate
 from sim.metrics import record
+from sim.nccl_topo import nccl_params
 from sim.routes import build_routes
 from topologies import Router
 
@@ -31,12 +32,17 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     layout = layout_of(graph)
     router = Router(graph)
     records, runs = [], []
+    facts = nccl_params(graph)  # topology facts: each algorithm receives those its signature declares
+    built = {}  # concrete algorithm -> (schedule, routes)
     for algo in algos:
-        schedule = collectives.build(algo, layout, collective)
-        routes = build_routes(graph, schedule, router)
         for size in sizes:
             if size < itemsize:
                 raise ValueError(f"size {size} B is smaller than one {dtype} element")
+            concrete = collectives.resolve(algo, layout, size, collective, **facts)  # size-dependent choices
+            if concrete not in built:
+                schedule = collectives.build(concrete, layout, collective, **facts)
+                built[concrete] = schedule, build_routes(graph, schedule, router)
+            schedule, routes = built[concrete]
             run = simulate(schedule, routes, size, itemsize, model)
             records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
             if keep_runs:
