@@ -139,6 +139,8 @@ def nccl_params(graph, cpu_vendor=None):
     nics = sorted(n for n in local if graph.nodes[n]["kind"] == "nic")
 
     def socket(node):
+        if not cpus:
+            return 0
         hops = nx.single_source_shortest_path_length(local.to_undirected(as_view=True), node)
         return min(range(len(cpus)), key=lambda c: (hops.get(cpus[c], 1 << 30), c))
 
