@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import collectives
 from collectives.schedule import COLLECTIVES
 import topologies
-from sim import calibrate, mpibench
+from sim import calibrate, mpibench, validate
 from sim.engine import MODELS
 from sim.report import FORMATS, render
 from sim.runner import DTYPES, run_sizes
@@ -135,6 +135,7 @@ def parser():
 
     mpibench.add_parser(sub, _positive_int)
     calibrate.add_parser(sub, _positive_int)
+    validate.add_parser(sub, _positive_int)
     return top
 
 

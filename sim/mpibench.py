@@ -52,15 +52,22 @@ def command(args):
     """Entry point of ``flyersim mpi`` (every rank runs it)."""
     from mpi4py import MPI
 
+    comm = MPI.COMM_WORLD
+    records = collect(args, comm)
+    if comm.rank == 0:
+        print(_render(records, args.format))
+
+
+def collect(args, comm):
+    """Measure every (algorithm, size) of ``args`` on ``comm``; the records, on every rank."""
     from collectives.reference import ResultMismatch
 
-    comm = MPI.COMM_WORLD
     if comm.size == 1:
         print("flyersim: note: 1 MPI rank (start with mpiexec -n N for a real measurement)", file=sys.stderr)
     try:
         try:
             plan = _prepare(args, comm)
-            records = [_measure(comm, plan, algo, size, args) for algo in plan["algos"] for size in plan["sizes"]]
+            return [_measure(comm, plan, algo, size, args) for algo in plan["algos"] for size in plan["sizes"]]
         except (ValueError, ResultMismatch) as err:
             raise _Agreed(str(err)) from None
     except _Agreed as err:
@@ -70,8 +77,6 @@ def command(args):
     except Exception as err:  # one rank failed: report it and take the job down rather than hang
         print(f"flyersim: error: rank {comm.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         comm.Abort(2)
-    if comm.rank == 0:
-        print(_render(records, args.format, plan))
 
 
 def _prepare(args, comm):
@@ -175,12 +180,12 @@ def table(rows):
     return "\n".join(lines)
 
 
-def _render(records, fmt, plan):
+def _render(records, fmt):
     if fmt == "csv":
         return to_csv(records)
     if fmt == "json":
         return to_json(records)
-    pl = plan["placement"]
-    head = (f"# flyersim mpi: {pl.comm.size} ranks as {pl.comm.size // pl.gpus_per_node} nodes x {pl.gpus_per_node}, "
-            f"allreduce, host buffers: {pl.host_memory}; time per iteration = max over ranks")
+    r = records[0]
+    head = (f"# flyersim mpi: {r['gpus']} ranks as {r['nodes']} nodes x {r['gpus'] // r['nodes']}, allreduce, "
+            f"host buffers: {r['host_memory']}; time per iteration = max over ranks")
     return head + "\n" + table(records)
