@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import collectives
 from collectives.schedule import COLLECTIVES
 import topologies
+from topologies.config import presets as preset_names
 from sim import calibrate, mpibench, validate
 from sim.engine import MODELS
 from sim.report import FORMATS, render
@@ -52,7 +53,7 @@ def _positive_int(text):
 def _add_topology_args(p):
     where = p.add_mutually_exclusive_group()
     where.add_argument("--preset", default="fireflyer2",
-                       help=f"built-in cluster ({', '.join(topologies.presets())}); default fireflyer2")
+                       help=f"built-in cluster ({', '.join(preset_names())}); default fireflyer2")
     where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--gpus", type=_positive_int, help="total GPUs (a multiple of the GPUs per server)")
