@@ -1,0 +1,61 @@
+"""Plot helpers shared by the experiments: small, readable PNGs from tidy rows."""
+
+import matplotlib.pyplot as plt
+
+from experiments.sweep import nice_bytes
+
+
+def figure(ncols=1, nrows=1, width=5.2, height=3.6):
+    """A figure of ``nrows x ncols`` panels (axes always a flat list)."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, list(axes.flat)
+
+
+def groups(rows, key):
+    """``{value of key: rows}`` in first-seen order."""
+    out = {}
+    for row in rows:
+        out.setdefault(row[key], []).append(row)
+    return out
+
+
+def lines(ax, rows, x, y, by, linestyle="-", marker="o", label_suffix="", colors=None):
+    """One line per value of ``by``: ``y`` against ``x`` (rows sorted by x); returns {series: color}."""
+    colors = dict(colors or {})
+    for name, part in groups(rows, by).items():
+        part = sorted(part, key=lambda r: r[x])
+        kw = {"color": colors[name]} if name in colors else {}
+        (line,) = ax.plot([r[x] for r in part], [r[y] for r in part], linestyle=linestyle, marker=marker,
+                          markersize=3.5, label=f"{name}{label_suffix}", **kw)
+        colors[name] = line.get_color()
+    return colors
+
+
+def bytes_axis(ax, values):
+    """Log2 x axis labelled in KiB/MiB/GiB at a few of ``values``."""
+    ticks = sorted(set(values))
+    step = max(1, len(ticks) // 6)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks[::step], [nice_bytes(v) for v in ticks[::step]])
+    ax.minorticks_off()
+
+
+def gpus_axis(ax, values):
+    """Log x axis labelled with the GPU counts."""
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(values))
+    ax.set_xticks(ticks, [str(v) for v in ticks])
+    ax.minorticks_off()
+
+
+def save(fig, png, title=None):
+    """Tight layout, small file."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    for ax in fig.axes:
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,295 @@
+"""The sweep machinery every experiment shares: points -> parallel map -> tidy CSV -> figure.
+
+A *point* is a plain dict (so it pickles to any worker) naming one simulation:
+
+``preset``     preset name or ``.toml`` path; ``gpus``, ``zones`` (optional); ``overrides``: dotted TOML keys;
+``algos``      algorithms to run on that topology; ``sizes``: message sizes in bytes; ``model``: flow|analytic;
+``measure``    ``"records"`` (one row per algorithm and size: the keys of ``flyersim run --format csv``) or
+               ``"classes"`` (one row per algorithm and resource class: peak utilisation in that class);
+``labels``     extra columns copied into every row (series name, variant, ...);
+``skip_unsupported``  when true, an algorithm that raises ValueError (cannot serve the rank count) is
+               reported on stderr and left out instead of failing the sweep.
+
+:func:`run_points` maps :func:`run_point` over the points, in order, serially (``jobs=1``), on local
+processes (``jobs>1``) or, when the script was started as ``mpiexec -n N python -m mpi4py.futures
+script.py``, on the MPI workers; every way gives the same rows in the same order.  :func:`main` is the
+whole life of a script: parse, build points, run, write ``<out>/<name>.csv``, plot ``<out>/<name>.png``.
+
+>>> rows = run_point({"preset": "ring", "gpus": 8, "algos": ["ring"], "sizes": [1 << 20], "labels": {"series": "x"}})
+>>> rows[0]["series"], rows[0]["requested_algo"], rows[0]["gpus"], rows[0]["busbw_GBps"] > 0
+('x', 'ring', 8, True)
+"""
+
+import argparse
+import csv
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import collectives
+import topologies
+from sim.metrics import utilisation
+from sim.runner import run_sizes
+from sim.sizes import size_list
+from topologies.units import parse_size
+
+RECORD_COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "algbw_GBps",
+                  "busbw_GBps", "bottleneck", "bottleneck_class", "bottleneck_util"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line, like ``flyersim``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def int_list(text):
+    """argparse type: comma-separated positive integers, e.g. ``16,32,64``."""
+    return [positive_int(part) for part in text.split(",") if part.strip()] or positive_int("")
+
+
+def sizes(text):
+    """argparse type: comma-separated sizes such as ``1KiB,186MiB``."""
+    try:
+        return size_list(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def size(text):
+    """argparse type: one size such as ``186MiB``."""
+    return sizes(text)[0] if "," not in text else sizes("")
+
+
+def names(text):
+    """argparse type: comma-separated names."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def override(text):
+    """argparse type: ``KEY=VALUE`` with a TOML value (bare strings such as ``100Gb/s`` allowed)."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def parser(name, description):
+    """The options every experiment has: --out, --quick, --jobs, --no-plot."""
+    p = Parser(prog=f"{name}.py", description=description)
+    p.add_argument("--out", type=Path, default=Path("results") / name, help=f"output folder (default results/{name}/)")
+    p.add_argument("--quick", action="store_true", help="smoke mode: tiny scales, seconds (CI)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="simulate points on N local processes (under `mpiexec ... python -m mpi4py.futures` "
+                        "the MPI workers are used instead)")
+    p.add_argument("--no-plot", action="store_true", help="write the CSV only")
+    return p
+
+
+def add_topology_args(p, gpus=128, size_default="186MiB"):
+    """--preset/--gpus/--zones/--set/--size/--model; ``gpus`` a list makes --gpus a list, no ``size_default`` no --size."""
+    p.add_argument("--preset", default="fireflyer2", help="preset name or topology .toml (default fireflyer2)")
+    many = isinstance(gpus, list)
+    p.add_argument("--gpus", type=int_list if many else positive_int, default=gpus,
+                   help=f"GPU count{'s' * many} (default {','.join(map(str, gpus)) if many else gpus})")
+    p.add_argument("--zones", type=positive_int, help="force this many fat-tree zones")
+    p.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
+                   help="override a topology parameter (repeatable), as in flyersim run")
+    if size_default:
+        p.add_argument("--size", type=size, default=parse_size(size_default),
+                       help=f"message size per GPU (default {size_default})")
+    p.add_argument("--model", default="flow", choices=("flow", "analytic"))
+
+
+# ---------------------------------------------------------------- one point
+
+def point(preset, gpus, algos, sizes_, *, zones=None, overrides=None, model="flow", measure="records",
+          skip_unsupported=False, **labels):
+    """A point dict (see the module docstring); keyword ``labels`` become columns."""
+    return {"preset": str(preset), "gpus": gpus, "zones": zones, "overrides": dict(overrides or {}),
+            "algos": list(algos), "sizes": list(sizes_), "model": model, "measure": measure,
+            "skip_unsupported": skip_unsupported, "labels": labels}
+
+
+def load(pt):
+    """The topology graph of a point."""
+    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"))
+
+
+def run_point(pt):
+    """Simulate one point; its rows (labels first), with ``wall_s``: the simulator's own seconds per algorithm."""
+    graph = load(pt)
+    rows = []
+    for algo in pt["algos"]:
+        start = time.perf_counter()
+        try:
+            records, runs = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=True)
+        except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
+            if not pt.get("skip_unsupported"):
+                raise
+            print(f"# skipped {algo} on {pt['gpus']} GPUs: {err}", file=sys.stderr)
+            continue
+        wall = (time.perf_counter() - start) / len(records)
+        base = {**pt.get("labels", {}), "zones": graph.graph.get("zones", 1), "requested_algo": algo}
+        if pt.get("measure", "records") == "records":
+            rows += [{**base, **rec, "wall_s": wall} for rec in records]
+        else:
+            rows += [{**base, **rec, **cls} for rec, run in zip(records, runs) for cls in class_rows(run)]
+    return rows
+
+
+def resource_class(run, i):
+    """The class of resource ``i``; network links split into NIC-leaf, leaf-spine and inter-zone hops."""
+    cls = run.routes.classes[i]
+    if cls != "ib":
+        return cls
+    ends = run.routes.names[i].split("->")
+    if any("/nic" in end for end in ends):
+        return "ib nic-leaf"
+    return "ib inter-zone" if any(end.startswith("iz/") for end in ends) else "ib leaf-spine"
+
+
+def class_rows(run):
+    """Per resource class of ``run``: peak and mean utilisation and the busiest resource of the class."""
+    util = utilisation(run)
+    by_class = {}
+    for i, u in enumerate(util):
+        by_class.setdefault(resource_class(run, i), []).append(i)
+    top = int(np.argmax(util)) if util.size else -1
+    out = []
+    for cls in sorted(by_class):
+        idx = by_class[cls]
+        busiest = max(idx, key=lambda i: util[i])
+        out.append({"resource_class": cls, "peak_util": float(util[busiest]),
+                    "mean_util": float(np.mean(util[idx])), "busiest": run.routes.names[busiest],
+                    "resources": len(idx), "is_bottleneck": busiest == top})
+    return out
+
+
+# ---------------------------------------------------------------- many points
+
+def _mpi_executor():
+    """An MPIPoolExecutor when this process is the master of ``python -m mpi4py.futures``, else None."""
+    if "mpi4py.futures" not in sys.modules:
+        return None
+    from mpi4py import MPI
+    from mpi4py.futures import MPIPoolExecutor
+
+    return MPIPoolExecutor() if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def run_points(points, jobs=1, desc="points", progress=None):
+    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    executor = _mpi_executor() or (ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None)
+    results = executor.map(run_point, points) if executor else map(run_point, points)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(points), desc=desc, unit="pt")
+    try:
+        return [row for rows in results for row in rows]
+    finally:
+        if executor:
+            executor.shutdown()
+
+
+def check(points):
+    """Fail fast, in one line, on an unknown algorithm or a topology that does not load."""
+    known = collectives.names("allreduce")
+    seen = set()
+    for pt in points:
+        for algo in pt["algos"]:
+            if algo not in known:
+                raise ValueError(f"unknown allreduce algorithm {algo!r} (choose from {', '.join(known)})")
+        key = repr((pt["preset"], pt["zones"], sorted(pt["overrides"].items())))
+        if key not in seen:  # loading the smallest scale of a configuration checks its description
+            seen.add(key)
+            topologies.load(pt["preset"], nodes=1 if pt["zones"] is None else pt["zones"], zones=pt["zones"],
+                            overrides=pt["overrides"])
+
+
+# ---------------------------------------------------------------- CSV
+
+def write_csv(rows, path, columns):
+    """Write ``rows`` (dicts) with exactly ``columns``; floats with 9 significant digits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for row in rows:
+            w.writerow([f"{row[c]:.9g}" if isinstance(row[c], float) else row[c] for c in columns])
+
+
+def read_csv(path):
+    """Rows of a CSV as dicts, numbers parsed (int, then float), True/False as bools."""
+    def parse(text):
+        if text in ("True", "False"):
+            return text == "True"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with open(path, newline="") as f:
+        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def nice_bytes(n):
+    """``186 MiB`` style label of a byte count."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            v = n / (1 << shift)
+            return f"{v:.0f} {unit}" if math.isclose(v, round(v)) else f"{v:.1f} {unit}"
+    return f"{n} B"
+
+
+def main(name, args, make_points, columns, plot, finish=None):
+    """Run an experiment: points -> rows -> ``<out>/<name>.csv`` -> ``<out>/<name>.png``; one-line errors."""
+    try:
+        points = make_points(args)
+        check(points)
+        rows = run_points(points, args.jobs, desc=name)
+        if finish:
+            rows = finish(rows)
+        if not rows:
+            raise ValueError("no results (every point was empty)")
+        csv_path = args.out / f"{name}.csv"
+        write_csv(rows, csv_path, columns)
+        print(f"# {len(rows)} rows written to {csv_path}", file=sys.stderr)
+        if not args.no_plot:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            png = args.out / f"{name}.png"
+            plot(read_csv(csv_path), png)
+            print(f"# figure written to {png}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"{name}.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0
