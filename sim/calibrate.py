@@ -1,173 +1,164 @@
 """``flyersim calibrate``: measure this MPI job's machine and write a topology TOML for ``flyersim run``.
 
-Under ``mpiexec -n N flyersim calibrate --out measured.toml`` it measures
+``mpiexec -n N flyersim calibrate --out measured.toml --size 8MiB`` runs the
+microbenchmarks of :mod:`sim.microbench` with ``--size``-byte messages and
+arrays on all ranks at once (median of ``--repeats``, quartiles kept) and
+writes a single-switch cluster of N/g nodes x g GPUs (one GPU per rank):
 
-- point-to-point one-way latency (8 B ping-pong / 2) and bandwidth (16 MiB
-  ping-pong) between two ranks of one physical node, and between the first
-  ranks of two physical nodes when the job spans more than one;
-- memcpy bandwidth of one rank (64 MiB ``np.copyto``), the speed of the
-  executor's copies into and out of shared host memory;
-- the numba sum kernel's throughput (output bytes/s on 16 MiB float32) and its
-  call latency (one element);
+=================  ==============================================================
+parameter          measured as
+=================  ==============================================================
+gpu_latency        half the one-way time of an 8 B MPI ping-pong inside a node
+                   (a GPU-to-GPU path has two GPU ends)
+p2p_bandwidth      the node's shared-memory transport: per-direction rate of
+                   simultaneous Isend/Irecv exchanges between rank pairs of a node,
+                   ``size / (t - 8 B time)``, times the ranks exchanging at once
+pcie_bandwidth     ``np.copyto`` of ``size`` bytes, every rank at once: each GPU's
+                   link to host memory (the executor's D2H / H2D copies)
+host_bandwidth     pcie_bandwidth times the ranks of a node: host memory serves
+                   every rank's copy at once
+reduce_bandwidth   the executor's numba sum kernel, in place, ``size`` bytes of
+                   output on every rank at once, beyond its one-element time
+reduce_latency     that kernel's time for one element
+nic_bandwidth /    exchanges / ping-pong between ranks of two physical nodes; on
+nic_latency        one machine, the intra-node figures (the "nodes" share memory)
+=================  ==============================================================
 
-and writes a single-switch cluster of ``N/g`` nodes x ``g`` GPUs (one GPU per
-rank) in which: each PCIe link runs at the memcpy bandwidth; the CPU's
-``p2p_bandwidth`` (GPU-to-GPU through the socket) and the network run at the
-measured MPI bandwidths; every GPU carries half the intra-node MPI latency (a
-GPU-to-GPU path has two GPU ends) and each NIC half the extra latency between
-nodes; reductions on GPU and CPU use the kernel's throughput and latency; the
-DRAM and HBM pools are left out, since the measured copy and kernel speeds
-already include memory. Without a second physical node the
-network gets the intra-node MPI figures, as the job's "nodes" then talk
-through shared memory; the TOML says which.
+Copies run at very different speeds when their buffers fit in cache and when
+they stream from DRAM, and a topology has one bandwidth per resource. So the
+cache regime is an explicit input, ``--size``: the TOML is valid for
+collectives whose per-step messages are about that size, and says so.
+``flyersim validate`` calibrates once per message size for this reason.
 """
 
 import sys
-import time
 
-import numpy as np
-
-from collectives.kernels import combine
+from sim import microbench as mb
+from topologies.units import format_size, parse_size
 
 
 def add_parser(sub, positive_int):
     """Register ``flyersim calibrate``."""
     p = sub.add_parser("calibrate", help="measure MPI latency/bandwidth, memcpy and reduce speed; write a topology TOML")
     p.add_argument("--out", required=True, metavar="FILE.toml", help="where to write the topology")
+    p.add_argument("--size", default="8MiB", help="message and array size of the bandwidth benchmarks (default 8MiB)")
+    p.add_argument("--repeats", type=positive_int, default=15, help="repeats per benchmark, median kept (default 15)")
     p.add_argument("--gpus-per-node", type=positive_int,
                    help="ranks per node of the written cluster (default: ranks per physical node)")
     p.set_defaults(func=command)
 
 
 def command(args):
+    """Entry point (every rank runs it); rank 0 writes ``args.out`` and prints the figures."""
     from mpi4py import MPI
 
-    from collectives.mpi_executor import physical_node_size
-
     comm = MPI.COMM_WORLD
-    if comm.size == 1:
-        print("flyersim: note: 1 MPI rank: no point-to-point figures (start with mpiexec -n N)", file=sys.stderr)
     try:
-        per_node = physical_node_size(comm)
-        g = args.gpus_per_node or per_node
-        if comm.size % g:
-            raise ValueError(f"gpus per node {g} does not divide the {comm.size} MPI ranks")
+        size = parse_size(args.size)
+        if size < 4:
+            raise ValueError(f"--size must be at least 4 B (one float32), got {args.size!r}")
+        g = gpus_per_node(comm, args.gpus_per_node)
     except ValueError as err:
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    m = measure(comm, per_node)
+    params = measure(comm, size, args.repeats)
     if comm.rank == 0:
-        text = toml(m, comm.size // g, g)
         with open(args.out, "w") as f:
-            f.write(text)
-        for key, value in m.items():
-            print(f"{key:>22} = {value}")
+            f.write(toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
+                         f"{format_size(size)} --repeats {args.repeats}"))
+        for name, (fig, unit, _) in params.items():
+            print(f"{name:>17} = {fig} {unit}")
         print(f"# topology written to {args.out}", file=sys.stderr)
 
 
-def _pingpong(comm, peer, nbytes, rounds):
-    """Seconds per one-way trip between this rank and ``peer`` (the lower rank starts)."""
-    from mpi4py import MPI
+def gpus_per_node(comm, asked=None):
+    """GPUs per node of the written cluster: ``asked`` or the ranks per physical node; ValueError if it cannot tile."""
+    from collectives.mpi_executor import physical_node_size
 
-    buf = np.zeros(nbytes, np.uint8)
-    start = MPI.Wtime()
-    for _ in range(rounds):
-        if comm.rank < peer:
-            comm.Send(buf, dest=peer)
-            comm.Recv(buf, source=peer)
-        else:
-            comm.Recv(buf, source=peer)
-            comm.Send(buf, dest=peer)
-    return (MPI.Wtime() - start) / (2 * rounds)
+    if comm.size == 1:
+        print("flyersim: note: 1 MPI rank: no point-to-point figures (start with mpiexec -n N)", file=sys.stderr)
+    g = asked or physical_node_size(comm)
+    if comm.size % g:
+        raise ValueError(f"gpus per node {g} does not divide the {comm.size} MPI ranks")
+    return g
 
 
-def _pair(comm, a, b):
-    """(latency s, bandwidth B/s) between ranks a and b; every rank calls, others wait."""
-    out = np.zeros(2)
-    if comm.rank in (a, b):
-        peer = b if comm.rank == a else a
-        _pingpong(comm, peer, 8, 100)  # warm up
-        lat = _pingpong(comm, peer, 8, 1000)
-        big = 16 << 20
-        _pingpong(comm, peer, big, 2)
-        out[:] = lat, big / _pingpong(comm, peer, big, 10)
-    comm.Bcast(out, root=a)
-    comm.Barrier()
-    return float(out[0]), float(out[1])
+def measure(comm, size, repeats):
+    """Topology parameters: name -> (Figure, unit, how measured); identical on every rank."""
+    from collectives.mpi_executor import physical_node_size
 
-
-def _best(fn, reps):
-    """Smallest wall time of ``reps`` calls of ``fn``."""
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _local(comm):
-    """memcpy bandwidth, reduce bandwidth and reduce latency measured on rank 0 alone."""
-    out = np.zeros(3)
-    if comm.rank == 0:
-        src, dst = np.ones(64 << 18, np.float32), np.empty(64 << 18, np.float32)
-        copy = src.nbytes / _best(lambda: np.copyto(dst, src), 5)
-        a, b = src[:4 << 20], src[4 << 20:8 << 20]
-        c = dst[:4 << 20]
-        combine(c, a, b, "sum")  # compile
-        red = c.nbytes / _best(lambda: combine(c, a, b, "sum"), 5)
-        one = _best(lambda: combine(c[:1], a[:1], b[:1], "sum"), 200)
-        out[:] = copy, red, one
-    comm.Bcast(out, root=0)
-    return out.tolist()
-
-
-def measure(comm, per_node):
-    """Dict of measured figures (SI units), identical on every rank."""
-    m = {}
-    if comm.size > 1 and per_node > 1:
-        m["intra_latency_s"], m["intra_bandwidth_Bps"] = _pair(comm, 0, 1)
+    per_node = physical_node_size(comm)
+    intra, inter = mb.peers(comm)
+    pairs = per_node - per_node % 2  # ranks of a node that have an exchange partner
+    zero = mb.Figure(0.0, 0.0, 0.0)
+    p = {}
+    lat_intra = mb.pingpong(comm, intra) if pairs else zero
+    if pairs:
+        x = mb.rate(size, mb.exchange(comm, intra, size, repeats), lat_intra)
+        p["p2p_bandwidth"] = (_scale(x, pairs), "B/s",
+                              f"{pairs} x per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
+                              f"between rank pairs of a node, all at once, beyond the 8 B time")
+        p["gpu_latency"] = (_scale(lat_intra, 0.5), "s", "half the one-way time of an 8 B ping-pong in a node")
+    copy = mb.rate(size, mb.memcpy(comm, size, repeats), zero)
+    p["pcie_bandwidth"] = (copy, "B/s", f"np.copyto of {format_size(size)} on every rank at once")
+    p["host_bandwidth"] = (_scale(copy, per_node), "B/s", f"{per_node} x pcie_bandwidth (every rank copies at once)")
+    one = mb.reduce(comm, 4, repeats)
+    p["reduce_bandwidth"] = (mb.rate(size, mb.reduce(comm, size, repeats), one), "B/s",
+                             f"numba float32 sum in place, {format_size(size)} output on every rank at once, "
+                             f"beyond the one-element time")
+    p["reduce_latency"] = (one, "s", "numba float32 sum of one element")
     if comm.size > per_node:
-        m["inter_latency_s"], m["inter_bandwidth_Bps"] = _pair(comm, 0, per_node)
-    m["memcpy_bandwidth_Bps"], m["reduce_bandwidth_Bps"], m["reduce_latency_s"] = _local(comm)
-    return m
+        lat_inter = mb.pingpong(comm, inter)
+        p["nic_bandwidth"] = (mb.rate(size, mb.exchange(comm, inter, size, repeats), lat_inter), "B/s",
+                              f"per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
+                              f"between ranks of two physical nodes, beyond the 8 B time")
+        p["nic_latency"] = (mb.Figure(*(max(a - b, 0.0) / 2 for a, b in
+                                        zip(_tuple(lat_inter), _tuple(lat_intra)))), "s",
+                            "half the 8 B one-way time between nodes beyond the one inside a node")
+    else:
+        p["nic_bandwidth"] = (p.get("p2p_bandwidth", (copy,))[0], "B/s",
+                              "one physical node: the job's nodes talk through shared memory (= p2p_bandwidth)")
+        p["nic_latency"] = (zero, "s", "one physical node: no network hop")
+    return p
 
 
-def toml(m, nodes, gpus):
-    """The topology text for measured figures ``m`` (see the module docstring for the mapping).
+def _tuple(f):
+    return f.value, f.low, f.high
 
-    >>> text = toml({"intra_latency_s": 2e-6, "intra_bandwidth_Bps": 5e9, "memcpy_bandwidth_Bps": 8e9,
-    ...              "reduce_bandwidth_Bps": 4e9, "reduce_latency_s": 1e-6}, nodes=2, gpus=2)
-    >>> import tomllib; tomllib.loads(text)["parameters"]["gpu_latency"]
-    '1000ns'
+
+def _scale(f, k):
+    return mb.Figure(f.value * k, f.low * k, f.high * k)
+
+
+def _value(fig, unit):
+    return f'"{fig.value / 1e6:.1f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
+
+
+def toml(params, nodes, gpus, command):
+    """Topology text from ``measure``'s parameters; each line says how it was measured and its spread.
+
+    >>> from sim.microbench import Figure
+    >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in
+    ...      ("p2p_bandwidth", "pcie_bandwidth", "host_bandwidth", "reduce_bandwidth", "nic_bandwidth")}
+    >>> f.update({k: (Figure(1e-6, 1e-6, 1e-6), "s", "test") for k in ("gpu_latency", "reduce_latency", "nic_latency")})
+    >>> import tomllib; tomllib.loads(toml(f, 2, 2, "cmd"))["parameters"]["gpu_latency"]
+    '1000.0ns'
     """
-    intra_lat = m.get("intra_latency_s", m.get("inter_latency_s", 0.0))
-    intra_bw = m.get("intra_bandwidth_Bps", m.get("inter_bandwidth_Bps", m["memcpy_bandwidth_Bps"]))
-    inter_lat = m.get("inter_latency_s", intra_lat)
-    inter_bw = m.get("inter_bandwidth_Bps", intra_bw)
-    net = "measured between physical nodes" if "inter_latency_s" in m else \
-        "no second physical node: intra-node MPI figures (the job's nodes share one machine)"
-
-    def bw(x):
-        return f'"{x / 1e6:.0f}MB/s"'
-
-    def ns(x):
-        return f'"{x * 1e9:.0f}ns"'
-
-    return f"""# Written by flyersim calibrate from measurements of an MPI job; see sim/calibrate.py for the mapping.
+    lines = [f"{name} = {_value(fig, unit)}".ljust(34) + f"# {how}; median {fig}"
+             for name, (fig, unit, how) in params.items()]
+    if "p2p_bandwidth" not in params:  # one rank per node: no path between GPUs of a node
+        lines += ['p2p_bandwidth = "$pcie_bandwidth"  # one rank per node: no GPU-to-GPU path in a node',
+                  'gpu_latency = "0ns"               # one rank per node: no GPU-to-GPU path in a node']
+    parameters = "\n".join(lines)
+    return f"""# Written by: {command}
+# Each parameter: how it was measured, then the median and quartiles over the repeats. See sim/calibrate.py.
 name = "measured"
+description = "calibrated by flyersim calibrate on this MPI job"
 nodes = {nodes}
 
 [parameters]
-pcie_bandwidth = {bw(m["memcpy_bandwidth_Bps"])}          # memcpy of one rank (copies to/from shared host memory)
-pcie_latency = "0ns"
-p2p_bandwidth = {bw(intra_bw)}           # MPI ping-pong bandwidth inside a node
-gpu_latency = {ns(intra_lat / 2)}               # half the MPI one-way latency inside a node
-reduce_bandwidth = {bw(m["reduce_bandwidth_Bps"])}        # numba sum kernel, output bytes/s
-reduce_latency = {ns(m["reduce_latency_s"])}             # numba sum kernel call, one element
-nic_bandwidth = {bw(inter_bw)}           # network: {net}
-nic_latency = {ns(max(inter_lat - intra_lat, 0.0) / 2)}
+{parameters}
 
 [server]
 gpus = {gpus}
@@ -195,18 +186,18 @@ latency = "$nic_latency"
 [[server.link]]
 ends = ["gpu*", "cpu0"]
 bandwidth = "$pcie_bandwidth"
-latency = "$pcie_latency"
+latency = "0ns"
 kind = "pcie"
 
 [[server.link]]
 ends = ["nic0", "cpu0"]
-bandwidth = "$pcie_bandwidth"
-latency = "$pcie_latency"
+bandwidth = "$nic_bandwidth"
+latency = "0ns"
 kind = "pcie"
 
 [[server.link]]
 ends = ["host0", "cpu0"]
-bandwidth = "$pcie_bandwidth"
+bandwidth = "$host_bandwidth"
 latency = "0ns"
 kind = "memory"
 

@@ -1,0 +1,108 @@
+"""Microbenchmarks behind ``flyersim calibrate``: medians over repeats, with their spread.
+
+Every benchmark runs on all ranks at once, as a collective's steps do (so
+concurrent copies share the memory system as they will in the collective).
+A repeat is timed between barriers and its time is the maximum over ranks;
+a :class:`Figure` keeps the median and the quartiles of the repeats.
+
+>>> from mpi4py import MPI
+>>> t = memcpy(MPI.COMM_WORLD, 1 << 16, repeats=5)
+>>> 0 < t.low <= t.value <= t.high
+True
+>>> rate(1 << 16, t, Figure(0.0, 0.0, 0.0)).value == (1 << 16) / t.value
+True
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from collectives.kernels import reduce_into
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Median and quartiles (25th, 75th percentile) of repeated measurements."""
+
+    value: float
+    low: float
+    high: float
+
+    def __str__(self):
+        return f"{self.value:.4g} (IQR {self.low:.4g} .. {self.high:.4g})"
+
+
+def timed(comm, fn, repeats, warmup=2):
+    """Seconds per call of ``fn`` on every rank at once: median and quartiles over ``repeats``."""
+    times = np.empty(repeats)
+    for k in range(warmup + repeats):
+        comm.Barrier()
+        start = MPI.Wtime()
+        fn()
+        if k >= warmup:
+            times[k - warmup] = MPI.Wtime() - start
+    comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
+    return Figure(*(float(np.percentile(times, q)) for q in (50, 25, 75)))
+
+
+def rate(nbytes, t, t0):
+    """Bytes per second of moving ``nbytes`` in time ``t`` beyond the fixed cost ``t0`` (quartiles swap)."""
+    return Figure(*(nbytes / max(a - t0.value, 1e-12) for a in (t.value, t.high, t.low)))
+
+
+def peers(comm):
+    """(peer inside my physical node, peer on another physical node): world ranks, or -1 for none.
+
+    Local rank l pairs with l ^ 1; node k pairs with node k ^ 1 at the same local rank.
+    """
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    members = np.array(local.allgather(comm.rank))
+    cross = comm.Split(local.rank, comm.rank)
+    others = np.array(cross.allgather(comm.rank))
+    mine, node = local.rank, cross.rank
+    local.Free()
+    cross.Free()
+    intra = int(members[mine ^ 1]) if (mine ^ 1) < members.size else -1
+    inter = int(others[node ^ 1]) if (node ^ 1) < others.size else -1
+    return intra, inter
+
+
+def pingpong(comm, peer, rounds=100, repeats=11):
+    """One-way time of an 8-byte message to ``peer`` (half a round trip; -1 idles)."""
+    buf = np.zeros(8, np.uint8)
+
+    def trips():
+        for _ in range(rounds):
+            if comm.rank < peer:
+                comm.Send(buf, dest=peer)
+                comm.Recv(buf, source=peer)
+            elif peer >= 0:
+                comm.Recv(buf, source=peer)
+                comm.Send(buf, dest=peer)
+    t = timed(comm, trips, repeats)
+    return Figure(t.value / (2 * rounds), t.low / (2 * rounds), t.high / (2 * rounds))
+
+
+def exchange(comm, peer, nbytes, repeats):
+    """Time for this rank and ``peer`` to send each other ``nbytes`` at once (Isend + Irecv; -1 idles)."""
+    out, back = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
+
+    def swap():
+        if peer >= 0:
+            MPI.Request.Waitall([comm.Irecv(back, source=peer), comm.Isend(out, dest=peer)])
+    return timed(comm, swap, repeats)
+
+
+def memcpy(comm, nbytes, repeats):
+    """Time for every rank to copy ``nbytes`` between two private arrays (``np.copyto``)."""
+    src, dst = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
+    return timed(comm, lambda: np.copyto(dst, src), repeats)
+
+
+def reduce(comm, nbytes, repeats):
+    """Time for every rank to add ``nbytes`` of float32 into another array in place (the executor's kernel)."""
+    n = max(nbytes // 4, 1)
+    acc, add = np.ones(n, np.float32), np.ones(n, np.float32)
+    reduce_into(acc, [acc, add], "sum")  # compile outside the timing
+    return timed(comm, lambda: reduce_into(acc, [acc, add], "sum"), repeats)
