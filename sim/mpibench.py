@@ -7,7 +7,8 @@ one run checked against ``comm.Allreduce``, ``--warmup`` untimed runs, then
 ``--iters`` timed runs, each between barriers, its time the maximum over ranks.
 A size-dependent algorithm (``nccl``) runs the schedule ``collectives.resolve``
 picks per size, from the topology facts in ``args.facts`` when a caller gives
-them (``validate`` does), else from the resolver's defaults.
+them (``validate`` does, with ``args.layout``, the layout it simulates), else
+from the resolver's defaults.
 Rows report avg/min/max/p50/p99 of those times in us plus nccl-tests
 ``algbw = S/t`` and ``busbw`` (t = the average), with the keys of ``flyersim
 run``'s records, ``model: "mpi"`` and ``source: "measured"``. Only rank 0
@@ -97,7 +98,7 @@ def _prepare(args, comm):
         if size < itemsize:
             raise ValueError(f"size {size} B is smaller than one {args.dtype} element")
     placement = place(comm, args.gpus_per_node, shared_memory=not args.no_shared_memory)
-    layout, facts = placement.layout(), getattr(args, "facts", {})
+    layout, facts = getattr(args, "layout", None) or placement.layout(), getattr(args, "facts", {})
     concrete = {(a, s): collectives.resolve(a, layout, s, **facts) for a in algos if a != BASELINE for s in sizes}
     schedules = {c: collectives.build(c, layout, **facts) for c in sorted(set(concrete.values()))}
     return {"algos": algos, "sizes": sizes, "placement": placement, "schedules": schedules, "concrete": concrete}
