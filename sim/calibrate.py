@@ -148,8 +148,9 @@ def toml(params, nodes, gpus, command):
     lines = [f"{name} = {_value(fig, unit)}".ljust(34) + f"# {how}; median {fig}"
              for name, (fig, unit, how) in params.items()]
     if "p2p_bandwidth" not in params:  # one rank per node: no path between GPUs of a node
-        lines += ['p2p_bandwidth = "$pcie_bandwidth"  # one rank per node: no GPU-to-GPU path in a node',
-                  'gpu_latency = "0ns"               # one rank per node: no GPU-to-GPU path in a node']
+        copy = _value(params["pcie_bandwidth"][0], "B/s")
+        lines += [f"p2p_bandwidth = {copy}".ljust(34) + "# one rank per node: no GPU-to-GPU path (= pcie_bandwidth)",
+                  'gpu_latency = "0ns"'.ljust(34) + "# one rank per node: no GPU-to-GPU path in a node"]
     parameters = "\n".join(lines)
     return f"""# Written by: {command}
 # Each parameter: how it was measured, then the median and quartiles over the repeats. See sim/calibrate.py.
