@@ -34,8 +34,8 @@ VARIANTS = {
     "GPU5/GPU6 root port": [("shared*", PRESET, {}, []),
                             ("own", HERE / "fireflyer2-own-rootports.toml", {}, [])],
     "DRAM per socket": [(f"{g} GB/s{'*' * (g == 160)}", PRESET, dram(g), []) for g in (80, 160, 320)],
-    "NICs per node": [("1*", PRESET, {}, []), ("2", HERE / "fireflyer2-2nic.toml", {}, []),
-                      ("8", HERE / "fireflyer2-8nic.toml", {}, [])],
+    "NICs per node": [("1 NIC*", PRESET, {}, []), ("2 NICs", HERE / "fireflyer2-2nic.toml", {}, []),
+                      ("8 NICs", HERE / "fireflyer2-8nic.toml", {}, [])],
     "PCIe generation": [("Gen4*", PRESET, {}, []),
                         ("Gen5", PRESET, {"parameters.pcie_bandwidth": "54GB/s",
                                           "parameters.rootport_bandwidth": "75GB/s"}, [])],
@@ -82,7 +82,7 @@ def main(argv=None):
     p.add_argument("--model", default="flow", choices=("flow", "analytic"))
     p.add_argument("--algos", type=sweep.names, default=["hfreduce", "nccl"],
                    help="algorithms compared on every variant (default hfreduce,nccl)")
-    return sweep.main(NAME, p.parse_args(argv), points, COLUMNS, plot)
+    return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, points=points)
 
 
 if __name__ == "__main__":
