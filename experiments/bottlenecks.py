@@ -53,7 +53,7 @@ def main(argv=None):
     p = sweep.parser(NAME, __doc__.split("\n\n")[0])
     sweep.add_topology_args(p)
     p.add_argument("--algos", type=sweep.names, help="comma-separated algorithms (default: every allreduce)")
-    return sweep.main(NAME, p.parse_args(argv), points, COLUMNS, plot)
+    return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, points=points)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main(argv=None):
     p.add_argument("--min", default="1KiB", help="smallest size (default 1KiB)")
     p.add_argument("--max", default="1GiB", help="largest size (default 1GiB)")
     p.add_argument("--factor", type=float, default=2, help="size step factor (default 2)")
-    return sweep.main(NAME, p.parse_args(argv), points, COLUMNS, plot, finish=mark_best)
+    return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, points=points, finish=mark_best)
 
 
 if __name__ == "__main__":

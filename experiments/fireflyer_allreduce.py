@@ -60,7 +60,7 @@ def main(argv=None):
     p.add_argument("--hfreduce", default="hfreduce", help="algorithm of the HFReduce series")
     p.add_argument("--nccl", default="nccl", help="algorithm of the NCCL series")
     p.add_argument("--hfreduce-nvlink", default="hfreduce-nvlink", help="algorithm of the NVLink series")
-    return sweep.main(NAME, p.parse_args(argv), points, COLUMNS, plot)
+    return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, points=points)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def main(argv=None):
     sweep.add_topology_args(p, gpus=[16, 64, 256, 1024, 2048, 4096, 10000])
     p.add_argument("--algos", type=sweep.names, default=["hfreduce", "nccl", "ring", "dbtree"],
                    help="comma-separated algorithms (default hfreduce,nccl,ring,dbtree)")
-    return sweep.main(NAME, p.parse_args(argv), points, COLUMNS, plot)
+    return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, points=points)
 
 
 if __name__ == "__main__":

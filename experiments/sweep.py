@@ -269,19 +269,26 @@ def nice_bytes(n):
     return f"{n} B"
 
 
-def main(name, args, make_points, columns, plot, finish=None):
-    """Run an experiment: points -> rows -> ``<out>/<name>.csv`` -> ``<out>/<name>.png``; one-line errors."""
+def main(name, args, columns, plot, *, points=None, rows=None, finish=None):
+    """Run an experiment and write ``<out>/<name>.csv`` and ``<out>/<name>.png``; bad input ends in one line.
+
+    ``points(args)`` gives the points to simulate (checked, then mapped by :func:`run_points`), or
+    ``rows(args)`` gives the rows directly; ``finish(rows)`` may add columns before the CSV is written.
+    """
     try:
-        points = make_points(args)
-        check(points)
-        rows = run_points(points, args.jobs, desc=name)
+        if points is not None:
+            pts = points(args)
+            check(pts)
+            table = run_points(pts, args.jobs, desc=name)
+        else:
+            table = rows(args)
         if finish:
-            rows = finish(rows)
-        if not rows:
+            table = finish(table)
+        if not table:
             raise ValueError("no results (every point was empty)")
         csv_path = args.out / f"{name}.csv"
-        write_csv(rows, csv_path, columns)
-        print(f"# {len(rows)} rows written to {csv_path}", file=sys.stderr)
+        write_csv(table, csv_path, columns)
+        print(f"# {len(table)} rows written to {csv_path}", file=sys.stderr)
         if not args.no_plot:
             import matplotlib
 
