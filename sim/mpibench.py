@@ -81,6 +81,7 @@ def collect(args, comm):
     except Exception as err:  # one rank failed: report it and take the job down rather than hang
         print(f"flyersim: error: rank {comm.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         comm.Abort(2)
+        raise SystemExit(2)  # MPICH's Abort can return before the process manager kills this rank
 
 
 def _prepare(args, comm):

@@ -64,6 +64,9 @@ def command(args):
 
     comm = MPI.COMM_WORLD
     try:
+        if comm.size < 2:
+            raise ValueError("validate needs at least 2 MPI ranks: one rank's allreduce moves nothing "
+                             "(start with mpiexec -n N)")
         algos = [a.strip() for a in args.algos.split(",") if a.strip()]
         sizes = size_list(args.sizes)
         if args.topology:
