@@ -167,3 +167,15 @@ def test_script_runs_from_the_command_line(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr == \
         "scaling.py: error: gpus=12 is not a multiple of the 8 GPUs per server of fireflyer2\n"
+
+
+@pytest.mark.skipif(shutil.which("mpiexec", path=str(Path(sys.executable).parent)) is None, reason="no mpiexec")
+def test_mpi4py_futures_gives_the_same_csv(tmp_path):
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    args = ["--quick", "--no-plot", "--algos", "ring,hfreduce"]
+    done = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py.futures",
+                           str(ROOT / "experiments" / "crossover.py"), *args, "--out", str(tmp_path / "mpi")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert crossover.main([*args, "--out", str(tmp_path / "serial")]) == 0
+    assert (tmp_path / "mpi" / "crossover.csv").read_bytes() == (tmp_path / "serial" / "crossover.csv").read_bytes()
