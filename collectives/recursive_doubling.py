@@ -68,7 +68,7 @@ def fold_out(b, p, sent, deps):
 def rd_allreduce(layout):
     """Allreduce of buffer ``data`` on every rank of ``layout`` by recursive doubling."""
     p = layout.ranks
-    b = ScheduleBuilder(layout, "allreduce", "recursive_doubling", buffers=("data", "recv"))
+    b = ScheduleBuilder(layout, "allreduce", "rd", buffers=("data", "recv"))
     core = fold(p)
     sent, reduced = fold_in(b, p)  # reduced: last reduce per rank (wrote data, read recv)
     i = np.arange(len(core))

@@ -4,9 +4,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
-from collectives import ALGORITHMS, build, costs
+from collectives import ALGORITHMS, RESOLVERS, build, costs
 from collectives.kernels import combine, reduce_into
 from collectives.reference import ResultMismatch, run_reference
 from collectives.ring import ring_allreduce
@@ -16,26 +16,56 @@ from collectives.verify import ScheduleError, verify
 DTYPES = [np.float16, np.float32, np.float64, np.int32]
 
 
+def bridged(g):
+    """NVLink bridges between GPUs 2i and 2i+1 (none for an odd count)."""
+    return tuple((i, i + 1) for i in range(0, g, 2)) if g % 2 == 0 else ()
+
+
 def layouts(p):
     """Every nodes x gpus_per_node split of p ranks with up to 8 GPUs a node, one and two sockets."""
-    return [Layout(p // g, g, sockets) for g in range(1, min(p, 8) + 1) if p % g == 0 for sockets in (1, 2)]
+    return [Layout(p // g, g, sockets, bridged(g)) for g in range(1, min(p, 8) + 1) if p % g == 0
+            for sockets in (1, 2)]
 
 
-@pytest.mark.parametrize("key", sorted(ALGORITHMS))
-def test_every_registered_algorithm_verifies_at_1_to_33_ranks(key):
+def one_layout(p):
+    """One nodes x gpus_per_node split of p that varies with p (8, 4, 2 or 1 GPUs a node)."""
+    g = int(np.gcd(p, 8))
+    return Layout(p // g, g, 1 + p % 2, bridged(g))
+
+
+def serves(algo, collective, layout):
+    """Whether a registered algorithm serves ``layout``; the ValueError for one it does not must name the reason."""
+    power_of_two = layout.ranks & (layout.ranks - 1) == 0
+    if algo == "hfreduce-nvlink":
+        return bool(layout.nvlink_pairs)
+    return power_of_two or (collective, algo) not in {("reduce_scatter", "rh"), ("allgather", "rd")}
+
+
+def check(key, layout):
     collective, algo = key
-    built = 0
-    for p in range(1, 34):
-        for layout in layouts(p):
-            try:
-                schedule = build(algo, layout, collective)
-            except ValueError:  # the algorithm does not serve this rank count
-                continue
-            assert schedule.collective == collective and schedule.layout == layout
-            assert len(schedule.expect) >= p
-            verify(schedule)
-            built += 1
-    assert built > 0
+    if not serves(algo, collective, layout):
+        with pytest.raises(ValueError, match="power-of-two rank count|nvlink_pairs"):
+            build(algo, layout, collective)
+        return 0
+    schedule = build(algo, layout, collective)
+    assert schedule.collective == collective and schedule.layout == layout
+    assert len(schedule.expect) >= (1 if collective == "reduce" else layout.ranks)
+    verify(schedule)
+    return 1
+
+
+KEYS = pytest.mark.parametrize("key", sorted(ALGORITHMS), ids="-".join)
+
+
+@pytest.mark.parametrize("key", sorted(set(ALGORITHMS) - set(RESOLVERS)), ids="-".join)
+def test_every_registered_algorithm_verifies_at_1_to_64_ranks(key):
+    """Size-dependent algorithms (RESOLVERS) run as registered concrete ones, which this covers at 1..64."""
+    assert sum(check(key, one_layout(p)) for p in range(1, 65)) > 0
+
+
+@KEYS
+def test_every_registered_algorithm_verifies_every_split_up_to_12_ranks(key):
+    assert sum(check(key, layout) for p in range(1, 13) for layout in layouts(p)) > 0
 
 
 def test_ring_verifies_at_64_ranks_and_has_3p_p_minus_1_ops():
@@ -159,7 +189,9 @@ def random_inputs(rng, p, n, dtype):
 def test_reference_matches_numpy(key, p, n, dtype, op, seed):
     collective, algo = key
     inputs = random_inputs(np.random.default_rng(seed), p, n, dtype)
-    out = run_reference(build(algo, Layout(1, p), collective), inputs, op)  # checks every expect entry
+    layout = Layout(1, p, nvlink_pairs=bridged(p))
+    assume(serves(algo, collective, layout))
+    out = run_reference(build(algo, layout, collective), inputs, op)  # checks every expect entry
     if collective == "allreduce" and (dtype == np.int32 or op != "sum"):
         want = {"sum": np.sum, "max": np.max, "min": np.min}[op](np.stack(inputs), axis=0).astype(dtype)
         for r in range(p):
@@ -224,5 +256,5 @@ def test_costs_hand_values():
 
 
 def test_build_unknown_algorithm():
-    with pytest.raises(ValueError, match=r"unknown reduce_scatter algorithm 'hfreduce' \(choose from ring\)"):
+    with pytest.raises(ValueError, match=r"unknown reduce_scatter algorithm 'hfreduce' \(choose from ring, rh\)"):
         build("hfreduce", Layout(1, 2), "reduce_scatter")
