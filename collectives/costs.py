@@ -68,13 +68,26 @@ def ring_allreduce(p, n, alpha, beta, gamma):
 
 
 def recursive_doubling_allreduce(p, n, alpha, beta, gamma):
-    """lg p (alpha + n beta + n gamma), lg p rounded up.
+    """lg p (alpha + n beta + n gamma) for p = 2^k; otherwise MPICH's fold.
+
+    With p' = 2^floor(lg p) < p the p - p' extra ranks first send their input
+    to a partner, which reduces it (alpha + n beta + n gamma); the p' core ranks
+    run lg p' exchange-and-reduce rounds; each partner sends the result back
+    (alpha + n beta): (lg p' + 2)(alpha + n beta) + (lg p' + 1) n gamma
+    (:mod:`collectives.recursive_doubling`; MPICH
+    ``MPIR_Allreduce_intra_recursive_doubling``). That is one alpha + n beta more
+    than ceil(lg p) rounds, the count Thakur-Rabenseifner-Gropp state, which
+    assumes p = 2^k.
 
     >>> recursive_doubling_allreduce(8, 10, 1.0, 0.5, 0.25)
     25.5
+    >>> recursive_doubling_allreduce(6, 10, 1.0, 0.5, 0.25)  # 4 (1 + 5) + 3 (2.5)
+    31.5
     """
     p = _check_p(p)
-    return _lg(p) * (alpha + n * beta + n * gamma)
+    q = 1 << (p.bit_length() - 1)
+    core = _lg(q) * (alpha + n * beta + n * gamma)
+    return core if q == p else core + 2 * (alpha + n * beta) + n * gamma
 
 
 def rabenseifner_allreduce(p, n, alpha, beta, gamma):
