@@ -263,3 +263,17 @@ def test_validate_catches_edited_graphs():
     g.nodes["n0/cpu0"]["kind"] = "fpga"
     with pytest.raises(TopologyError, match="unknown kind 'fpga'"):
         validate(g)
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_dgx_gpus_meet_on_nvswitch_not_on_their_shared_pcie_switch(nodes):
+    """Two hops either way; the router takes the wider NVLink path (50 GB/s vs 24 GB/s PCIe)."""
+    g = load("dgx-a100", nodes=nodes)
+    router = Router(g)
+    for i in range(8):
+        for j in range(8):
+            if i != j:
+                path = router.path(f"n{nodes - 1}/gpu{i}", f"n{nodes - 1}/gpu{j}")
+                assert len(path) == 3 and g.nodes[path[1]]["kind"] == "nvswitch", path
+    assert Router(g).path("n0/gpu0", "n0/gpu1") == router.path("n0/gpu0", "n0/gpu1")  # deterministic
+    assert router.path("n0/gpu0", "n0/nic0") == ["n0/gpu0", "n0/pciesw0", "n0/nic0"]  # fewest hops still first

@@ -1,6 +1,9 @@
 """Deterministic routes between graph nodes, with ECMP in the network.
 
-Inside a server: fewest hops within that server.  Between servers: to the
+Inside a server: fewest hops within that server, and among those the widest
+(largest bottleneck bandwidth over its links and node pools; the first
+found by networkx on a tie), so on a DGX two GPUs meet on an NVSwitch rather than on the
+PCIe switch they share.  Between servers: to the
 nearest NIC of the source server, over a shortest path of network nodes
 (switches and NICs) choosing among equal next hops by a stable hash of
 ``(src, dst)``, then from the nearest NIC of the destination server.
@@ -10,6 +13,7 @@ nearest NIC of the source server, over a shortest path of network nodes
 ['n0/gpu0', 'n0/cpu0', 'n0/nic0', 'sw0', 'n1/nic0', 'n1/cpu0', 'n1/gpu1']
 """
 
+import itertools
 import zlib
 
 import networkx as nx
@@ -51,7 +55,8 @@ class Router:
         pair = (local_src, local_dst)
         if pair not in self._local_paths:
             try:
-                self._local_paths[pair] = nx.shortest_path(self._local, *pair)
+                self._local_paths[pair] = max(nx.all_shortest_paths(self._local, *pair),
+                                              key=lambda path: width(self._local, path))
             except nx.NetworkXNoPath:
                 raise TopologyError(f"no path from {local_src} to {local_dst} inside a server") from None
         return [f"{prefix}/{n}" for n in self._local_paths[pair]]
@@ -82,6 +87,19 @@ class Router:
             node = nexts[key % len(nexts)]
             path.append(node)
         return path if goal == dst else path + [dst]
+
+
+def width(graph, path):
+    """Bottleneck bandwidth of ``path``: the least ``bandwidth`` of its links and of its nodes' pools.
+
+    >>> from topologies import load
+    >>> g = load("dgx-a100", nodes=1)
+    >>> width(g, ["n0/gpu0", "n0/pciesw0", "n0/gpu1"]), width(g, ["n0/gpu0", "n0/nvswitch0", "n0/gpu1"])
+    (24000000000.0, 50000000000.0)
+    """
+    links = (graph.edges[u, v]["bandwidth"] for u, v in zip(path, path[1:]))
+    pools = (graph.nodes[v]["bandwidth"] for v in path if "bandwidth" in graph.nodes[v])
+    return min(itertools.chain(links, pools), default=float("inf"))
 
 
 def _local_name(node):
