@@ -13,6 +13,7 @@ import topologies
 from topologies.config import presets as preset_names
 from sim import calibrate, mpibench, validate
 from sim.engine import MODELS
+from sim.explain import explain
 from sim.report import FORMATS, render
 from sim.runner import DTYPES, run_sizes
 from sim.sizes import size_list, sweep
@@ -95,6 +96,8 @@ def _cmd_run(args):
         print(f"# flyersim {g['name']}: {g['nodes'] * g['gpus_per_node']} GPUs on {g['nodes']} servers, "
               f"{args.collective}, model {args.model}")
     print(render(records, args.format))
+    if args.explain:
+        print("\n" + "\n\n".join(explain(run) for run in runs), file=sys.stdout if args.format == "table" else sys.stderr)
     if args.trace:
         write_trace(runs, args.trace)
         print(f"# trace of {sum(r.schedule.num_ops for r in runs)} ops written to {args.trace}", file=sys.stderr)
@@ -127,6 +130,9 @@ def parser():
                      help="flow: max-min fair sharing of every resource; analytic: no contention")
     run.add_argument("--format", default="table", choices=FORMATS)
     run.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of every op")
+    run.add_argument("--explain", action="store_true",
+                     help="per run, bytes each resource class carried per message byte and the bottleneck "
+                          "(on stderr with --format csv/json)")
     run.set_defaults(func=_cmd_run)
 
     topo = sub.add_parser("topo", help="summarise a cluster: components, links, capacities, bisection")

@@ -13,6 +13,11 @@ direction) and the shared pools of its nodes:
   the part of a path inside one server that crosses the socket but touches no
   host memory (GPU to GPU, GPU to NIC).
 
+A link's class is its ``kind`` (``pcie``, ``xgmi``, ``ib``, ...); a PCIe link
+also gets its direction, by the kinds of its ends: ``pcie up (gpu)`` carries
+bytes from a GPU toward the CPU (host side: cpu, memory, root port, then PCIe
+switch, in that order), ``pcie down (gpu)`` toward it (see :func:`link_class`).
+
 A transfer's latency is the sum of the ``latency`` of every node and link on
 its path (per-hop latency plus per-message overheads); a reduce's is its
 engine's ``reduce_latency``.
@@ -26,6 +31,27 @@ from collectives.schedule import REDUCE
 from topologies import Router
 
 _POOL_CLASS = {"memory": "dram", "gpu": "hbm", "rootport": "rootport", "nic": "nic"}
+# PCIe distance of a node kind from the CPU; every other kind is a device at the far end
+_HOST_SIDE = {"cpu": 0, "memory": 0, "rootport": 1, "pcieswitch": 2}
+
+
+def link_class(graph, u, v):
+    """Resource class of link ``u -> v``: its kind, with direction and device kind for PCIe.
+
+    >>> from topologies import load
+    >>> g = load("fireflyer2", gpus=8)
+    >>> link_class(g, "n0/gpu0", "n0/rp0"), link_class(g, "n0/rp0", "n0/gpu0"), link_class(g, "n0/cpu0", "n0/cpu1")
+    ('pcie up (gpu)', 'pcie down (gpu)', 'xgmi')
+    """
+    kind = graph.edges[u, v].get("kind", "link")
+    if kind != "pcie":
+        return kind
+    far = len(_HOST_SIDE)
+    du, dv = (_HOST_SIDE.get(graph.nodes[x]["kind"], far) for x in (u, v))
+    if du == dv:
+        return kind
+    device = u if du > dv else v
+    return f"pcie {'up' if du > dv else 'down'} ({graph.nodes[device]['kind']})"
 
 
 @dataclass(frozen=True)
@@ -102,7 +128,7 @@ def _xfer_usage(graph, path, resources):
     usage, latency = {}, 0.0
     for u, v in zip(path, path[1:]):
         edge = graph.edges[u, v]
-        rid = resources.id((u, v), f"{u}->{v}", edge.get("kind", "link"), edge["bandwidth"])
+        rid = resources.id((u, v), f"{u}->{v}", link_class(graph, u, v), edge["bandwidth"])
         usage[rid] = usage.get(rid, 0.0) + 1.0
         latency += edge.get("latency", 0.0)
     for v in path:
