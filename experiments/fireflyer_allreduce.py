@@ -22,10 +22,10 @@ QUICK = {"gpus": [16, 32], "nvlink_gpus": [16, 32], "size": 4 << 20}
 def points(args):
     gpus, nvlink_gpus, size = (QUICK["gpus"], QUICK["nvlink_gpus"], QUICK["size"]) if args.quick else \
         (args.gpus, args.nvlink_gpus, args.size)
-    out = [sweep.point(args.preset, n, [algo], [size], model=args.model, series=series, panel="paper")
+    out = [sweep.point(args.preset, n, [algo], [size], model=args.model, series=series)
            for n in gpus for algo, series in ((args.hfreduce, "HFReduce"), (args.nccl, "NCCL"))]
     out += [sweep.point(args.preset, n, [args.hfreduce_nvlink], [size], zones=zones, overrides=NVLINK,
-                        model=args.model, series=f"HFReduce+NVLink, {zones} zone{'s' * (zones > 1)}", panel="nvlink")
+                        model=args.model, series=f"HFReduce+NVLink ({zones} zone{'s' * (zones > 1)})")
             for zones in (1, 2) for n in nvlink_gpus]
     return out
 

@@ -3,7 +3,7 @@
 HFReduce, NCCL, ring and double binary tree (or ``--algos``) at one message size from 16 to 10,000 GPUs
 (``--gpus``).  ``wall_s`` is the simulator's wall-clock seconds for the point (schedule, routes and
 simulation), so the third panel shows what a sweep at that scale costs.  A GPU count an algorithm
-cannot serve is reported and left out.
+cannot serve is reported and left out; ``--max-gpus ring=1024`` stops one algorithm early.
 
 CSV columns: the keys of ``flyersim run --format csv`` with ``requested_algo``, then zones and wall_s.
 
@@ -11,6 +11,7 @@ CSV columns: the keys of ``flyersim run --format csv`` with ``requested_algo``, 
     mpiexec -n 4 python -m mpi4py.futures experiments/scaling.py --size 186MiB
 """
 
+import argparse
 import sys
 
 from experiments import plots, sweep
@@ -21,8 +22,17 @@ COLUMNS = [*sweep.RECORD_COLUMNS, "zones", "wall_s"]
 
 def points(args):
     gpus, size = ([16, 32], 1 << 20) if args.quick else (args.gpus, args.size)
+    cap = dict(args.max_gpus)
     return [sweep.point(args.preset, n, [algo], [size], zones=args.zones, overrides=dict(args.overrides),
-                        model=args.model, skip_unsupported=True) for n in gpus for algo in args.algos]
+                        model=args.model, skip_unsupported=True)
+            for n in gpus for algo in args.algos if n <= cap.get(algo, n)]
+
+
+def algo_cap(text):
+    algo, sep, gpus = text.partition("=")
+    if not sep or not algo:
+        raise argparse.ArgumentTypeError(f"expected ALGO=GPUS, got {text!r}")
+    return algo.strip(), sweep.positive_int(gpus)
 
 
 def plot(rows, png):
@@ -48,6 +58,9 @@ def main(argv=None):
     sweep.add_topology_args(p, gpus=[16, 64, 256, 1024, 2048, 4096, 10000])
     p.add_argument("--algos", type=sweep.names, default=["hfreduce", "nccl", "ring", "dbtree"],
                    help="comma-separated algorithms (default hfreduce,nccl,ring,dbtree)")
+    p.add_argument("--max-gpus", type=algo_cap, action="append", default=[], metavar="ALGO=GPUS",
+                   help="run ALGO only up to GPUS (repeatable), e.g. ring=1024: its 2(n-1) steps make large "
+                        "scales slow to simulate")
     return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, points=points)
 
 
