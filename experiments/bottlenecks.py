@@ -33,7 +33,7 @@ def plot(rows, png):
     classes = sorted({r["resource_class"] for r in rows})
     ncols = min(4, len(by_algo))
     nrows = -(-len(by_algo) // ncols)
-    fig, axes = plots.figure(ncols=ncols, nrows=nrows, width=3.3, height=2.9)
+    fig, axes = plots.figure(ncols=ncols, nrows=nrows, width=3.0, height=2.5)
     for ax, (algo, part) in zip(axes, by_algo.items()):
         util = {r["resource_class"]: r for r in part}
         ax.barh(classes, [100 * util[c]["peak_util"] if c in util else 0 for c in classes],

@@ -45,7 +45,7 @@ def crossovers(rows):
 
 
 def plot(rows, png):
-    fig, (ax,) = plots.figure(width=7.5, height=4.4)
+    fig, (ax,) = plots.figure(width=8, height=4.4)
     plots.lines(ax, rows, "bytes", "busbw_GBps", "requested_algo")
     plots.bytes_axis(ax, [r["bytes"] for r in rows])
     ax.set_yscale("log")
@@ -57,7 +57,7 @@ def plot(rows, png):
     ax.set_xlabel("message size per GPU")
     ax.set_ylabel("busbw (GB/s, log)")
     ax.set_ylim(top=top * 3)
-    ax.legend(fontsize=7, ncol=2, loc="center left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     r = rows[0]
     plots.save(fig, png, f"{r['gpus']} GPUs ({r['nodes']} servers): allreduce busbw by size; dotted: the best algorithm changes")
 

@@ -1,6 +1,9 @@
 """Plot helpers shared by the experiments: small, readable PNGs from tidy rows."""
 
+import io
+
 import matplotlib.pyplot as plt
+from PIL import Image
 
 from experiments.sweep import nice_bytes
 
@@ -19,15 +22,21 @@ def groups(rows, key):
     return out
 
 
-def lines(ax, rows, x, y, by, linestyle="-", marker="o", label_suffix="", colors=None):
-    """One line per value of ``by``: ``y`` against ``x`` (rows sorted by x); returns {series: color}."""
+MARKERS = "osD^vPX*<>"
+
+
+def lines(ax, rows, x, y, by, linestyle="-", marker=None, label_suffix="", colors=None):
+    """One line per value of ``by``: ``y`` against ``x`` (rows sorted by x); returns {series: color}.
+
+    Series get colours C0, C1, ... and, unless ``marker`` is given, a marker each, so more than ten
+    series stay distinguishable.
+    """
     colors = dict(colors or {})
-    for name, part in groups(rows, by).items():
+    for k, (name, part) in enumerate(groups(rows, by).items()):
         part = sorted(part, key=lambda r: r[x])
-        kw = {"color": colors[name]} if name in colors else {}
-        (line,) = ax.plot([r[x] for r in part], [r[y] for r in part], linestyle=linestyle, marker=marker,
-                          markersize=3.5, label=f"{name}{label_suffix}", **kw)
-        colors[name] = line.get_color()
+        ax.plot([r[x] for r in part], [r[y] for r in part], linestyle=linestyle,
+                marker=marker or MARKERS[k % len(MARKERS)], markersize=3.5, label=f"{name}{label_suffix}",
+                color=colors.setdefault(name, f"C{k % 10}"))
     return colors
 
 
@@ -48,8 +57,8 @@ def gpus_axis(ax, values):
     ax.minorticks_off()
 
 
-def save(fig, png, title=None):
-    """Tight layout, small file."""
+def save(fig, png, title=None, dpi=90):
+    """Tight layout, small file (gallery PNGs stay under 150 KB)."""
     if title:
         fig.suptitle(title, fontsize=10)
     for ax in fig.axes:
@@ -57,5 +66,8 @@ def save(fig, png, title=None):
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=90)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
     plt.close(fig)
+    # a 256-colour palette keeps line art readable at a third of the size
+    Image.open(buffer).convert("RGB").quantize(256).save(png, optimize=True)

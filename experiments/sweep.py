@@ -105,6 +105,7 @@ def parser(name, description):
                    help="simulate points on N local processes (under `mpiexec ... python -m mpi4py.futures` "
                         "the MPI workers are used instead)")
     p.add_argument("--no-plot", action="store_true", help="write the CSV only")
+    p.add_argument("--replot", action="store_true", help=f"redraw the figure from an existing <out>/{name}.csv")
     return p
 
 
@@ -275,20 +276,22 @@ def main(name, args, columns, plot, *, points=None, rows=None, finish=None):
     ``points(args)`` gives the points to simulate (checked, then mapped by :func:`run_points`), or
     ``rows(args)`` gives the rows directly; ``finish(rows)`` may add columns before the CSV is written.
     """
+    csv_path = args.out / f"{name}.csv"
     try:
-        if points is not None:
+        if args.replot:
+            table = None
+        elif points is not None:
             pts = points(args)
             check(pts)
             table = run_points(pts, args.jobs, desc=name)
         else:
             table = rows(args)
-        if finish:
-            table = finish(table)
-        if not table:
-            raise ValueError("no results (every point was empty)")
-        csv_path = args.out / f"{name}.csv"
-        write_csv(table, csv_path, columns)
-        print(f"# {len(table)} rows written to {csv_path}", file=sys.stderr)
+        if table is not None:
+            table = finish(table) if finish else table
+            if not table:
+                raise ValueError("no results (every point was empty)")
+            write_csv(table, csv_path, columns)
+            print(f"# {len(table)} rows written to {csv_path}", file=sys.stderr)
         if not args.no_plot:
             import matplotlib
 
