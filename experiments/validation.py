@@ -107,7 +107,7 @@ def plot(rows, png):
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])
     right.axhline(0, color="black", linewidth=0.8)
-    right.set_ylabel("error % = 100 (predicted - measured) / measured", fontsize=8)
+    right.set_ylabel("error (%) = (predicted - measured) / measured", fontsize=8)
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.set_xlabel("message size per rank")

@@ -56,6 +56,12 @@ def test_crossover_marks_one_best_per_size(tmp_path):
     assert crossover.crossovers(rows)[0][0] == min(r["bytes"] for r in rows)
 
 
+def test_sweep_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(sweep).failed == 0
+
+
 def test_crossover_lists_changes_only():
     rows = [{"bytes": b, "requested_algo": a, "best": True} for b, a in ((1, "x"), (2, "x"), (4, "y"), (8, "x"))]
     assert crossover.crossovers(rows) == [(1, "x"), (4, "y"), (8, "x")]
