@@ -4,6 +4,7 @@ Every user mistake ends with one ``flyersim: error: ...`` line and exit code 2.
 """
 
 import argparse
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -11,7 +12,7 @@ import collectives
 from collectives.schedule import COLLECTIVES
 import topologies
 from topologies.config import presets as preset_names
-from sim import calibrate, mpibench, validate
+from sim import calibrate, compare, mpibench, validate
 from sim.engine import MODELS
 from sim.explain import explain
 from sim.report import FORMATS, render
@@ -103,6 +104,25 @@ def _cmd_run(args):
         print(f"# trace of {sum(r.schedule.num_ops for r in runs)} ops written to {args.trace}", file=sys.stderr)
 
 
+def _cmd_compare(args):
+    counts = compare.gpu_counts(args.gpus)
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    if not algos:
+        raise ValueError("--algos: name at least one algorithm")
+    sizes = size_list(args.sizes)
+    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+        raise ValueError(f"--plot: no directory for {args.plot}")
+
+    def load(n):
+        return _load_topology(argparse.Namespace(**{**vars(args), "gpus": n, "nodes": None}))
+
+    rows = compare.grid(load, counts, algos, sizes, args.dtype, args.model, args.collective)
+    print(compare.table(rows) if args.format == "table" else render(rows, args.format))
+    if args.plot:
+        compare.plot(rows, args.plot)
+        print(f"# figure written to {args.plot}", file=sys.stderr)
+
+
 def _cmd_topo(args):
     graph = _load_topology(args)
     print(topologies.format_summary(topologies.summary(graph)))
@@ -134,6 +154,25 @@ def parser():
                      help="per run, bytes each resource class carried per message byte and the bottleneck "
                           "(on stderr with --format csv/json)")
     run.set_defaults(func=_cmd_run)
+
+    comp = sub.add_parser("compare", help="run algorithms x GPU counts x sizes; one tidy table and a figure")
+    where = comp.add_mutually_exclusive_group()
+    where.add_argument("--preset", default="fireflyer2",
+                       help=f"built-in cluster ({', '.join(preset_names())}); default fireflyer2")
+    where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
+    comp.add_argument("--gpus", required=True, help="comma-separated GPU counts, e.g. 16,128,1024")
+    comp.add_argument("--zones", type=_positive_int, help="spread servers over this many network zones")
+    comp.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
+                      help="override a topology parameter (repeatable)")
+    comp.add_argument("--algos", default="hfreduce,nccl,ring,dbtree",
+                      help=f"comma-separated algorithms ({', '.join(collectives.names())})")
+    comp.add_argument("--collective", default="allreduce", choices=COLLECTIVES)
+    comp.add_argument("--sizes", default="186MiB", help="comma-separated sizes (default 186MiB)")
+    comp.add_argument("--dtype", default="float32", choices=DTYPES)
+    comp.add_argument("--model", default="flow", choices=MODELS)
+    comp.add_argument("--format", default="table", choices=FORMATS)
+    comp.add_argument("--plot", metavar="OUT.png", help="write busbw and algbw per algorithm to a figure")
+    comp.set_defaults(func=_cmd_compare)
 
     topo = sub.add_parser("topo", help="summarise a cluster: components, links, capacities, bisection")
     _add_topology_args(topo)
