@@ -11,7 +11,7 @@ and several sizes.
 >>> [(r["requested_algo"], r["gpus"]) for r in rows]
 [('hfreduce', 8), ('ring', 8), ('hfreduce', 16), ('ring', 16)]
 >>> print(table(rows[:1]).splitlines()[0])
-    gpus        size  algo              runs as           time(us)  algbw(GB/s)  busbw(GB/s)  bottleneck
+    gpus        size  algo              runs as             time(us)  algbw(GB/s)  busbw(GB/s)  bottleneck
 >>> gpu_counts("16,x")
 Traceback (most recent call last):
 ValueError: --gpus: expected comma-separated positive integers, got '16,x'
