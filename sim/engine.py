@@ -2,8 +2,11 @@
 
 simpy owns the clock: one process sleeps until the fluid network's next event
 (a flow finishing, or an op's latency elapsing) and lets :class:`sim.fluid.Network`
-handle every event due then as one batch. Nothing here knows which algorithm
-produced the schedule.
+handle it, every event due at one time as one batch. A collective of 10^6 ops
+has millions of event times, so each wake-up hands the numba core up to
+``EVENTS_PER_WAKEUP`` consecutive event times at once: results are identical
+for any value, only the Python overhead per event shrinks. Nothing here knows
+which algorithm produced the schedule.
 """
 
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from sim.fluid import Network
 from sim.routes import Routes, build_routes
 
 MODELS = ("flow", "analytic")
+EVENTS_PER_WAKEUP = 512
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,8 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
 
 
 def _drive(env, net):
-    """simpy process: sleep until each next event of ``net`` and let it handle the batch."""
+    """simpy process: sleep until the next event of ``net``, let it handle that and the following ones."""
     t = net.next_time
     while t < np.inf:
         yield env.timeout(max(t - env.now, 0.0))
-        t = net.step(t)
+        t = net.advance(t, EVENTS_PER_WAKEUP)

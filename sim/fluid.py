@@ -7,28 +7,42 @@ seconds later, and ends when its bytes have drained at the rate the model
 gives it:
 
 - max-min sharing (``shared=True``, the flow model): weighted max-min fair
-  sharing (progressive filling) of every resource among the active flows that
-  cross it, recomputed whenever flows start or end;
+  sharing of every resource among the active flows that cross it;
 - isolation (``shared=False``, the analytic model): each flow gets its route's
   bottleneck ``min(capacity / weight)`` as if it were alone.
 
+Max-min rates are kept exact *incrementally*. The max-min fair allocation is
+the unique feasible one in which every flow has a *bottleneck*: a saturated
+resource on which no flow gets more. When flows start or end, only the flows
+on the resources they touch are re-solved (progressive filling over what the
+others leave free); then any flow next to them that lost its bottleneck, or
+that outruns a re-solved flow on that flow's bottleneck, joins the set and the
+set is re-solved, until every flow has a bottleneck again. In a large
+collective most events touch a handful of flows, so an event costs little
+however many flows are active.
+
 All state lives in arrays held by :class:`Network`; :meth:`Network.step`
-advances to one event time and handles every event due then as one batch. The
-driver (:mod:`sim.engine`) owns the clock.
+handles every event due at one time as one batch. The driver
+(:mod:`sim.engine`) owns the clock.
 """
 
 import numpy as np
 from numba import njit
 
-# Times closer than this (relative) are one event; a flow due this close to now is done.
+# Times closer than this (relative) are one event.
 TIME_RTOL = 1e-12
-# Resources whose fair shares differ by less than this (relative) saturate together.
-SHARE_RTOL = 1e-9
+# A resource within this (relative) of capacity is saturated; rates this close are equal.
+RATE_RTOL = 1e-9
+# _step results besides a next event time.
+NEED_SLOTS = -1.0
+
+_jit = njit(cache=True, error_model="numpy")
 
 
-@njit(cache=True)
+# ---------------------------------------------------------------- ready heap (time, op)
+
+@_jit
 def _heap_push(times, ops, size, t, op):
-    """Push (t, op) onto the binary min-heap held in ``times``/``ops``; ``size[0]`` is its length."""
     i = size[0]
     size[0] += 1
     while i > 0:
@@ -40,9 +54,8 @@ def _heap_push(times, ops, size, t, op):
     times[i], ops[i] = t, op
 
 
-@njit(cache=True)
+@_jit
 def _heap_pop(times, ops, size):
-    """Remove and return the op with the smallest time."""
     top = ops[0]
     size[0] -= 1
     n = size[0]
@@ -62,7 +75,90 @@ def _heap_pop(times, ops, size):
     return top
 
 
-@njit(cache=True)
+# ---------------------------------------------------------------- finish heap, indexed by op
+
+@_jit
+def _fh_place(keys, ops, pos, i, key, op):
+    keys[i], ops[i] = key, op
+    pos[op] = i
+
+
+@_jit
+def _fh_sift(keys, ops, pos, size, i):
+    """Restore heap order around slot ``i`` (up, then down)."""
+    key, op = keys[i], ops[i]
+    while i > 0:
+        parent = (i - 1) >> 1
+        if keys[parent] <= key:
+            break
+        _fh_place(keys, ops, pos, i, keys[parent], ops[parent])
+        i = parent
+    n = size[0]
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and keys[child + 1] < keys[child]:
+            child += 1
+        if keys[child] >= key:
+            break
+        _fh_place(keys, ops, pos, i, keys[child], ops[child])
+        i = child
+    _fh_place(keys, ops, pos, i, key, op)
+
+
+@_jit
+def _fh_set(keys, ops, pos, size, op, key):
+    """Insert ``op`` with ``key`` or move it to ``key``."""
+    i = pos[op]
+    if i < 0:
+        i = size[0]
+        size[0] += 1
+    _fh_place(keys, ops, pos, i, key, op)
+    _fh_sift(keys, ops, pos, size, i)
+
+
+@_jit
+def _fh_remove(keys, ops, pos, size, op):
+    i = pos[op]
+    pos[op] = -1
+    size[0] -= 1
+    last = size[0]
+    if i != last:
+        _fh_place(keys, ops, pos, i, keys[last], ops[last])
+        _fh_sift(keys, ops, pos, size, i)
+
+
+# ---------------------------------------------------------------- resource membership lists
+
+@_jit
+def _link(slot, r, rptr, rres, width, m_next, m_prev, head, count):
+    for jl in range(rptr[r + 1] - rptr[r]):
+        k = rres[rptr[r] + jl]
+        m = slot * width + jl
+        m_prev[m] = -1
+        m_next[m] = head[k]
+        if head[k] >= 0:
+            m_prev[head[k]] = m
+        head[k] = m
+        count[k] += 1
+
+
+@_jit
+def _unlink(slot, r, rptr, rres, width, m_next, m_prev, head, count):
+    for jl in range(rptr[r + 1] - rptr[r]):
+        k = rres[rptr[r] + jl]
+        m = slot * width + jl
+        if m_prev[m] >= 0:
+            m_next[m_prev[m]] = m_next[m]
+        else:
+            head[k] = m_next[m]
+        if m_next[m] >= 0:
+            m_prev[m_next[m]] = m_prev[m]
+        count[k] -= 1
+
+
+@_jit
 def _route_bottleneck(r, rptr, rres, rw, capacity):
     best = np.inf
     for j in range(rptr[r], rptr[r + 1]):
@@ -70,132 +166,281 @@ def _route_bottleneck(r, rptr, rres, rw, capacity):
     return best
 
 
-@njit(cache=True)
-def _solve_maxmin(active, n_active, route, rptr, rres, rw, capacity, rate, left, sumw, nflows, mark):
-    """Set ``rate`` of the active flows to their weighted max-min fair share.
+# ---------------------------------------------------------------- the event step
 
-    Each round finds the smallest fair share ``left / sumw`` over the
-    resources still in use, freezes every flow crossing a resource at that
-    share (equal bottlenecks freeze together), and removes their usage.
+@_jit
+def _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
+          remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
+          ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
+          slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
+          touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty):
+    """Handle every event due at ``now``; return the next event time, inf when done.
+
+    Returns ``NEED_SLOTS`` (before changing anything it cannot finish) when
+    the membership arrays are full; the caller grows them and calls again.
     """
-    touched = np.empty(rptr[-1] if n_active > 0 else 0, np.int64)
-    nt = 0
-    for i in range(n_active):
-        r = route[active[i]]
+    horizon = now * (1.0 + TIME_RTOL) + 1e-300
+    # flows that drained: retire them, free their resources, release dependents
+    while fsize[0] > 0 and fkey[0] <= horizon:
+        f = fop[0]
+        _fh_remove(fkey, fop, fpos, fsize, f)
+        end_at[f] = now
+        r = route[f]
         for j in range(rptr[r], rptr[r + 1]):
             k = rres[j]
-            if not mark[k]:
-                mark[k] = True
-                touched[nt] = k
-                nt += 1
-                left[k] = capacity[k]
-                sumw[k] = 0.0
-                nflows[k] = 0
+            used[k] -= rw[j] * rate[f]
+            _touch(k, touched_mark, touched, n_members)
+        _mark_dirty(r, rptr, rres, dirty_mark, dirty, n_members)
+        s = slot_of[f]
+        _unlink(s, r, rptr, rres, width, m_next, m_prev, head, count)
+        for j in range(rptr[r], rptr[r + 1]):
+            if count[rres[j]] == 0:
+                used[rres[j]] = 0.0  # no rounding drift left behind on an idle resource
+        free_slots[n_free[0]] = s
+        n_free[0] += 1
+        _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, heap_t, heap_op, heap_n)
+    # ops whose latency has elapsed start moving bytes; empty ones end at once
+    while heap_n[0] > 0 and heap_t[0] <= horizon:
+        if n_free[0] == 0:
+            return NEED_SLOTS
+        f = _heap_pop(heap_t, heap_op, heap_n)
+        start_at[f] = now
+        if remaining[f] <= 0.0:
+            end_at[f] = now
+            _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, heap_t, heap_op, heap_n)
+            continue
+        n_free[0] -= 1
+        s = free_slots[n_free[0]]
+        slot_of[f] = s
+        flow_of_slot[s] = f
+        r = route[f]
+        _link(s, r, rptr, rres, width, m_next, m_prev, head, count)
+        rate[f] = 0.0
+        t_upd[f] = now
+        _add_member(f, now, in_set, members, n_members, remaining, t_upd, rate)
+        _mark_dirty(r, rptr, rres, dirty_mark, dirty, n_members)
+        for j in range(rptr[r], rptr[r + 1]):
+            _touch(rres[j], touched_mark, touched, n_members)
+    if n_members[0] > 0 or n_members[1] > 0 or n_members[2] > 0:
+        if shared:
+            _resolve(now, in_set, members, n_members, touched_mark, touched, remaining, t_upd, rate,
+                     route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
+                     left, sumw, nflows, bott, dirty_mark, dirty)
+        else:
+            for i in range(n_members[0]):
+                f = members[i]
+                rate[f] = _route_bottleneck(route[f], rptr, rres, rw, capacity)
+        for i in range(n_members[0]):
+            f = members[i]
+            in_set[f] = False
+            _fh_set(fkey, fop, fpos, fsize, f, now + remaining[f] / rate[f])
+        for i in range(n_members[1]):
+            touched_mark[touched[i]] = False
+        for i in range(n_members[2]):
+            dirty_mark[dirty[i]] = False
+        n_members[:] = 0
+    nxt = np.inf
+    if heap_n[0] > 0:
+        nxt = heap_t[0]
+    if fsize[0] > 0:
+        nxt = min(nxt, fkey[0])
+    return nxt
+
+
+@_jit
+def _advance(now, max_events, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
+             remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
+             ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
+             slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
+             touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty):
+    """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
+
+    Returns (last time handled, next event time); the next time is
+    ``NEED_SLOTS`` when the membership arrays must grow before going on.
+    """
+    for _ in range(max_events):
+        nxt = _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
+                    remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
+                    ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
+                    slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
+                    touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty)
+        if nxt == NEED_SLOTS or nxt == np.inf:
+            return now, nxt
+        now = nxt
+    return now, now
+
+
+@_jit
+def _mark_dirty(r, rptr, rres, dirty_mark, dirty, counts):
+    """Mark the resources of route ``r`` as changed (their flows' neighbours need a check)."""
+    for j in range(rptr[r], rptr[r + 1]):
+        k = rres[j]
+        if not dirty_mark[k]:
+            dirty_mark[k] = True
+            dirty[counts[2]] = k
+            counts[2] += 1
+
+
+@_jit
+def _touch(k, touched_mark, touched, counts):
+    if not touched_mark[k]:
+        touched_mark[k] = True
+        touched[counts[1]] = k
+        counts[1] += 1
+
+
+@_jit
+def _add_member(f, now, in_set, members, counts, remaining, t_upd, rate):
+    """Put flow ``f`` in the set being re-solved, settling the bytes it moved so far."""
+    if not in_set[f]:
+        in_set[f] = True
+        members[counts[0]] = f
+        counts[0] += 1
+        remaining[f] -= rate[f] * (now - t_upd[f])
+        t_upd[f] = now
+
+
+@_jit
+def _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, heap_t, heap_op, heap_n):
+    for j in range(dn_ptr[f], dn_ptr[f + 1]):
+        d = dn_idx[j]
+        ndeps[d] -= 1
+        if ndeps[d] == 0:
+            ready_at[d] = now
+            _heap_push(heap_t, heap_op, heap_n, now + rlat[route[d]], d)
+
+
+@_jit
+def _resolve(now, in_set, members, counts, touched_mark, touched, remaining, t_upd, rate,
+             route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
+             left, sumw, nflows, bott, dirty_mark, dirty):
+    """Re-solve max-min rates around the touched resources until every flow has a bottleneck."""
+    # every flow on a touched resource may change rate
+    for t in range(counts[1]):
+        m = head[touched[t]]
+        while m >= 0:
+            _add_member(flow_of_slot[m // width], now, in_set, members, counts, remaining, t_upd, rate)
+            m = m_next[m]
+    while True:
+        _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, capacity, used,
+              left, sumw, nflows, bott, dirty_mark, dirty)
+        before = counts[0]
+        # a re-solved flow must get the most on its bottleneck; faster neighbours there join
+        for i in range(before):
+            f = members[i]
+            k = bott[f]
+            if k < 0:
+                continue
+            m = head[k]
+            while m >= 0:
+                h = flow_of_slot[m // width]
+                if not in_set[h] and rate[h] > rate[f] * (1.0 + RATE_RTOL):
+                    _add_member(h, now, in_set, members, counts, remaining, t_upd, rate)
+                m = m_next[m]
+        # a neighbour left as it was must still have a bottleneck where rates or flows changed
+        for t in range(counts[2]):
+            m = head[dirty[t]]
+            while m >= 0:
+                g = flow_of_slot[m // width]
+                if not in_set[g] and not _has_bottleneck(g, rate, route, rptr, rres, capacity, used,
+                                                         width, m_next, head, flow_of_slot):
+                    _add_member(g, now, in_set, members, counts, remaining, t_upd, rate)
+                m = m_next[m]
+        if counts[0] == before:
+            return
+
+
+@_jit
+def _has_bottleneck(g, rate, route, rptr, rres, capacity, used, width, m_next, head, flow_of_slot):
+    r = route[g]
+    if rptr[r] == rptr[r + 1]:
+        return True
+    for j in range(rptr[r], rptr[r + 1]):
+        k = rres[j]
+        if used[k] < capacity[k] * (1.0 - RATE_RTOL):
+            continue
+        top = 0.0
+        m = head[k]
+        while m >= 0:
+            top = max(top, rate[flow_of_slot[m // width]])
+            m = m_next[m]
+        if rate[g] >= top * (1.0 - RATE_RTOL):
+            return True
+    return False
+
+
+@_jit
+def _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, capacity, used,
+          left, sumw, nflows, bott, dirty_mark, dirty):
+    """Progressive filling of the member flows over what the other flows leave free.
+
+    Each round finds the smallest fair share ``left / sumw`` over the
+    resources the members cross, freezes every member crossing a resource at
+    that share (recording it as the member's bottleneck), and removes their
+    usage. Updates ``rate`` and ``used``; marks every resource crossed as
+    touched, and those of members whose rate changed as dirty.
+    """
+    n = counts[0]
+    for i in range(n):
+        r = route[members[i]]
+        for j in range(rptr[r], rptr[r + 1]):
+            _touch(rres[j], touched_mark, touched, counts)
+    for t in range(counts[1]):
+        k = touched[t]
+        left[k] = capacity[k] - used[k]
+        sumw[k] = 0.0
+        nflows[k] = 0
+    for i in range(n):
+        f = members[i]
+        r = route[f]
+        for j in range(rptr[r], rptr[r + 1]):
+            k = rres[j]
+            left[k] += rw[j] * rate[f]
             sumw[k] += rw[j]
             nflows[k] += 1
-    unfrozen = active[:n_active].copy()
-    frozen = np.empty(n_active, np.int64)
-    n_unfrozen = n_active
+    unfrozen = members[:n].copy()
+    frozen = np.empty(n, np.int64)
+    n_unfrozen = n
     while n_unfrozen > 0:
         level = np.inf
-        for t in range(nt):
+        for t in range(counts[1]):
             k = touched[t]
             if nflows[k] > 0:
                 level = min(level, max(left[k], 0.0) / sumw[k])
-        limit = level * (1.0 + SHARE_RTOL)
+        limit = level * (1.0 + RATE_RTOL)
         keep = 0
         n_frozen = 0
         for i in range(n_unfrozen):
             f = unfrozen[i]
             r = route[f]
-            hit = level == np.inf
+            bott[f] = -1
             for j in range(rptr[r], rptr[r + 1]):
                 k = rres[j]
                 if left[k] <= limit * sumw[k]:
-                    hit = True
+                    bott[f] = k
                     break
-            if hit:
-                rate[f] = level
+            if bott[f] >= 0 or level == np.inf:
                 frozen[n_frozen] = f
                 n_frozen += 1
             else:
                 unfrozen[keep] = f
                 keep += 1
         for i in range(n_frozen):
-            r = route[frozen[i]]
+            f = frozen[i]
+            r = route[f]
             for j in range(rptr[r], rptr[r + 1]):
                 k = rres[j]
                 left[k] -= rw[j] * level
                 sumw[k] -= rw[j]
                 nflows[k] -= 1
+                used[k] += rw[j] * (level - rate[f])
+            if abs(level - rate[f]) > RATE_RTOL * level:
+                _mark_dirty(r, rptr, rres, dirty_mark, dirty, counts)
+            rate[f] = level
         n_unfrozen = keep
-    for t in range(nt):
-        mark[touched[t]] = False
 
 
-@njit(cache=True)
-def _step(now, last, heap_t, heap_op, heap_n, active, n_active, remaining, rate, finish, ndeps, dn_ptr, dn_idx,
-          route, rlat, rptr, rres, rw, capacity, shared, ready_at, start_at, end_at,
-          left, sumw, nflows, mark):
-    """Advance from ``last`` to ``now``: drain, finish, release, start, re-solve.
-
-    Returns ``(n_active, next event time)``; the next time is inf when nothing
-    is left to do.
-    """
-    horizon = now * (1.0 + TIME_RTOL) + 1e-300
-    dt = now - last
-    changed = False
-    # drain active flows; finish those due now and release their dependents
-    keep = 0
-    for i in range(n_active):
-        f = active[i]
-        if finish[f] <= horizon:
-            end_at[f] = now
-            changed = True
-            for j in range(dn_ptr[f], dn_ptr[f + 1]):
-                d = dn_idx[j]
-                ndeps[d] -= 1
-                if ndeps[d] == 0:
-                    ready_at[d] = now
-                    _heap_push(heap_t, heap_op, heap_n, now + rlat[route[d]], d)
-        else:
-            remaining[f] -= rate[f] * dt
-            active[keep] = f
-            keep += 1
-    n_active = keep
-    # start every op whose latency has elapsed; empty ones finish at once
-    while heap_n[0] > 0 and heap_t[0] <= horizon:
-        f = _heap_pop(heap_t, heap_op, heap_n)
-        start_at[f] = now
-        changed = True
-        if remaining[f] <= 0.0:
-            end_at[f] = now
-            for j in range(dn_ptr[f], dn_ptr[f + 1]):
-                d = dn_idx[j]
-                ndeps[d] -= 1
-                if ndeps[d] == 0:
-                    ready_at[d] = now
-                    _heap_push(heap_t, heap_op, heap_n, now + rlat[route[d]], d)
-        else:
-            active[n_active] = f
-            n_active += 1
-    if changed:
-        if shared:
-            _solve_maxmin(active, n_active, route, rptr, rres, rw, capacity, rate, left, sumw, nflows, mark)
-        else:
-            for i in range(n_active):
-                f = active[i]
-                rate[f] = _route_bottleneck(route[f], rptr, rres, rw, capacity)
-        for i in range(n_active):
-            f = active[i]
-            finish[f] = now + remaining[f] / rate[f]
-    nxt = heap_t[0] if heap_n[0] > 0 else np.inf
-    for i in range(n_active):
-        nxt = min(nxt, finish[active[i]])
-    return n_active, nxt
-
-
-@njit(cache=True)
+@_jit
 def _initial_heap(ndeps, route, rlat, ready_at, heap_t, heap_op, heap_n):
     for op in range(ndeps.size):
         if ndeps[op] == 0:
@@ -232,29 +477,72 @@ class Network:
         self.ndeps = np.diff(np.asarray(dep_ptr, np.int64)).astype(np.int64)
         self.dn_ptr, self.dn_idx = _dependents(np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64), n)
         self.remaining = np.asarray(op_bytes, np.float64).copy()
+        self.t_upd = np.zeros(n)
         self.rate = np.zeros(n)
-        self.finish = np.full(n, np.inf)
         self.ready_at = np.full(n, np.nan)
         self.start_at = np.full(n, np.nan)
         self.end_at = np.full(n, np.nan)
-        self.active = np.empty(n, np.int64)
-        self.n_active = 0
-        nres = self.capacity.size
-        self._scratch = (np.empty(nres), np.empty(nres), np.zeros(nres, np.int64), np.zeros(nres, np.bool_))
         self.heap = (np.empty(n), np.empty(n, np.int64), np.zeros(1, np.int64))
+        self.finish_heap = (np.empty(n), np.empty(n, np.int64), np.full(n, -1, np.int64), np.zeros(1, np.int64))
+        nres = self.capacity.size
+        self.width = max(int(np.diff(self.rptr).max(initial=1)), 1)
+        self.head = np.full(nres, -1, np.int64)
+        self.count = np.zeros(nres, np.int64)
+        self.used = np.zeros(nres)
+        self.slot_of = np.full(n, -1, np.int64)
+        self.in_set = np.zeros(n, np.bool_)
+        self.members = np.empty(n, np.int64)
+        self.counts = np.zeros(3, np.int64)  # members, touched resources, dirty resources
+        self.bott = np.full(n, -1, np.int64)
+        self.scratch = (np.zeros(nres, np.bool_), np.empty(nres, np.int64), np.empty(nres), np.empty(nres),
+                        np.zeros(nres, np.int64))
+        self.dirty = (np.zeros(nres, np.bool_), np.empty(nres, np.int64))
+        self.slots = 0
+        self._grow(min(n, 1024))
         _initial_heap(self.ndeps, self.route, self.rlat, self.ready_at, *self.heap)
-        self.last = 0.0
         self.next_time = self.heap[0][0] if self.heap[2][0] else np.inf
+
+    def _grow(self, slots):
+        """Room for ``slots`` flows active at once (membership lists are per slot)."""
+        old, w = self.slots, self.width
+        m_next, m_prev = np.empty(slots * w, np.int64), np.empty(slots * w, np.int64)
+        flow_of_slot = np.empty(slots, np.int64)
+        if old:
+            m_next[:old * w], m_prev[:old * w] = self.m_next, self.m_prev
+            flow_of_slot[:old] = self.flow_of_slot
+        self.m_next, self.m_prev, self.flow_of_slot = m_next, m_prev, flow_of_slot
+        free = np.empty(slots, np.int64)
+        n_free = 0 if not old else self.n_free[0]
+        if old:
+            free[:n_free] = self.free_slots[:n_free]
+        new = np.arange(slots - 1, old - 1, -1)
+        free[n_free:n_free + new.size] = new
+        self.free_slots, self.n_free = free, np.array([n_free + new.size], np.int64)
+        self.slots = slots
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
-        self.n_active, self.next_time = _step(
-            now, self.last, *self.heap, self.active, self.n_active, self.remaining, self.rate,
-            self.finish, self.ndeps, self.dn_ptr, self.dn_idx, self.route, self.rlat, self.rptr,
-            self.rres, self.rw, self.capacity, self.shared, self.ready_at, self.start_at,
-            self.end_at, *self._scratch)
-        self.last = now
-        return self.next_time
+        return self.advance(now, 1)
+
+    def advance(self, now, max_events):
+        """Handle the events at ``now`` and after, ``max_events`` event times at most; return the next time."""
+        while True:
+            last, nxt = _advance(
+                now, max_events, self.shared, *self.heap, *self.finish_heap, self.remaining, self.t_upd,
+                self.rate, self.ndeps, self.dn_ptr, self.dn_idx, self.route, self.rlat, self.rptr,
+                self.rres, self.rw, self.capacity, self.ready_at, self.start_at, self.end_at,
+                self.width, self.m_next, self.m_prev, self.head, self.count, self.used,
+                self.slot_of, self.flow_of_slot, self.free_slots, self.n_free, self.in_set,
+                self.members, self.counts, *self.scratch, self.bott, *self.dirty)
+            if nxt != NEED_SLOTS:
+                self.next_time = nxt
+                return nxt
+            self._grow(min(2 * self.slots, self.remaining.size))
+            now = last
+
+    def active(self):
+        """Ops moving bytes right now."""
+        return np.flatnonzero(self.finish_heap[2] >= 0)
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
