@@ -97,7 +97,7 @@ def override(text):
 
 
 def parser(name, description):
-    """The options every experiment has: --out, --quick, --jobs, --no-plot."""
+    """The options every experiment has: --out, --quick, --jobs, --no-plot, --replot."""
     p = Parser(prog=f"{name}.py", description=description)
     p.add_argument("--out", type=Path, default=Path("results") / name, help=f"output folder (default results/{name}/)")
     p.add_argument("--quick", action="store_true", help="smoke mode: tiny scales, seconds (CI)")
@@ -142,22 +142,24 @@ def load(pt):
 def run_point(pt):
     """Simulate one point; its rows (labels first), with ``wall_s``: the simulator's own seconds per algorithm."""
     graph = load(pt)
+    classes = pt.get("measure", "records") == "classes"
     rows = []
     for algo in pt["algos"]:
         start = time.perf_counter()
         try:
-            records, runs = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=True)
+            out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes)
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise
             print(f"# skipped {algo} on {pt['gpus']} GPUs: {err}", file=sys.stderr)
             continue
+        records, runs = out if classes else (out, None)
         wall = (time.perf_counter() - start) / len(records)
         base = {**pt.get("labels", {}), "zones": graph.graph.get("zones", 1), "requested_algo": algo}
-        if pt.get("measure", "records") == "records":
-            rows += [{**base, **rec, "wall_s": wall} for rec in records]
-        else:
+        if classes:  # the runs hold every op's timeline: summarise them here, ship only the rows
             rows += [{**base, **rec, **cls} for rec, run in zip(records, runs) for cls in class_rows(run)]
+        else:
+            rows += [{**base, **rec, "wall_s": wall} for rec in records]
     return rows
 
 
