@@ -89,9 +89,10 @@ def plot(rows, png):
     for k, (algo, part) in enumerate(plots.groups(rows, "algo").items()):
         part = sorted(part, key=lambda r: r["bytes"])
         x = [r["bytes"] for r in part]
-        left.fill_between(x, [r["measured_min_us"] for r in part], [r["measured_max_us"] for r in part],
-                          color=f"C{k}", alpha=0.15, linewidth=0)
-        left.plot(x, [r["measured_us"] for r in part], "o-", color=f"C{k}", markersize=3.5, label=f"{algo} measured")
+        y = [r["measured_us"] for r in part]
+        spread = [[m - r["measured_min_us"] for m, r in zip(y, part)], [r["measured_max_us"] - m for m, r in zip(y, part)]]
+        left.errorbar(x, y, yerr=spread, fmt="o-", color=f"C{k}", markersize=3.5, capsize=2, elinewidth=0.7,
+                      label=f"{algo} measured")
         mine = [r for r in part if r["predicted_us"] != ""]
         if mine:
             left.plot([r["bytes"] for r in mine], [r["predicted_us"] for r in mine], "s--", color=f"C{k}",
@@ -102,7 +103,7 @@ def plot(rows, png):
                       [r["error_pct"] for r in mine], width, color=f"C{k}", label=f"{algo} (geo-mean {100 * geo:.0f}%)")
     plots.bytes_axis(left, [r["bytes"] for r in rows])
     left.set_yscale("log")
-    left.set_ylabel("time (us); band = min..max measured", fontsize=8)
+    left.set_ylabel("time (us); bars = min..max measured", fontsize=8)
     left.legend(fontsize=7)
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])
