@@ -63,6 +63,13 @@ def test_sweep_docstring_examples():
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_run_points_shows_progress(capsys):
+    pts = [sweep.point("ring", 8, ["ring"], [1024], series=k) for k in range(3)]
+    rows = sweep.run_points(pts, progress=True, desc="demo")
+    assert [r["series"] for r in rows] == [0, 1, 2]
+    assert "demo: 100%" in capsys.readouterr().err
+
+
 def test_crossover_lists_changes_only():
     rows = [{"bytes": b, "requested_algo": a, "best": True} for b, a in ((1, "x"), (2, "x"), (4, "y"), (8, "x"))]
     assert crossover.crossovers(rows) == [(1, "x"), (4, "y"), (8, "x")]
