@@ -55,34 +55,41 @@ def _waits(ready, *positions):
 def ring_reduce_scatter(b, locs, span=(0, 1, 1), ready=-1, buf="data", tmp="recv"):
     """Ring reduce-scatter in ``buf`` (receiving into ``tmp``); position k ends with piece k of p reduced.
 
-    In step s position k sends piece ``(k-s-1) % p`` to k+1, which adds it in
-    (as :mod:`collectives.ring`). Returns ``final`` of shape ``(G, p, 1)``.
+    In step s position k sends piece ``(k-s-1) % p`` to k+1, which adds it in.
+    Like MPI's sendrecv, a position's send also waits for its previous send,
+    so no link ever carries more than one step at a time. Returns ``final`` of
+    shape ``(G, p, 1)``.
     """
     locs, span, ready = _prepare(locs, span, ready)
     groups, p = locs.shape
     pos = np.arange(p)
     nxt = (pos + 1) % p
     last = np.full((groups, p), -1)  # by sender: the op that reduced the piece it sends next
+    sent = np.full((groups, p), -1)
     for s in range(p - 1):
         piece = split(span, (pos - s - 1) % p, p)
         sent = b.xfer(src=locs, dst=locs[:, nxt], span=piece, src_buf=buf, dst_buf=tmp,
-                      deps=[last, *_waits(ready, pos, nxt)])
+                      deps=[last, sent.reshape(groups, p), *_waits(ready, pos, nxt)])
         summed = b.reduce(at=locs[:, nxt], inputs=(buf, tmp), out=buf, span=piece, deps=[sent.reshape(groups, p)])
         last = summed.reshape(groups, p)[:, (pos - 1) % p]  # re-index by the reducing position
     return last[..., None] if p > 1 else ready
 
 
 def ring_allgather(b, locs, span=(0, 1, 1), ready=-1, buf="data"):
-    """Ring allgather in ``buf``: position k starts with piece k of p; returns ``final`` ``(G, p, p-1)``."""
+    """Ring allgather in ``buf``: position k starts with piece k of p; returns ``final`` ``(G, p, p-1)``.
+
+    Step s forwards piece ``(k-s) % p``; sends on each link stay in order, as in reduce-scatter.
+    """
     locs, span, ready = _prepare(locs, span, ready)
     groups, p = locs.shape
     pos = np.arange(p)
     nxt = (pos + 1) % p
     last = np.full((groups, p), -1)
+    sent = np.full((groups, p), -1)
     received = []
     for s in range(p - 1):
         sent = b.xfer(src=locs, dst=locs[:, nxt], span=split(span, (pos - s) % p, p), src_buf=buf, dst_buf=buf,
-                      deps=[last, *_waits(ready, pos, nxt)])
+                      deps=[last, sent.reshape(groups, p), *_waits(ready, pos, nxt)])
         last = sent.reshape(groups, p)[:, (pos - 1) % p]  # by receiver: what it forwards next
         received.append(last)
     return np.stack(received, axis=-1) if p > 1 else ready

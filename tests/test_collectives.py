@@ -86,7 +86,10 @@ def test_ring_builds_1024_ranks():
     s = ring_allreduce(Layout(128, 8))
     p = 1024
     assert s.num_ops == 3 * p * (p - 1)
-    assert s.dep_idx.size == s.num_ops - p  # all but the p first sends wait for one op
+    # reduce-scatter: sends after the first wait for the sender's last reduce and last send, each
+    # reduce for its incoming send; allgather: every send waits for the reduce-scatter's end at both
+    # ends, and after the first also for what it forwards and the sender's last send
+    assert s.dep_idx.size == 2 * p * (p - 2) + p * (p - 1) + 2 * p + 4 * p * (p - 2)
     assert np.all(s.dep_idx < np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr)))
 
 
