@@ -39,59 +39,25 @@ NEED_SLOTS = -1.0
 _jit = njit(cache=True, error_model="numpy")
 
 
-# ---------------------------------------------------------------- ready heap (time, op)
+# ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
+# Two are used: ops waiting out their latency (keyed by start time) and active
+# flows (keyed by finish time, moved whenever a rate changes).
 
 @_jit
-def _heap_push(times, ops, size, t, op):
-    i = size[0]
-    size[0] += 1
-    while i > 0:
-        parent = (i - 1) >> 1
-        if times[parent] <= t:
-            break
-        times[i], ops[i] = times[parent], ops[parent]
-        i = parent
-    times[i], ops[i] = t, op
-
-
-@_jit
-def _heap_pop(times, ops, size):
-    top = ops[0]
-    size[0] -= 1
-    n = size[0]
-    t, op = times[n], ops[n]
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= n:
-            break
-        if child + 1 < n and times[child + 1] < times[child]:
-            child += 1
-        if times[child] >= t:
-            break
-        times[i], ops[i] = times[child], ops[child]
-        i = child
-    times[i], ops[i] = t, op
-    return top
-
-
-# ---------------------------------------------------------------- finish heap, indexed by op
-
-@_jit
-def _fh_place(keys, ops, pos, i, key, op):
+def _heap_place(keys, ops, pos, i, key, op):
     keys[i], ops[i] = key, op
     pos[op] = i
 
 
 @_jit
-def _fh_sift(keys, ops, pos, size, i):
+def _heap_sift(keys, ops, pos, size, i):
     """Restore heap order around slot ``i`` (up, then down)."""
     key, op = keys[i], ops[i]
     while i > 0:
         parent = (i - 1) >> 1
         if keys[parent] <= key:
             break
-        _fh_place(keys, ops, pos, i, keys[parent], ops[parent])
+        _heap_place(keys, ops, pos, i, keys[parent], ops[parent])
         i = parent
     n = size[0]
     while True:
@@ -102,31 +68,31 @@ def _fh_sift(keys, ops, pos, size, i):
             child += 1
         if keys[child] >= key:
             break
-        _fh_place(keys, ops, pos, i, keys[child], ops[child])
+        _heap_place(keys, ops, pos, i, keys[child], ops[child])
         i = child
-    _fh_place(keys, ops, pos, i, key, op)
+    _heap_place(keys, ops, pos, i, key, op)
 
 
 @_jit
-def _fh_set(keys, ops, pos, size, op, key):
+def _heap_set(keys, ops, pos, size, op, key):
     """Insert ``op`` with ``key`` or move it to ``key``."""
     i = pos[op]
     if i < 0:
         i = size[0]
         size[0] += 1
-    _fh_place(keys, ops, pos, i, key, op)
-    _fh_sift(keys, ops, pos, size, i)
+    _heap_place(keys, ops, pos, i, key, op)
+    _heap_sift(keys, ops, pos, size, i)
 
 
 @_jit
-def _fh_remove(keys, ops, pos, size, op):
+def _heap_remove(keys, ops, pos, size, op):
     i = pos[op]
     pos[op] = -1
     size[0] -= 1
     last = size[0]
     if i != last:
-        _fh_place(keys, ops, pos, i, keys[last], ops[last])
-        _fh_sift(keys, ops, pos, size, i)
+        _heap_place(keys, ops, pos, i, keys[last], ops[last])
+        _heap_sift(keys, ops, pos, size, i)
 
 
 # ---------------------------------------------------------------- resource membership lists
@@ -169,7 +135,7 @@ def _route_bottleneck(r, rptr, rres, rw, capacity):
 # ---------------------------------------------------------------- the event step
 
 @_jit
-def _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
+def _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
           remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
           ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
           slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
@@ -183,7 +149,7 @@ def _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
     # flows that drained: retire them, free their resources, release dependents
     while fsize[0] > 0 and fkey[0] <= horizon:
         f = fop[0]
-        _fh_remove(fkey, fop, fpos, fsize, f)
+        _heap_remove(fkey, fop, fpos, fsize, f)
         end_at[f] = now
         r = route[f]
         for j in range(rptr[r], rptr[r + 1]):
@@ -198,16 +164,17 @@ def _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
                 used[rres[j]] = 0.0  # no rounding drift left behind on an idle resource
         free_slots[n_free[0]] = s
         n_free[0] += 1
-        _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, heap_t, heap_op, heap_n)
+        _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rpos, rsize)
     # ops whose latency has elapsed start moving bytes; empty ones end at once
-    while heap_n[0] > 0 and heap_t[0] <= horizon:
+    while rsize[0] > 0 and rkey[0] <= horizon:
         if n_free[0] == 0:
             return NEED_SLOTS
-        f = _heap_pop(heap_t, heap_op, heap_n)
+        f = rop[0]
+        _heap_remove(rkey, rop, rpos, rsize, f)
         start_at[f] = now
         if remaining[f] <= 0.0:
             end_at[f] = now
-            _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, heap_t, heap_op, heap_n)
+            _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rpos, rsize)
             continue
         n_free[0] -= 1
         s = free_slots[n_free[0]]
@@ -233,22 +200,22 @@ def _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
         for i in range(n_members[0]):
             f = members[i]
             in_set[f] = False
-            _fh_set(fkey, fop, fpos, fsize, f, now + remaining[f] / rate[f])
+            _heap_set(fkey, fop, fpos, fsize, f, now + remaining[f] / rate[f])
         for i in range(n_members[1]):
             touched_mark[touched[i]] = False
         for i in range(n_members[2]):
             dirty_mark[dirty[i]] = False
         n_members[:] = 0
     nxt = np.inf
-    if heap_n[0] > 0:
-        nxt = heap_t[0]
+    if rsize[0] > 0:
+        nxt = rkey[0]
     if fsize[0] > 0:
         nxt = min(nxt, fkey[0])
     return nxt
 
 
 @_jit
-def _advance(now, max_events, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
+def _advance(now, max_events, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
              remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
              ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
              slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
@@ -259,7 +226,7 @@ def _advance(now, max_events, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, 
     ``NEED_SLOTS`` when the membership arrays must grow before going on.
     """
     for _ in range(max_events):
-        nxt = _step(now, shared, heap_t, heap_op, heap_n, fkey, fop, fpos, fsize,
+        nxt = _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
                     remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
                     ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
                     slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
@@ -301,13 +268,13 @@ def _add_member(f, now, in_set, members, counts, remaining, t_upd, rate):
 
 
 @_jit
-def _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, heap_t, heap_op, heap_n):
+def _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rpos, rsize):
     for j in range(dn_ptr[f], dn_ptr[f + 1]):
         d = dn_idx[j]
         ndeps[d] -= 1
         if ndeps[d] == 0:
             ready_at[d] = now
-            _heap_push(heap_t, heap_op, heap_n, now + rlat[route[d]], d)
+            _heap_set(rkey, rop, rpos, rsize, d, now + rlat[route[d]])
 
 
 @_jit
@@ -441,11 +408,11 @@ def _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, c
 
 
 @_jit
-def _initial_heap(ndeps, route, rlat, ready_at, heap_t, heap_op, heap_n):
+def _initial_heap(ndeps, route, rlat, ready_at, rkey, rop, rpos, rsize):
     for op in range(ndeps.size):
         if ndeps[op] == 0:
             ready_at[op] = 0.0
-            _heap_push(heap_t, heap_op, heap_n, rlat[route[op]], op)
+            _heap_set(rkey, rop, rpos, rsize, op, rlat[route[op]])
 
 
 class Network:
@@ -482,8 +449,8 @@ class Network:
         self.ready_at = np.full(n, np.nan)
         self.start_at = np.full(n, np.nan)
         self.end_at = np.full(n, np.nan)
-        self.heap = (np.empty(n), np.empty(n, np.int64), np.zeros(1, np.int64))
-        self.finish_heap = (np.empty(n), np.empty(n, np.int64), np.full(n, -1, np.int64), np.zeros(1, np.int64))
+        self.heap = _new_heap(n)  # ops waiting out their latency, by start time
+        self.finish_heap = _new_heap(n)  # active flows, by finish time
         nres = self.capacity.size
         self.width = max(int(np.diff(self.rptr).max(initial=1)), 1)
         self.head = np.full(nres, -1, np.int64)
@@ -500,7 +467,7 @@ class Network:
         self.slots = 0
         self._grow(min(n, 1024))
         _initial_heap(self.ndeps, self.route, self.rlat, self.ready_at, *self.heap)
-        self.next_time = self.heap[0][0] if self.heap[2][0] else np.inf
+        self.next_time = self.heap[0][0] if self.heap[3][0] else np.inf
 
     def _grow(self, slots):
         """Room for ``slots`` flows active at once (membership lists are per slot)."""
@@ -547,6 +514,11 @@ class Network:
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
         return np.flatnonzero(np.isnan(self.end_at))
+
+
+def _new_heap(n):
+    """Keys, ops, position of each op (-1: absent) and size of an empty indexed heap for ``n`` ops."""
+    return np.empty(n), np.empty(n, np.int64), np.full(n, -1, np.int64), np.zeros(1, np.int64)
 
 
 def _dependents(dep_ptr, dep_idx, n):
