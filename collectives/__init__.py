@@ -72,6 +72,27 @@ def accepted(fn, params):
     return {k: v for k, v in params.items() if k in names_}
 
 
+def size_dependent(algo, collective="allreduce"):
+    """True when ``algo``'s schedule depends on the message size: its generator declares ``nbytes``.
+
+    Runners build such an algorithm once per (algorithm, size), passing ``nbytes`` as a fact, and every
+    other algorithm once for all sizes (see :mod:`collectives.chunking`).
+
+    >>> size_dependent("hfreduce"), size_dependent("ring"), size_dependent("nosuch")
+    (True, False, False)
+    """
+    make = ALGORITHMS.get((collective, algo))
+    if make is None:
+        return False
+    return any(p.name == "nbytes" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               for p in inspect.signature(make).parameters.values())
+
+
+def schedule_key(algo, nbytes, collective="allreduce"):
+    """The cache key of the schedule ``algo`` runs at ``nbytes``: ``(algo, nbytes)`` if size-dependent, else ``(algo, None)``."""
+    return (algo, int(nbytes) if size_dependent(algo, collective) else None)
+
+
 def resolve(algo, layout, nbytes, collective="allreduce", **params):
     """The registered algorithm that ``algo`` runs as for a message of ``nbytes`` (``algo`` itself unless size-dependent).
 

@@ -100,8 +100,11 @@ def _prepare(args, comm):
             raise ValueError(f"size {size} B is smaller than one {args.dtype} element")
     placement = place(comm, args.gpus_per_node, shared_memory=not args.no_shared_memory)
     layout, facts = getattr(args, "layout", None) or placement.layout(), getattr(args, "facts", {})
-    concrete = {(a, s): collectives.resolve(a, layout, s, **facts) for a in algos if a != BASELINE for s in sizes}
-    schedules = {c: collectives.build(c, layout, **facts) for c in sorted(set(concrete.values()))}
+    # (algo, size) -> schedule key (concrete algorithm, size if its pipeline depends on the size, else None)
+    concrete = {(a, s): collectives.schedule_key(collectives.resolve(a, layout, s, **facts), s)
+                for a in algos if a != BASELINE for s in sizes}
+    schedules = {k: collectives.build(k[0], layout, **facts, **({} if k[1] is None else {"nbytes": k[1]}))
+                 for k in sorted(set(concrete.values()), key=lambda k: (k[0], k[1] or 0))}
     return {"algos": algos, "sizes": sizes, "placement": placement, "schedules": schedules, "concrete": concrete}
 
 

@@ -1,7 +1,9 @@
 """Simulate algorithms on a topology over a list of message sizes.
 
 One schedule and one set of routes per algorithm serve every size, since
-schedules are size-agnostic.
+schedules are size-agnostic, except for algorithms whose pipeline depends on
+the size (they declare ``nbytes``; :func:`collectives.size_dependent`): those
+are built once per (algorithm, size).
 """
 
 import numpy as np
@@ -33,16 +35,18 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     router = Router(graph)
     records, runs = [], []
     facts = nccl_params(graph)  # topology facts: each algorithm receives those its signature declares
-    built = {}  # concrete algorithm -> (schedule, routes)
+    built = {}  # (concrete algorithm, size or None) -> (schedule, routes)
     for algo in algos:
         for size in sizes:
             if size < itemsize:
                 raise ValueError(f"size {size} B is smaller than one {dtype} element")
             concrete = collectives.resolve(algo, layout, size, collective, **facts)  # size-dependent choices
-            if concrete not in built:
-                schedule = collectives.build(concrete, layout, collective, **facts)
-                built[concrete] = schedule, build_routes(graph, schedule, router)
-            schedule, routes = built[concrete]
+            key = collectives.schedule_key(concrete, size, collective)
+            if key not in built:
+                sized = {} if key[1] is None else {"nbytes": key[1]}
+                schedule = collectives.build(concrete, layout, collective, **facts, **sized)
+                built[key] = schedule, build_routes(graph, schedule, router)
+            schedule, routes = built[key]
             run = simulate(schedule, routes, size, itemsize, model)
             records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
             if keep_runs:
