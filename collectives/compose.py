@@ -100,7 +100,12 @@ def ring_allreduce(b, locs, span=(0, 1, 1), ready=-1, buf="data", tmp="recv"):
     return ring_allgather(b, locs, span, ring_reduce_scatter(b, locs, span, ready, buf, tmp), buf)
 
 
-def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tmp=("recv0", "recv1")):
+def _ordered(fifo, key, deps):
+    """``deps`` plus the op of ``key`` from the previous call sharing ``fifo`` (a connection's or engine's order)."""
+    return deps if fifo is None else deps + [fifo.get(key, -1)]
+
+
+def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tmp=("recv0", "recv1"), fifo=None):
     """Double binary tree allreduce (:func:`collectives.trees.double_binary_tree` over positions).
 
     Tree t carries half t of the span, cut into ``chunks`` chunks (chunk c is
@@ -110,6 +115,11 @@ def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tm
     ``buf``. Chunks depend on nothing but their own data (no per-link FIFO
     order, unlike :mod:`collectives.dbtree`), so they pipeline.
     Returns ``final`` ``(G, p, 2 * chunks)``, column ``t * chunks + c`` for chunk c of tree t.
+
+    ``fifo``: a dict shared by successive calls (one per pipeline chunk, same
+    ``locs`` shape): each send, reduce and broadcast then also waits for the
+    same one of the previous call, as a connection carries its chunks in
+    order and an engine handles them in order.
     """
     if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
         raise ValueError(f"dbtree chunks must be a positive integer, got {chunks!r}")
@@ -131,21 +141,28 @@ def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tm
                 at = level[children[t, level, slot] >= 0]
                 kid = children[t, at, slot]
                 x = b.xfer(src=locs[:, None, kid], dst=locs[:, None, at], span=piece, src_buf=buf, dst_buf=tmp[slot],
-                           deps=[up[:, :, kid], *(w[:, None] for w in _waits(ready, kid, at))])
+                           deps=_ordered(fifo, ("up", t, h, slot),
+                                         [up[:, :, kid], *(w[:, None] for w in _waits(ready, kid, at))]))
                 sent[slot][:, :, at] = x.reshape(groups, chunks, len(at))
+                if fifo is not None:
+                    fifo["up", t, h, slot] = sent[slot][:, :, at]
             num_kids = (children[t, level] >= 0).sum(axis=1)
             for k in (1, 2):
                 at = level[num_kids == k]
                 r = b.reduce(at=locs[:, None, at], inputs=(buf, *tmp[:k]), out=buf, span=piece,
-                             deps=[sent[0][:, :, at], sent[1][:, :, at]])
+                             deps=_ordered(fifo, ("sum", t, h, k), [sent[0][:, :, at], sent[1][:, :, at]]))
                 up[:, :, at] = r.reshape(groups, chunks, len(at))
+                if fifo is not None:
+                    fifo["sum", t, h, k] = up[:, :, at]
         down = up
         depths = tree_depths(parents[t])
         for d in range(1, depths.max() + 1):
             at = np.nonzero(depths == d)[0]
             par = parents[t, at]
             x = b.xfer(src=locs[:, None, par], dst=locs[:, None, at], span=piece, src_buf=buf, dst_buf=buf,
-                       deps=[down[:, :, par], *(w[:, None] for w in _waits(ready, at))])
+                       deps=_ordered(fifo, ("down", t, d), [down[:, :, par], *(w[:, None] for w in _waits(ready, at))]))
             down[:, :, at] = x.reshape(groups, chunks, len(at))
+            if fifo is not None:
+                fifo["down", t, d] = down[:, :, at]
         final[:, :, t * chunks:(t + 1) * chunks] = down.transpose(0, 2, 1)
     return final

@@ -23,11 +23,20 @@ Per chunk, pipelined (chunk c depends only on its own data):
    of host memory; what the option changes is that the inter-socket link
    carries the chunk once per socket instead of once per remote GPU.
 
-Not published, so exposed: ``chunks`` (chunk count; the default 4 is a
-placeholder, not a measurement), the staging placement, and the GPUs'
-sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
+Not published, so exposed: the pipeline chunk size ``chunk_bytes``, the
+staging placement, and the GPUs' sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
 GPU4-7 on socket 1 as in the paper's Fig. 4). ``nic_socket`` defaults to the
 last socket (socket 1 in Fig. 4).
+
+Chunking: the paper pipelines "chunk by chunk" but does not publish the
+chunk size. A message of ``nbytes`` per GPU is cut into
+``ceil(nbytes / chunk_bytes)`` chunks (at most ``max_chunks``;
+:mod:`collectives.chunking`). ``DEFAULT_CHUNK_BYTES`` = 512 KiB is an
+analogy, not a measurement: it is NCCL's Simple-protocol step
+(``NCCL_BUFFSIZE / NCCL_STEPS`` = 4 MiB / 8), the chunk NCCL's double binary
+tree pipelines in, and HFReduce's inter-node stage is that tree (NCCL 2.4,
+[P IV]). An explicit ``chunks`` overrides the size; without a size
+(``nbytes=None``) ``DEFAULT_CHUNKS`` = 4 chunks are used.
 
 >>> from collectives.schedule import Layout
 >>> from collectives.verify import verify
@@ -42,9 +51,11 @@ ValueError: hfreduce: nic_socket must be a socket 0..1, got 2
 import numpy as np
 
 from collectives import compose
+from collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
 from collectives.schedule import ScheduleBuilder
 
-DEFAULT_CHUNKS = 4
+DEFAULT_CHUNKS = 4  # only when built without a message size
+DEFAULT_CHUNK_BYTES = NCCL_STEP_BYTES  # [I] by analogy to NCCL's tree chunk (see the module docstring)
 
 
 def check_positive(name, value, algo):
@@ -77,40 +88,56 @@ def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, gd
     ``span`` is ``(lo, hi, den)``, arrays over chunks; ``owners`` are the local
     GPUs whose ``data`` holds the part (each a partial sum; together, the
     node's); ``ready`` op ids broadcast to ``(nodes, chunks, len(owners))``.
+    Chunks go through every stage in order: a GPU's copies run in order on
+    its copy stream, the CPU's reduce thread takes chunks in order, and each
+    tree connection carries them in order (``fifo``), so chunk c of a stage
+    waits for chunk c-1 of the same stage. Without that order every chunk
+    would share every stage at once and the pipeline would not pipeline.
     """
     nodes, g = layout.nodes, layout.gpus_per_node
-    n = np.arange(nodes)[:, None]
+    n = np.arange(nodes)
     chunks = len(span[0])
     ready = np.broadcast_to(ready, (nodes, chunks, len(owners)))
     nic_mem = layout.host(n, nic)
-    shape = (nodes, chunks)
-    staged = []
-    for i, j in enumerate(owners):
-        if len(owners) == 1:
-            x = b.xfer(n * g + j, nic_mem, span, "data", "sum", deps=[ready[:, :, i]]).reshape(shape)
-        else:
-            x = b.xfer(n * g + j, layout.host(n, staging[j]), span, "data", f"g{j}", deps=[ready[:, :, i]])
-            if staging[j] != nic:
-                x = b.xfer(layout.host(n, staging[j]), nic_mem, span, f"g{j}", f"g{j}", deps=[x.reshape(shape)])
-        staged.append(x.reshape(shape))
-    summed = staged[0]
-    if len(owners) > 1:
-        summed = b.reduce(nic_mem, tuple(f"g{j}" for j in owners), "sum", span, deps=staged).reshape(shape)
-    hosts = np.broadcast_to(layout.host(np.arange(nodes), nic), (chunks, nodes))
-    final = compose.dbtree_allreduce(b, hosts, span, summed.T, buf="sum").transpose(1, 0, 2)
-    waits = [final[:, :, c] for c in range(final.shape[2])]
-    local = {}  # socket -> op copying the final chunk into its "out" (gdrcopy)
-    h2d = []
-    for j in owners:
-        s = gpu_sockets[j]
-        if gdrcopy and s != nic:
-            if s not in local:
-                local[s] = b.xfer(nic_mem, layout.host(n, s), span, "sum", "out", deps=waits).reshape(shape)
-            x = b.xfer(layout.host(n, s), n * g + j, span, "out", "data", deps=[local[s]])
-        else:
-            x = b.xfer(nic_mem, n * g + j, span, "sum", "data", deps=waits)
-        h2d.append(x.reshape(shape))
-    return np.stack(h2d, axis=-1)
+    hosts = layout.host(n, nic)[None, :]  # one tree over the NIC sockets' memories
+    prev = {}  # stage -> op ids of the previous chunk in that stage (its FIFO predecessor)
+    tree_fifo = {}
+    out = np.full((nodes, chunks, len(owners)), -1, np.int64)
+
+    def op(stage, make, deps):
+        x = make(deps + [prev.get(stage, -1)])
+        prev[stage] = x
+        return x
+
+    for c in range(chunks):
+        sp = tuple(np.asarray(x)[c] for x in span)
+        staged = []
+        for i, j in enumerate(owners):
+            if len(owners) == 1:
+                x = op(("d2h", j), lambda d: b.xfer(n * g + j, nic_mem, sp, "data", "sum", deps=d), [ready[:, c, i]])
+            else:
+                src = layout.host(n, staging[j])
+                x = op(("d2h", j), lambda d: b.xfer(n * g + j, src, sp, "data", f"g{j}", deps=d), [ready[:, c, i]])
+                if staging[j] != nic:
+                    x = op(("xsock", j), lambda d: b.xfer(src, nic_mem, sp, f"g{j}", f"g{j}", deps=d), [x])
+            staged.append(x)
+        summed = staged[0]
+        if len(owners) > 1:
+            summed = op("sum", lambda d: b.reduce(nic_mem, tuple(f"g{j}" for j in owners), "sum", sp, deps=d), staged)
+        final = compose.dbtree_allreduce(b, hosts, sp, summed[None, :], buf="sum", fifo=tree_fifo)[0]
+        waits = [final[:, k] for k in range(final.shape[1])]
+        local = {}  # socket -> op copying the final chunk into its "out" (gdrcopy)
+        for i, j in enumerate(owners):
+            s = gpu_sockets[j]
+            if gdrcopy and s != nic:
+                dst = layout.host(n, s)
+                if s not in local:
+                    local[s] = op(("out", s), lambda d: b.xfer(nic_mem, dst, sp, "sum", "out", deps=d), list(waits))
+                x = op(("h2d", j), lambda d: b.xfer(dst, n * g + j, sp, "out", "data", deps=d), [local[s]])
+            else:
+                x = op(("h2d", j), lambda d: b.xfer(nic_mem, n * g + j, sp, "sum", "data", deps=d), list(waits))
+            out[:, c, i] = x
+    return out
 
 
 def host_buffers(layout):
@@ -118,17 +145,18 @@ def host_buffers(layout):
     return tuple(f"g{j}" for j in range(layout.gpus_per_node)) + ("sum", "recv0", "recv1", "out")
 
 
-def hfreduce_allreduce(layout, chunks=DEFAULT_CHUNKS, nic_socket=None, staging=None, gpu_sockets=None,
-                       gdrcopy=True):
+def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None,
+                       gdrcopy=True, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
     """HFReduce allreduce of ``data`` on every GPU (steps in the module docstring).
 
-    ``chunks``: pipeline chunks (positive int). ``nic_socket``: socket of the
+    ``chunks``: pipeline chunks (positive int; default: ``ceil(nbytes / chunk_bytes)``
+    capped at ``max_chunks``, or ``DEFAULT_CHUNKS`` without ``nbytes``). ``nic_socket``: socket of the
     node's NIC, where reduce and receive buffers live (default: last socket).
     ``staging[j]``: socket of GPU j's D2H buffer (default ``j % sockets``).
     ``gpu_sockets[j]``: socket GPU j attaches to (default contiguous blocks).
     ``gdrcopy``: H2D via one read per NUMA node (True) or per GPU (False).
     """
-    check_positive("chunks", chunks, "hfreduce")
+    chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "hfreduce")
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, "hfreduce")
     b = ScheduleBuilder(layout, "allreduce", "hfreduce", buffers=("data",) + host_buffers(layout))
     c = np.arange(chunks)

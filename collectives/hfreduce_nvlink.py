@@ -23,7 +23,8 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 
 import numpy as np
 
-from collectives.hfreduce import DEFAULT_CHUNKS, check_positive, host_allreduce, host_buffers, host_options
+from collectives.chunking import DEFAULT_MAX_CHUNKS, choose_chunks
+from collectives.hfreduce import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNKS, host_allreduce, host_buffers, host_options
 from collectives.schedule import ScheduleBuilder
 
 ALGO = "hfreduce-nvlink"
@@ -44,11 +45,14 @@ def nvlink_pairs(layout):
     return pairs
 
 
-def hfreduce_nvlink_allreduce(layout, chunks=DEFAULT_CHUNKS, nic_socket=None, staging=None, gpu_sockets=None,
-                              gdrcopy=True):
-    """HFReduce with an NVLink reduce-scatter/allgather inside each bridged pair; parameters as HFReduce's."""
+def hfreduce_nvlink_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None,
+                              gdrcopy=True, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
+    """HFReduce with an NVLink reduce-scatter/allgather inside each bridged pair; parameters as HFReduce's.
+
+    Chunks are ``chunk_bytes`` of the message, so each GPU's host pipeline moves half a chunk per step.
+    """
     pairs = nvlink_pairs(layout)
-    check_positive("chunks", chunks, ALGO)
+    chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, ALGO)
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, ALGO)
     g = layout.gpus_per_node
     b = ScheduleBuilder(layout, "allreduce", ALGO, buffers=("data", "nv") + host_buffers(layout))
