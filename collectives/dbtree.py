@@ -9,8 +9,11 @@ p is odd, as ``ncclGetDtree`` in NCCL's src/graph/trees.cc (shapes from
 trees; for odd p rank 0 is the exception (the one-child root of tree 0 and
 an inner node of tree 1), exactly as in NCCL.
 
-Each half is cut into ``chunks`` chunks (default 8, NCCL's number of
-in-flight slots per connection, ``NCCL_STEPS``). A node reduces chunk c of
+Each half is cut into chunks of ``chunk_bytes`` (default 512 KiB, NCCL's
+Simple step ``NCCL_BUFFSIZE / NCCL_STEPS``, the chunk NCCL's tree pipelines
+in; :mod:`collectives.chunking`): ``ceil(nbytes / 2 / chunk_bytes)`` per
+tree, at most ``max_chunks``; 8 when built without a size, or an explicit
+``chunks``. A node reduces chunk c of
 its own data with what its children sent (into ``recv0``/``recv1``) and
 sends it up; the root's result is broadcast down into ``data``. Besides the
 data dependencies, a connection carries its chunks in order and a node
@@ -27,10 +30,11 @@ steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 
 import numpy as np
 
+from collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
 from collectives.schedule import ScheduleBuilder
 from collectives.trees import double_binary_tree, tree_depths, tree_heights
 
-DEFAULT_CHUNKS = 8
+DEFAULT_CHUNKS = 8  # per tree, only when built without a message size
 
 
 def _tree_allreduce(b, parent, child, half, k):
@@ -66,13 +70,13 @@ def _tree_allreduce(b, parent, child, half, k):
             sent_down[at, c] = b.xfer(src, at, span, "data", "data", deps=deps)
 
 
-def dbtree_allreduce(layout, chunks=DEFAULT_CHUNKS):
+def dbtree_allreduce(layout, chunks=None, nbytes=None, chunk_bytes=NCCL_STEP_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
     """Allreduce of buffer ``data`` on every rank of ``layout`` over NCCL's double binary tree.
 
-    ``chunks`` (positive int) is the number of pipeline chunks per tree.
+    ``chunks`` (positive int) is the number of pipeline chunks per tree; by default each tree's half of
+    ``nbytes`` in ``chunk_bytes`` chunks, at most ``max_chunks`` (see the module docstring).
     """
-    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
-        raise ValueError(f"dbtree: chunks must be a positive integer, got {chunks!r}")
+    chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "dbtree", per=2)
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "dbtree", buffers=("data", "recv0", "recv1"))
     for half, (parent, child) in enumerate(zip(*double_binary_tree(p))):

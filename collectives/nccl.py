@@ -31,15 +31,23 @@ the network from the NIC's socket). The message is split over ``channels``
 rings (NCCL runs each channel on its own SMs over its own connections; the
 duplicated channels follow the same ring), and each channel's part into
 ``chunks`` rounds (NCCL's ring loop handles ``nranks * chunkSize`` per
-round), each a ring reduce-scatter + allgather; round c of a connection
-waits for round c-1 on it (FIFO).
+round, ``chunkSize`` = ``ALLREDUCE_CHUNKSTEPS`` steps = 2 MiB for Simple,
+``src/enqueue.cc`` and ``src/include/collectives.h``; so by default
+``ceil(nbytes / (channels * nranks * chunk_bytes))`` rounds), each a ring
+reduce-scatter + allgather; round c of a connection waits for round c-1 on
+it (FIFO). [Not modelled: inside a round NCCL moves each step's data in
+slices of 2 steps through a staged (SHM/NET) hop, overlapping its stages;
+here a hop's stages run one after another per round.]
 
 Tree (``nccl_tree``, NCCL >= 2.4 ``trees.cc`` / ``connect.cc``): inside each
 server a chain over ``local_order`` whose head (``local_order[0]``) joins
 the inter-server double binary tree (:func:`collectives.trees.double_binary_tree`
 over servers); channel c uses tree ``c % 2``. Each channel's part is cut into
-``chunks`` chunks (default 8, NCCL's ``NCCL_STEPS`` slots in flight per
-connection, as :mod:`collectives.dbtree`), pipelined: reduce up the chain, up the tree, broadcast down
+``chunks`` chunks of NCCL's tree ``chunkSize`` (one Simple step, 512 KiB,
+halved while a channel has fewer than 8x / 4x / 1x the tree depth
+``g - 1 + log2(servers)`` chunks, down to 128 / 64 / 32 KiB, as
+``src/enqueue.cc`` and ``connectTrees`` do; at most ``max_chunks``; 8 when
+built without a size), pipelined: reduce up the chain, up the tree, broadcast down
 the tree and down the chain, each connection carrying chunks in order.
 
 >>> from collectives.schedule import Layout
@@ -52,6 +60,7 @@ the tree and down the chain, each connection carrying chunks in order.
 
 import numpy as np
 
+from collectives.chunking import ALLREDUCE_CHUNKSTEPS, DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
 from collectives.compose import split
 from collectives.schedule import ScheduleBuilder
 from collectives.trees import double_binary_tree, tree_depths, tree_heights
@@ -163,11 +172,15 @@ def _order(layout, local_order, gpu_sockets, nic_socket):
     return np.asarray(local, np.int64)
 
 
-def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=None, gpu_sockets=None,
-              nic_socket=None):
-    """NCCL ring allreduce over ``channels`` rings, each on its own part, in ``chunks`` rounds."""
+def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=None, local_order=None, gpu_sockets=None,
+              nic_socket=None, nbytes=None, chunk_bytes=ALLREDUCE_CHUNKSTEPS * NCCL_STEP_BYTES,
+              max_chunks=DEFAULT_MAX_CHUNKS):
+    """NCCL ring allreduce over ``channels`` rings, each on its own part, in ``chunks`` rounds.
+
+    ``chunks`` defaults to NCCL's loop count ``ceil(nbytes / (channels * ranks * chunk_bytes))`` (1 without a size).
+    """
     _check("channels", channels)
-    _check("chunks", chunks)
+    chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, 1, "nccl", per=channels * layout.ranks)
     local = _order(layout, local_order, gpu_sockets, nic_socket)
     g, p = layout.gpus_per_node, layout.ranks
     order = (np.arange(layout.nodes)[:, None] * g + local[None, :]).ravel()  # ring position -> rank
@@ -196,11 +209,31 @@ def nccl_ring(layout, channels=2, p2p=True, gdr=False, chunks=1, local_order=Non
     return b.build()
 
 
-def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=8, local_order=None, gpu_sockets=None,
-              nic_socket=None):
-    """NCCL tree allreduce: intra-server chain + inter-server double binary tree, pipelined in ``chunks``."""
+def tree_chunk_bytes(nbytes, channels, depth, chunk_bytes=NCCL_STEP_BYTES):
+    """NCCL's tree ``chunkSize`` for ``nbytes`` (``src/enqueue.cc``, Simple protocol, NCCL 2.7-2.18).
+
+    >>> tree_chunk_bytes(186 << 20, 2, 14) >> 10, tree_chunk_bytes(1 << 20, 2, 14) >> 10
+    (512, 32)
+    """
+    c = int(chunk_bytes)
+    for mult, floor in ((8, 131072), (4, 65536), (1, 32768)):
+        while nbytes // (channels * c) < depth * mult and c > floor:
+            c //= 2
+    return c
+
+
+def nccl_tree(layout, channels=2, p2p=True, gdr=False, chunks=None, local_order=None, gpu_sockets=None,
+              nic_socket=None, nbytes=None, chunk_bytes=NCCL_STEP_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
+    """NCCL tree allreduce: intra-server chain + inter-server double binary tree, pipelined in ``chunks``.
+
+    ``chunks`` per channel defaults to ``ceil(nbytes / channels / chunkSize)`` with NCCL's chunkSize
+    (:func:`tree_chunk_bytes` from ``chunk_bytes``), at most ``max_chunks``; 8 without a size.
+    """
     _check("channels", channels)
-    _check("chunks", chunks)
+    if chunks is None and nbytes is not None:
+        depth = layout.gpus_per_node - 1 + max(int(layout.nodes), 1).bit_length() - 1  # connectTrees' depth
+        chunk_bytes = tree_chunk_bytes(int(nbytes), channels, depth, chunk_bytes)
+    chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, 8, "nccl", per=channels)
     local = _order(layout, local_order, gpu_sockets, nic_socket)
     g, nodes = layout.gpus_per_node, layout.nodes
     chain = np.arange(nodes)[:, None] * g + local[None, :]  # (nodes, g): chain position -> rank; head at 0

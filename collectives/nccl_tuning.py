@@ -124,7 +124,7 @@ def nccl_allreduce(layout, nbytes=None, nccl_graph=None, **facts):
     algo = choose(layout, 1 << 50 if nbytes is None else nbytes, nccl_graph)
     make = nccl_ring if algo == "nccl-ring" else nccl_tree
     names = make.__code__.co_varnames[1:make.__code__.co_argcount]
-    return make(layout, **{k: v for k, v in facts.items() if k in names})
+    return make(layout, nbytes=nbytes, **{k: v for k, v in facts.items() if k in names and k != "nbytes"})
 
 
 def choose(layout, nbytes, nccl_graph=None):
