@@ -15,7 +15,13 @@ Who does what (every rank derives the same plan from the schedule):
   local copy by the GPU's rank. Any other XFER with both ends owned by one rank
   is a local copy by it; otherwise the source's owner posts an ``Isend`` and the
   destination's owner an ``Irecv``, tagged with the op id.
-- A REDUCE runs on its location's owner with the numba kernels.
+- A REDUCE runs on its location's owner with the numba kernels. Its inputs
+  may live at other locations of the node (a host reduce reading the other
+  socket's buffers): the owner reads them directly, which works when the
+  input is the owner's own, or a host buffer of the node that the owner can
+  reach (the shared window, or the designated rank's private host buffers).
+  Any other input is refused before anything runs, on every rank.
+- A multicast is its k XFERs, each executed as above.
 
 An op is *started* by each of its participants (one rank for a local op, the
 sender and the receiver otherwise) once that participant knows every
@@ -126,6 +132,18 @@ def _owners(s, shared):
     return snd, rcv
 
 
+def _unreachable_input(s, shared):
+    """First ``(op, input location)`` of a reduce whose owner cannot read that input, or None."""
+    lay = s.layout
+    g, p = lay.gpus_per_node, lay.ranks
+    op = np.repeat(np.arange(s.num_ops), np.diff(s.in_ptr))
+    at, loc = s.dst[op].astype(np.int64), s.in_loc.astype(np.int64)
+    node = lambda x: np.where(x >= p, (x - p) // lay.sockets, x // g)
+    reach = (loc == at) | ((loc >= p) & (node(loc) == node(at)) & ((at >= p) | shared))
+    bad = np.flatnonzero((s.kind[op] != XFER) & ~reach)
+    return None if not bad.size else (int(op[bad[0]]), int(loc[bad[0]]))
+
+
 def _notifications(s, snd, rcv):
     """Unique (dep op, from rank, to rank) triples: a participant of op i that is not one of its dep j's."""
     consumer = np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr))
@@ -158,6 +176,10 @@ class Execution:
             raise ValueError(f"{s.algo}: need at least one element, got {count}")
         self.dtype = np.dtype(dtype)
         check_op(op, self.dtype)
+        bad = _unreachable_input(s, placement.shared)
+        if bad is not None:
+            raise ValueError(f"{s.algo}: op {bad[0]} ({s.describe(bad[0])}) reads "
+                             f"{lay.location_names()[bad[1]]}, which its executing rank cannot reach")
         self.s, self.placement, self.count, self.op = s, placement, int(count), op
         self.comm, self.me = comm, comm.rank
         self.notify_comm = comm.Dup()
@@ -172,7 +194,7 @@ class Execution:
         node = me // lay.gpus_per_node
         touched = set(zip(s.dst.tolist(), s.out.tolist()))
         for i in range(s.num_ops):
-            touched.update((int(s.src[i]), int(b)) for b in s.op_inputs(i))
+            touched.update((int(loc), int(b)) for loc, b in zip(s.op_input_locs(i), s.op_inputs(i)))
         touched.update((me, s.buffers.index(name)) for name in s.inputs)
         touched.update((e.loc, s.buffers.index(e.buf)) for e in s.expect)
         mine_host = [lay.host(node, k) for k in range(lay.sockets)]
@@ -259,7 +281,7 @@ class Execution:
 
     def _action(self, i, snd, rcv, a, b):
         s, me = self.s, self.me
-        ins = [self.bufs.get((int(s.src[i]), int(k))) for k in s.op_inputs(i)]
+        ins = [self.bufs.get((int(loc), int(k))) for loc, k in zip(s.op_input_locs(i), s.op_inputs(i))]
         out = self.bufs.get((int(s.dst[i]), int(s.out[i])))
         if a == b:
             return (LOCAL, None, None)

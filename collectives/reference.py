@@ -3,7 +3,8 @@
 Every (location, buffer) is an N-element array; each rank's ``schedule.inputs``
 buffers at its GPU start as a copy of its input, everything else as poison (NaN
 for floats, the minimum integer for int32). Ops run in order: an xfer is a slice
-copy, a reduce calls :func:`collectives.kernels.reduce_into`. Each ``expect``
+copy (a multicast is its k copies), a reduce calls
+:func:`collectives.kernels.reduce_into` on its inputs, each at its own location. Each ``expect``
 entry is then compared with numpy's reduction of its contributors' inputs:
 exactly for int32 and for max/min, and within the rounding bound
 ``(k-1) * eps * sum(|x|)`` for a float sum of k inputs. Catching undefined
@@ -57,7 +58,7 @@ def run_reference(schedule, inputs, op="sum"):
     starts = span_bounds(n, s.lo, s.den).tolist()
     ends = span_bounds(n, s.hi, s.den).tolist()
     kind, src, dst, out = s.kind.tolist(), s.src.tolist(), s.dst.tolist(), s.out.tolist()
-    in_ptr, in_buf = s.in_ptr.tolist(), s.in_buf.tolist()
+    in_ptr, in_buf, in_loc = s.in_ptr.tolist(), s.in_buf.tolist(), s.in_loc.tolist()
     for i in range(s.num_ops):
         a, b = starts[i], ends[i]
         if a == b:
@@ -66,7 +67,8 @@ def run_reference(schedule, inputs, op="sum"):
         if kind[i] == XFER:
             target[:] = buf(src[i], in_buf[in_ptr[i]])[a:b]
         else:
-            reduce_into(target, [buf(dst[i], k)[a:b] for k in in_buf[in_ptr[i]:in_ptr[i + 1]]], op)
+            reduce_into(target, [buf(loc, k)[a:b] for loc, k in
+                                 zip(in_loc[in_ptr[i]:in_ptr[i + 1]], in_buf[in_ptr[i]:in_ptr[i + 1]])], op)
     for e in s.expect:
         _check(s, e, buf(e.loc, s.buffers.index(e.buf)), inputs, op)
     return {r: {name: buf(r, k) for k, name in enumerate(s.buffers)} for r in range(p)}

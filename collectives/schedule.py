@@ -13,9 +13,17 @@ topology does (``n3/gpu5``, ``n3/host0``).
 Op kinds:
 
 - ``XFER``: copy the span of buffer ``inputs[0]`` at ``src`` to buffer ``out``
-  at ``dst``.
-- ``REDUCE``: combine the span of the k buffers ``inputs`` at ``dst`` into
-  buffer ``out`` at ``dst`` (``src == dst``); the engine that owns ``dst`` does it.
+  at ``dst`` (its one input location ``in_loc`` is ``src``).
+- ``REDUCE``: combine the span of the k buffers ``inputs``, input j at
+  location ``in_loc[j]``, into buffer ``out`` at ``dst`` (``src == dst``); the
+  engine that owns ``dst`` does it, reading inputs elsewhere remotely (a CPU
+  reading the other socket's memory over xGMI). Every input must be in the
+  node of ``dst``.
+- *multicast*: k XFERs of one source span to k destinations that share a
+  ``group`` (the op id of the first; -1 for an ordinary op). Verifier and
+  executors treat them as the k copies they are; the simulator moves them as
+  one flow that reads the source once and crosses the union of the paths
+  (GDRCopy: one host read serves the GPUs of a NUMA node).
 
 Dependencies point only to earlier ops, so op order is a topological order
 and every schedule is acyclic by construction.
@@ -129,8 +137,10 @@ class Schedule:
     den: np.ndarray       # int64 span denominator
     in_ptr: np.ndarray    # int64 CSR: inputs of op i are in_buf[in_ptr[i]:in_ptr[i+1]]
     in_buf: np.ndarray    # int16 buffer ids read
+    in_loc: np.ndarray    # int32 location of each input (parallel to in_buf; an xfer's is its src)
     dep_ptr: np.ndarray   # int64 CSR: deps of op i are dep_idx[dep_ptr[i]:dep_ptr[i+1]]
     dep_idx: np.ndarray   # int64 op ids, all < i
+    group: np.ndarray = None  # int64 multicast group of each op (op id of its first member), -1 if none
     inputs: tuple = ("data",)  # buffers holding each rank's input at its GPU
     expect: tuple = field(default=())
 
@@ -144,6 +154,9 @@ class Schedule:
     def op_inputs(self, op):
         return self.in_buf[self.in_ptr[op]:self.in_ptr[op + 1]]
 
+    def op_input_locs(self, op):
+        return self.in_loc[self.in_ptr[op]:self.in_ptr[op + 1]]
+
     def num_inputs(self):
         """Inputs per op (1 for an xfer, k for a k-way reduce)."""
         return np.diff(self.in_ptr)
@@ -156,9 +169,14 @@ class Schedule:
         """One readable line for an op, for error messages and traces."""
         names = self.layout.location_names()
         span = f"[{self.lo[op]}/{self.den[op]}, {self.hi[op]}/{self.den[op]})"
-        ins = ",".join(self.buffers[b] for b in self.op_inputs(op))
+        at = self.dst[op]
+        ins = ",".join(self.buffers[b] if loc == at else f"{names[loc]}:{self.buffers[b]}"
+                       for b, loc in zip(self.op_inputs(op), self.op_input_locs(op)))
         if self.kind[op] == XFER:
-            return f"xfer {names[self.src[op]]}:{ins} -> {names[self.dst[op]]}:{self.buffers[self.out[op]]} {span}"
+            ins = ",".join(self.buffers[b] for b in self.op_inputs(op))
+            many = "" if self.group is None or self.group[op] < 0 else f" (multicast {self.group[op]})"
+            return (f"xfer {names[self.src[op]]}:{ins} -> {names[self.dst[op]]}:{self.buffers[self.out[op]]} "
+                    f"{span}{many}")
         return f"reduce {names[self.dst[op]]}:{ins} -> {self.buffers[self.out[op]]} {span}"
 
 
@@ -181,7 +199,7 @@ class ScheduleBuilder:
         self.buffers = tuple(buffers)
         self.inputs = tuple(inputs)
         self._cols = {k: [] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "nin")}
-        self._in_bufs, self._deps = [], []
+        self._in_bufs, self._in_locs, self._groups, self._deps = [], [], [], []
         self._expect = []
         self.num_ops = 0
 
@@ -191,13 +209,22 @@ class ScheduleBuilder:
         except ValueError:
             raise ValueError(f"buffer {name!r} not declared (have {', '.join(self.buffers)})") from None
 
-    def _append(self, kind, src, dst, out, ins, span, deps):
+    def node_of_location(self, loc):
+        """Node of location(s) ``loc`` (a GPU rank or a host memory)."""
+        lay = self.layout
+        loc = np.asarray(loc)
+        return np.where(loc < lay.ranks, loc // lay.gpus_per_node, (loc - lay.ranks) // lay.sockets)
+
+    def _append(self, kind, src, dst, out, ins, span, deps, in_locs=None, group=None):
         lo, hi, den = span
         dep_arrays = [np.asarray(d, dtype=np.int64) for d in deps]
+        loc_arrays = [np.asarray(src if x is None else x) for x in (in_locs or [None] * len(ins))]
+        nd = len(dep_arrays)
         arrays = np.broadcast_arrays(np.asarray(src), np.asarray(dst), np.asarray(lo), np.asarray(hi),
-                                     np.asarray(den), *dep_arrays)
+                                     np.asarray(den), *dep_arrays, *loc_arrays)
         src, dst, lo, hi, den = (np.array(a, dtype=np.int64).ravel() for a in arrays[:5])
-        dep_cols = [np.array(a, dtype=np.int64).ravel() for a in arrays[5:]]
+        dep_cols = [np.array(a, dtype=np.int64).ravel() for a in arrays[5:5 + nd]]
+        loc_cols = [np.array(a, dtype=np.int64).ravel() for a in arrays[5 + nd:]]
         m = src.size
         first = self.num_ops
         if m == 0:
@@ -205,8 +232,17 @@ class ScheduleBuilder:
         if np.any(den < 1) or np.any(lo < 0) or np.any(hi <= lo) or np.any(hi > den):
             raise ValueError(f"{self.algo}: bad span(s) {span!r}: need 0 <= lo < hi <= den")
         n_loc = self.layout.num_locations
-        if np.any((src < 0) | (src >= n_loc) | (dst < 0) | (dst >= n_loc)):
+        if np.any((src < 0) | (src >= n_loc) | (dst < 0) | (dst >= n_loc)) or \
+                any(np.any((c < 0) | (c >= n_loc)) for c in loc_cols):
             raise ValueError(f"{self.algo}: location out of range 0..{n_loc - 1}")
+        home = self.node_of_location(dst)
+        for c in loc_cols:
+            away = np.flatnonzero(self.node_of_location(c) != home) if kind != XFER else ()
+            if len(away):
+                names = self.layout.location_names()
+                k = away[0]
+                raise ValueError(f"{self.algo}: a reduce's inputs must be in one node: the reduce at "
+                                 f"{names[dst[k]]} has an input at {names[c[k]]}")
         for d in dep_cols:
             if np.any(d >= first) or np.any(d < -1):
                 raise ValueError(f"{self.algo}: a dependency must name an earlier op (or -1)")
@@ -218,6 +254,8 @@ class ScheduleBuilder:
         cols["lo"].append(lo), cols["hi"].append(hi), cols["den"].append(den)
         cols["nin"].append(np.full(m, len(ins), np.int64))
         self._in_bufs.append(np.tile(np.asarray(ins, np.int16), m))
+        self._in_locs.append(np.stack(loc_cols, axis=1).ravel().astype(np.int32))
+        self._groups.append(np.full(m, -1, np.int64) if group is None else np.broadcast_to(group, (m,)).astype(np.int64))
         self._deps.append(np.stack(dep_cols, axis=1) if dep_cols else np.empty((m, 0), np.int64))
         self.num_ops += m
         return np.arange(first, first + m)
@@ -226,12 +264,49 @@ class ScheduleBuilder:
         """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at ``dst``; returns the new op ids."""
         return self._append(XFER, src, dst, self._buf(dst_buf), (self._buf(src_buf),), span, deps)
 
-    def reduce(self, at, inputs, out, span, deps=()):
-        """Combine ``span`` of the buffers ``inputs`` at ``at`` into ``out`` there; returns the new op ids."""
+    def multicast(self, src, dsts, span, src_buf="data", dst_buf="data", deps=()):
+        """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at every location of ``dsts``, reading it once.
+
+        ``dsts`` is a sequence of k location arguments (each broadcasting like
+        ``src``). Returns op ids of shape ``(k, m)``: row j is the copy to
+        ``dsts[j]``; all k copies of a column form one multicast group.
+        """
+        dsts = list(dsts)
+        if not dsts:
+            raise ValueError(f"{self.algo}: a multicast needs at least one destination")
+        first = self.xfer(src, dsts[0], span, src_buf, dst_buf, deps)
+        if len(dsts) == 1 or first.size == 0:
+            return np.stack([first] * len(dsts))
+        self._groups[-1] = first.copy()
+        rows = [first]
+        for d in dsts[1:]:
+            rows.append(self._append(XFER, src, d, self._buf(dst_buf), (self._buf(src_buf),), span, deps, group=first))
+            if rows[-1].size != first.size:
+                raise ValueError(f"{self.algo}: multicast destinations must broadcast to one batch shape")
+        return np.stack(rows)
+
+    def reduce(self, at, inputs, out, span, deps=(), input_locs=None):
+        """Combine ``span`` of the buffers ``inputs`` into ``out`` at ``at``; returns the new op ids.
+
+        Input j is at ``input_locs[j]`` (default: ``at``; each entry broadcasts
+        like ``at``, ``None`` meaning ``at``). An input may also be given as a
+        ``(buffer, location)`` pair. Inputs must be in the node of ``at``.
+        """
         if len(inputs) < 2:
             raise ValueError(f"{self.algo}: a reduce needs at least two inputs")
-        ins = tuple(self._buf(b) for b in inputs)
-        return self._append(REDUCE, at, at, self._buf(out), ins, span, deps)
+        locs = [None] * len(inputs) if input_locs is None else list(input_locs)
+        if len(locs) != len(inputs):
+            raise ValueError(f"{self.algo}: input_locs must give one location per input ({len(inputs)})")
+        names = []
+        for j, item in enumerate(inputs):
+            if isinstance(item, tuple):
+                names.append(item[0])
+                locs[j] = item[1]
+            else:
+                names.append(item)
+        ins = tuple(self._buf(b) for b in names)
+        locs = [at if x is None else x for x in locs]
+        return self._append(REDUCE, at, at, self._buf(out), ins, span, deps, in_locs=locs)
 
     def expect(self, loc, buf, span, contributors=None):
         """Declare that ``span`` of ``buf`` at ``loc`` ends as the reduction of ``contributors`` (None: all)."""
@@ -248,12 +323,14 @@ class ScheduleBuilder:
         nin = cat("nin", np.int64)
         in_ptr = np.concatenate([[0], np.cumsum(nin)]).astype(np.int64)
         in_buf = np.concatenate(self._in_bufs).astype(np.int16) if self._in_bufs else np.empty(0, np.int16)
+        in_loc = np.concatenate(self._in_locs).astype(np.int32) if self._in_locs else np.empty(0, np.int32)
+        group = np.concatenate(self._groups).astype(np.int64) if self._groups else np.empty(0, np.int64)
         dep_ptr, dep_idx = _deps_to_csr(self._deps, self.num_ops)
         return Schedule(
             layout=self.layout, collective=self.collective, algo=self.algo, buffers=self.buffers,
             kind=cat("kind", np.int8), src=cat("src", np.int32), dst=cat("dst", np.int32),
             out=cat("out", np.int16), lo=cat("lo", np.int64), hi=cat("hi", np.int64), den=cat("den", np.int64),
-            in_ptr=in_ptr, in_buf=in_buf, dep_ptr=dep_ptr, dep_idx=dep_idx,
+            in_ptr=in_ptr, in_buf=in_buf, in_loc=in_loc, group=group, dep_ptr=dep_ptr, dep_idx=dep_idx,
             inputs=self.inputs, expect=tuple(self._expect),
         )
 

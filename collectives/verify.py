@@ -7,11 +7,13 @@ bitset; 0 means undefined). Each rank's ``schedule.inputs`` buffers at its GPU
 start as ``{rank}``; everything else starts undefined. It checks, for every
 message size at once:
 
-- no op reads undefined data;
-- a reduce's inputs have disjoint contributors (no double counting);
+- no op reads undefined data (each input at its own location);
+- a reduce's inputs have disjoint contributors (no double counting), wherever
+  each input lives;
 - no race: two ops touching an overlapping (location, buffer, segment), at
   least one writing, are ordered by the transitive dependency relation;
 - an xfer's source and destination locations differ;
+- a multicast group's copies share one source, buffer, span and dependencies;
 - at the end every ``expect`` entry holds exactly its contributors.
 
 Send/receive mismatches cannot occur (an xfer is one op, not a send and a
@@ -136,7 +138,8 @@ class _Replay:
     def run(self):
         s = self.s
         kind, src, dst, out = s.kind.tolist(), s.src.tolist(), s.dst.tolist(), s.out.tolist()
-        in_ptr, in_buf = s.in_ptr.tolist(), s.in_buf.tolist()
+        in_ptr, in_buf, in_loc = s.in_ptr.tolist(), s.in_buf.tolist(), s.in_loc.tolist()
+        self.check_groups()
         dep_ptr, dep_idx = s.dep_ptr.tolist(), s.dep_idx.tolist()
         seg_lo, seg_hi = self.seg_lo.tolist(), self.seg_hi.tolist()
         for i in range(s.num_ops):
@@ -146,18 +149,38 @@ class _Replay:
             self.ancestors.append(anc)
             if kind[i] == XFER and src[i] == dst[i]:
                 self.fail(f"{self.op(i)} transfers from a location to itself")
-            at = src[i] if kind[i] == XFER else dst[i]
-            ins = in_buf[in_ptr[i]:in_ptr[i + 1]]
+            if kind[i] == XFER and in_loc[in_ptr[i]] != src[i]:
+                self.fail(f"{self.op(i)} reads its input at another location than its source")
+            ins = list(zip(in_loc[in_ptr[i]:in_ptr[i + 1]], in_buf[in_ptr[i]:in_ptr[i + 1]]))
             for seg in range(seg_lo[i], seg_hi[i]):
                 total = 0
-                for b in ins:
-                    mask = self.read(i, (at, b), seg)
+                for key in ins:
+                    mask = self.read(i, key, seg)
                     if total & mask:
                         self.fail(f"{self.op(i)} double counts ranks {ranks_of(total & mask)} "
-                                  f"at {self.where((at, b), seg)}")
+                                  f"at {self.where(key, seg)}")
                     total |= mask
                 self.write(i, (dst[i], out[i]), seg, total)
         self.check_expect()
+
+    def check_groups(self):
+        s = self.s
+        if s.group is None:
+            return
+        members = np.flatnonzero(s.group >= 0)
+        if not members.size:
+            return
+        lead = s.group[members]
+        if np.any(lead > members) or np.any(s.group[lead] != lead):
+            self.fail(f"{self.op(int(members[0]))}: a multicast group must be named by its first member")
+        same = (s.kind[members] == XFER) & (s.kind[lead] == XFER) & (s.src[members] == s.src[lead])
+        same &= (s.in_buf[s.in_ptr[members]] == s.in_buf[s.in_ptr[lead]]) & (s.out[members] == s.out[lead])
+        same &= (s.lo[members] * s.den[lead] == s.lo[lead] * s.den[members])
+        same &= (s.hi[members] * s.den[lead] == s.hi[lead] * s.den[members])
+        for i, j, ok in zip(members.tolist(), lead.tolist(), same.tolist()):
+            if not ok or sorted(s.deps(i).tolist()) != sorted(s.deps(j).tolist()):
+                self.fail(f"{self.op(i)} differs from {self.op(j)}, the first copy of its multicast, "
+                          f"in kind, source, buffers, span or dependencies")
 
     def check_expect(self):
         s = self.s
