@@ -15,7 +15,7 @@ import numpy as np
 import simpy
 
 from sim.fluid import Network
-from sim.routes import Routes, build_routes
+from sim.routes import Routes, build_routes, flow_bytes
 
 MODELS = ("flow", "analytic")
 EVENTS_PER_WAKEUP = 512
@@ -55,8 +55,9 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
     routes = topology if isinstance(topology, Routes) else build_routes(topology, schedule)
     count = int(nbytes) // itemsize
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
-    net = Network(op_bytes, routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, schedule.dep_ptr, schedule.dep_idx, shared=model == "flow")
+    dep_ptr, dep_idx = _flow_deps(schedule)
+    net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
+                  routes.capacity, dep_ptr, dep_idx, shared=model == "flow")
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
@@ -66,6 +67,23 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
     time = float(net.end_at.max(initial=0.0))
     return Run(schedule, routes, model, count, itemsize, time, op_bytes,
                net.ready_at, net.start_at, net.end_at)
+
+
+def _flow_deps(schedule):
+    """The schedule's dependencies, plus: a multicast's further copies end when its first copy (their flow) ends."""
+    s = schedule
+    if s.group is None or not np.any((s.group >= 0) & (s.group != np.arange(s.num_ops))):
+        return s.dep_ptr, s.dep_idx
+    follower = (s.group >= 0) & (s.group != np.arange(s.num_ops))
+    counts = np.diff(s.dep_ptr) + follower
+    dep_ptr = np.zeros(s.num_ops + 1, np.int64)
+    np.cumsum(counts, out=dep_ptr[1:])
+    dep_idx = np.empty(dep_ptr[-1], np.int64)
+    owner = np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr))
+    dep_idx[dep_ptr[owner] + (np.arange(owner.size) - s.dep_ptr[owner])] = s.dep_idx
+    rows = np.flatnonzero(follower)
+    dep_idx[dep_ptr[rows + 1] - 1] = s.group[rows]
+    return dep_ptr, dep_idx
 
 
 def _drive(env, net):

@@ -5,8 +5,10 @@ direction) and the shared pools of its nodes:
 
 - ``bandwidth`` of a node: taken with weight 1 by every transfer that crosses
   or ends at the node (DRAM of a socket, HBM of a GPU, a root port's cap into
-  the CPU fabric, a NIC's own limit), and with weight k+1 by a k-way reduce
-  in that memory (k reads, 1 write);
+  the CPU fabric, a NIC's own limit); a reduce takes 1 (the write) at its
+  location and 1 (a read) at each input's location, so a k-way reduce with
+  every input local weighs k+1; an input elsewhere also takes the route from
+  its memory to the reducing engine (e.g. the xGMI link);
 - ``reduce_bandwidth`` of a GPU or CPU socket: the engine that performs a
   reduce, weight 1 per output byte;
 - ``p2p_bandwidth`` of a CPU socket: taken by peer-to-peer transfers, i.e.
@@ -18,9 +20,10 @@ also gets its direction, by the kinds of its ends: ``pcie up (gpu)`` carries
 bytes from a GPU toward the CPU (host side: cpu, memory, root port, then PCIe
 switch, in that order), ``pcie down (gpu)`` toward it (see :func:`link_class`).
 
-A transfer's latency is the sum of the ``latency`` of every node and link on
+A multicast reads its source once and takes the union of its copies' paths
+(each resource once). A transfer's latency is the sum of the ``latency`` of every node and link on
 its path (per-hop latency plus per-message overheads); a reduce's is its
-engine's ``reduce_latency``.
+engine's ``reduce_latency`` (plus the longest route of a remote input).
 """
 
 from dataclasses import dataclass
@@ -89,42 +92,96 @@ class _Resources:
 
 
 def build_routes(graph, schedule, router=None):
-    """Routes of every op of ``schedule`` (whose layout names graph nodes) on ``graph``."""
+    """Routes of every op of ``schedule`` (whose layout names graph nodes) on ``graph``.
+
+    One route per distinct op shape: an xfer by (source, destination); a
+    reduce by its location and the sorted locations of its inputs; a
+    multicast by its source and its destinations, on its first copy, while
+    the other copies get an empty route (see :func:`flow_bytes`).
+    """
     router = router or Router(graph)
     names = schedule.layout.location_names()
     missing = [n for n in (names[0], names[-1]) if n not in graph]
     if missing:
         raise ValueError(f"topology has no location {missing[0]!r} needed by the {schedule.algo} schedule")
-    nloc = len(names)
-    nin = schedule.num_inputs().astype(np.int64)
-    radix = int(nin.max(initial=1)) + 1
-    # one route per distinct (source, destination, inputs, kind)
-    key = ((schedule.src.astype(np.int64) * nloc + schedule.dst) * radix + nin) * 2 + schedule.kind
-    unique, op_route = np.unique(key, return_inverse=True)
+    s, nloc, m = schedule, len(names), schedule.num_ops
+    group = s.group if s.group is not None else np.full(m, -1, np.int64)
+    follower = (group >= 0) & (group != np.arange(m))
+    leader = (group >= 0) & ~follower
+    is_reduce = (s.kind == REDUCE) & ~follower
+    plain = ~(is_reduce | leader | follower)
+    op_route = np.zeros(m, np.int64)
     resources = _Resources()
     rptr, rres, rw, rlat = [0], [], [], []
-    for k in unique.tolist():
-        kind, rest = k % 2, k // 2
-        k_inputs, rest = rest % radix, rest // radix
-        src, dst = names[rest // nloc], names[rest % nloc]
-        if kind == REDUCE:
-            usage, latency = _reduce_usage(graph, dst, k_inputs, resources)
-        else:
-            usage, latency = _xfer_usage(graph, router.path(src, dst), resources)
+
+    def add(usage, latency):
         rres.extend(usage.keys())
         rw.extend(usage.values())
         rptr.append(len(rres))
         rlat.append(latency)
+
+    # ordinary transfers
+    key = s.src[plain].astype(np.int64) * nloc + s.dst[plain]
+    unique, inverse = np.unique(key, return_inverse=True)
+    op_route[plain] = inverse.ravel()
+    for k in unique.tolist():
+        add(*_xfer_usage(graph, router.path(names[k // nloc], names[k % nloc]), resources))
+    # reduces: location, then the sorted locations of the inputs
+    rows = np.flatnonzero(is_reduce)
+    if rows.size:
+        table = _padded(s.in_ptr, s.in_loc, rows)
+        unique, inverse = np.unique(np.column_stack([s.dst[rows], np.sort(table, axis=1)]), axis=0,
+                                    return_inverse=True)
+        op_route[rows] = len(rlat) + inverse.ravel()
+        for row in unique.tolist():
+            add(*_reduce_usage(graph, router, names, row[0], [x for x in row[1:] if x >= 0], resources))
+    # multicasts: source, then the sorted destinations, on the first copy
+    rows = np.flatnonzero(leader)
+    if rows.size:
+        members = np.flatnonzero(group >= 0)
+        members = members[np.lexsort((members, group[members]))]
+        lead = group[members]
+        first = np.searchsorted(lead, lead)  # index of each member's group start in ``members``
+        table = np.full((m, int(np.max(np.arange(members.size) - first)) + 1), -1, np.int64)
+        table[lead, np.arange(members.size) - first] = s.dst[members]
+        unique, inverse = np.unique(np.column_stack([s.src[rows], np.sort(table[rows], axis=1)]), axis=0,
+                                    return_inverse=True)
+        op_route[rows] = len(rlat) + inverse.ravel()
+        for row in unique.tolist():
+            paths = [router.path(names[row[0]], names[d]) for d in row[1:] if d >= 0]
+            add(*_multicast_usage(graph, paths, resources))
+    # further copies of a multicast: moved by the first copy's flow
+    op_route[follower] = len(rlat)
+    add({}, 0.0)
     return Routes(resources.names, resources.classes, np.array(resources.capacity),
                   np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
-                  np.array(rlat, np.float64), op_route.astype(np.int64).ravel())
+                  np.array(rlat, np.float64), op_route)
+
+
+def flow_bytes(schedule, op_bytes):
+    """Bytes each op's flow moves: a multicast's further copies move none (its first copy moves them all)."""
+    if schedule.group is None:
+        return op_bytes
+    follower = (schedule.group >= 0) & (schedule.group != np.arange(schedule.num_ops))
+    return np.where(follower, 0.0, op_bytes)
+
+
+def _padded(ptr, values, rows):
+    """Rows ``rows`` of a CSR as a matrix padded with -1."""
+    lengths = (ptr[rows + 1] - ptr[rows]).astype(np.int64)
+    table = np.full((rows.size, int(lengths.max(initial=1))), -1, np.int64)
+    which = np.repeat(np.arange(rows.size), lengths)
+    col = np.arange(which.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    table[which, col] = values[np.repeat(ptr[rows], lengths) + col]
+    return table
 
 
 def _pool(graph, node, attr, resources, cls):
     return resources.id((node, attr), f"{node} {attr}", cls, graph.nodes[node][attr])
 
 
-def _xfer_usage(graph, path, resources):
+def _xfer_usage(graph, path, resources, sink_pool=True):
+    """Usage of a copy along ``path``; ``sink_pool=False``: the last node only reads (a reduce engine)."""
     usage, latency = {}, 0.0
     for u, v in zip(path, path[1:]):
         edge = graph.edges[u, v]
@@ -134,7 +191,7 @@ def _xfer_usage(graph, path, resources):
     for v in path:
         attrs = graph.nodes[v]
         latency += attrs.get("latency", 0.0)
-        if "bandwidth" in attrs:
+        if "bandwidth" in attrs and (sink_pool or v != path[-1]):
             rid = _pool(graph, v, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
             usage[rid] = usage.get(rid, 0.0) + 1.0
     for run in _server_runs(graph, path):
@@ -160,15 +217,39 @@ def _server_runs(graph, path):
     return [run for run in runs if graph.nodes[run[0]].get("server") is not None]
 
 
-def _reduce_usage(graph, location, k_inputs, resources):
+def _multicast_usage(graph, paths, resources):
+    """One read at the source, the union of the paths: a resource on several paths (a shared prefix) counts once."""
+    usage, latency = {}, 0.0
+    for path in paths:
+        one, lat = _xfer_usage(graph, path, resources)
+        for rid, w in one.items():
+            usage[rid] = max(usage.get(rid, 0.0), w)
+        latency = max(latency, lat)
+    return usage, latency
+
+
+def _reduce_usage(graph, router, names, loc, in_locs, resources):
+    """A reduce at ``loc`` by its engine: per output byte, 1 engine unit, 1 read of each input's memory (plus the
+    route from that memory to the engine for an input elsewhere, e.g. over xGMI) and 1 write at ``loc``."""
+    location = names[loc]
     attrs = graph.nodes[location]
     engine = location if attrs["kind"] == "gpu" else attrs.get("engine")
     if engine is None:
         raise ValueError(f"{location} has no engine to reduce with")
-    usage = {}
+    usage, latency = {}, graph.nodes[engine].get("reduce_latency", 0.0)
     if "reduce_bandwidth" in graph.nodes[engine]:
         cls = f"{graph.nodes[engine]['kind']} reduce"
         usage[_pool(graph, engine, "reduce_bandwidth", resources, cls)] = 1.0
+    local = 1 + sum(1 for x in in_locs if x == loc)  # the write and the local reads
     if "bandwidth" in attrs:
-        usage[_pool(graph, location, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))] = k_inputs + 1.0
-    return usage, graph.nodes[engine].get("reduce_latency", 0.0)
+        rid = _pool(graph, location, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
+        usage[rid] = float(local)
+    remote = 0.0
+    for x in in_locs:
+        if x == loc:
+            continue
+        one, lat = _xfer_usage(graph, router.path(names[x], engine), resources, sink_pool=False)
+        for rid, w in one.items():
+            usage[rid] = usage.get(rid, 0.0) + w
+        remote = max(remote, lat)
+    return usage, latency + remote

@@ -222,6 +222,34 @@ def _edge_ends(name):
     return (u, v) if sep else None
 
 
+def _routed_balance(graph, s, op_bytes):
+    """Net bytes into each graph node from multicasts (union of paths) and remote reduce inputs (input to engine)."""
+    router, names, balance, cache = Router(graph), s.layout.location_names(), {}, {}
+
+    def edges(src, dsts):
+        if (src, dsts) not in cache:
+            cache[src, dsts] = {e for d in dsts for e in zip(router.path(src, d), router.path(src, d)[1:])}
+        return cache[src, dsts]
+
+    def add(es, nbytes):
+        for u, v in es:
+            balance[u] = balance.get(u, 0.0) - nbytes
+            balance[v] = balance.get(v, 0.0) + nbytes
+
+    groups = {}
+    for i in np.flatnonzero(s.group >= 0).tolist():
+        groups.setdefault(int(s.group[i]), []).append(names[s.dst[i]])
+    for lead, dsts in groups.items():
+        add(edges(names[s.src[lead]], tuple(sorted(dsts))), op_bytes[lead])
+    for i in np.flatnonzero(s.kind != XFER).tolist():
+        at = names[s.dst[i]]
+        engine = at if graph.nodes[at]["kind"] == "gpu" else graph.nodes[at]["engine"]
+        for loc in s.op_input_locs(i).tolist():
+            if loc != s.dst[i]:
+                add(edges(names[loc], (engine,)), op_bytes[i])
+    return balance
+
+
 def check_invariants(graph, runs):
     """Assert the invariants of DESIGN.md on runs of one schedule at increasing sizes, all models."""
     by_model = {}
@@ -238,8 +266,10 @@ def check_invariants(graph, runs):
         assert run.time == pytest.approx(run.end_at.max(initial=0.0))
         # op sizes: every element of the message is accounted for by a span
         assert np.all(run.op_bytes >= 0) and np.all(run.op_bytes % run.itemsize == 0)
-        # bytes sent = bytes received, per location (schedule) and per graph node (routes)
-        xfer = s.kind == XFER
+        # bytes sent = bytes received, per location (schedule) and per graph node (routes); a multicast
+        # and a reduce's remote input are checked against the paths the router gives (union for a multicast)
+        multi = s.group >= 0
+        xfer = (s.kind == XFER) & ~multi
         nloc = s.layout.num_locations
         sent = np.bincount(s.src[xfer], weights=run.op_bytes[xfer], minlength=nloc)
         received = np.bincount(s.dst[xfer], weights=run.op_bytes[xfer], minlength=nloc)
@@ -254,12 +284,14 @@ def check_invariants(graph, runs):
         local = xfer & (s.src == s.dst)
         names = s.layout.location_names()
         net = {v: flow_in.get(v, 0.0) - flow_out.get(v, 0.0) for v in set(flow_in) | set(flow_out)}
+        extra = _routed_balance(graph, s, run.op_bytes)
         for loc, name in enumerate(names):
             own_local = run.op_bytes[local & (s.src == loc)].sum()
-            expect = (received[loc] - own_local) - (sent[loc] - own_local)
+            expect = (received[loc] - own_local) - (sent[loc] - own_local) + extra.pop(name, 0.0)
             assert net.pop(name, 0.0) == pytest.approx(expect, rel=1e-9, abs=1e-6), name
-        for node, balance in net.items():      # switches, NICs, CPUs, root ports only forward
-            assert balance == pytest.approx(0.0, abs=1e-6 * max(1.0, sent.sum())), node
+        for node in set(net) | set(extra):      # switches, NICs, CPUs, root ports only forward (or replicate)
+            assert net.get(node, 0.0) == pytest.approx(extra.get(node, 0.0), rel=1e-9,
+                                                       abs=1e-6 * max(1.0, sent.sum())), node
         # no resource above capacity (the flow model shares; the analytic model runs each op
         # as if alone, so overlapping ops may oversubscribe: see test_two_equal_flows...)
         if run.model == "flow":
