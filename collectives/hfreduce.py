@@ -4,24 +4,20 @@ Per chunk, pipelined (chunk c depends only on its own data):
 
 1. D2H: every GPU j copies its chunk into host buffer ``g<j>`` on socket
    ``staging[j]`` (default ``j % sockets``: interleaved over the NUMA nodes).
-2. Cross-socket: buffers staged away from the NIC's socket are copied to it
-   (``host(n, s) -> host(n, nic_socket)``); the schedule format needs a
-   reduce's inputs at its location, and this is the inter-socket traffic the
-   CPU would cause by reading them remotely.
-3. The NIC socket's CPU adds the g chunks into ``sum`` (one g-way reduce).
-   With one contributing GPU there is nothing to add: it copies straight into
-   ``sum``.
+2. (no step: buffers stay where they were staged.)
+3. The NIC socket's CPU adds the g chunks into ``sum`` (one g-way reduce),
+   reading each ``g<j>`` where it is: those on the other socket remotely,
+   over the inter-socket link, as the paper's CPU does. With one
+   contributing GPU there is nothing to add: it copies straight into ``sum``.
 4. Across nodes: allreduce of ``sum`` between the NIC sockets' memories over
    NCCL's double binary tree (reduce up into ``recv0``/``recv1``, broadcast
    down), :func:`collectives.compose.dbtree_allreduce`. None with one node.
 5. H2D of the final chunk into every GPU's ``data``. ``gdrcopy=False``: each
    GPU's copy reads ``sum`` on the NIC socket. ``gdrcopy=True``: the paper's
-   CPU reads the chunk once per NUMA node and stores it into that node's GPUs;
-   modelled as one copy of ``sum`` into ``out`` on every other socket that
-   hosts GPUs, from which its GPUs read locally. The format has no
-   one-read-many-writes op, so each GPU's H2D still appears as its own read
-   of host memory; what the option changes is that the inter-socket link
-   carries the chunk once per socket instead of once per remote GPU.
+   CPU reads the chunk once per NUMA node and stores it into that node's GPUs:
+   one multicast of ``sum`` per socket to the GPUs attached to it, so host
+   memory is read once per socket and the inter-socket link carries the
+   chunk once for the far socket's GPUs.
 
 Not published, so exposed: the pipeline chunk size ``chunk_bytes``, the
 staging placement, and the GPUs' sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
@@ -118,31 +114,32 @@ def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, gd
             else:
                 src = layout.host(n, staging[j])
                 x = op(("d2h", j), lambda d: b.xfer(n * g + j, src, sp, "data", f"g{j}", deps=d), [ready[:, c, i]])
-                if staging[j] != nic:
-                    x = op(("xsock", j), lambda d: b.xfer(src, nic_mem, sp, f"g{j}", f"g{j}", deps=d), [x])
             staged.append(x)
         summed = staged[0]
         if len(owners) > 1:
-            summed = op("sum", lambda d: b.reduce(nic_mem, tuple(f"g{j}" for j in owners), "sum", sp, deps=d), staged)
+            inputs = tuple((f"g{j}", layout.host(n, staging[j])) for j in owners)  # each read where it was staged
+            summed = op("sum", lambda d: b.reduce(nic_mem, inputs, "sum", sp, deps=d), staged)
         final = compose.dbtree_allreduce(b, hosts, sp, summed[None, :], buf="sum", fifo=tree_fifo)[0]
         waits = [final[:, k] for k in range(final.shape[1])]
-        local = {}  # socket -> op copying the final chunk into its "out" (gdrcopy)
-        for i, j in enumerate(owners):
-            s = gpu_sockets[j]
-            if gdrcopy and s != nic:
-                dst = layout.host(n, s)
-                if s not in local:
-                    local[s] = op(("out", s), lambda d: b.xfer(nic_mem, dst, sp, "sum", "out", deps=d), list(waits))
-                x = op(("h2d", j), lambda d: b.xfer(dst, n * g + j, sp, "out", "data", deps=d), [local[s]])
-            else:
+        if gdrcopy:  # one read of "sum" per socket, multicast to the GPUs attached to it
+            for s in sorted(set(gpu_sockets[owners].tolist())):
+                mine = [i for i, j in enumerate(owners) if gpu_sockets[j] == s]
+                prev_s = prev.get(("h2d", s), -1)
+                x = b.multicast(nic_mem, [n * g + owners[i] for i in mine], sp, "sum", "data",
+                                deps=list(waits) + [prev_s])
+                prev[("h2d", s)] = x[0]
+                for row, i in enumerate(mine):
+                    out[:, c, i] = x[row]
+        else:
+            for i, j in enumerate(owners):
                 x = op(("h2d", j), lambda d: b.xfer(nic_mem, n * g + j, sp, "sum", "data", deps=d), list(waits))
-            out[:, c, i] = x
+                out[:, c, i] = x
     return out
 
 
 def host_buffers(layout):
     """Buffers HFReduce schedules use besides ``data``."""
-    return tuple(f"g{j}" for j in range(layout.gpus_per_node)) + ("sum", "recv0", "recv1", "out")
+    return tuple(f"g{j}" for j in range(layout.gpus_per_node)) + ("sum", "recv0", "recv1")
 
 
 def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None,
@@ -154,7 +151,7 @@ def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_s
     node's NIC, where reduce and receive buffers live (default: last socket).
     ``staging[j]``: socket of GPU j's D2H buffer (default ``j % sockets``).
     ``gpu_sockets[j]``: socket GPU j attaches to (default contiguous blocks).
-    ``gdrcopy``: H2D via one read per NUMA node (True) or per GPU (False).
+    ``gdrcopy``: H2D via one read per NUMA node, multicast to its GPUs (True), or per GPU (False).
     """
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "hfreduce")
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, "hfreduce")

@@ -6,7 +6,9 @@ carried, weights applied, divided by the message size S times the GPUs
 (*per GPU byte*) and times the servers (*per server byte*). HFReduce's
 PCIe traffic is about 1 per GPU byte each way, a ring's about 2(n-1)/n; the
 Fire-Flyer 2 paper counts host memory traffic per server, 24 S for 8 GPUs
-(../shared/reference/fireflyer2.md). Each class also shows the peak
+(../shared/reference/fireflyer2.md); the model counts 22.5 at 16 GPUs, the
+difference being the 2-server tree's smaller send/receive share
+(tests/test_explain.py). Each class also shows the peak
 utilisation of its busiest resource over the run.
 
 >>> from sim.runner import run_sizes
