@@ -95,6 +95,29 @@ def test_host_staged_schedule(g, shared):
     assert got.tolist() == _expected(1001).astype("float32").tolist()
 
 
+@pytest.mark.parametrize("gdrcopy", [True, False])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("g", GROUPS)
+def test_hfreduce_two_sockets_remote_reads_and_multicast(g, shared, gdrcopy):
+    """The NIC socket's CPU (the designated rank) reads the far socket's staging buffers in place; H2D multicasts."""
+    from collectives.hfreduce import hfreduce_allreduce
+    placement = place(COMM, g, shared_memory=shared)
+    schedule = hfreduce_allreduce(placement.layout(sockets=2), chunks=3, gdrcopy=gdrcopy)
+    verify(schedule)
+    results = [_run(schedule, placement, n, "int32") for n in COUNTS]
+    for n, got in zip(COUNTS, results):
+        assert got.tolist() == _expected(n).astype("int32").tolist()
+
+
+@pytest.mark.skipif(SIZE < 2, reason="needs a second GPU to read from")
+def test_unreachable_reduce_input_is_refused_on_every_rank():
+    layout = Layout(1, SIZE)
+    b = ScheduleBuilder(layout, "allreduce", "gpu-reads-gpu")
+    b.reduce(0, (("data", 1), "data"), "data", (0, 1, 1))  # GPU 0 reading GPU 1's memory: no rank can
+    with pytest.raises(ValueError, match="reads n0/gpu1, which its executing rank cannot reach"):
+        Execution(b.build(), place(COMM, SIZE), 7, np.int32)
+
+
 @pytest.mark.skipif(SIZE < 2, reason="one rank's input is already the sum")
 def test_wrong_schedule_is_caught_on_every_rank():
     layout = Layout(1, SIZE)
