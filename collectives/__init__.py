@@ -88,6 +88,16 @@ def size_dependent(algo, collective="allreduce"):
                for p in inspect.signature(make).parameters.values())
 
 
+def takes(algo, param, collective="allreduce"):
+    """True when ``algo``'s generator declares keyword ``param`` (or takes any keyword).
+
+    >>> takes("hfreduce", "max_chunks"), takes("ring", "max_chunks")
+    (True, False)
+    """
+    make = ALGORITHMS.get((collective, algo))
+    return make is not None and param in accepted(make, {param: None})
+
+
 def schedule_key(algo, nbytes, collective="allreduce"):
     """The cache key of the schedule ``algo`` runs at ``nbytes``: ``(algo, nbytes)`` if size-dependent, else ``(algo, None)``."""
     return (algo, int(nbytes) if size_dependent(algo, collective) else None)

@@ -4,6 +4,7 @@ Every user mistake ends with one ``flyersim: error: ...`` line and exit code 2.
 """
 
 import argparse
+import tomllib
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -65,15 +66,26 @@ def _add_topology_args(p):
                    help="override a topology parameter, e.g. --set network.link_bandwidth=100Gb/s (repeatable)")
 
 
-def _load_topology(args):
-    import tomllib
+def _literal(value):
+    """A TOML literal (number, boolean, array) as such; anything else, e.g. 100Gb/s, as a string."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
 
-    overrides = {}
-    for key, value in args.overrides:
-        try:
-            overrides[key] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[key] = value  # a bare string such as 100Gb/s
+
+def _add_param_arg(p):
+    p.add_argument("--param", dest="params", action="append", type=_override, default=[], metavar="KEY=VALUE",
+                   help="set an algorithm parameter, e.g. --param max_chunks=256 (repeatable; see each "
+                        "algorithm's docstring)")
+
+
+def _params(args):
+    return {key: _literal(value) for key, value in args.params}
+
+
+def _load_topology(args):
+    overrides = {key: _literal(value) for key, value in args.overrides}
     return topologies.load(args.topology or args.preset, gpus=args.gpus, nodes=args.nodes,
                            zones=args.zones, overrides=overrides)
 
@@ -91,7 +103,8 @@ def _sizes(args):
 def _cmd_run(args):
     graph = _load_topology(args)
     algos = [a.strip() for a in args.algo.split(",") if a.strip()]
-    records, runs = run_sizes(graph, algos, _sizes(args), args.dtype, args.model, args.collective, keep_runs=True)
+    records, runs = run_sizes(graph, algos, _sizes(args), args.dtype, args.model, args.collective, keep_runs=True,
+                              params=_params(args))
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {g['nodes'] * g['gpus_per_node']} GPUs on {g['nodes']} servers, "
@@ -116,7 +129,7 @@ def _cmd_compare(args):
     def load(n):
         return _load_topology(argparse.Namespace(**{**vars(args), "gpus": n, "nodes": None}))
 
-    rows = compare.grid(load, counts, algos, sizes, args.dtype, args.model, args.collective)
+    rows = compare.grid(load, counts, algos, sizes, args.dtype, args.model, args.collective, _params(args))
     print(compare.table(rows) if args.format == "table" else render(rows, args.format))
     if args.plot:
         compare.plot(rows, args.plot)
@@ -153,6 +166,7 @@ def parser():
     run.add_argument("--explain", action="store_true",
                      help="per run, bytes each resource class carried per message byte and the bottleneck "
                           "(on stderr with --format csv/json)")
+    _add_param_arg(run)
     run.set_defaults(func=_cmd_run)
 
     comp = sub.add_parser("compare", help="run algorithms x GPU counts x sizes; one tidy table and a figure")
@@ -172,6 +186,7 @@ def parser():
     comp.add_argument("--model", default="flow", choices=MODELS)
     comp.add_argument("--format", default="table", choices=FORMATS)
     comp.add_argument("--plot", metavar="OUT.png", help="write busbw and algbw per algorithm to a figure")
+    _add_param_arg(comp)
     comp.set_defaults(func=_cmd_compare)
 
     topo = sub.add_parser("topo", help="summarise a cluster: components, links, capacities, bisection")

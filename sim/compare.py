@@ -31,11 +31,11 @@ def gpu_counts(text):
     return counts
 
 
-def grid(load, gpus, algos, sizes, dtype="float32", model="flow", collective="allreduce"):
+def grid(load, gpus, algos, sizes, dtype="float32", model="flow", collective="allreduce", params=None):
     """Simulate every algorithm at every size on ``load(n)`` for each GPU count n; return tidy rows."""
     rows = []
     for n in gpus:
-        records = run_sizes(load(n), algos, sizes, dtype, model, collective)
+        records = run_sizes(load(n), algos, sizes, dtype, model, collective, params=params)
         requested = [a for a in algos for _ in sizes]  # run_sizes: algorithm-major, then size
         rows += [{"requested_algo": name, **rec} for name, rec in zip(requested, records)]
     return rows

@@ -26,29 +26,37 @@ def layout_of(graph):
                   nvlink_pairs=tuple(tuple(p) for p in g.get("nvlink_pairs", ())))
 
 
-def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False):
-    """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``)."""
+def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
+              params=None):
+    """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
+
+    ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each generator gets those it
+    declares, and a parameter that no algorithm run takes is an error.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     itemsize = np.dtype(dtype).itemsize
+    if min(sizes) < itemsize:
+        raise ValueError(f"size {min(sizes)} B is smaller than one {dtype} element")
     layout = layout_of(graph)
     router = Router(graph)
-    records, runs = [], []
     facts = nccl_params(graph)  # topology facts: each algorithm receives those its signature declares
+    plan = [(size, collectives.resolve(algo, layout, size, collective, **facts)) for algo in algos for size in sizes]
+    params = dict(params or {})
+    for key in params:
+        if not any(collectives.takes(concrete, key, collective) for _, concrete in plan):
+            raise ValueError(f"no algorithm run ({', '.join(sorted({c for _, c in plan}))}) takes parameter {key!r}")
+    records, runs = [], []
     built = {}  # (concrete algorithm, size or None) -> (schedule, routes)
-    for algo in algos:
-        for size in sizes:
-            if size < itemsize:
-                raise ValueError(f"size {size} B is smaller than one {dtype} element")
-            concrete = collectives.resolve(algo, layout, size, collective, **facts)  # size-dependent choices
-            key = collectives.schedule_key(concrete, size, collective)
-            if key not in built:
-                sized = {} if key[1] is None else {"nbytes": key[1]}
-                schedule = collectives.build(concrete, layout, collective, **facts, **sized)
-                built[key] = schedule, build_routes(graph, schedule, router)
-            schedule, routes = built[key]
-            run = simulate(schedule, routes, size, itemsize, model)
-            records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
-            if keep_runs:
-                runs.append(run)
+    for size, concrete in plan:
+        key = collectives.schedule_key(concrete, size, collective)
+        if key not in built:
+            sized = {} if key[1] is None else {"nbytes": key[1]}
+            schedule = collectives.build(concrete, layout, collective, **{**facts, **sized, **params})
+            built[key] = schedule, build_routes(graph, schedule, router)
+        schedule, routes = built[key]
+        run = simulate(schedule, routes, size, itemsize, model)
+        records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+        if keep_runs:
+            runs.append(run)
     return (records, runs) if keep_runs else records

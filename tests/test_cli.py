@@ -131,6 +131,13 @@ def test_set_overrides_change_the_result(capsys):
     assert slow["time_s"] > 5 * fast["time_s"]
 
 
+def test_param_sets_an_algorithm_parameter(capsys):
+    run = ["run", "--gpus", "16", "--algo", "hfreduce", "--sizes", "16MiB"]
+    [one] = records(capsys, *run, "--param", "max_chunks=1")
+    [many] = records(capsys, *run, "--param", "max_chunks=32")
+    assert one["time_s"] > 1.5 * many["time_s"]  # one chunk cannot overlap the D2H, reduce, network and H2D stages
+
+
 def test_topo_summary_and_drawing(capsys, tmp_path):
     code, out, err = cli(capsys, "topo", "--preset", "fireflyer2", "--gpus", "16")
     assert code == 0 and err == ""
@@ -175,6 +182,9 @@ BAD = [  # (argv, text the one error line must contain); "{tmp}" is the test's t
     (["run", "--gpus", "16", "--set", "parameters.pcie_bw=1GB/s"], "no such parameter"),
     (["run", "--gpus", "16", "--format", "xml"], "invalid choice: 'xml'"),
     (["run", "--preset", "single-switch", "--nodes", "41"], "exceed the switch's 40 ports"),
+    (["run", "--gpus", "16", "--algo", "ring", "--param", "max_chunks=8"], "takes parameter 'max_chunks'"),
+    (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "max_chunks=0"], "max_chunks must be a positive"),
+    (["run", "--gpus", "16", "--param", "max_chunks"], "expected KEY=VALUE"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "required: command"),
 ]
