@@ -36,18 +36,27 @@ def plot(rows, png):
     colors = plots.lines(left, paper, "gpus", "busbw_GBps", "series", label_suffix=" busbw")
     plots.lines(left, paper, "gpus", "algbw_GBps", "series", linestyle="--", marker="s", label_suffix=" algbw",
                 colors=colors)
+    # right: busbw only; HFReduce without NVLink at the same GPU counts for reference, and the two-zone
+    # series dotted with hollow markers so it stays visible where it lies on the one-zone series
     nvl = [r for r in rows if r["series"].startswith("HFReduce+NVLink")]
-    colors = plots.lines(right, nvl, "gpus", "busbw_GBps", "series", label_suffix=" busbw")
-    plots.lines(right, nvl, "gpus", "algbw_GBps", "series", linestyle="--", marker="s", label_suffix=" algbw",
-                colors=colors)
-    for ax, part, title in ((left, paper, "HFReduce vs NCCL"), (right, nvl, "HFReduce with NVLink")):
+    counts = {r["gpus"] for r in nvl}
+    ref = [r for r in paper if r["series"] == "HFReduce" and r["gpus"] in counts]
+    plots.lines(right, ref, "gpus", "busbw_GBps", "series", label_suffix=" (no NVLink) busbw",
+                colors={"HFReduce": "grey"})
+    for k, (name, part) in enumerate(plots.groups(nvl, "series").items()):
+        part = sorted(part, key=lambda r: r["gpus"])
+        right.plot([r["gpus"] for r in part], [r["busbw_GBps"] for r in part], color=f"C{k + 2}",
+                   linestyle=":" if k else "-", marker="s" if k else "o", markersize=7 if k else 3.5,
+                   markerfacecolor="none" if k else None, label=f"{name} busbw")
+    for ax, part, title in ((left, paper, "HFReduce vs NCCL"), (right, nvl, "HFReduce with NVLink bridges")):
         if part:
             plots.gpus_axis(ax, [r["gpus"] for r in part])
         ax.set_xlabel("GPUs")
         ax.set_ylabel("GB/s")
-        ax.set_ylim(bottom=0)
+        top = max([r["busbw_GBps"] for r in part] or [1])
+        ax.set_ylim(0, top * 1.45)  # head room for the legend above the lines
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right", ncol=2 if ax is left else 1)
     size = sweep.nice_bytes(rows[0]["bytes"])
     plots.save(fig, png, f"fireflyer2 allreduce of {size}: bus and algorithm bandwidth")
 

@@ -5,7 +5,7 @@ One knob at a time, the rest as in the fireflyer2 preset (whose variant is marke
 - GPU5/GPU6: sharing root port rp5 (preset) or each on its own (variants/fireflyer2-own-rootports.toml);
 - DRAM bandwidth per socket 80 / 160* / 320 GB/s (the CPU reduce throughput follows it, as in the preset);
 - NICs per node 1* / 2 (one per socket) / 8 (one per GPU): variants/fireflyer2-{2,8}nic.toml;
-- PCIe Gen4* (27 GB/s per x16 link, 37.5 GB/s per root port) vs Gen5 (both doubled);
+- PCIe Gen4* (27 GB/s per x16 link, 37.5 GB/s per root port, each direction and both together) vs Gen5 (all doubled);
 - NVLink bridges off* / on (GPU pairs 0-1, 2-3, 4-5, 6-7; adds the hfreduce-nvlink series).
 
 CSV columns: knob, variant, then the keys of ``flyersim run --format csv`` with ``requested_algo``.
@@ -38,7 +38,8 @@ VARIANTS = {
                       ("8 NICs", HERE / "fireflyer2-8nic.toml", {}, [])],
     "PCIe generation": [("Gen4*", PRESET, {}, []),
                         ("Gen5", PRESET, {"parameters.pcie_bandwidth": "54GB/s",
-                                          "parameters.rootport_bandwidth": "75GB/s"}, [])],
+                                          "parameters.rootport_bandwidth": "75GB/s",
+                                          "parameters.rootport_duplex_bandwidth": "75GB/s"}, [])],
     "NVLink bridges": [("off*", PRESET, {}, []),
                        ("on", PRESET, {"server.nvlink_pairs": NVLINK}, ["hfreduce-nvlink"])],
 }
