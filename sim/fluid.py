@@ -139,7 +139,7 @@ def _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
           remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
           ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
           slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
-          touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty):
+          touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty, seen):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
     Returns ``NEED_SLOTS`` (before changing anything it cannot finish) when
@@ -192,7 +192,7 @@ def _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
         if shared:
             _resolve(now, in_set, members, n_members, touched_mark, touched, remaining, t_upd, rate,
                      route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
-                     left, sumw, nflows, bott, dirty_mark, dirty)
+                     left, sumw, nflows, bott, dirty_mark, dirty, seen)
         else:
             for i in range(n_members[0]):
                 f = members[i]
@@ -205,7 +205,7 @@ def _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
             touched_mark[touched[i]] = False
         for i in range(n_members[2]):
             dirty_mark[dirty[i]] = False
-        n_members[:] = 0
+        n_members[:3] = 0
     nxt = np.inf
     if rsize[0] > 0:
         nxt = rkey[0]
@@ -219,7 +219,7 @@ def _advance(now, max_events, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, f
              remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
              ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
              slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
-             touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty):
+             touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty, seen):
     """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
 
     Returns (last time handled, next event time); the next time is
@@ -230,7 +230,7 @@ def _advance(now, max_events, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, f
                     remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
                     ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
                     slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
-                    touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty)
+                    touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty, seen)
         if nxt == NEED_SLOTS or nxt == np.inf:
             return now, nxt
         now = nxt
@@ -280,7 +280,7 @@ def _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rp
 @_jit
 def _resolve(now, in_set, members, counts, touched_mark, touched, remaining, t_upd, rate,
              route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
-             left, sumw, nflows, bott, dirty_mark, dirty):
+             left, sumw, nflows, bott, dirty_mark, dirty, seen):
     """Re-solve max-min rates around the touched resources until every flow has a bottleneck."""
     # every flow on a touched resource may change rate
     for t in range(counts[1]):
@@ -305,12 +305,17 @@ def _resolve(now, in_set, members, counts, touched_mark, touched, remaining, t_u
                     _add_member(h, now, in_set, members, counts, remaining, t_upd, rate)
                 m = m_next[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
+        counts[3] += 1  # a new round: check each neighbour once
         for t in range(counts[2]):
             m = head[dirty[t]]
             while m >= 0:
                 g = flow_of_slot[m // width]
-                if not in_set[g] and not _has_bottleneck(g, rate, route, rptr, rres, capacity, used,
-                                                         width, m_next, head, flow_of_slot):
+                if in_set[g] or seen[g] == counts[3]:
+                    m = m_next[m]
+                    continue
+                seen[g] = counts[3]
+                if not _has_bottleneck(g, rate, route, rptr, rres, capacity, used, width, m_next, head,
+                                       flow_of_slot):
                     _add_member(g, now, in_set, members, counts, remaining, t_upd, rate)
                 m = m_next[m]
         if counts[0] == before:
@@ -459,7 +464,8 @@ class Network:
         self.slot_of = np.full(n, -1, np.int64)
         self.in_set = np.zeros(n, np.bool_)
         self.members = np.empty(n, np.int64)
-        self.counts = np.zeros(3, np.int64)  # members, touched resources, dirty resources
+        self.counts = np.zeros(4, np.int64)  # members, touched resources, dirty resources, check round
+        self.seen = np.zeros(n, np.int64)  # check round in which a flow was last checked
         self.bott = np.full(n, -1, np.int64)
         self.scratch = (np.zeros(nres, np.bool_), np.empty(nres, np.int64), np.empty(nres), np.empty(nres),
                         np.zeros(nres, np.int64))
@@ -500,7 +506,7 @@ class Network:
                 self.rres, self.rw, self.capacity, self.ready_at, self.start_at, self.end_at,
                 self.width, self.m_next, self.m_prev, self.head, self.count, self.used,
                 self.slot_of, self.flow_of_slot, self.free_slots, self.n_free, self.in_set,
-                self.members, self.counts, *self.scratch, self.bott, *self.dirty)
+                self.members, self.counts, *self.scratch, self.bott, *self.dirty, self.seen)
             if nxt != NEED_SLOTS:
                 self.next_time = nxt
                 return nxt
