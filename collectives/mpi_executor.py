@@ -80,15 +80,22 @@ class Placement:
 
 
 def physical_node_size(comm):
-    """Ranks per physical node (COMM_TYPE_SHARED); ValueError if nodes differ."""
+    """Ranks per physical node, the nodes told apart by processor name; ValueError if nodes differ.
+
+    The shared-memory split (COMM_TYPE_SHARED) must agree with the names, since host buffers of a
+    node live in one shared window.
+    """
+    names = comm.allgather(MPI.Get_processor_name())
+    per_name = {name: names.count(name) for name in names}
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    sizes = np.zeros(comm.size, np.int64)
-    comm.Allgather(np.array([local.size], np.int64), sizes)
+    shared = local.size
     local.Free()
-    if np.any(sizes != sizes[0]):
-        raise ValueError(f"physical nodes run different rank counts {sorted(set(sizes.tolist()))}; "
-                         f"give gpus_per_node explicitly")
-    return int(sizes[0])
+    if len(set(per_name.values())) > 1:
+        raise ValueError(f"physical nodes run different rank counts ({per_name}); give gpus_per_node explicitly")
+    if shared != per_name[names[comm.rank]]:
+        raise ValueError(f"{names[comm.rank]} runs {per_name[names[comm.rank]]} ranks but shares memory among "
+                         f"{shared}; give gpus_per_node explicitly")
+    return shared
 
 
 def place(comm, gpus_per_node=None, shared_memory=True):
