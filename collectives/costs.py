@@ -125,12 +125,6 @@ def binomial_broadcast(p, n, alpha, beta):
     return _lg(p) * (alpha + n * beta)
 
 
-def scatter_allgather_broadcast(p, n, alpha, beta):
-    """2 lg p alpha + 2(p-1)/p n beta, lg p rounded up (binomial scatter, then allgather)."""
-    p = _check_p(p)
-    return 2 * _lg(p) * alpha + 2 * (p - 1) / p * n * beta
-
-
 BUSBW_FACTORS = {
     "allreduce": lambda n: 2 * (n - 1) / n,
     "reduce_scatter": lambda n: (n - 1) / n,

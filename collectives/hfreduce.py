@@ -54,12 +54,6 @@ DEFAULT_CHUNKS = 4  # only when built without a message size
 DEFAULT_CHUNK_BYTES = NCCL_STEP_BYTES  # [I] by analogy to NCCL's tree chunk (see the module docstring)
 
 
-def check_positive(name, value, algo):
-    """Raise ValueError unless ``value`` is a positive integer (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{algo}: {name} must be a positive integer, got {value!r}")
-
-
 def host_options(layout, nic_socket, staging, gpu_sockets, algo):
     """Validated ``(nic_socket, staging, gpu_sockets)`` with the defaults filled in."""
     g, sockets = layout.gpus_per_node, layout.sockets

@@ -1,10 +1,12 @@
 """Schedules: a collective algorithm as a DAG of ``xfer`` and ``reduce`` ops.
 
-A schedule is size-agnostic. Every buffer holds a whole message of N elements
-and every op works on a *span* ``(lo, hi, den)``: elements
-``[N*lo//den, N*hi//den)`` of it, the same elements in every buffer the op
-touches. Integer flooring splits any N into ``den`` nearly equal parts without
-remainder cases, so one schedule serves every message size.
+Every buffer holds a whole message of N elements and every op works on a
+*span* ``(lo, hi, den)``: elements ``[N*lo//den, N*hi//den)`` of it, the same
+elements in every buffer the op touches. Integer flooring splits any N into
+``den`` nearly equal parts without remainder cases, so a schedule is correct
+for every message size. Pipelined algorithms choose their chunk count from
+the size (they declare ``nbytes``; see :mod:`collectives.chunking`) and are
+built once per size; all others build one schedule for every size.
 
 Locations are integers: ranks ``0..p-1`` are the GPUs (one rank plays one GPU),
 then one host memory per (node, socket); :class:`Layout` names them as the
@@ -156,10 +158,6 @@ class Schedule:
 
     def op_input_locs(self, op):
         return self.in_loc[self.in_ptr[op]:self.in_ptr[op + 1]]
-
-    def num_inputs(self):
-        """Inputs per op (1 for an xfer, k for a k-way reduce)."""
-        return np.diff(self.in_ptr)
 
     def span_elements(self, count):
         """Elements each op moves or produces for a message of ``count`` elements."""

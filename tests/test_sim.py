@@ -273,7 +273,7 @@ def check_invariants(graph, runs):
         nloc = s.layout.num_locations
         sent = np.bincount(s.src[xfer], weights=run.op_bytes[xfer], minlength=nloc)
         received = np.bincount(s.dst[xfer], weights=run.op_bytes[xfer], minlength=nloc)
-        assert sent.sum() == received.sum()
+        assert sent.sum() == received.sum() == s.span_elements(run.count)[xfer].sum() * run.itemsize
         carried = run.carried()
         flow_in, flow_out = {}, {}
         for k, name in enumerate(run.routes.names):
@@ -312,7 +312,9 @@ def check_invariants(graph, runs):
 
 @pytest.fixture(scope="module")
 def graphs16():
-    return {preset: load(preset, gpus=16) for preset in ("fireflyer2", "single-switch")}
+    bridged = {"server.nvlink_pairs": [[0, 1], [2, 3], [4, 5], [6, 7]]}
+    return {"fireflyer2": load("fireflyer2", gpus=16), "single-switch": load("single-switch", gpus=16),
+            "fireflyer2-nvlink": load("fireflyer2", gpus=16, overrides=bridged)}
 
 
 # Monotone in size holds between sizes far enough apart, not between neighbours one element
@@ -322,7 +324,7 @@ def graphs16():
 INVARIANT_SIZES = [4, 1000, 4096, 65536 + 12, 1 * MiB, 4 * MiB + 4]
 
 
-@pytest.mark.parametrize("preset", ["fireflyer2", "single-switch"])
+@pytest.mark.parametrize("preset", ["fireflyer2", "single-switch", "fireflyer2-nvlink"])
 @pytest.mark.parametrize("algo", collectives.names())
 def test_invariants_of_every_registered_algorithm(graphs16, preset, algo):
     g = graphs16[preset]
