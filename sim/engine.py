@@ -18,7 +18,7 @@ from sim.fluid import Network
 from sim.routes import Routes, build_routes, flow_bytes
 
 MODELS = ("flow", "analytic")
-EVENTS_PER_WAKEUP = 512
+EVENTS_PER_WAKEUP = 4096
 
 
 @dataclass(frozen=True)

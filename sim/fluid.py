@@ -282,12 +282,7 @@ def _resolve(now, in_set, members, counts, touched_mark, touched, remaining, t_u
              route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
              left, sumw, nflows, bott, dirty_mark, dirty, seen):
     """Re-solve max-min rates around the touched resources until every flow has a bottleneck."""
-    # every flow on a touched resource may change rate
-    for t in range(counts[1]):
-        m = head[touched[t]]
-        while m >= 0:
-            _add_member(flow_of_slot[m // width], now, in_set, members, counts, remaining, t_upd, rate)
-            m = m_next[m]
+    # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, capacity, used,
               left, sumw, nflows, bott, dirty_mark, dirty)

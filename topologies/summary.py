@@ -6,14 +6,9 @@
 (8, 1, 25000000000.0)
 """
 
-import matplotlib
+import networkx as nx
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-
-from .units import GB  # noqa: E402
+from .units import GB
 
 POOLS = ("bandwidth", "reduce_bandwidth", "p2p_bandwidth", "latency", "reduce_latency")
 
@@ -98,6 +93,12 @@ def format_summary(info):
 
 def draw(graph, path_png):
     """Save a drawing: one dot per server, switches in tiers above, network links between."""
+    import matplotlib  # only here: drawing is rare and matplotlib takes half a second to import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
     collapsed = nx.Graph()
     for i in range(graph.graph["nodes"]):
         collapsed.add_node(f"n{i}", tier=0)
