@@ -101,7 +101,7 @@ def build_routes(graph, schedule, router=None):
     """
     router = router or Router(graph)
     names = schedule.layout.location_names()
-    missing = [n for n in (names[0], names[-1]) if n not in graph]
+    missing = [n for n in names if n not in graph]
     if missing:
         raise ValueError(f"topology has no location {missing[0]!r} needed by the {schedule.algo} schedule")
     s, nloc, m = schedule, len(names), schedule.num_ops
