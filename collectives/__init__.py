@@ -4,7 +4,7 @@
 add an algorithm with one line. A function that cannot serve a rank count
 raises ValueError naming the algorithm and the count.
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> build("ring", Layout(nodes=2, gpus_per_node=2)).num_ops
 36
 >>> sorted(names("allgather"))
@@ -19,16 +19,16 @@ ValueError: unknown allreduce algorithm 'nosuch' (choose from ring, ...)
 import functools
 import inspect
 
-from collectives.dbtree import dbtree_allreduce
-from collectives.hfreduce import hfreduce_allreduce
-from collectives.hfreduce_nvlink import hfreduce_nvlink_allreduce
-from collectives.hierarchical import hier_allreduce
-from collectives.nccl import nccl_ring, nccl_tree
-from collectives.nccl_tuning import choose as nccl_choose, nccl_allreduce
-from collectives.rabenseifner import rabenseifner_allreduce, rd_allgather, rh_reduce_scatter
-from collectives.recursive_doubling import rd_allreduce
-from collectives.ring import ring_allgather, ring_allreduce, ring_reduce_scatter
-from collectives.tree import tree_allreduce, tree_broadcast, tree_reduce
+from flyersim.collectives.dbtree import dbtree_allreduce
+from flyersim.collectives.hfreduce import hfreduce_allreduce
+from flyersim.collectives.hfreduce_nvlink import hfreduce_nvlink_allreduce
+from flyersim.collectives.hierarchical import hier_allreduce
+from flyersim.collectives.nccl import nccl_ring, nccl_tree
+from flyersim.collectives.nccl_tuning import choose as nccl_choose, nccl_allreduce
+from flyersim.collectives.rabenseifner import rabenseifner_allreduce, rd_allgather, rh_reduce_scatter
+from flyersim.collectives.recursive_doubling import rd_allreduce
+from flyersim.collectives.ring import ring_allgather, ring_allreduce, ring_reduce_scatter
+from flyersim.collectives.tree import tree_allreduce, tree_broadcast, tree_reduce
 
 ALGORITHMS = {
     ("allreduce", "ring"): ring_allreduce,

@@ -14,8 +14,8 @@ forwarding from k too (true whenever the writer depends on another position's
 Position k's pieces of a copy's span are ``split(span, i, p)``; floor spans nest
 exactly, so the pieces tile the span for every message size.
 
->>> from collectives.schedule import Layout, ScheduleBuilder
->>> from collectives.verify import verify
+>>> from flyersim.collectives.schedule import Layout, ScheduleBuilder
+>>> from flyersim.collectives.verify import verify
 >>> b = ScheduleBuilder(Layout(2, 3), "allreduce", "demo", buffers=("data", "recv"))
 >>> ranks = np.arange(6).reshape(2, 3)           # two nodes, three GPUs each
 >>> done = ring_allreduce(b, ranks)               # one ring per node, both at once
@@ -28,7 +28,7 @@ exactly, so the pieces tile the span for every message size.
 
 import numpy as np
 
-from collectives.trees import double_binary_tree, tree_depths, tree_heights
+from flyersim.collectives.trees import double_binary_tree, tree_depths, tree_heights
 
 
 def split(span, i, parts):

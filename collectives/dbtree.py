@@ -22,7 +22,7 @@ let all chunks cross one link at once. Chunk c then needs only chunk c-1 to
 clear each link, so with depth d the critical path is about 2d + k - 1 chunk
 steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> s = dbtree_allreduce(Layout(nodes=1, gpus_per_node=2), chunks=2)
 >>> s.num_ops, s.describe(0)
 (12, 'xfer n0/gpu1:data -> n0/gpu0:recv0 [0/4, 1/4)')
@@ -30,9 +30,9 @@ steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 
 import numpy as np
 
-from collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
-from collectives.schedule import ScheduleBuilder
-from collectives.trees import double_binary_tree, tree_depths, tree_heights
+from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.schedule import ScheduleBuilder
+from flyersim.collectives.trees import double_binary_tree, tree_depths, tree_heights
 
 DEFAULT_CHUNKS = 8  # per tree, only when built without a message size
 

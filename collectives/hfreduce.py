@@ -34,8 +34,8 @@ tree pipelines in, and HFReduce's inter-node stage is that tree (NCCL 2.4,
 [P IV]). An explicit ``chunks`` overrides the size; without a size
 (``nbytes=None``) ``DEFAULT_CHUNKS`` = 4 chunks are used.
 
->>> from collectives.schedule import Layout
->>> from collectives.verify import verify
+>>> from flyersim.collectives.schedule import Layout
+>>> from flyersim.collectives.verify import verify
 >>> s = hfreduce_allreduce(Layout(nodes=2, gpus_per_node=4, sockets=2), chunks=2)
 >>> verify(s); s.describe(0)
 'xfer n0/gpu0:data -> n0/host0:g0 [0/2, 1/2)'
@@ -46,9 +46,9 @@ ValueError: hfreduce: nic_socket must be a socket 0..1, got 2
 
 import numpy as np
 
-from collectives import compose
-from collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives import compose
+from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.schedule import ScheduleBuilder
 
 DEFAULT_CHUNKS = 4  # only when built without a message size
 DEFAULT_CHUNK_BYTES = NCCL_STEP_BYTES  # [I] by analogy to NCCL's tree chunk (see the module docstring)

@@ -12,8 +12,8 @@ publish the split; this one is even). Per chunk:
    of the final half back to its owner.
 3. NVLink allgather: each GPU copies its final half into its partner's ``data``.
 
->>> from collectives.schedule import Layout
->>> from collectives.verify import verify
+>>> from flyersim.collectives.schedule import Layout
+>>> from flyersim.collectives.verify import verify
 >>> layout = Layout(nodes=2, gpus_per_node=4, sockets=2, nvlink_pairs=((0, 1), (2, 3)))
 >>> verify(hfreduce_nvlink_allreduce(layout, chunks=2))
 >>> hfreduce_nvlink_allreduce(Layout(1, 4, nvlink_pairs=((0, 1),)))
@@ -23,9 +23,9 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 
 import numpy as np
 
-from collectives.chunking import DEFAULT_MAX_CHUNKS, choose_chunks
-from collectives.hfreduce import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNKS, host_allreduce, host_buffers, host_options
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, choose_chunks
+from flyersim.collectives.hfreduce import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNKS, host_allreduce, host_buffers, host_options
+from flyersim.collectives.schedule import ScheduleBuilder
 
 ALGO = "hfreduce-nvlink"
 

@@ -9,8 +9,8 @@ intra-node allgather spreads the pieces. Built from :mod:`collectives.compose`.
 - ``outer``: inter-node algorithm, ``"ring"`` or ``"dbtree"`` (NCCL's double
   binary tree, pipelined in ``chunks`` chunks per tree; ring takes no chunks).
 
->>> from collectives.schedule import Layout
->>> from collectives.verify import verify
+>>> from flyersim.collectives.schedule import Layout
+>>> from flyersim.collectives.verify import verify
 >>> s = hier_allreduce(Layout(nodes=3, gpus_per_node=2), outer="dbtree", chunks=2)
 >>> verify(s); s.algo
 'hier-ring-dbtree'
@@ -21,8 +21,8 @@ ValueError: hier: unknown outer algorithm 'halving' (choose from ring, dbtree)
 
 import numpy as np
 
-from collectives import compose
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives import compose
+from flyersim.collectives.schedule import ScheduleBuilder
 
 INNER = ("ring",)
 OUTER = ("ring", "dbtree")

@@ -42,7 +42,7 @@ with the same message.
 
 >>> import numpy as np
 >>> from mpi4py import MPI
->>> from collectives.ring import ring_allreduce
+>>> from flyersim.collectives.ring import ring_allreduce
 >>> where = place(MPI.COMM_WORLD, gpus_per_node=MPI.COMM_WORLD.size)
 >>> x = np.arange(5, dtype=np.float32) + MPI.COMM_WORLD.rank
 >>> run = Execution(ring_allreduce(where.layout()), where, x.size, x.dtype)
@@ -57,9 +57,9 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
-from collectives.kernels import check_op, reduce_into
-from collectives.reference import ResultMismatch
-from collectives.schedule import XFER, Layout, span_bounds
+from flyersim.collectives.kernels import check_op, reduce_into
+from flyersim.collectives.reference import ResultMismatch
+from flyersim.collectives.schedule import XFER, Layout, span_bounds
 
 LOCAL, SEND, RECV = 0, 1, 2
 _MPI_OP = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}

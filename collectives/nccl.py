@@ -50,8 +50,8 @@ halved while a channel has fewer than 8x / 4x / 1x the tree depth
 built without a size), pipelined: reduce up the chain, up the tree, broadcast down
 the tree and down the chain, each connection carrying chunks in order.
 
->>> from collectives.schedule import Layout
->>> from collectives.verify import verify
+>>> from flyersim.collectives.schedule import Layout
+>>> from flyersim.collectives.verify import verify
 >>> s = nccl_ring(Layout(2, 2, sockets=2, gpu_sockets=(0, 1), nic_sockets=(1,)), channels=1, p2p=False)
 >>> verify(s); s.describe(0)
 'xfer n0/gpu1:data -> n0/host0:rs.shm [3/4, 4/4)'
@@ -60,10 +60,10 @@ the tree and down the chain, each connection carrying chunks in order.
 
 import numpy as np
 
-from collectives.chunking import ALLREDUCE_CHUNKSTEPS, DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
-from collectives.compose import split
-from collectives.schedule import ScheduleBuilder
-from collectives.trees import double_binary_tree, tree_depths, tree_heights
+from flyersim.collectives.chunking import ALLREDUCE_CHUNKSTEPS, DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.compose import split
+from flyersim.collectives.schedule import ScheduleBuilder
+from flyersim.collectives.trees import double_binary_tree, tree_depths, tree_heights
 
 DIRECT, SHM, NET_STAGED = 0, 1, 2
 RING_TAGS = ("rs", "ag")

@@ -23,7 +23,7 @@ GPU-NIC path is within PXB on Volta/Ampere. The topology inputs (``channels``,
 ``sim.nccl_topo.nccl_params`` as ``nccl_graph``; without one, a PCIe server is
 assumed (one channel of 12 GB/s, NCCL's PCI Gen3 x16 rating).
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> choose(Layout(16, 8), 1 << 20), choose(Layout(16, 8), 1 << 30)
 ('nccl-tree', 'nccl-ring')
 """
@@ -120,7 +120,7 @@ def nccl_allreduce(layout, nbytes=None, nccl_graph=None, **facts):
     Runners should call ``collectives.resolve("nccl", layout, nbytes, ...)`` per size instead, so that one
     schedule per concrete algorithm serves every size; this entry exists so ``build("nccl", layout)`` works.
     """
-    from collectives.nccl import nccl_ring, nccl_tree  # noqa: PLC0415 (keeps this module's import light)
+    from flyersim.collectives.nccl import nccl_ring, nccl_tree  # noqa: PLC0415 (keeps this module's import light)
     algo = choose(layout, 1 << 50 if nbytes is None else nbytes, nccl_graph)
     make = nccl_ring if algo == "nccl-ring" else nccl_tree
     names = make.__code__.co_varnames[1:make.__code__.co_argcount]

@@ -22,7 +22,7 @@ The two halves are also collectives of their own, for p = 2^k (MPICH's
 - :func:`rd_allgather` pairs ranks at distance 1 first, each step doubling
   the contiguous range a rank holds: ``lg p a + (p-1)/p n b``.
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> s = rabenseifner_allreduce(Layout(nodes=1, gpus_per_node=4))
 >>> s.num_ops, s.describe(0), s.describe(4)
 (24, 'xfer n0/gpu0:data -> n0/gpu1:recv [2/4, 4/4)', 'reduce n0/gpu0:data,recv -> data [0/4, 2/4)')
@@ -35,8 +35,8 @@ ValueError: rd allgather needs a power-of-two rank count, got 6
 
 import numpy as np
 
-from collectives.recursive_doubling import fold, fold_in, fold_out
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives.recursive_doubling import fold, fold_in, fold_out
+from flyersim.collectives.schedule import ScheduleBuilder
 
 
 def halving(b, core, bits, ready):

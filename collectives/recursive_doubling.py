@@ -11,7 +11,7 @@ ranks >= 2 rem) then run the power-of-two algorithm; finally each odd
 neighbour sends the result back (one extra ``a + n b``). In total
 ``(floor(lg p) + 2)(a + n b) + (floor(lg p) + 1) n g``.
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> s = rd_allreduce(Layout(nodes=2, gpus_per_node=3))
 >>> fold(6).tolist(), s.num_ops  # fold 2 + core 2 rounds x 4 xfers + 4 reduces + unfold 2
 ([1, 3, 4, 5], 22)
@@ -19,7 +19,7 @@ neighbour sends the result back (one extra ``a + n b``). In total
 
 import numpy as np
 
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives.schedule import ScheduleBuilder
 
 WHOLE = (0, 1, 1)
 

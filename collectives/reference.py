@@ -11,8 +11,8 @@ exactly for int32 and for max/min, and within the rounding bound
 reads is the verifier's job, not this one's.
 
 >>> import numpy as np
->>> from collectives.ring import ring_allreduce
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.ring import ring_allreduce
+>>> from flyersim.collectives.schedule import Layout
 >>> inputs = [np.arange(5, dtype=np.int32) * (r + 1) for r in range(3)]
 >>> out = run_reference(ring_allreduce(Layout(1, 3)), inputs)
 >>> out[2]["data"].tolist()
@@ -21,8 +21,8 @@ reads is the verifier's job, not this one's.
 
 import numpy as np
 
-from collectives.kernels import check_op, reduce_into
-from collectives.schedule import XFER, span_bounds
+from flyersim.collectives.kernels import check_op, reduce_into
+from flyersim.collectives.schedule import XFER, span_bounds
 
 _NUMPY_REDUCE = {"sum": np.sum, "max": np.max, "min": np.min}
 

@@ -8,7 +8,7 @@ chunk ``(r-s) % p`` from ``data`` to rank r+1's ``data``. Allreduce is the
 two in sequence: 3p(p-1) ops. As with MPI's sendrecv, a rank's send waits for
 its previous one. The steps are :mod:`collectives.compose`'s, over one ring.
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> s = ring_allreduce(Layout(nodes=1, gpus_per_node=3))
 >>> s.num_ops, s.describe(0)
 (18, 'xfer n0/gpu0:data -> n0/gpu1:recv [2/3, 3/3)')
@@ -18,8 +18,8 @@ Expect(loc=1, buf='data', span=(1, 2, 4), contributors=None)
 
 import numpy as np
 
-from collectives import compose
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives import compose
+from flyersim.collectives.schedule import ScheduleBuilder
 
 
 def _chunk(c, p):

@@ -11,7 +11,7 @@ Rabenseifner, Gropp 2005; :mod:`collectives.costs`):
 - broadcast: ``ceil(lg p) (a + n b)``
 - allreduce: ``2 ceil(lg p) (a + n b) + ceil(lg p) n g``
 
->>> from collectives.schedule import Layout
+>>> from flyersim.collectives.schedule import Layout
 >>> s = tree_allreduce(Layout(nodes=1, gpus_per_node=5))
 >>> s.algo, s.num_ops, [s.describe(i) for i in (0, 2)]
 ('tree', 12, ['xfer n0/gpu1:data -> n0/gpu0:recv [0/1, 1/1)', 'reduce n0/gpu0:data,recv -> data [0/1, 1/1)'])
@@ -21,7 +21,7 @@ Rabenseifner, Gropp 2005; :mod:`collectives.costs`):
 
 import numpy as np
 
-from collectives.schedule import ScheduleBuilder
+from flyersim.collectives.schedule import ScheduleBuilder
 
 WHOLE = (0, 1, 1)
 

@@ -20,7 +20,7 @@ Send/receive mismatches cannot occur (an xfer is one op, not a send and a
 receive), and deadlock cannot either: dependencies point only to earlier ops,
 so every schedule is acyclic by construction.
 
->>> from collectives.schedule import Layout, ScheduleBuilder
+>>> from flyersim.collectives.schedule import Layout, ScheduleBuilder
 >>> b = ScheduleBuilder(Layout(1, 2), "allreduce", "tiny", buffers=("data", "recv"))
 >>> x = b.xfer(src=[0, 1], dst=[1, 0], span=(0, 1, 1), src_buf="data", dst_buf="recv")
 >>> r = b.reduce(at=[0, 1], inputs=("data", "recv"), out="data", span=(0, 1, 1), deps=[x[::-1], x])
@@ -31,14 +31,14 @@ so every schedule is acyclic by construction.
 >>> r = b.reduce(at=[0, 1], inputs=("data", "recv"), out="data", span=(0, 1, 1))
 >>> verify(b.build())
 Traceback (most recent call last):
-collectives.verify.ScheduleError: racy: op 2 (reduce n0/gpu0:data,recv -> data [0/1, 1/1)) races with op 1 (xfer n0/gpu1:data -> n0/gpu0:recv [0/1, 1/1)) on n0/gpu0:recv [0, 1): neither depends on the other
+flyersim.collectives.verify.ScheduleError: racy: op 2 (reduce n0/gpu0:data,recv -> data [0/1, 1/1)) races with op 1 (xfer n0/gpu1:data -> n0/gpu0:recv [0/1, 1/1)) on n0/gpu0:recv [0, 1): neither depends on the other
 """
 
 from fractions import Fraction
 
 import numpy as np
 
-from collectives.schedule import XFER
+from flyersim.collectives.schedule import XFER
 
 
 class ScheduleError(ValueError):
@@ -53,7 +53,7 @@ def verify(schedule):
 def atomic_segments(schedule):
     """Sorted span boundaries (Fractions) and, per op, its first and end segment index.
 
-    >>> from collectives.schedule import Layout, ScheduleBuilder
+    >>> from flyersim.collectives.schedule import Layout, ScheduleBuilder
     >>> b = ScheduleBuilder(Layout(1, 2), "allgather", "demo")
     >>> _ = b.xfer(src=[0, 1], dst=[1, 0], span=([0, 1], [1, 2], 2))
     >>> bounds, seg_lo, seg_hi = atomic_segments(b.build())

@@ -13,8 +13,8 @@ busiest resource).
 
 import sys
 
-import collectives
-from experiments import plots, sweep
+from flyersim import collectives
+from flyersim.experiments import plots, sweep
 
 NAME = "bottlenecks"
 COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "busbw_GBps", "bottleneck",

@@ -12,9 +12,9 @@ CSV columns: best, then the keys of ``flyersim run --format csv`` with ``request
 
 import sys
 
-import collectives
-from experiments import plots, sweep
-from sim.sizes import sweep as size_sweep
+from flyersim import collectives
+from flyersim.experiments import plots, sweep
+from flyersim.sim.app.sizes import sweep as size_sweep
 
 NAME = "crossover"
 COLUMNS = ["best", *sweep.RECORD_COLUMNS]

@@ -11,7 +11,7 @@ CSV columns: series, zones, then the keys of ``flyersim run --format csv`` with 
 
 import sys
 
-from experiments import plots, sweep
+from flyersim.experiments import plots, sweep
 
 NAME = "fireflyer_allreduce"
 COLUMNS = ["series", "zones", *sweep.RECORD_COLUMNS]

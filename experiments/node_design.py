@@ -16,7 +16,7 @@ CSV columns: knob, variant, then the keys of ``flyersim run --format csv`` with 
 import sys
 from pathlib import Path
 
-from experiments import plots, sweep
+from flyersim.experiments import plots, sweep
 
 NAME = "node_design"
 COLUMNS = ["knob", "variant", *sweep.RECORD_COLUMNS]

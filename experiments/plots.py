@@ -5,7 +5,7 @@ import io
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from experiments.sweep import nice_bytes
+from flyersim.experiments.sweep import nice_bytes
 
 
 def figure(ncols=1, nrows=1, width=5.2, height=3.6):

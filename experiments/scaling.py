@@ -14,7 +14,7 @@ CSV columns: the keys of ``flyersim run --format csv`` with ``requested_algo``, 
 import argparse
 import sys
 
-from experiments import plots, sweep
+from flyersim.experiments import plots, sweep
 
 NAME = "scaling"
 COLUMNS = [*sweep.RECORD_COLUMNS, "zones", "wall_s"]

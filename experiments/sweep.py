@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-import collectives
-import topologies
-from sim.metrics import utilisation
-from sim.runner import run_sizes
-from sim.sizes import size_list
-from topologies.units import parse_size
+from flyersim import collectives
+from flyersim import topologies
+from flyersim.sim.metrics import utilisation
+from flyersim.sim.app.runner import run_sizes
+from flyersim.sim.app.sizes import size_list
+from flyersim.topologies.units import parse_size
 
 RECORD_COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "algbw_GBps",
                   "busbw_GBps", "bottleneck", "bottleneck_class", "bottleneck_util"]

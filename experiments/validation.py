@@ -20,8 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments import plots, sweep
-from sim.validate import geomean_error
+from flyersim.experiments import plots, sweep
+from flyersim.sim.app.validate import geomean_error
 
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_min_us", "measured_max_us", "predicted_us",
@@ -61,7 +61,7 @@ def run_validate(args):
         raise ValueError("mpiexec not found (pip install mpich, or give --input FILE)")
     ranks, algos, sizes, iters = (2, "ring,hfreduce", "64KiB", 3) if args.quick else \
         (args.ranks, args.algos, args.sizes, args.iters)
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "sim.cli", "validate", "--format", "json",
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "flyersim", "validate", "--format", "json",
            "--algos", algos, "--sizes", sizes, "--iters", str(iters)]
     if args.quick:
         cmd += ["--warmup", "1", "--repeats", "3"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from sim.fluid import Network
-from sim.routes import Routes, build_routes, flow_bytes
+from flyersim.sim.fluid import Network
+from flyersim.sim.routes import Routes, build_routes, flow_bytes
 
 MODELS = ("flow", "analytic")
 EVENTS_PER_WAKEUP = 4096

@@ -11,8 +11,8 @@ difference being the 2-server tree's smaller send/receive share
 (tests/test_explain.py). Each class also shows the peak
 utilisation of its busiest resource over the run.
 
->>> from sim.runner import run_sizes
->>> from topologies import load
+>>> from flyersim.sim.app.runner import run_sizes
+>>> from flyersim.topologies import load
 >>> _, runs = run_sizes(load("fireflyer2", gpus=8), ["hfreduce"], [1 << 20], keep_runs=True)
 >>> ratios = per_byte(runs[0])
 >>> round(ratios["pcie up (gpu)"][0], 6), round(ratios["pcie down (gpu)"][0], 6)
@@ -23,7 +23,7 @@ utilisation of its busiest resource over the run.
 
 import numpy as np
 
-from sim.metrics import bottleneck, utilisation
+from flyersim.sim.metrics import bottleneck, utilisation
 
 
 def per_byte(run):

@@ -6,7 +6,7 @@ factor 2(n-1)/n for allreduce, n = ranks).
 
 import numpy as np
 
-from collectives.costs import busbw_factor
+from flyersim.collectives.costs import busbw_factor
 
 
 def utilisation(run):

@@ -41,7 +41,7 @@ signature receives it (see :func:`collectives.build`). Rules and sources:
 import networkx as nx
 import numpy as np
 
-from topologies import Router
+from flyersim.topologies import Router
 
 PATH_NAMES = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")
 LOC, NVL, PIX, PXB, PHB, SYS = range(6)

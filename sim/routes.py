@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectives.schedule import REDUCE
-from topologies import Router
+from flyersim.collectives.schedule import REDUCE
+from flyersim.topologies import Router
 
 _POOL_CLASS = {"memory": "dram", "gpu": "hbm", "rootport": "rootport", "nic": "nic"}
 # PCIe distance of a node kind from the CPU; every other kind is a device at the far end
@@ -41,7 +41,7 @@ _HOST_SIDE = {"cpu": 0, "memory": 0, "rootport": 1, "pcieswitch": 2}
 def link_class(graph, u, v):
     """Resource class of link ``u -> v``: its kind, with direction and device kind for PCIe.
 
-    >>> from topologies import load
+    >>> from flyersim.topologies import load
     >>> g = load("fireflyer2", gpus=8)
     >>> link_class(g, "n0/gpu0", "n0/rp0"), link_class(g, "n0/rp0", "n0/gpu0"), link_class(g, "n0/cpu0", "n0/cpu1")
     ('pcie up (gpu)', 'pcie down (gpu)', 'xgmi')

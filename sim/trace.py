@@ -7,8 +7,8 @@ became ready to its end, so its latency shows as part of it.
 
 import json
 
-from collectives.schedule import KIND_NAMES, XFER
-from topologies.units import format_size
+from flyersim.collectives.schedule import KIND_NAMES, XFER
+from flyersim.topologies.units import format_size
 
 
 def write_trace(runs, path):

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from collectives.dbtree import dbtree_allreduce
-from collectives.rabenseifner import rabenseifner_allreduce
-from collectives.recursive_doubling import rd_allreduce
-from collectives.reference import run_reference
-from collectives.schedule import XFER, Layout
-from collectives.trees import double_binary_tree, tree_depths
-from collectives.tree import tree_allreduce
-from collectives.verify import verify
+from flyersim.collectives.dbtree import dbtree_allreduce
+from flyersim.collectives.rabenseifner import rabenseifner_allreduce
+from flyersim.collectives.recursive_doubling import rd_allreduce
+from flyersim.collectives.reference import run_reference
+from flyersim.collectives.schedule import XFER, Layout
+from flyersim.collectives.trees import double_binary_tree, tree_depths
+from flyersim.collectives.tree import tree_allreduce
+from flyersim.collectives.verify import verify
 
 GENERATORS = {
     "tree": tree_allreduce,

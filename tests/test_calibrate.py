@@ -5,9 +5,9 @@ import tomllib
 import pytest
 from mpi4py import MPI
 
-import topologies
-from sim import cli
-from sim.microbench import Figure, rate
+from flyersim import topologies
+from flyersim.sim.app import cli
+from flyersim.sim.app.microbench import Figure, rate
 
 COMM = MPI.COMM_WORLD
 

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-import collectives
-from collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, pipeline_chunks
-from collectives.schedule import Layout
-from collectives.verify import verify
-from sim.runner import run_sizes
-from topologies import load
+from flyersim import collectives
+from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, pipeline_chunks
+from flyersim.collectives.schedule import Layout
+from flyersim.collectives.verify import verify
+from flyersim.sim.app.runner import run_sizes
+from flyersim.topologies import load
 
 SIZED = ["hfreduce", "hfreduce-nvlink", "dbtree", "nccl-ring", "nccl-tree"]
 
@@ -74,7 +74,7 @@ def test_hfreduce_chunk_count_follows_size_and_cap():
 
 
 def test_nccl_tree_halves_chunks_for_deep_trees_as_enqueue_cc():
-    from collectives.nccl import tree_chunk_bytes
+    from flyersim.collectives.nccl import tree_chunk_bytes
     assert tree_chunk_bytes(186 << 20, 2, 14) == 512 << 10   # 186 chunks per channel >= 8 x depth
     assert tree_chunk_bytes(64 << 20, 2, 14) == 256 << 10    # 64 < 112: halve once
     assert tree_chunk_bytes(1 << 20, 2, 14) == 32 << 10      # floors 128K, 64K, 32K

@@ -1,4 +1,4 @@
-"""The ``flyersim`` command line, in-process (``sim.cli.main``) and once through the console script."""
+"""The ``flyersim`` command line, in-process (``flyersim.sim.app.cli.main``) and once through the console script."""
 
 import csv
 import io
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import collectives
-from sim.cli import main
-from sim.runner import layout_of
-from topologies import load
+from flyersim import collectives
+from flyersim.sim.app.cli import main
+from flyersim.sim.app.runner import layout_of
+from flyersim.topologies import load
 
 KEYS = {"collective", "algo", "model", "gpus", "nodes", "bytes", "time_s", "algbw_GBps", "busbw_GBps",
         "bottleneck"}

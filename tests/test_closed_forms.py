@@ -16,12 +16,12 @@ links), so the flow model must give the same times as the analytic one.
 
 import pytest
 
-import collectives
-from collectives import costs
-from sim.engine import simulate
-from sim.runner import layout_of
-from topologies import load
-from topologies.units import GB, us
+from flyersim import collectives
+from flyersim.collectives import costs
+from flyersim.sim.engine import simulate
+from flyersim.sim.app.runner import layout_of
+from flyersim.topologies import load
+from flyersim.topologies.units import GB, us
 
 ALPHA, BETA, GAMMA = 11 * us, 1 / (10 * GB), 1 / (50 * GB)
 NO_POOLS = {f"parameters.{p}": "none" for p in (

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from collectives import ALGORITHMS, RESOLVERS, build, costs
-from collectives.kernels import combine, reduce_into
-from collectives.reference import ResultMismatch, run_reference
-from collectives.ring import ring_allreduce
-from collectives.schedule import Layout, ScheduleBuilder
-from collectives.verify import ScheduleError, verify
+from flyersim.collectives import ALGORITHMS, RESOLVERS, build, costs
+from flyersim.collectives.kernels import combine, reduce_into
+from flyersim.collectives.reference import ResultMismatch, run_reference
+from flyersim.collectives.ring import ring_allreduce
+from flyersim.collectives.schedule import Layout, ScheduleBuilder
+from flyersim.collectives.verify import ScheduleError, verify
 
 DTYPES = [np.float16, np.float32, np.float64, np.int32]
 

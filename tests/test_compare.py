@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sim.cli import main
+from flyersim.sim.app.cli import main
 
 BASE = ["compare", "--preset", "fireflyer2", "--model", "analytic"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import bottlenecks, crossover, fireflyer_allreduce, node_design, scaling, sweep, validation
+from flyersim.experiments import bottlenecks, crossover, fireflyer_allreduce, node_design, scaling, sweep, validation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def test_node_design_every_knob_and_variant(tmp_path):
 
 
 def test_node_design_variant_files_have_the_nics_they_claim():
-    import topologies
+    from flyersim import topologies
 
     for name, nics in (("fireflyer2-2nic", 2), ("fireflyer2-8nic", 8), ("fireflyer2-own-rootports", 1)):
         g = topologies.load(str(ROOT / "experiments" / "variants" / f"{name}.toml"), gpus=8)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from sim.explain import per_byte
-from sim.runner import run_sizes
-from topologies import load
+from flyersim.sim.explain import per_byte
+from flyersim.sim.app.runner import run_sizes
+from flyersim.topologies import load
 
 S = 186 << 20
 

@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from sim.fluid import Network
+from flyersim.sim.fluid import Network
 
 
 def _network(op_bytes, routes, capacity, latency=None, deps=None, shared=True):

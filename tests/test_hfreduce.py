@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from collectives.hfreduce import hfreduce_allreduce
-from collectives.hfreduce_nvlink import hfreduce_nvlink_allreduce
-from collectives.hierarchical import hier_allreduce
-from collectives.reference import run_reference
-from collectives.ring import ring_allreduce
-from collectives.schedule import XFER, Layout
-from collectives.trees import double_binary_tree, tree_depths
-from collectives.verify import verify
+from flyersim.collectives.hfreduce import hfreduce_allreduce
+from flyersim.collectives.hfreduce_nvlink import hfreduce_nvlink_allreduce
+from flyersim.collectives.hierarchical import hier_allreduce
+from flyersim.collectives.reference import run_reference
+from flyersim.collectives.ring import ring_allreduce
+from flyersim.collectives.schedule import XFER, Layout
+from flyersim.collectives.trees import double_binary_tree, tree_depths
+from flyersim.collectives.verify import verify
 
 NODES = range(1, 9)
 GPUS = (1, 2, 4, 8)

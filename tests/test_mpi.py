@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-import collectives
-from collectives.mpi_executor import Execution, place
-from collectives.reference import ResultMismatch
-from collectives.schedule import Layout, ScheduleBuilder
-from collectives.verify import verify
-from sim import cli
+from flyersim import collectives
+from flyersim.collectives.mpi_executor import Execution, place
+from flyersim.collectives.reference import ResultMismatch
+from flyersim.collectives.schedule import Layout, ScheduleBuilder
+from flyersim.collectives.verify import verify
+from flyersim.sim.app import cli
 
 COMM = MPI.COMM_WORLD
 SIZE, RANK = COMM.size, COMM.rank
@@ -100,7 +100,7 @@ def test_host_staged_schedule(g, shared):
 @pytest.mark.parametrize("g", GROUPS)
 def test_hfreduce_two_sockets_remote_reads_and_multicast(g, shared, gdrcopy):
     """The NIC socket's CPU (the designated rank) reads the far socket's staging buffers in place; H2D multicasts."""
-    from collectives.hfreduce import hfreduce_allreduce
+    from flyersim.collectives.hfreduce import hfreduce_allreduce
     placement = place(COMM, g, shared_memory=shared)
     schedule = hfreduce_allreduce(placement.layout(sockets=2), chunks=3, gdrcopy=gdrcopy)
     verify(schedule)

@@ -14,7 +14,7 @@ from mpi4py import MPI
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 SCRIPT = """
 from mpi4py import MPI
-from sim import cli, mpibench
+from flyersim.sim.app import cli, mpibench
 measure = mpibench._measure
 def failing(comm, *args):
     if comm.rank == 1:

@@ -6,15 +6,15 @@ import math
 import numpy as np
 import pytest
 
-import collectives
-import topologies
-from collectives.nccl import nccl_ring, nccl_tree
-from collectives.nccl_tuning import choose, times
-from collectives.reference import run_reference
-from collectives.schedule import XFER, Layout
-from collectives.verify import verify
-from sim.nccl_topo import nccl_params
-from sim.runner import run_sizes
+from flyersim import collectives
+from flyersim import topologies
+from flyersim.collectives.nccl import nccl_ring, nccl_tree
+from flyersim.collectives.nccl_tuning import choose, times
+from flyersim.collectives.reference import run_reference
+from flyersim.collectives.schedule import XFER, Layout
+from flyersim.collectives.verify import verify
+from flyersim.sim.nccl_topo import nccl_params
+from flyersim.sim.app.runner import run_sizes
 
 GPUS = (1, 2, 4, 8)
 

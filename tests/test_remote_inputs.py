@@ -8,12 +8,12 @@ a NUMA node (fireflyer2.md, HFReduce). The MPI side is in tests/test_mpi.py.
 import numpy as np
 import pytest
 
-from collectives.reference import run_reference
-from collectives.schedule import Layout, ScheduleBuilder
-from collectives.verify import ScheduleError, verify
-from sim.engine import simulate
-from sim.runner import layout_of
-from topologies import load
+from flyersim.collectives.reference import run_reference
+from flyersim.collectives.schedule import Layout, ScheduleBuilder
+from flyersim.collectives.verify import ScheduleError, verify
+from flyersim.sim.engine import simulate
+from flyersim.sim.app.runner import layout_of
+from flyersim.topologies import load
 
 LAYOUT = Layout(nodes=1, gpus_per_node=4, sockets=2)  # GPUs 0..3, host memories 4 (socket 0) and 5 (socket 1)
 HOST0, HOST1 = LAYOUT.host(0, 0), LAYOUT.host(0, 1)

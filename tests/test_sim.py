@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-import collectives
-from collectives.costs import busbw_factor, ring_allreduce
-from collectives.schedule import XFER, Layout, ScheduleBuilder
-from sim.engine import simulate
-from sim.metrics import bottleneck, utilisation
-from sim.nccl_topo import nccl_params
-from sim.routes import build_routes
-from sim.runner import layout_of, run_sizes
-from topologies import Router, load
-from topologies.units import MiB
+from flyersim import collectives
+from flyersim.collectives.costs import busbw_factor, ring_allreduce
+from flyersim.collectives.schedule import XFER, Layout, ScheduleBuilder
+from flyersim.sim.engine import simulate
+from flyersim.sim.metrics import bottleneck, utilisation
+from flyersim.sim.nccl_topo import nccl_params
+from flyersim.sim.routes import build_routes
+from flyersim.sim.app.runner import layout_of, run_sizes
+from flyersim.topologies import Router, load
+from flyersim.topologies.units import MiB
 
 RTOL = 1e-9
 

@@ -4,14 +4,14 @@ import random
 
 import pytest
 
-from topologies import Router, TopologyError, draw, format_summary, load, presets, summary, validate
-from topologies.units import GB, parse_bandwidth, us
+from flyersim.topologies import Router, TopologyError, draw, format_summary, load, preset_names, summary, validate
+from flyersim.topologies.units import GB, parse_bandwidth, us
 
 PRESETS = ["dgx-a100", "fat-tree", "fireflyer2", "ring", "single-switch", "torus"]
 
 
 def test_presets_listed():
-    assert presets() == PRESETS
+    assert preset_names() == PRESETS
 
 
 @pytest.mark.parametrize("preset", PRESETS)

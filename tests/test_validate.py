@@ -14,7 +14,7 @@ import sys
 import pytest
 from mpi4py import MPI
 
-from sim import cli
+from flyersim.sim.app import cli
 
 COMM = MPI.COMM_WORLD
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
@@ -25,7 +25,7 @@ ARGS = ["validate", "--algos", "ring,mpi", "--sizes", "64KiB,256KiB", "--iters",
 def _validate_json(capsys):
     """validate's JSON output on rank 0 (None on other ranks)."""
     if COMM.size == 1:
-        done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "sim.cli", *ARGS],
+        done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "flyersim", *ARGS],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)

@@ -8,13 +8,13 @@
 """
 
 from .build import build
-from .config import presets, read
+from .config import preset_names, read
 from .errors import TopologyError
 from .routing import Router
 from .summary import draw, format_summary, summary
 from .validate import validate
 
-__all__ = ["load", "presets", "validate", "Router", "summary", "format_summary", "draw",
+__all__ = ["load", "preset_names", "validate", "Router", "summary", "format_summary", "draw",
            "TopologyError"]
 
 
@@ -28,7 +28,7 @@ def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
     >>> load("ring", gpus=10)
     Traceback (most recent call last):
     ...
-    topologies.errors.TopologyError: gpus=10 is not a multiple of the 4 GPUs per server of ring
+    flyersim.topologies.errors.TopologyError: gpus=10 is not a multiple of the 4 GPUs per server of ring
     """
     spec = read(preset_or_path, overrides)
     if gpus is not None:

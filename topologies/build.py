@@ -4,7 +4,7 @@ Every server is a copy of one template (local names such as ``gpu0``, ``rp3``)
 prefixed with ``n{i}/``.  Network builders attach the servers' NICs to switches
 (``z0/leaf3``, ``z0/spine7``, ``iz/sw1``, ``sw0``) or to each other (ring, torus).
 
->>> from topologies.config import read
+>>> from flyersim.topologies.config import read
 >>> g = build(read("single-switch"), nodes=2)
 >>> g.graph["nodes"], g.nodes["n1/gpu0"]["server"], g.nodes["sw0"]["kind"]
 (2, 1, 'switch')

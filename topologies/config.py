@@ -11,7 +11,7 @@ key is checked so a typo is an error, never silently ignored.
 >>> read("ring", overrides={"network.link_bandwith": "1GB/s"})
 Traceback (most recent call last):
 ...
-topologies.errors.TopologyError: unknown key 'network.link_bandwith' (ring network keys: link_bandwidth, link_latency, shape)
+flyersim.topologies.errors.TopologyError: unknown key 'network.link_bandwith' (ring network keys: link_bandwidth, link_latency, shape)
 """
 
 import copy
@@ -62,13 +62,13 @@ class Spec:
     network: dict     # shape-specific keys, parsed
 
 
-def presets():
+def preset_names():
     """Names of the shipped presets.
 
-    >>> "fireflyer2" in presets() and "ring" in presets()
+    >>> "fireflyer2" in preset_names() and "ring" in preset_names()
     True
     """
-    folder = resources.files("topologies.presets")
+    folder = resources.files("flyersim.topologies.presets")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -86,11 +86,11 @@ def _load_raw(ref, seen):
         if not path.is_file():
             raise TopologyError(f"no such topology file {ref!r}")
         text = path.read_text()
-    elif ref in presets():
+    elif ref in preset_names():
         path = None
-        text = resources.files("topologies.presets").joinpath(ref + ".toml").read_text()
+        text = resources.files("flyersim.topologies.presets").joinpath(ref + ".toml").read_text()
     else:
-        raise TopologyError(f"unknown preset {ref!r} (choices: {', '.join(presets())})")
+        raise TopologyError(f"unknown preset {ref!r} (choices: {', '.join(preset_names())})")
     if ref in seen:
         raise TopologyError(f"'base' cycle: {' -> '.join((*seen, ref))}")
     try:

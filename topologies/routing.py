@@ -8,7 +8,7 @@ nearest NIC of the source server, over a shortest path of network nodes
 (switches and NICs) choosing among equal next hops by a stable hash of
 ``(src, dst)``, then from the nearest NIC of the destination server.
 
->>> from topologies import load
+>>> from flyersim.topologies import load
 >>> Router(load("single-switch", nodes=2)).path("n0/gpu0", "n1/gpu1")
 ['n0/gpu0', 'n0/cpu0', 'n0/nic0', 'sw0', 'n1/nic0', 'n1/cpu0', 'n1/gpu1']
 """
@@ -92,7 +92,7 @@ class Router:
 def width(graph, path):
     """Bottleneck bandwidth of ``path``: the least ``bandwidth`` of its links and of its nodes' pools.
 
-    >>> from topologies import load
+    >>> from flyersim.topologies import load
     >>> g = load("dgx-a100", nodes=1)
     >>> width(g, ["n0/gpu0", "n0/pciesw0", "n0/gpu1"]), width(g, ["n0/gpu0", "n0/nvswitch0", "n0/gpu1"])
     (24000000000.0, 50000000000.0)

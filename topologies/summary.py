@@ -1,6 +1,6 @@
 """What a topology holds: counts, capacities, bisection bandwidth, and a drawing.
 
->>> from topologies import load
+>>> from flyersim.topologies import load
 >>> s = summary(load("single-switch", nodes=2))
 >>> s["gpus"], s["nodes_by_kind"]["switch"], s["bisection_bandwidth"]
 (8, 1, 25000000000.0)
@@ -67,7 +67,7 @@ def bisection_bandwidth(graph):
 def format_summary(info):
     """A printable form of :func:`summary`; bandwidths in GB/s, latencies in us.
 
-    >>> from topologies import load
+    >>> from flyersim.topologies import load
     >>> print(format_summary(summary(load("ring", nodes=2))).splitlines()[0])
     ring (ring): 2 servers, 8 GPUs, 1 zone(s), 13 links, bisection 25 GB/s
     """

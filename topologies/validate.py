@@ -4,7 +4,7 @@
 >>> validate(nx.DiGraph(name="empty", nodes=0, gpus_per_node=8, sockets_per_node=1, nvlink_pairs=()))
 Traceback (most recent call last):
 ...
-topologies.errors.TopologyError: empty: nodes must be at least 1, got 0
+flyersim.topologies.errors.TopologyError: empty: nodes must be at least 1, got 0
 """
 
 import math

@@ -12,8 +12,8 @@ so the ratios printed by pytest-benchmark compare like with like.
 """
 
 import pytest
-import topologies
-from sim.runner import run_sizes
+from flyersim import topologies
+from flyersim.sim.app.runner import run_sizes
 
 MiB = 2**20
 

@@ -8,13 +8,13 @@ are built once per (algorithm, size).
 
 import numpy as np
 
-import collectives
-from collectives.schedule import Layout
-from sim.engine import simulate
-from sim.metrics import record
-from sim.nccl_topo import nccl_params
-from sim.routes import build_routes
-from topologies import Router
+from flyersim import collectives
+from flyersim.collectives.schedule import Layout
+from flyersim.sim.engine import simulate
+from flyersim.sim.metrics import record
+from flyersim.sim.nccl_topo import nccl_params
+from flyersim.sim.routes import build_routes
+from flyersim.topologies import Router
 
 DTYPES = ("float32", "float64", "float16", "int32")
 

@@ -4,7 +4,7 @@
 measures each (algorithm, size) as ``flyersim mpi`` does and simulates the
 very same schedule (same layout, same per-size choice of a size-dependent
 algorithm) on a model of this job. Without ``--topology`` the model is
-calibrated per message size S: :mod:`sim.calibrate` measures with messages of
+calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with messages of
 S / ranks, the chunk a ring step sends, so copies are costed in the cache
 regime the collective runs in. The measured time is the median over
 ``--iters`` (these machines are noisy). ``mpi``, the library's own Allreduce,
@@ -24,9 +24,9 @@ from argparse import Namespace
 
 import numpy as np
 
-from sim import calibrate, mpibench
-from sim.report import to_csv, to_json
-from sim.runner import DTYPES
+from flyersim.sim.app import calibrate, mpibench
+from flyersim.sim.app.report import to_csv, to_json
+from flyersim.sim.app.runner import DTYPES
 
 NO_SCHEDULE = f"{mpibench.BASELINE}: the MPI library's own Allreduce has no schedule to simulate (measured only)"
 
@@ -59,8 +59,8 @@ def command(args):
     """Entry point (every rank runs it); rank 0 simulates and prints."""
     from mpi4py import MPI
 
-    import topologies
-    from sim.sizes import size_list
+    from flyersim import topologies
+    from flyersim.sim.app.sizes import size_list
 
     comm = MPI.COMM_WORLD
     try:
@@ -100,7 +100,7 @@ def command(args):
 
 def calibrated(comm, nbytes, gpus, repeats):
     """The topology graph ``flyersim calibrate --size nbytes`` would write (every rank builds the same one)."""
-    import topologies
+    from flyersim import topologies
 
     text = calibrate.toml(calibrate.measure(comm, nbytes, repeats), comm.size // gpus, gpus,
                           f"flyersim validate (calibrate --size {nbytes})")
@@ -115,8 +115,8 @@ def calibrated(comm, nbytes, gpus, repeats):
 
 def _size_rows(comm, args, algos, size, graph):
     """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
-    from sim.nccl_topo import nccl_params
-    from sim.runner import layout_of, run_sizes
+    from flyersim.sim.nccl_topo import nccl_params
+    from flyersim.sim.app.runner import layout_of, run_sizes
 
     facts = nccl_params(graph)
     bench = Namespace(algos=",".join(algos), sizes=str(size), iters=args.iters, warmup=args.warmup,

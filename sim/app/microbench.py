@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
-from collectives.kernels import reduce_into
+from flyersim.collectives.kernels import reduce_into
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,17 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-import collectives
-from collectives.schedule import COLLECTIVES
-import topologies
-from topologies.config import presets as preset_names
-from sim import calibrate, compare, mpibench, validate
-from sim.engine import MODELS
-from sim.explain import explain
-from sim.report import FORMATS, render
-from sim.runner import DTYPES, run_sizes
-from sim.sizes import size_list, sweep
-from sim.trace import write_trace
+from flyersim import collectives
+from flyersim.collectives.schedule import COLLECTIVES
+from flyersim import topologies
+from flyersim.topologies.config import preset_names
+from flyersim.sim.app import calibrate, compare, mpibench, validate
+from flyersim.sim.engine import MODELS
+from flyersim.sim.explain import explain
+from flyersim.sim.app.report import FORMATS, render
+from flyersim.sim.app.runner import DTYPES, run_sizes
+from flyersim.sim.app.sizes import size_list, sweep
+from flyersim.sim.trace import write_trace
 
 
 class _Parser(argparse.ArgumentParser):

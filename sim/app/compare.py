@@ -6,7 +6,7 @@ Rows are :func:`sim.metrics.record` rows (the keys of ``flyersim run``) plus
 requested algorithm against GPUs, or against size when there is one GPU count
 and several sizes.
 
->>> from topologies import load
+>>> from flyersim.topologies import load
 >>> rows = grid(lambda n: load("fireflyer2", gpus=n), [8, 16], ["hfreduce", "ring"], [1 << 20])
 >>> [(r["requested_algo"], r["gpus"]) for r in rows]
 [('hfreduce', 8), ('ring', 8), ('hfreduce', 16), ('ring', 16)]
@@ -17,7 +17,7 @@ Traceback (most recent call last):
 ValueError: --gpus: expected comma-separated positive integers, got '16,x'
 """
 
-from sim.runner import run_sizes
+from flyersim.sim.app.runner import run_sizes
 
 
 def gpu_counts(text):

@@ -1,7 +1,7 @@
 """``flyersim calibrate``: measure this MPI job's machine and write a topology TOML for ``flyersim run``.
 
 ``mpiexec -n N flyersim calibrate --out measured.toml --size 8MiB`` runs the
-microbenchmarks of :mod:`sim.microbench` with ``--size``-byte messages and
+microbenchmarks of :mod:`flyersim.sim.app.microbench` with ``--size``-byte messages and
 arrays on all ranks at once (median of ``--repeats``, quartiles kept) and
 writes a single-switch cluster of N/g nodes x g GPUs (one GPU per rank):
 
@@ -33,8 +33,8 @@ collectives whose per-step messages are about that size, and says so.
 
 import sys
 
-from sim import microbench as mb
-from topologies.units import format_size, parse_size
+from flyersim.sim.app import microbench as mb
+from flyersim.topologies.units import format_size, parse_size
 
 
 def add_parser(sub, positive_int):
@@ -74,7 +74,7 @@ def command(args):
 
 def gpus_per_node(comm, asked=None):
     """GPUs per node of the written cluster: ``asked`` or the ranks per physical node; ValueError if it cannot tile."""
-    from collectives.mpi_executor import physical_node_size
+    from flyersim.collectives.mpi_executor import physical_node_size
 
     if comm.size == 1:
         print("flyersim: note: 1 MPI rank: no point-to-point figures (start with mpiexec -n N)", file=sys.stderr)
@@ -86,7 +86,7 @@ def gpus_per_node(comm, asked=None):
 
 def measure(comm, size, repeats):
     """Topology parameters: name -> (Figure, unit, how measured); identical on every rank."""
-    from collectives.mpi_executor import physical_node_size
+    from flyersim.collectives.mpi_executor import physical_node_size
 
     per_node = physical_node_size(comm)
     intra, inter = mb.peers(comm)
@@ -138,7 +138,7 @@ def _value(fig, unit):
 def toml(params, nodes, gpus, command):
     """Topology text from ``measure``'s parameters; each line says how it was measured and its spread.
 
-    >>> from sim.microbench import Figure
+    >>> from flyersim.sim.app.microbench import Figure
     >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in
     ...      ("p2p_bandwidth", "pcie_bandwidth", "host_bandwidth", "reduce_bandwidth", "nic_bandwidth")}
     >>> f.update({k: (Figure(1e-6, 1e-6, 1e-6), "s", "test") for k in ("gpu_latency", "reduce_latency", "nic_latency")})

@@ -8,7 +8,7 @@
 [1024, 2048, 3072, 4096]
 """
 
-from topologies.units import parse_size
+from flyersim.topologies.units import parse_size
 
 
 def size_list(text):

@@ -22,11 +22,11 @@ import sys
 
 import numpy as np
 
-import collectives
-from collectives.costs import busbw_factor
-from sim.report import to_csv, to_json
-from sim.runner import DTYPES
-from sim.sizes import size_list
+from flyersim import collectives
+from flyersim.collectives.costs import busbw_factor
+from flyersim.sim.app.report import to_csv, to_json
+from flyersim.sim.app.runner import DTYPES
+from flyersim.sim.app.sizes import size_list
 
 BASELINE = "mpi"
 
@@ -64,7 +64,7 @@ def command(args):
 
 def collect(args, comm):
     """Measure every (algorithm, size) of ``args`` on ``comm``; the records, on every rank."""
-    from collectives.reference import ResultMismatch
+    from flyersim.collectives.reference import ResultMismatch
 
     if comm.size == 1:
         print("flyersim: note: 1 MPI rank (start with mpiexec -n N for a real measurement)", file=sys.stderr)
@@ -86,7 +86,7 @@ def collect(args, comm):
 
 def _prepare(args, comm):
     """Everything that can fail identically on every rank: sizes, placement, schedules."""
-    from collectives.mpi_executor import place
+    from flyersim.collectives.mpi_executor import place
 
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
@@ -112,7 +112,7 @@ def _measure(comm, plan, algo, size, args):
     """One record: check once, warm up, time ``args.iters`` runs (max over ranks per run)."""
     from mpi4py import MPI
 
-    from collectives.mpi_executor import Execution
+    from flyersim.collectives.mpi_executor import Execution
 
     dtype = np.dtype(args.dtype)
     count = size // dtype.itemsize
