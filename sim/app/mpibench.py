@@ -5,10 +5,10 @@ runs each algorithm's schedule with :mod:`collectives.mpi_executor` (``mpi``
 is the MPI library's own ``Allreduce``, the baseline). Per algorithm and size:
 one run checked against ``comm.Allreduce``, ``--warmup`` untimed runs, then
 ``--iters`` timed runs, each between barriers, its time the maximum over ranks.
-A size-dependent algorithm (``nccl``) runs the schedule ``collectives.resolve``
-picks per size, from the topology facts in ``args.facts`` when a caller gives
-them (``validate`` does, with ``args.layout``, the layout it simulates), else
-from the resolver's defaults.
+An algorithm that picks by size (``nccl``) runs the schedule
+``collectives.schedule_key`` names per size, from NCCL's search in
+``args.search`` when a caller gives one (``validate`` does, with
+``args.layout``, the layout it simulates), else from the layout alone.
 Rows report avg/min/max/p50/p99 of those times in us plus nccl-tests
 ``algbw = S/t`` and ``busbw`` (t = the average), with the keys of ``flyersim
 run``'s records, ``model: "mpi"`` and ``source: "measured"``. Only rank 0
@@ -99,11 +99,11 @@ def _prepare(args, comm):
         if size < itemsize:
             raise ValueError(f"size {size} B is smaller than one {args.dtype} element")
     placement = place(comm, args.gpus_per_node, shared_memory=not args.no_shared_memory)
-    layout, facts = getattr(args, "layout", None) or placement.layout(), getattr(args, "facts", {})
-    # (algo, size) -> schedule key (concrete algorithm, size if its pipeline depends on the size, else None)
-    concrete = {(a, s): collectives.schedule_key(collectives.resolve(a, layout, s, **facts), s)
-                for a in algos if a != BASELINE for s in sizes}
-    schedules = {k: collectives.build(k[0], layout, **facts, **({} if k[1] is None else {"nbytes": k[1]}))
+    layout, search = getattr(args, "layout", None) or placement.layout(), getattr(args, "search", None)
+    # (algo, size) -> schedule key (concrete algorithm, size if it is built per size, else None)
+    concrete = {(a, s): collectives.schedule_key(a, layout, s, search=search) for a in algos if a != BASELINE
+                for s in sizes}
+    schedules = {k: collectives.build(k[0], layout, nbytes=k[1], search=search)
                  for k in sorted(set(concrete.values()), key=lambda k: (k[0], k[1] or 0))}
     return {"algos": algos, "sizes": sizes, "placement": placement, "schedules": schedules, "concrete": concrete}
 

@@ -115,13 +115,12 @@ def calibrated(comm, nbytes, gpus, repeats):
 
 def _size_rows(comm, args, algos, size, graph):
     """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
-    from flyersim.sim.nccl_topo import nccl_params
-    from flyersim.sim.app.runner import layout_of, run_sizes
+    from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
-    facts = nccl_params(graph)
+    layout = layout_of(graph)
     bench = Namespace(algos=",".join(algos), sizes=str(size), iters=args.iters, warmup=args.warmup,
                       dtype=args.dtype, gpus_per_node=graph.graph["gpus_per_node"], no_shared_memory=False,
-                      layout=layout_of(graph), facts=facts)
+                      layout=layout, search=search_of(graph, layout))
     measured = mpibench.collect(bench, comm)
     if comm.rank:
         return []
