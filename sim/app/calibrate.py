@@ -33,7 +33,6 @@ collectives whose per-step messages are about that size, and says so.
 
 import sys
 
-from flyersim.sim.app import microbench as mb
 from flyersim.topologies.units import format_size, parse_size
 
 
@@ -87,6 +86,7 @@ def gpus_per_node(comm, asked=None):
 def measure(comm, size, repeats):
     """Topology parameters: name -> (Figure, unit, how measured); identical on every rank."""
     from flyersim.collectives.mpi_executor import physical_node_size
+    from flyersim.sim.app import microbench as mb  # mpi4py and numba: only when measuring
 
     per_node = physical_node_size(comm)
     intra, inter = mb.peers(comm)
@@ -128,7 +128,9 @@ def _tuple(f):
 
 
 def _scale(f, k):
-    return mb.Figure(f.value * k, f.low * k, f.high * k)
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(f.value * k, f.low * k, f.high * k)
 
 
 def _value(fig, unit):
