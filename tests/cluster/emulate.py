@@ -176,7 +176,7 @@ class Cluster:
                 proxies.append(self._spawn(
                     ["ip", "netns", "exec", self.ns(k), "unshare", "--uts", "--ipc", "sh", "-c",
                      f'hostname "$0" && exec "$@"', self.hostname(k), *line.split()],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env))
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))  # ranks' output: via mpiexec
             out, err = launcher.communicate(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
             self._kill([launcher, *proxies])
@@ -189,8 +189,7 @@ class Cluster:
                 pass
         self._kill([launcher, *proxies])
         self._reap(grace=5)
-        proxy_err = b"".join(p.stderr.read() for p in proxies if p.stderr)
-        return launcher.returncode, out.decode(errors="replace"), (err + proxy_err).decode(errors="replace")
+        return launcher.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
     @staticmethod
     def _launch_lines(launcher, deadline):
