@@ -168,7 +168,9 @@ def measure(comm, size, repeats):
 
 def _minus(a, b):
     """``a - b`` (at least 0), its range from the quartiles that bound it."""
-    return mb.Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
 
 
 def _scale(f, k):
