@@ -66,9 +66,10 @@ Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` h
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
 Heap.__doc__ = """A binary min-heap of ops indexed by op: ``pos[op]`` is its slot (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows")
+Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows top top_round")
 Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), and the filling's per-resource sums."""
+the resources whose flows changed rate (``dirty``), the filling's per-resource sums, and the highest rate
+on a resource (``top``) as found in check round ``top_round``."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -376,7 +377,8 @@ def _resolve(now, route, elem, var, cnst, mem, work):
                     m = nxt[m]
                     continue
                 seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route[g], ptr, res, rate, bound, usage, head, width, nxt, var_of_slot):
+                if not _has_bottleneck(g, route[g], ptr, res, rate, bound, usage, head, width, nxt, var_of_slot,
+                                       work.top, work.top_round, c[ROUND]):
                     _add_modified(g, now, var, modified, c)
                 m = nxt[m]
         if c[N_MODIFIED] == before:
@@ -384,20 +386,25 @@ def _resolve(now, route, elem, var, cnst, mem, work):
 
 
 @_jit
-def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of_slot):
-    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow gets more."""
+def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow gets more.
+
+    No rate changes during a check round, so a resource's highest rate is found once per round.
+    """
     if ptr[r] == ptr[r + 1]:
         return True
     for j in range(ptr[r], ptr[r + 1]):
         k = res[j]
         if usage[k] < bound[k] * (1.0 - RATE_RTOL):
             continue
-        top = 0.0
-        m = head[k]
-        while m >= 0:
-            top = max(top, rate[var_of_slot[m // width]])
-            m = nxt[m]
-        if rate[g] >= top * (1.0 - RATE_RTOL):
+        if top_round[k] != rnd:
+            best = 0.0
+            m = head[k]
+            while m >= 0:
+                best = max(best, rate[var_of_slot[m // width]])
+                m = nxt[m]
+            top[k], top_round[k] = best, rnd
+        if rate[g] >= top[k] * (1.0 - RATE_RTOL):
             return True
     return False
 
@@ -628,7 +635,8 @@ def _new_heap(n):
 def _new_work(n, nres):
     """Empty work lists for ``n`` ops and ``nres`` resources."""
     return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
-                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX))
+                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
+                np.empty(nres), np.zeros(nres, np.int64))
 
 
 def _dependents(dep_ptr, dep_idx, n):
