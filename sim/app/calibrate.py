@@ -176,7 +176,7 @@ def _scale(f, k):
 
 
 def _value(fig, unit):
-    return f'"{fig.value / 1e6:.1f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
+    return f'"{fig.value / 1e6:.4f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
 
 
 def toml(params, nodes, gpus, command, notes=()):
