@@ -48,7 +48,6 @@ collectives whose per-step messages are about that size, and says so.
 import os
 import sys
 
-from flyersim.sim.app import microbench as mb
 from flyersim.topologies.units import format_size, parse_size
 
 
@@ -110,6 +109,7 @@ def measure(comm, size, repeats):
     Also ``notes``: figures measured but not in the model (the all-pairs rate, LogGP's ``g``), as text.
     """
     from flyersim.collectives.mpi_executor import physical_node_size
+    from flyersim.sim.app import microbench as mb  # mpi4py and numba: only when measuring
 
     per_node = physical_node_size(comm)
     node_of, leaders = mb.nodes(comm)
@@ -168,11 +168,15 @@ def measure(comm, size, repeats):
 
 def _minus(a, b):
     """``a - b`` (at least 0), its range from the quartiles that bound it."""
-    return mb.Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
 
 
 def _scale(f, k):
-    return mb.Figure(f.value * k, f.low * k, f.high * k)
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(f.value * k, f.low * k, f.high * k)
 
 
 def _value(fig, unit):
