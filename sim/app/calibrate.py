@@ -45,9 +45,9 @@ collectives whose per-step messages are about that size, and says so.
 ``flyersim validate`` calibrates once per message size for this reason.
 """
 
-import os
 import sys
 
+from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import format_size, parse_size
 
 
@@ -72,6 +72,7 @@ def command(args):
         if size < 4:
             raise ValueError(f"--size must be at least 4 B (one float32), got {args.size!r}")
         g = gpus_per_node(comm, args.gpus_per_node)
+        check_writable(args.out, "--out")
     except ValueError as err:
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
@@ -80,10 +81,8 @@ def command(args):
     if comm.rank == 0:
         text = toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
                     f"{format_size(size)} --repeats {args.repeats}", notes)
-        tmp = f"{args.out}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.out)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
         for name, (fig, unit, _) in params.items():
             print(f"{name:>17} = {fig} {unit}")
         for note in notes:
