@@ -87,7 +87,7 @@ def emulated_shape(text):
 
 
 def run_validate(args):
-    """Run ``flyersim validate --format json`` (mpiexec here, or emulated nodes); its JSON kept as <out>/validate.json."""
+    """Run ``flyersim validate --format json`` (here, or on emulated nodes); its JSON kept as <out>/validate.json."""
     if args.emulated:
         nodes, ppn = emulated_shape(args.emulated)
         root = Path(__file__).resolve().parents[1]
