@@ -22,6 +22,7 @@ which then aborts the job (exit code 2), so no rank hangs.
 """
 
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +127,7 @@ def collect(plan, comm):
         raise SystemExit(2)
     except Exception as err:  # one rank failed: report it and take the job down rather than hang
         print(f"flyersim: error: rank {comm.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        time.sleep(0.5)  # let the process manager forward that line from a remote node before Abort kills it
         comm.Abort(2)
         raise SystemExit(2)  # MPICH's Abort can return before the process manager kills this rank
 
