@@ -4,8 +4,9 @@
     python -m tests.cluster run --nodes 4 --ppn 2 --rate 1gbit -- flyersim validate --algos ring
     python -m tests.cluster down --tag fsdemo [--nodes 4]
 
-``up`` prints the namespaces and leaves them in place (no process runs in
-them); ``run`` builds its own nodes, runs the job under hydra's manual launcher
+``up`` prints the namespaces and leaves them in place for a look by hand
+(``ip netns exec fsdemon0 tc -s qdisc``; no process runs in them); ``run``
+builds its own nodes, runs the job under hydra's manual launcher
 and removes everything when the job ends, fails or is interrupted; ``down``
 removes what ``up`` built. A program name without a slash is looked up beside
 this Python (the venv's ``flyersim``, ``python``).
