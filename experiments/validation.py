@@ -3,7 +3,8 @@
 Reads the CSV or JSON that ``flyersim validate --format csv|json`` printed (``--input FILE``), or runs
 it here: under ``mpiexec -n RANKS`` on this machine (``--ranks``), or on emulated nodes
 (``--emulated 4x2``: 4 nodes x 2 ranks, network namespaces joined by ``--rate``-shaped links, an
-optional ``--spine``; needs root and this repository's ``tests/cluster``). ``--algos``, ``--sizes``,
+optional ``--spine`` between the two halves of the nodes, which validate's calibration then models as
+two leaves, ``--leaf-size NODES/2``; needs root and this repository's ``tests/cluster``). ``--algos``, ``--sizes``,
 ``--topology``, ``--iters`` are passed on; without ``--topology`` validate calibrates a model of the
 job per size.
 
@@ -102,8 +103,10 @@ def run_validate(args):
         print(f"# {nodes} emulated nodes x {ppn} ranks, {args.rate} links"
               + (f", spine {args.spine}" if args.spine else "") + ": " + " ".join(_validate_args(args)),
               file=sys.stderr)
+        leaves = ["--leaf-size", str(nodes // 2)] if args.spine else []  # the emulation's two halves
         with Cluster(nodes, args.rate, args.spine) as cluster:
-            code, out, err = cluster.mpiexec([sys.executable, *_validate_args(args)], ppn, timeout=args.timeout)
+            code, out, err = cluster.mpiexec([sys.executable, *_validate_args(args), *leaves], ppn,
+                                             timeout=args.timeout)
     else:
         mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
         if mpiexec is None:
