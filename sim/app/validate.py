@@ -7,8 +7,9 @@ the very same schedule (same layout, same per-size choice of a size-dependent
 algorithm) on a model of this job. Without ``--topology`` the model is
 calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with
 messages of S / ranks, the chunk a ring step sends, so copies are costed in the
-cache regime the collective runs in. ``mpi``, the library's own Allreduce, is
-predicted by modelling MPICH's default choice (:func:`mpich_choice`).
+cache regime the collective runs in (the network at 4 MiB or more, see
+calibrate); ``--leaf-size`` is passed on. ``mpi``, the library's own
+Allreduce, is predicted by modelling MPICH's classic choice (:func:`mpich_choice`).
 
 What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
 
@@ -104,8 +105,11 @@ def geomean_error(predicted, measured):
 
 
 def mpich_choice(nbytes, itemsize, ranks):
-    """The schedule MPICH's default Allreduce runs: recursive doubling for short messages (or fewer
-    elements than the largest power of two of ranks), else Rabenseifner's reduce-scatter + allgather.
+    """The schedule MPICH's classic Allreduce selection runs: recursive doubling for short messages (or
+    fewer elements than the largest power of two of ranks), else Rabenseifner's reduce-scatter + allgather.
+
+    MPICH 5's ch4 tuning can choose otherwise: on 4 emulated nodes x 2 ranks its Allreduce ran 1.6-3.6x
+    faster than this schedule at 1-4 MiB (README, "Predicted vs measured").
 
     >>> mpich_choice(1024, 4, 4), mpich_choice(1 << 20, 4, 4), mpich_choice(8, 4, 4)
     ('rd', 'rabenseifner', 'rd')
