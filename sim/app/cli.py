@@ -7,7 +7,6 @@ at all (:mod:`sim.outputs`).
 """
 
 import argparse
-import tomllib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -16,20 +15,14 @@ from flyersim.collectives.schedule import COLLECTIVES
 from flyersim import topologies
 from flyersim.topologies.config import preset_names
 from flyersim.sim.app import calibrate, compare, mpibench, validate
+from flyersim.sim.app.args import Parser, override, positive_int
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import FORMATS, render
-from flyersim.sim.app.runner import DTYPES, run_sizes
+from flyersim.sim.app.runner import DTYPES, run_sizes, split_params
 from flyersim.sim.app.sizes import size_list, sweep
 from flyersim.sim.trace import write_trace
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _version():
@@ -39,56 +32,31 @@ def _version():
         return "unknown"
 
 
-def _override(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _add_topology_args(p):
     where = p.add_mutually_exclusive_group()
     where.add_argument("--preset", default="fireflyer2",
                        help=f"built-in cluster ({', '.join(preset_names())}); default fireflyer2")
     where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--gpus", type=_positive_int, help="total GPUs (a multiple of the GPUs per server)")
-    size.add_argument("--nodes", type=_positive_int, help="number of servers")
-    p.add_argument("--zones", type=_positive_int, help="spread servers over this many network zones")
-    p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
+    size.add_argument("--gpus", type=positive_int, help="total GPUs (a multiple of the GPUs per server)")
+    size.add_argument("--nodes", type=positive_int, help="number of servers")
+    p.add_argument("--zones", type=positive_int, help="spread servers over this many network zones")
+    p.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                    help="override a topology parameter, e.g. --set network.link_bandwidth=100Gb/s (repeatable)")
 
 
-def _literal(value):
-    """A TOML literal (number, boolean, array) as such; anything else, e.g. 100Gb/s, as a string."""
-    try:
-        return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return value
-
-
 def _add_param_arg(p):
-    p.add_argument("--param", dest="params", action="append", type=_override, default=[], metavar="KEY=VALUE",
-                   help="set an algorithm parameter, e.g. --param max_chunks=256 (repeatable; see each "
-                        "algorithm's docstring)")
+    p.add_argument("--param", dest="params", action="append", type=override, default=[], metavar="KEY=VALUE",
+                   help="set an algorithm parameter, e.g. --param max_chunks=256 (repeatable; "
+                        "flyersim run --algo X --help-params lists X's)")
 
 
 def _params(args):
-    return {key: _literal(value) for key, value in args.params}
+    return dict(args.params)
 
 
 def _load_topology(args):
-    overrides = {key: _literal(value) for key, value in args.overrides}
+    overrides = dict(args.overrides)
     return topologies.load(args.topology or args.preset, gpus=args.gpus, nodes=args.nodes,
                            zones=args.zones, overrides=overrides)
 
@@ -104,19 +72,25 @@ def _sizes(args):
 
 
 def _cmd_run(args):
+    algos = [a.strip() for a in args.algo.split(",") if a.strip()]
+    if args.help_params:
+        print("\n\n".join(collectives.help_params(a, args.collective) for a in algos))
+        return
     if args.trace:
         check_writable(args.trace, "--trace")
     graph = _load_topology(args)
-    algos = [a.strip() for a in args.algo.split(",") if a.strip()]
+    params = _params(args)
     records, runs = run_sizes(graph, algos, _sizes(args), args.dtype, args.model, args.collective, keep_runs=True,
-                              params=_params(args))
+                              params=params)
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {g['nodes'] * g['gpus_per_node']} GPUs on {g['nodes']} servers, "
               f"{args.collective}, model {args.model}")
     print(render(records, args.format))
     if args.explain:
-        print("\n" + "\n\n".join(explain(run) for run in runs), file=sys.stdout if args.format == "table" else sys.stderr)
+        mine = split_params(algos, params, args.collective)
+        blocks = [collectives.help_params(a, args.collective, mine[a]) for a in algos] + [explain(run) for run in runs]
+        print("\n" + "\n\n".join(blocks), file=sys.stdout if args.format == "table" else sys.stderr)
     if args.trace:
         write_trace(runs, args.trace)
         print(f"# trace of {sum(r.schedule.num_ops for r in runs)} ops written to {args.trace}", file=sys.stderr)
@@ -154,9 +128,9 @@ def _cmd_topo(args):
 
 
 def parser():
-    top = _Parser(prog="flyersim", description="Simulate GPU-cluster collectives (Fire-Flyer 2, HFReduce, NCCL-style).")
+    top = Parser(prog="flyersim", description="Simulate GPU-cluster collectives (Fire-Flyer 2, HFReduce, NCCL-style).")
     top.add_argument("--version", action="version", version=f"flyersim {_version()}")
-    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = sub.add_parser("run", help="simulate collectives on a cluster and print nccl-tests style results")
     _add_topology_args(run)
@@ -173,8 +147,10 @@ def parser():
     run.add_argument("--format", default="table", choices=FORMATS)
     run.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of every op")
     run.add_argument("--explain", action="store_true",
-                     help="per run, bytes each resource class carried per message byte and the bottleneck "
-                          "(on stderr with --format csv/json)")
+                     help="each algorithm's parameter values, and per run the bytes each resource class carried "
+                          "per message byte and the bottleneck (on stderr with --format csv/json)")
+    run.add_argument("--help-params", action="store_true",
+                     help="list the parameters of the --algo algorithm(s): name, type, default, meaning; then exit")
     _add_param_arg(run)
     run.set_defaults(func=_cmd_run)
 
@@ -184,8 +160,8 @@ def parser():
                        help=f"built-in cluster ({', '.join(preset_names())}); default fireflyer2")
     where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
     comp.add_argument("--gpus", required=True, help="comma-separated GPU counts, e.g. 16,128,1024")
-    comp.add_argument("--zones", type=_positive_int, help="spread servers over this many network zones")
-    comp.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
+    comp.add_argument("--zones", type=positive_int, help="spread servers over this many network zones")
+    comp.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                       help="override a topology parameter (repeatable)")
     comp.add_argument("--algos", default="hfreduce,nccl,ring,dbtree",
                       help=f"comma-separated algorithms ({', '.join(collectives.names())})")
@@ -203,9 +179,9 @@ def parser():
     topo.add_argument("--draw", metavar="OUT.png", help="also draw the topology")
     topo.set_defaults(func=_cmd_topo)
 
-    mpibench.add_parser(sub, _positive_int)
-    calibrate.add_parser(sub, _positive_int)
-    validate.add_parser(sub, _positive_int)
+    mpibench.add_parser(sub, positive_int)
+    calibrate.add_parser(sub, positive_int)
+    validate.add_parser(sub, positive_int)
     return top
 
 

@@ -245,11 +245,11 @@ def calibrated(comm, nbytes, gpus, repeats, leaf_size=None):
 
 def _size_rows(comm, plan, size, graph):
     """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
-    from flyersim.sim.nccl_topo import nccl_params
-    from flyersim.sim.app.runner import layout_of, run_sizes
+    from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
+    layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
-                          graph.graph["gpus_per_node"], True, layout_of(graph), nccl_params(graph))
+                          graph.graph["gpus_per_node"], True, layout, search_of(graph, layout))
     measured = mpibench.collect(bench, comm)
     if comm.rank:
         return []
