@@ -38,6 +38,7 @@ from flyersim import topologies
 from flyersim.sim.metrics import utilisation
 from flyersim.sim.app.runner import run_sizes
 from flyersim.sim.app.sizes import size_list
+from flyersim.sim.budget import check_topology, machine_memory
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import parse_size
 
@@ -139,8 +140,10 @@ def point(preset, gpus, algos, sizes_, *, zones=None, overrides=None, model="flo
 
 
 def load(pt):
-    """The topology graph of a point."""
-    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"))
+    """The topology graph of a point (refused before it is built if it cannot fit in memory)."""
+    limit = machine_memory()
+    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"),
+                           check_size=lambda what, elements: check_topology(what, elements, limit))
 
 
 def run_point(pt):

@@ -7,7 +7,7 @@
 ['n0/gpu0', 'n0/rp0', 'n0/cpu0', 'n0/cpu1', 'n0/host1']
 """
 
-from .build import build
+from .build import build, element_bound
 from .config import preset_names, read
 from .errors import TopologyError
 from .routing import Router
@@ -18,12 +18,14 @@ __all__ = ["load", "preset_names", "validate", "Router", "summary", "format_summ
            "TopologyError"]
 
 
-def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
+def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None, check_size=None):
     """The validated topology of a preset name or ``.toml`` path.
 
     ``gpus`` (a multiple of the GPUs per server) or ``nodes`` sets the size,
     ``zones`` forces the number of fat-tree zones, and ``overrides`` maps dotted
     TOML keys to values, e.g. ``{"parameters.xgmi_bandwidth": "96GB/s"}``.
+    ``check_size(what, elements)``, if given, is called before anything is built
+    with an upper bound on the graph's nodes plus links, and raises to refuse it.
 
     >>> load("ring", gpus=10)
     Traceback (most recent call last):
@@ -39,4 +41,7 @@ def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
         nodes = gpus // spec.gpus
     if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int)):
         raise TopologyError(f"nodes must be a whole number, got {nodes!r}")
+    if check_size is not None:
+        servers = spec.nodes if nodes is None else nodes
+        check_size(f"{spec.name} with {servers} server{'s' * (servers != 1)}", element_bound(spec, max(servers, 1)))
     return validate(build(spec, nodes=nodes, zones=zones))

@@ -39,6 +39,29 @@ def build(spec, nodes=None, zones=None):
     return graph
 
 
+def element_bound(spec, nodes):
+    """An upper bound on the nodes plus links of ``build(spec, nodes)``, computed without building it.
+
+    One server's components and links (duplex: two each) times ``nodes``, plus at most 12 network
+    links or switches per NIC (a fat-tree's leaf, spine and inter-zone shares; a 3-D torus's 6 duplex
+    links), plus 16 per fat-tree switch port for the switches a zone has however few its servers.
+    An absurd server (over 10^8 components in all) is bounded by its component count alone.
+
+    >>> from flyersim.topologies.config import read
+    >>> spec = read("fireflyer2")
+    >>> g = build(spec, nodes=4)
+    >>> g.number_of_nodes() + g.number_of_edges() <= element_bound(spec, 4)
+    True
+    """
+    per_server = spec.gpus + len(spec.devices)
+    if nodes * per_server > 10**8:
+        return nodes * per_server
+    local_nodes, local_edges = server_template(spec)
+    nics = sum(1 for _, attrs in local_nodes if attrs["kind"] == "nic")
+    fixed = 16 * spec.network["radix"] if spec.network["shape"] == "fat-tree" else 0  # a zone's first switches
+    return nodes * (len(local_nodes) + 2 * len(local_edges) + 12 * nics) + fixed + 64
+
+
 def server_template(spec):
     """``(nodes, edges)`` of one server with local names: ``[(name, attrs)]``, ``[(a, b, attrs)]``."""
     nodes = [(f"gpu{j}", {"kind": "gpu", **spec.gpu}) for j in range(spec.gpus)]

@@ -10,6 +10,7 @@ import numpy as np
 
 from flyersim import collectives
 from flyersim.collectives.schedule import Layout
+from flyersim.sim.budget import check_run
 from flyersim.sim.engine import simulate
 from flyersim.sim.metrics import record
 from flyersim.sim.nccl_topo import nccl_params
@@ -27,11 +28,13 @@ def layout_of(graph):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None):
+              params=None, max_memory=None, check_only=False):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each generator gets those it
-    declares, and a parameter that no algorithm run takes is an error.
+    declares, and a parameter that no algorithm run takes is an error. Work whose estimated memory
+    exceeds ``max_memory`` bytes (default: this machine's) is refused before anything is built;
+    ``check_only`` stops after these checks (returns no records).
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
@@ -46,6 +49,9 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     for key in params:
         if not any(collectives.takes(concrete, key, collective) for _, concrete in plan):
             raise ValueError(f"no algorithm run ({', '.join(sorted({c for _, c in plan}))}) takes parameter {key!r}")
+    check_run(graph, layout, plan, collective, {**facts, **params}, max_memory)
+    if check_only:
+        return ([], []) if keep_runs else []
     records, runs = [], []
     built = {}  # (concrete algorithm, size or None) -> (schedule, routes)
     for size, concrete in plan:
