@@ -278,6 +278,8 @@ def write_csv(rows, path, columns):
 def read_csv(path):
     """Rows of a CSV as dicts, numbers parsed (int, then float), True/False as bools."""
     def parse(text):
+        if text is None:  # a short row: read_results says which line
+            return None
         if text in ("True", "False"):
             return text == "True"
         for kind in (int, float):

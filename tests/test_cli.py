@@ -179,7 +179,7 @@ BAD = [  # (argv, text the one error line must contain); "{tmp}" is the test's t
     (["run", "--gpus", "16", "-b", "8"], "-b and -e go together"),
     (["run", "--gpus", "16", "-e", "1K"], "-b and -e go together"),
     (["run", "--gpus", "16", "-b", "1K", "-e", "8"], "need 0 < begin <= end"),
-    (["run", "--gpus", "16", "-b", "8", "-e", "1K", "-f", "1"], "factor must be greater than 1"),
+    (["run", "--gpus", "16", "-b", "8", "-e", "1K", "-f", "1"], "factor (-f) must be a finite number greater than 1"),
     (["run", "--gpus", "16", "--sizes", "1MiB", "-b", "8", "-e", "1K"], "give --sizes or -b/-e, not both"),
     (["run", "--gpus", "16", "--set", "network.link_bandwidth"], "expected KEY=VALUE"),
     (["run", "--gpus", "16", "--set", "network.link_bandwith=1GB/s"], "unknown key 'network.link_bandwith'"),

@@ -41,10 +41,14 @@ def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None, c
         nodes = gpus // spec.gpus
     if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int)):
         raise TopologyError(f"nodes must be a whole number, got {nodes!r}")
-    if check_size is not None:
-        servers = spec.nodes if nodes is None else nodes
-        check_size(f"{spec.name} with {servers} server{'s' * (servers != 1)}", element_bound(spec, max(servers, 1)))
-    return validate(build(spec, nodes=nodes, zones=zones))
+    try:
+        if check_size is not None:
+            servers = spec.nodes if nodes is None else nodes
+            where = spec.name if str(preset_or_path) == spec.name else f"{preset_or_path}: {spec.name}"
+            check_size(f"{where} with {servers} server{'s' * (servers != 1)}", element_bound(spec, max(servers, 1)))
+        return validate(build(spec, nodes=nodes, zones=zones))
+    except TopologyError as err:  # name the file or preset, as read() does
+        raise TopologyError(f"{preset_or_path}: {err}") from None
 
 
 def loads(text, *, where="<text>"):
