@@ -210,6 +210,7 @@ def test_replot_refuses_a_bad_csv(tmp_path, capsys, case, text, words):
     (["--size", "1e400"], ["--size", "finite"]),
     (["--gpus", "16,0"], ["--gpus", "positive integer"]),
     (["--algos", "nosuch"], ["unknown allreduce algorithm 'nosuch'"]),
+    (["--algos", ","], ["--algos", "expected comma-separated names"]),
     (["--out", "/proc/flyersim-test"], ["--out", "cannot create folder"]),
     (["--set", "network.link_bandwidth=nan"], ["network.link_bandwidth", "finite"]),
 ])
