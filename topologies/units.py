@@ -3,14 +3,14 @@
 Everything inside flyersim is in bytes, seconds and bytes/second; these helpers
 turn human strings into those units and back.
 
->>> parse_size("184MiB")
-192937984
+>>> parse_size("186MiB")
+195035136
 >>> parse_bandwidth("200Gb/s")
 25000000000.0
 >>> parse_time("90ns")
 9e-08
->>> format_size(192937984)
-'184MiB'
+>>> format_size(195035136)
+'186MiB'
 """
 
 import math
@@ -51,7 +51,7 @@ def _parse(text, units, what):
 
 
 def parse_size(text):
-    """Bytes in a size such as ``184MiB``, ``1G`` (binary, as nccl-tests) or ``4096``.
+    """Bytes in a size such as ``186MiB``, ``1G`` (binary, as nccl-tests) or ``4096``.
 
     >>> parse_size("1G"), parse_size("1GB"), parse_size(8)
     (1073741824, 1000000000, 8)

@@ -14,7 +14,7 @@ from flyersim.topologies.units import parse_size
 
 
 def size_list(text):
-    """Sizes in a comma-separated list such as ``4KiB,1MiB,184MiB``."""
+    """Sizes in a comma-separated list such as ``4KiB,1MiB,186MiB``."""
     sizes = [parse_size(part) for part in text.split(",") if part.strip()]
     if not sizes:
         raise ValueError(f"no sizes in {text!r}")
