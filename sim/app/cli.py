@@ -7,6 +7,7 @@ at all (:mod:`sim.outputs`).
 """
 
 import argparse
+import os
 import tomllib
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -251,6 +252,9 @@ def main(argv=None):
     try:
         args = parser().parse_args(argv)
         args.func(args)
+    except BrokenPipeError:  # `flyersim run ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, OSError) as err:  # user mistakes: bad preset, file, size, topology, algorithm
         print(f"flyersim: error: {err}", file=sys.stderr)
         return 2
