@@ -3,11 +3,11 @@
 A schedule's memory grows with its ops (a 4,096-GPU ring has 50M), so runners
 refuse work that cannot fit before building anything. ``OPS`` maps each
 registered ``(collective, algorithm)`` to a bound ``f(n, g, nodes, nbytes, p)``
-(or to the names it may resolve to):
-``n`` ranks, ``g`` GPUs per server, ``p`` the generator's keyword defaults
-updated with the parameters it would receive, so chunk counts follow the same
-rules (and ``--param``) as the generator. Each bound is within a small factor
-above the real count; ``tests/test_sizing.py`` checks that for every
+(or, for one that picks another by size, to the names it may pick):
+``n`` ranks, ``g`` GPUs per server, ``p`` the algorithm's declared parameters
+bound as its builder binds them (defaults, ``--param``, NCCL's search), so
+chunk counts follow the builder's own rules. Each bound is within a small
+factor above the real count; ``tests/test_sizing.py`` checks that for every
 registered algorithm, so an algorithm without a bound fails the tests.
 
 >>> from flyersim.collectives import build
@@ -18,12 +18,12 @@ registered algorithm, so an algorithm without a bound fails the tests.
 True
 """
 
-import inspect
 import math
 
-from flyersim.collectives import ALGORITHMS, accepted
+from flyersim.collectives import get
 from flyersim.collectives.chunking import choose_chunks
-from flyersim.collectives.nccl import tree_chunk_bytes
+from flyersim.collectives.nccl.transports import from_search
+from flyersim.collectives.nccl.tree import tree_chunk_bytes
 
 
 def _log2(n):
@@ -75,20 +75,19 @@ OPS = {
 }
 
 
-def op_bound(algo, layout, nbytes, collective="allreduce", **params):
-    """An upper bound on the ops of ``build(algo, layout, collective, nbytes=nbytes, **params)``, without building it.
+def op_bound(algo, layout, nbytes, collective="allreduce", search=None, **params):
+    """An upper bound on the ops of ``build(algo, layout, collective, nbytes, search, **params)``, without building it.
 
-    ``params`` are topology facts and algorithm parameters; the bound uses those the generator declares.
+    ``params`` are the algorithm's declared parameters (checked as the builder checks them).
     """
+    record = get(algo, collective)
     bound = OPS.get((collective, algo))
-    make = ALGORITHMS.get((collective, algo))
-    if bound is None or make is None:
-        raise ValueError(f"unknown {collective} algorithm {algo!r}")
+    if bound is None:
+        raise ValueError(f"{algo}: no op bound declared in collectives/sizing.py")
     if isinstance(bound, tuple):
-        return max(op_bound(name, layout, nbytes, collective, **params) for name in bound)
-    sig = inspect.signature(make).parameters.values()
-    p = {q.name: q.default for q in sig if q.default is not inspect.Parameter.empty}
-    p.update(getattr(make, "keywords", {}))  # functools.partial's fixed keywords (hier's outer)
-    p.update(accepted(make, params))
-    p["algo"] = algo  # names the algorithm in a bad parameter's error, as its generator would
+        return max(op_bound(name, layout, nbytes, collective, search, **params) for name in bound)
+    p = record.params.bind(params)
+    if record.search:
+        p = from_search(layout, search, p)
+    p["algo"] = algo  # names the algorithm in a bad parameter's error, as its builder would
     return int(bound(layout.ranks, layout.gpus_per_node, layout.nodes, nbytes, p))

@@ -86,16 +86,22 @@ def check_ops(what, ops, elements, limit):
                          f"algorithm with fewer steps (hier, hfreduce, dbtree), or fewer chunks (--param max_chunks)")
 
 
-def check_run(graph, layout, plan, collective, params, limit=None):
-    """Refuse, before building any schedule, a run of ``plan`` (``[(size, algorithm)]``) that would not fit.
+def check_run(graph, layout, algos, sizes, collective, search, params, limit=None):
+    """Refuse, before building any schedule, a run of ``algos`` x ``sizes`` that would not fit.
 
-    Counts every distinct schedule the runner keeps (one per algorithm, or per size for size-dependent
-    ones) with the algorithm's op bound; ``params`` are the facts and parameters the generators get;
-    ``limit`` in bytes, default :func:`machine_memory`. An algorithm without a bound is not counted.
+    Counts every distinct schedule the runner keeps (one per algorithm, or per size for those built per
+    size; :func:`collectives.schedule_key`) with the algorithm's op bound; ``search`` is NCCL's search
+    (None when no NCCL algorithm runs), ``params`` ``{algo: its parameters}``; ``limit`` in bytes,
+    default :func:`machine_memory`. An algorithm without a bound is not counted.
     """
-    keys = {collectives.schedule_key(algo, size, collective): algo for size, algo in plan
-            if (collective, algo) in OPS}
-    ops = sum(op_bound(algo, layout, nbytes, collective, **params) for (_, nbytes), algo in keys.items())
-    what = f"{', '.join(sorted(set(keys.values())))} on {layout.ranks} GPU{'s' * (layout.ranks != 1)}"
+    keys = {}
+    for algo in algos:
+        for size in sizes:
+            key = collectives.schedule_key(algo, layout, size, collective, search)
+            if (collective, key[0]) in OPS:
+                keys.setdefault(key, algo)
+    ops = sum(op_bound(name, layout, nbytes, collective, search, **params.get(algo, {}))
+              for (name, nbytes), algo in keys.items())
+    what = f"{', '.join(sorted({name for name, _ in keys}))} on {layout.ranks} GPU{'s' * (layout.ranks != 1)}"
     check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(),
               machine_memory() if limit is None else limit)

@@ -38,8 +38,9 @@ COMMANDS = [
     ("run --set network.link_bandwidth=0", ["network.link_bandwidth", "positive"]),
     ("run --set parameters.pcie_latency=-1us", ["latency", "malformed time '-1us'"]),
     ("run --gpus 16 --algo hfreduce --param max_chunks=0", ["hfreduce", "max_chunks", "positive integer"]),
-    ("run --gpus 16 --algo hfreduce --param chunks=nan", ["hfreduce", "chunks", "positive integer"]),
+    ("run --gpus 16 --algo hfreduce --param chunks=nan", ["hfreduce", "chunks", "type int", "nan"]),
     ("run --gpus 16 --param max_chunks=4", ["no algorithm run", "max_chunks"]),
+    ("run --gpus 16 --algo hfreduce --param chunk=4", ["no algorithm run", "'chunk'", "valid: chunks"]),
     # names
     ("run --algo ,", ["--algo", "name at least one algorithm"]),
     ("run --algo nosuch", ["unknown allreduce algorithm 'nosuch'"]),

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import TopologyError
+from .facts import CPU_MODELS, GPU_MODELS
 from .units import parse_bandwidth, parse_time
 
 POOLS = {
@@ -35,7 +36,7 @@ DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
 MAX_SERVER_GPUS = 1024  # an NVL72 rack has 72; a bigger "server" is a typo for nodes
 _TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network"}
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
-                "gpu", "device", "link"}
+                "gpu", "device", "link", "cpu_model", "gpu_model"}
 _GPU_KEYS = {"bandwidth", "reduce_bandwidth", "latency", "reduce_latency"}
 _DEVICE_KEYS = {"name", "kind", "engine", *POOLS}
 _LINK_KEYS = {"ends", "bandwidth", "latency", "kind"}
@@ -62,6 +63,8 @@ class Spec:
     devices: list     # [{"name", "kind", **pools, "engine"?}]
     links: list       # [{"ends", "bandwidth", "latency", "kind"}]
     network: dict     # shape-specific keys, parsed
+    cpu_model: str = None  # a key of facts.CPU_MODELS, None when not stated
+    gpu_model: str = None  # a key of facts.GPU_MODELS, None when not stated
 
 
 def preset_names():
@@ -278,7 +281,15 @@ def _parse(raw):
         nvlink_pairs=pairs, nvlink=nvlink,
         gpu=values.pools(server.get("gpu", {}), _GPU_KEYS, "server.gpu"),
         devices=devices, links=links, network=_network(net, values),
+        cpu_model=_model(server, "cpu_model", CPU_MODELS), gpu_model=_model(server, "gpu_model", GPU_MODELS),
     )
+
+
+def _model(server, key, known):
+    value = server.get(key)
+    if value is not None and value not in known:
+        raise TopologyError(f"server.{key}: unknown model {value!r} (choices: {', '.join(known)})")
+    return value
 
 
 def _device(table, values):
