@@ -223,8 +223,6 @@ class _Values:
             parsed = parser(value)
         except (ValueError, TypeError) as err:
             raise TopologyError(f"{where}: {err}") from None
-        if not math.isfinite(parsed):
-            raise TopologyError(f"{where}: must be a finite number, got {value!r}")
         if parsed < 0 or (parsed == 0 and parser is parse_bandwidth):
             raise TopologyError(f"{where}: must be positive, got {value!r}")
         return parsed
