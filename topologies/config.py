@@ -33,7 +33,6 @@ DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
     "memory": "host", "cpu": "cpu", "rootport": "rp", "nic": "nic",
     "pcieswitch": "pciesw", "nvswitch": "nvswitch",
 }
-MAX_SERVER_GPUS = 1024  # an NVL72 rack has 72; a bigger "server" is a typo for nodes
 _TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network"}
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
                 "gpu", "device", "link", "cpu_model", "gpu_model"}
@@ -234,6 +233,9 @@ class _Values:
             if value is not None:
                 out[key] = value
         return out
+
+
+MAX_SERVER_GPUS = 1024  # an NVL72 rack has 72; a bigger "server" is a typo for nodes
 
 
 def _integer(value, where, minimum):
