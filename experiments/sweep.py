@@ -127,7 +127,7 @@ def add_topology_args(p, gpus=128, size_default="186MiB"):
     p.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                    help="override a topology parameter (repeatable), as in flyersim run")
     if size_default:
-        p.add_argument("--size", type=size, default=parse_size(size_default),
+        p.add_argument("--size", "--sizes", dest="size", type=size, default=parse_size(size_default),
                        help=f"message size per GPU (default {size_default})")
     p.add_argument("--model", default="flow", choices=("flow", "analytic"))
 
