@@ -58,7 +58,7 @@ import numpy as np
 from mpi4py import MPI
 
 from flyersim.collectives.kernels import check_op, reduce_into
-from flyersim.collectives.reference import ResultMismatch
+from flyersim.collectives.reference import ResultMismatch, wrong
 from flyersim.collectives.schedule import XFER, Layout, span_bounds
 
 LOCAL, SEND, RECV = 0, 1, 2
@@ -404,17 +404,7 @@ class Execution:
         lo, hi, den = e.span
         a, b = int(span_bounds(self.count, lo, den)), int(span_bounds(self.count, hi, den))
         got = self.bufs[e.loc, self.s.buffers.index(e.buf)][a:b]
-        want, mag = want[a:b], mag[a:b]
-        if self.dtype.kind == "f" and self.op == "sum":
-            info = np.finfo(self.dtype)
-            tol = (k - 1) * float(info.eps) * mag + k * float(info.smallest_subnormal)
-            bad = ~(np.abs(got.astype(np.float64) - want) <= tol)
-        else:
-            expect = want.astype(self.dtype)
-            same = got == expect
-            if self.dtype.kind == "f":
-                same |= np.isnan(got) & np.isnan(expect)
-            bad = ~same
+        bad = wrong(got, want[a:b], mag[a:b], k, self.op)
         if not bad.any():
             return ""
         j = int(np.argmax(bad))

@@ -21,7 +21,6 @@ build points, run, write ``<out>/<name>.csv``, plot ``<out>/<name>.png`` (each f
 ('x', 'ring', 8, True)
 """
 
-import argparse
 import csv
 import math
 import multiprocessing
@@ -37,71 +36,13 @@ from flyersim import collectives
 from flyersim import topologies
 from flyersim.sim.metrics import utilisation
 from flyersim.sim.app.runner import run_sizes
-from flyersim.sim.app.sizes import size_list
+from flyersim.sim.app.args import Parser, int_list, names, override, positive_int, size, sizes  # noqa: F401 (scripts use sweep.X)
 from flyersim.sim.budget import check_topology, machine_memory
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import parse_size
 
 RECORD_COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "algbw_GBps",
                   "busbw_GBps", "bottleneck", "bottleneck_class", "bottleneck_util"]
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line, like ``flyersim``."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def int_list(text):
-    """argparse type: comma-separated positive integers, e.g. ``16,32,64``."""
-    return [positive_int(part) for part in text.split(",") if part.strip()] or positive_int("")
-
-
-def sizes(text):
-    """argparse type: comma-separated sizes such as ``1KiB,186MiB``."""
-    try:
-        return size_list(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def size(text):
-    """argparse type: one size such as ``186MiB``."""
-    return sizes(text)[0] if "," not in text else sizes("")
-
-
-def names(text):
-    """argparse type: comma-separated names (at least one)."""
-    out = [part.strip() for part in text.split(",") if part.strip()]
-    if not out:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return out
-
-
-def override(text):
-    """argparse type: ``KEY=VALUE`` with a TOML value (bare strings such as ``100Gb/s`` allowed)."""
-    import tomllib
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return key.strip(), parsed
 
 
 def parser(name, description):

@@ -8,7 +8,6 @@ at all (:mod:`sim.outputs`).
 
 import argparse
 import os
-import tomllib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -17,6 +16,7 @@ from flyersim.collectives.schedule import COLLECTIVES
 from flyersim import topologies
 from flyersim.topologies.config import preset_names
 from flyersim.sim.app import calibrate, compare, mpibench, validate
+from flyersim.sim.app.args import Parser, override, positive_int
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
 from flyersim.sim.outputs import atomic_path, check_writable
@@ -30,35 +30,11 @@ from flyersim.sim.trace import write_trace
 PAPER_SIZE = "186MiB"  # the Fire-Flyer paper's allreduce message per GPU (W. An et al., SC24, arXiv:2408.14158)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _version():
     try:
         return version("flyersim")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _override(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_memory_arg(p):
@@ -73,33 +49,25 @@ def _add_topology_args(p):
                        help=f"built-in cluster ({', '.join(preset_names())}); default fireflyer2")
     where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--gpus", type=_positive_int, help="total GPUs (a multiple of the GPUs per server)")
-    size.add_argument("--nodes", type=_positive_int, help="number of servers")
-    p.add_argument("--zones", type=_positive_int, help="spread servers over this many network zones")
-    p.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
+    size.add_argument("--gpus", type=positive_int, help="total GPUs (a multiple of the GPUs per server)")
+    size.add_argument("--nodes", type=positive_int, help="number of servers")
+    p.add_argument("--zones", type=positive_int, help="spread servers over this many network zones")
+    p.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                    help="override a topology parameter, e.g. --set network.link_bandwidth=100Gb/s (repeatable)")
 
 
-def _literal(value):
-    """A TOML literal (number, boolean, array) as such; anything else, e.g. 100Gb/s, as a string."""
-    try:
-        return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return value
-
-
 def _add_param_arg(p):
-    p.add_argument("--param", dest="params", action="append", type=_override, default=[], metavar="KEY=VALUE",
+    p.add_argument("--param", dest="params", action="append", type=override, default=[], metavar="KEY=VALUE",
                    help="set an algorithm parameter, e.g. --param max_chunks=256 (repeatable; "
                         "flyersim run --algo X --help-params lists X's)")
 
 
 def _params(args):
-    return {key: _literal(value) for key, value in args.params}
+    return dict(args.params)
 
 
 def _load_topology(args):
-    overrides = {key: _literal(value) for key, value in args.overrides}
+    overrides = dict(args.overrides)
     limit = memory_limit(args.max_memory)
     return topologies.load(args.topology or args.preset, gpus=args.gpus, nodes=args.nodes,
                            zones=args.zones, overrides=overrides,
@@ -190,9 +158,9 @@ def _cmd_topo(args):
 
 
 def parser():
-    top = _Parser(prog="flyersim", description="Simulate GPU-cluster collectives (Fire-Flyer 2, HFReduce, NCCL-style).")
+    top = Parser(prog="flyersim", description="Simulate GPU-cluster collectives (Fire-Flyer 2, HFReduce, NCCL-style).")
     top.add_argument("--version", action="version", version=f"flyersim {_version()}")
-    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = sub.add_parser("run", help="simulate collectives on a cluster and print nccl-tests style results")
     _add_topology_args(run)
@@ -227,8 +195,8 @@ def parser():
                        help=f"built-in cluster ({', '.join(preset_names())}); default fireflyer2")
     where.add_argument("--topology", metavar="FILE.toml", help="custom cluster description instead of a preset")
     comp.add_argument("--gpus", required=True, help="comma-separated GPU counts, e.g. 16,128,1024")
-    comp.add_argument("--zones", type=_positive_int, help="spread servers over this many network zones")
-    comp.add_argument("--set", dest="overrides", action="append", type=_override, default=[], metavar="KEY=VALUE",
+    comp.add_argument("--zones", type=positive_int, help="spread servers over this many network zones")
+    comp.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                       help="override a topology parameter (repeatable)")
     comp.add_argument("--algos", "--algo", dest="algos",
                       help=f"comma-separated algorithms ({', '.join(collectives.names())}; default "
@@ -250,9 +218,9 @@ def parser():
     _add_memory_arg(topo)
     topo.set_defaults(func=_cmd_topo)
 
-    mpibench.add_parser(sub, _positive_int)
-    calibrate.add_parser(sub, _positive_int)
-    validate.add_parser(sub, _positive_int)
+    mpibench.add_parser(sub, positive_int)
+    calibrate.add_parser(sub, positive_int)
+    validate.add_parser(sub, positive_int)
     return top
 
 
