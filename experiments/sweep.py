@@ -37,6 +37,7 @@ from flyersim import topologies
 from flyersim.sim.metrics import utilisation
 from flyersim.sim.app.runner import run_sizes
 from flyersim.sim.app.args import Parser, int_list, names, override, positive_int, size, sizes  # noqa: F401 (scripts use sweep.X)
+from flyersim.sim.budget import check_topology, machine_memory
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import parse_size
 
@@ -67,7 +68,7 @@ def add_topology_args(p, gpus=128, size_default="186MiB"):
     p.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                    help="override a topology parameter (repeatable), as in flyersim run")
     if size_default:
-        p.add_argument("--size", type=size, default=parse_size(size_default),
+        p.add_argument("--size", "--sizes", dest="size", type=size, default=parse_size(size_default),
                        help=f"message size per GPU (default {size_default})")
     p.add_argument("--model", default="flow", choices=("flow", "analytic"))
 
@@ -83,8 +84,10 @@ def point(preset, gpus, algos, sizes_, *, zones=None, overrides=None, model="flo
 
 
 def load(pt):
-    """The topology graph of a point."""
-    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"))
+    """The topology graph of a point (refused before it is built if it cannot fit in memory)."""
+    limit = machine_memory()
+    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"),
+                           check_size=lambda what, elements: check_topology(what, elements, limit))
 
 
 def run_point(pt):
@@ -219,6 +222,8 @@ def write_csv(rows, path, columns):
 def read_csv(path):
     """Rows of a CSV as dicts, numbers parsed (int, then float), True/False as bools."""
     def parse(text):
+        if text is None:  # a short row: read_results says which line
+            return None
         if text in ("True", "False"):
             return text == "True"
         for kind in (int, float):

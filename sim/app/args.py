@@ -53,8 +53,11 @@ def size(text):
 
 
 def names(text):
-    """argparse type: comma-separated names."""
-    return [part.strip() for part in text.split(",") if part.strip()]
+    """argparse type: comma-separated names (at least one)."""
+    out = [part.strip() for part in text.split(",") if part.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return out
 
 
 def literal(value):
