@@ -8,7 +8,9 @@ A *point* is a plain dict (so it pickles to any worker) naming one simulation:
                ``"classes"`` (one row per algorithm and resource class: peak utilisation in that class);
 ``labels``     extra columns copied into every row (series name, variant, ...);
 ``skip_unsupported``  when true, an algorithm that raises ValueError (cannot serve the rank count) is
-               reported on stderr and left out instead of failing the sweep.
+               reported on stderr and left out instead of failing the sweep;
+``max_memory`` (optional) bytes a point may take (default: what the machine has available; with
+               ``--jobs N`` local workers, 1/N of it each), checked before anything is built.
 
 :func:`run_points` maps :func:`run_point` over the points, in order, serially (``jobs=1``), on local
 processes (``jobs>1``, at most one per CPU) or, when the script was started as ``mpiexec -n N python -m
@@ -85,7 +87,7 @@ def point(preset, gpus, algos, sizes_, *, zones=None, overrides=None, model="flo
 
 def load(pt):
     """The topology graph of a point (refused before it is built if it cannot fit in memory)."""
-    limit = machine_memory()
+    limit = pt.get("max_memory") or machine_memory()
     return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"),
                            check_size=lambda what, elements: check_topology(what, elements, limit))
 
@@ -98,7 +100,8 @@ def run_point(pt):
     for algo in pt["algos"]:
         start = time.perf_counter()
         try:
-            out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes)
+            out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
+                            max_memory=pt.get("max_memory"))
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise
@@ -177,6 +180,9 @@ def run_points(points, jobs=1, desc="points", progress=None):
         progress = sys.stderr.isatty()
     mpi = _mpi_executor()
     pool = None if mpi or jobs <= 1 else multiprocessing.Pool(jobs, initializer=_ignore_sigint)
+    if pool:  # the workers share this machine's memory
+        share = machine_memory() // jobs
+        points = [{"max_memory": share, **pt} for pt in points]
     results = mpi.map(run_point, points) if mpi else pool.imap(run_point, points) if pool else map(run_point, points)
     if progress:
         from tqdm import tqdm

@@ -20,10 +20,11 @@ from flyersim.collectives.sizing import OPS, op_bound
 from flyersim.topologies.units import parse_size
 
 # Measured with resource.getrusage peak RSS on this project's 2-core, 24 GB dev machine (Python 3.11):
-BASE_BYTES = 150 * 10**6    # interpreter with numpy, numba kernels, simpy, networkx loaded: 106 MB, rounded up
+BASE_BYTES = 150 * 10**6    # interpreter with numpy, numba kernels, simpy, networkx loaded: 106-160 MB
 BYTES_PER_ELEMENT = 600     # fireflyer2 graph + router + NCCL facts at 2,048 and 8,192 GPUs: 520-535 B per node or link
-BYTES_PER_OP = 350          # ring allreduce 1 MiB on fireflyer2, peak RSS above the base per op (schedule, routes,
-#                             simulation state): 512 GPUs 345 B/op, 1,024 GPUs 310 B/op (the issue: 4,096 GPUs, 13 GB)
+BYTES_PER_OP = 350          # ring allreduce 1 MiB on fireflyer2 (LMM solver): 340 MB peak at 512 GPUs (785k ops),
+#                             931 MB at 1,024 GPUs (3.14M ops), 263 B/op above the base with the graph; 350 leaves room
+#                             for longer routes (HFReduce at 10,000 GPUs: 356 B/op with its graph, docs/performance.md)
 
 
 def machine_memory():

@@ -222,6 +222,21 @@ def test_bad_experiment_arguments(tmp_path, capsys, argv, words):
     assert all(word in err for word in words), err
 
 
+def test_crossover_refuses_a_nan_factor(tmp_path, capsys):
+    from flyersim.experiments import crossover
+
+    code = crossover.main(["--factor", "nan", "--out", str(tmp_path), "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("crossover.py: error: factor") and "finite" in err and err.count("\n") == 1
+
+
+def test_a_point_too_big_for_its_share_of_memory_is_refused_before_it_is_built():
+    from flyersim.experiments.sweep import point, run_point
+
+    with pytest.raises(ValueError, match="ring on 4096 GPUs needs about 50.3M ops"):
+        run_point({**point("fireflyer2", 4096, ["ring"], [1 << 20]), "max_memory": 8 * 10**9})
+
+
 def test_jobs_above_the_cpu_count_are_capped_with_a_note(tmp_path, capsys):
     code, err = _script(capsys, ["--quick", "--no-plot", "--jobs", "1000", "--out", str(tmp_path)])
     assert code == 0, err
