@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from .routing import Router
+from .routing import Router, ordered_subgraph
 
 PATH_CLASSES = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")  # NCCL topo.h PATH_LOC .. PATH_SYS, nearest first
 CPU_MODELS = {  # model -> vendor
@@ -134,7 +134,7 @@ class _Server:
         self.router = Router(graph)
         self.g = graph.graph["gpus_per_node"]
         self.sockets = graph.graph["sockets_per_node"]
-        self.local = graph.subgraph(n for n, s in graph.nodes(data="server") if s == 0)
+        self.local = ordered_subgraph(graph, (n for n, s in graph.nodes(data="server") if s == 0))
         self.gpus = [f"n0/gpu{j}" for j in range(self.g)]
         self.nics = sorted(n for n in self.local if graph.nodes[n]["kind"] == "nic")
         self.cpus = sorted(n for n in self.local if graph.nodes[n]["kind"] == "cpu")

@@ -27,10 +27,10 @@ class Router:
     def __init__(self, graph):
         self.graph = graph
         server0 = [n for n, s in graph.nodes(data="server") if s == 0]
-        self._local = nx.relabel_nodes(graph.subgraph(server0), _local_name)
+        self._local = nx.relabel_nodes(ordered_subgraph(graph, server0), _local_name)
         self._nics = [n for n, kind in self._local.nodes(data="kind") if kind == "nic"]
-        network = graph.subgraph(n for n, kind in graph.nodes(data="kind") if kind in ("switch", "nic"))
-        self._net = {n: list(network.successors(n)) for n in network}
+        network = {n for n, kind in graph.nodes(data="kind") if kind in ("switch", "nic")}
+        self._net = {n: [m for m in graph.successors(n) if m in network] for n in graph if n in network}
         self._local_paths = {}
         self._nic_hops = {}
         self._dist = {}
@@ -87,6 +87,25 @@ class Router:
             node = nexts[key % len(nexts)]
             path.append(node)
         return path if goal == dst else path + [dst]
+
+
+def ordered_subgraph(graph, nodes):
+    """Copy of the subgraph of ``graph`` induced by ``nodes``, its nodes and edges in ``graph``'s order.
+
+    Not ``graph.subgraph(nodes)``: that view iterates a set of ``nodes`` when
+    they are under half the graph, so its order, and every tie broken by that
+    order (a GPU's nearest NIC, a widest path), would follow PYTHONHASHSEED.
+
+    >>> g = nx.DiGraph([("c", "b"), ("b", "a"), ("a", "x")])
+    >>> list(ordered_subgraph(g, ["a", "b", "c"])), list(ordered_subgraph(g, "ab").edges)
+    (['c', 'b', 'a'], [('b', 'a')])
+    """
+    keep = set(nodes)
+    sub = graph.__class__()
+    sub.graph.update(graph.graph)
+    sub.add_nodes_from((n, attrs) for n, attrs in graph.nodes(data=True) if n in keep)
+    sub.add_edges_from((u, v, attrs) for u, v, attrs in graph.edges(data=True) if u in keep and v in keep)
+    return sub
 
 
 def width(graph, path):
