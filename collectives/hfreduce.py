@@ -17,7 +17,9 @@ Per chunk, pipelined (chunk c depends only on its own data):
    CPU reads the chunk once per NUMA node and stores it into that node's GPUs:
    one multicast of ``sum`` per socket to the GPUs attached to it, so host
    memory is read once per socket and the inter-socket link carries the
-   chunk once for the far socket's GPUs.
+   chunk once for the far socket's GPUs. GDRCopy copies are CPU stores
+   (``engine="cpu"``: the simulator charges the socket's store threads once
+   per GPU written); ``gdrcopy=False`` copies run on the GPUs' copy engines.
 
 Not published, so exposed: the pipeline chunk size ``chunk_bytes``, the
 staging placement, and the GPUs' sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
@@ -120,7 +122,7 @@ def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, gd
                 mine = [i for i, j in enumerate(owners) if gpu_sockets[j] == s]
                 prev_s = prev.get(("h2d", s), -1)
                 x = b.multicast(nic_mem, [n * g + owners[i] for i in mine], sp, "sum", "data",
-                                deps=list(waits) + [prev_s])
+                                deps=list(waits) + [prev_s], engine="cpu")
                 prev[("h2d", s)] = x[0]
                 for row, i in enumerate(mine):
                     out[:, c, i] = x[row]
