@@ -13,7 +13,7 @@ from flyersim import collectives
 from flyersim.collectives.schedule import COLLECTIVES
 from flyersim import topologies
 from flyersim.topologies.config import preset_names
-from flyersim.sim.app import calibrate, compare, mpibench, validate
+from flyersim.sim.app import calibrate, compare, mpibench, sensitivity, validate
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
 from flyersim.sim.app.report import FORMATS, render
@@ -194,6 +194,7 @@ def parser():
     topo.add_argument("--draw", metavar="OUT.png", help="also draw the topology")
     topo.set_defaults(func=_cmd_topo)
 
+    sensitivity.add_parser(sub, _positive_int, _override)
     mpibench.add_parser(sub, _positive_int)
     calibrate.add_parser(sub, _positive_int)
     validate.add_parser(sub, _positive_int)
@@ -203,7 +204,7 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        args.func(args, _literal) if args.func is sensitivity.command else args.func(args)
     except (ValueError, OSError) as err:  # user mistakes: bad preset, file, size, topology, algorithm
         print(f"flyersim: error: {err}", file=sys.stderr)
         return 2
