@@ -11,9 +11,10 @@ A *point* is a plain dict (so it pickles to any worker) naming one simulation:
                reported on stderr and left out instead of failing the sweep.
 
 :func:`run_points` maps :func:`run_point` over the points, in order, serially (``jobs=1``), on local
-processes (``jobs>1``) or, when the script was started as ``mpiexec -n N python -m mpi4py.futures
-script.py``, on the MPI workers; every way gives the same rows in the same order.  :func:`main` is the
-whole life of a script: parse, build points, run, write ``<out>/<name>.csv``, plot ``<out>/<name>.png``.
+processes (``jobs>1``, at most one per CPU) or, when the script was started as ``mpiexec -n N python -m
+mpi4py.futures script.py``, on the MPI workers; every way gives the same rows in the same order.  Ctrl-C
+stops the workers at once.  :func:`main` is the whole life of a script: parse, check the output folder,
+build points, run, write ``<out>/<name>.csv``, plot ``<out>/<name>.png`` (each file whole or not at all).
 
 >>> rows = run_point({"preset": "ring", "gpus": 8, "algos": ["ring"], "sizes": [1 << 20], "labels": {"series": "x"}})
 >>> rows[0]["series"], rows[0]["requested_algo"], rows[0]["gpus"], rows[0]["busbw_GBps"] > 0
@@ -23,9 +24,11 @@ whole life of a script: parse, build points, run, write ``<out>/<name>.csv``, pl
 import argparse
 import csv
 import math
+import multiprocessing
+import os
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,7 @@ from flyersim import topologies
 from flyersim.sim.metrics import utilisation
 from flyersim.sim.app.runner import run_sizes
 from flyersim.sim.app.sizes import size_list
+from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import parse_size
 
 RECORD_COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "algbw_GBps",
@@ -203,21 +207,42 @@ def _mpi_executor():
     return MPIPoolExecutor() if MPI.COMM_WORLD.Get_size() > 1 else None
 
 
+def cpus():
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def capped_jobs(jobs):
+    """``jobs`` capped at the CPU count, with a note on stderr when capped (more processes only add memory)."""
+    if jobs > cpus():
+        print(f"# --jobs {jobs} capped at {cpus()}, the CPUs of this machine", file=sys.stderr)
+    return min(jobs, cpus())
+
+
+def _ignore_sigint():
+    """Worker initialiser: Ctrl-C reaches the whole process group; only the parent handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_points(points, jobs=1, desc="points", progress=None):
     """The rows of every point, in point order; ``jobs`` local processes or the MPI workers."""
     if progress is None:
         progress = sys.stderr.isatty()
-    executor = _mpi_executor() or (ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None)
-    results = executor.map(run_point, points) if executor else map(run_point, points)
+    mpi = _mpi_executor()
+    pool = None if mpi or jobs <= 1 else multiprocessing.Pool(jobs, initializer=_ignore_sigint)
+    results = mpi.map(run_point, points) if mpi else pool.imap(run_point, points) if pool else map(run_point, points)
     if progress:
         from tqdm import tqdm
 
         results = tqdm(results, total=len(points), desc=desc, unit="pt")
     try:
         return [row for rows in results for row in rows]
-    finally:
-        if executor:
-            executor.shutdown()
+    finally:  # an error or Ctrl-C stops the local workers now, not after the points they hold
+        if pool:
+            pool.terminate()
+            pool.join()
+        if mpi:
+            mpi.shutdown(wait=False, cancel_futures=True)
 
 
 def check(points):
@@ -238,9 +263,9 @@ def check(points):
 # ---------------------------------------------------------------- CSV
 
 def write_csv(rows, path, columns):
-    """Write ``rows`` (dicts) with exactly ``columns``; floats with 9 significant digits."""
+    """Write ``rows`` (dicts) with exactly ``columns``; floats with 9 significant digits; whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(columns)
         for row in rows:
@@ -263,6 +288,28 @@ def read_csv(path):
         return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def read_results(path, columns):
+    """:func:`read_csv` of an experiment's CSV, refusing in one line a file that lacks ``columns`` or is cut short."""
+    if not path.is_file():
+        raise ValueError(f"--replot: no {path} to redraw (run without --replot first)")
+    try:
+        rows = read_csv(path)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"--replot: {path} is not a CSV ({err})") from None
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"--replot: {path} is not this experiment's CSV (no column {', '.join(missing)})")
+    for line, row in enumerate(rows, start=2):  # DictReader marks missing fields None, extra ones under key None
+        if None in row.values() or None in row:
+            raise ValueError(f"--replot: {path} line {line} does not have the header's {len(header)} fields "
+                             f"(a truncated file?)")
+    if not rows:
+        raise ValueError(f"--replot: {path} has no rows")
+    return rows
+
+
 def nice_bytes(n):
     """``186 MiB`` style label of a byte count."""
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
@@ -277,31 +324,40 @@ def main(name, args, columns, plot, *, points=None, rows=None, finish=None):
 
     ``points(args)`` gives the points to simulate (checked, then mapped by :func:`run_points`), or
     ``rows(args)`` gives the rows directly; ``finish(rows)`` may add columns before the CSV is written.
+    Output paths are checked before any work; Ctrl-C ends with one line and exit code 130.
     """
-    csv_path = args.out / f"{name}.csv"
+    csv_path, png = args.out / f"{name}.csv", args.out / f"{name}.png"
     try:
         if args.replot:
-            table = None
-        elif points is not None:
-            pts = points(args)
-            check(pts)
-            table = run_points(pts, args.jobs, desc=name)
+            table = read_results(csv_path, columns)
         else:
-            table = rows(args)
-        if table is not None:
+            check_writable(csv_path, "--out", make_folder=True)
+        if not args.no_plot:
+            check_writable(png, "--out")
+        if not args.replot:
+            if points is not None:
+                pts = points(args)
+                check(pts)
+                table = run_points(pts, capped_jobs(args.jobs), desc=name)
+            else:
+                table = rows(args)
             table = finish(table) if finish else table
             if not table:
                 raise ValueError("no results (every point was empty)")
             write_csv(table, csv_path, columns)
             print(f"# {len(table)} rows written to {csv_path}", file=sys.stderr)
+            table = read_csv(csv_path)  # plot what the CSV holds, as --replot would
         if not args.no_plot:
             import matplotlib
 
             matplotlib.use("Agg")
-            png = args.out / f"{name}.png"
-            plot(read_csv(csv_path), png)
+            with atomic_path(png) as tmp:
+                plot(table, tmp)
             print(f"# figure written to {png}", file=sys.stderr)
     except (ValueError, OSError) as err:
         print(f"{name}.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{name}.py: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -1,31 +1,37 @@
 """Do the predictions hold on real hardware? Predicted vs measured allreduce time, and the error per size.
 
 Reads the CSV or JSON that ``flyersim validate --format csv|json`` printed (``--input FILE``), or runs
-it here under ``mpiexec -n RANKS`` (``--ranks``; ``--algos``, ``--sizes``, ``--topology``, ``--iters``
-are passed on; without ``--topology`` validate calibrates a model of this machine per size).  Rows
-without a prediction (``mpi``, the library's own Allreduce) are plotted as measured only.
+it here: under ``mpiexec -n RANKS`` on this machine (``--ranks``), or on emulated nodes
+(``--emulated 4x2``: 4 nodes x 2 ranks, network namespaces joined by ``--rate``-shaped links, an
+optional ``--spine``; needs root and this repository's ``tests/cluster``). ``--algos``, ``--sizes``,
+``--topology``, ``--iters`` are passed on; without ``--topology`` validate calibrates a model of the
+job per size.
 
-CSV columns: algo, schedule, bytes, measured_us (median), measured_min_us, measured_max_us,
-predicted_us, error_pct (= 100 (predicted - measured) / measured; empty when nothing was predicted).
+CSV columns: algo, schedule, bytes, measured_us (median), measured_p25_us, measured_p75_us,
+measured_iqr_pct, measured_min_us, measured_max_us, predicted_us, log_error (ln predicted/measured),
+error_pct (100 sign(x)(e^|x| - 1) of it; see ``flyersim.sim.app.validate``).
 
     mpiexec -n 4 flyersim validate --algos ring,hfreduce --sizes 64KiB,1MiB,16MiB --format json > v.json
     python experiments/validation.py --input v.json
     python experiments/validation.py --ranks 2 --algos ring,hfreduce,rabenseifner
+    python experiments/validation.py --emulated 4x2 --rate 1gbit --sizes 1MiB,4MiB,16MiB,64MiB
 """
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from flyersim.experiments import plots, sweep
-from flyersim.sim.app.validate import geomean_error
 
 NAME = "validation"
-COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_min_us", "measured_max_us", "predicted_us",
-           "error_pct"]
+COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",
+           "measured_min_us", "measured_max_us", "predicted_us", "log_error", "error_pct"]
+TEXT = ("algo", "schedule")
+REQUIRED = ("algo", "bytes", "measured_us", "predicted_us")  # files of older versions lack the rest
 
 
 def read_validate(path):
@@ -41,40 +47,88 @@ def read_validate(path):
         import io
 
         rows = list(csv.DictReader(io.StringIO(text)))
-    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    missing = [c for c in REQUIRED if rows and c not in rows[0]]
     if not rows or missing:
         raise ValueError(f"{path}: no flyersim validate rows" + (f" (missing {', '.join(missing)})" if missing else ""))
-    return [{c: _number(row[c]) if c not in ("algo", "schedule") else (row[c] or "") for c in COLUMNS}
-            for row in rows]
+    return [{c: _number(row.get(c)) if c not in TEXT else (row.get(c) or "") for c in COLUMNS} for row in rows]
 
 
 def _number(value):
     if value in (None, ""):
         return ""
-    return int(value) if str(value).isdigit() else float(value)
+    try:
+        return int(value) if str(value).isdigit() else float(value)
+    except ValueError:
+        raise ValueError(f"not a number: {value!r}") from None
+
+
+def _validate_args(args):
+    algos, sizes, iters = ("ring,hfreduce", "64KiB", 3) if args.quick else (args.algos, args.sizes, args.iters)
+    out = ["-m", "flyersim", "validate", "--format", "json", "--algos", algos, "--sizes", sizes,
+           "--iters", str(iters), "--tolerance", str(args.tolerance)]
+    if args.quick:
+        out += ["--warmup", "1", "--repeats", "3"]
+    if args.topology:
+        out += ["--topology", str(args.topology)]
+    return out
+
+
+def emulated_shape(text):
+    """``NODESxRANKS`` -> (nodes, ranks per node).
+
+    >>> emulated_shape("4x2")
+    (4, 2)
+    """
+    m = re.fullmatch(r"(\d+)x(\d+)", text or "")
+    if not m or int(m[1]) < 2 or int(m[2]) < 1:
+        raise ValueError(f"--emulated: expected NODESxRANKS with at least 2 nodes, e.g. 4x2, got {text!r}")
+    return int(m[1]), int(m[2])
 
 
 def run_validate(args):
-    """Run ``flyersim validate --format json`` under mpiexec; its JSON is kept as <out>/validate.json."""
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if mpiexec is None:
-        raise ValueError("mpiexec not found (pip install mpich, or give --input FILE)")
-    ranks, algos, sizes, iters = (2, "ring,hfreduce", "64KiB", 3) if args.quick else \
-        (args.ranks, args.algos, args.sizes, args.iters)
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "flyersim", "validate", "--format", "json",
-           "--algos", algos, "--sizes", sizes, "--iters", str(iters)]
-    if args.quick:
-        cmd += ["--warmup", "1", "--repeats", "3"]
-    if args.topology:
-        cmd += ["--topology", str(args.topology)]
-    print("# " + " ".join(cmd[1:]), file=sys.stderr)
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+    """Run ``flyersim validate --format json`` (mpiexec here, or emulated nodes); its JSON kept as <out>/validate.json."""
+    if args.emulated:
+        nodes, ppn = emulated_shape(args.emulated)
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "tests" / "cluster").is_dir():
+            raise ValueError("--emulated needs the flyersim repository (tests/cluster), not an installed copy")
+        sys.path.insert(0, str(root))
+        from tests.cluster import Cluster, why_not
+
+        reason = why_not()
+        if reason:
+            raise ValueError(f"--emulated: {reason}")
+        print(f"# {nodes} emulated nodes x {ppn} ranks, {args.rate} links"
+              + (f", spine {args.spine}" if args.spine else "") + ": " + " ".join(_validate_args(args)),
+              file=sys.stderr)
+        with Cluster(nodes, args.rate, args.spine) as cluster:
+            code, out, err = cluster.mpiexec([sys.executable, *_validate_args(args)], ppn, timeout=args.timeout)
+    else:
+        mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+        if mpiexec is None:
+            raise ValueError("mpiexec not found (pip install mpich, or give --input FILE)")
+        cmd = [mpiexec, "-n", str(2 if args.quick else args.ranks), sys.executable, *_validate_args(args)]
+        print("# " + " ".join(cmd[1:]), file=sys.stderr)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            raise ValueError(f"flyersim validate did not finish in {args.timeout:g} s") from None
+        code, out, err = done.returncode, done.stdout, done.stderr
+    if code:
+        last = (err.strip().splitlines() or ["(no message)"])[-1]
         raise ValueError(f"flyersim validate failed: {last}")
     raw = args.out / "validate.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(done.stdout)
+    tmp = raw.with_suffix(".json.tmp")
+    tmp.write_text(out)
+    tmp.replace(raw)
+    report = json.loads(out)
+    for algo, why in report.get("too_noisy", {}).items():
+        print(f"# {algo}: too noisy to validate: {why}", file=sys.stderr)
+    for algo, e in report.get("geomean_error", {}).items():
+        if e is not None:
+            print(f"# {algo}: geometric-mean error {100 * e:.1f}%, bias {100 * report['bias'][algo]:+.1f}%",
+                  file=sys.stderr)
     return raw
 
 
@@ -90,25 +144,30 @@ def plot(rows, png):
         part = sorted(part, key=lambda r: r["bytes"])
         x = [r["bytes"] for r in part]
         y = [r["measured_us"] for r in part]
-        spread = [[m - r["measured_min_us"] for m, r in zip(y, part)], [r["measured_max_us"] - m for m, r in zip(y, part)]]
-        left.errorbar(x, y, yerr=spread, fmt="o-", color=f"C{k}", markersize=3.5, capsize=2, elinewidth=0.7,
-                      label=f"{algo} measured")
+        low = [r["measured_p25_us"] if r["measured_p25_us"] != "" else r["measured_min_us"] for r in part]
+        high = [r["measured_p75_us"] if r["measured_p75_us"] != "" else r["measured_max_us"] for r in part]
+        left.errorbar(x, y, yerr=[[m - a for m, a in zip(y, low)], [b - m for m, b in zip(y, high)]], fmt="o-",
+                      color=f"C{k}", markersize=3.5, capsize=2, elinewidth=0.7, label=f"{algo} measured")
         mine = [r for r in part if r["predicted_us"] != ""]
         if mine:
             left.plot([r["bytes"] for r in mine], [r["predicted_us"] for r in mine], "s--", color=f"C{k}",
                       markersize=3.5, label=f"{algo} predicted")
-            geo = geomean_error([r["predicted_us"] for r in mine], [r["measured_us"] for r in mine])
+            logs = [math.log(r["predicted_us"] / r["measured_us"]) for r in mine]
+            geo = math.expm1(sum(map(abs, logs)) / len(logs))
             width = 0.8 / len(algos)
+            spread = [r["measured_iqr_pct"] if r["measured_iqr_pct"] != "" else 0.0 for r in mine]
             right.bar([math.log2(r["bytes"]) + (k - (len(algos) - 1) / 2) * width for r in mine],
-                      [r["error_pct"] for r in mine], width, color=f"C{k}", label=f"{algo} (geo-mean {100 * geo:.0f}%)")
+                      [math.copysign(100 * math.expm1(abs(v)), v) for v in logs], width, yerr=spread,
+                      color=f"C{k}", ecolor="0.3", capsize=1.5, label=f"{algo} (geo-mean {100 * geo:.0f}%)")
     plots.bytes_axis(left, [r["bytes"] for r in rows])
     left.set_yscale("log")
-    left.set_ylabel("time (us); bars = min..max measured", fontsize=8)
+    left.set_ylabel("time (us); bars = measured quartiles", fontsize=8)
     left.legend(fontsize=7)
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])
     right.axhline(0, color="black", linewidth=0.8)
-    right.set_ylabel("error (%) = (predicted - measured) / measured", fontsize=8)
+    right.set_ylabel("error (%) = 100 sign(x)(e^|x| - 1), x = ln(pred/meas)\nbars: measured IQR/median (%)",
+                     fontsize=7)
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.set_xlabel("message size per rank")
@@ -123,6 +182,11 @@ def main(argv=None):
     p.add_argument("--sizes", default="64KiB,1MiB,16MiB", help="sizes passed to validate")
     p.add_argument("--iters", type=sweep.positive_int, default=10, help="timed runs per size (median kept)")
     p.add_argument("--topology", type=Path, help="topology of this job (default: validate calibrates one)")
+    p.add_argument("--tolerance", type=float, default=0.10, help="accuracy asked for (see flyersim validate)")
+    p.add_argument("--emulated", metavar="NODESxRANKS", help="run on emulated nodes on this machine, e.g. 4x2")
+    p.add_argument("--rate", default="1gbit", help="with --emulated: per-direction rate of every node link")
+    p.add_argument("--spine", help="with --emulated: rate of a link between the two halves of the nodes")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before the measurement is abandoned")
     args = p.parse_args(argv)
     return sweep.main(NAME, args, COLUMNS, plot, rows=rows_of)
 

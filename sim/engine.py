@@ -18,6 +18,7 @@ from flyersim.sim.fluid import Network
 from flyersim.sim.routes import Routes, build_routes, flow_bytes
 
 MODELS = ("flow", "analytic")
+SHARING = {"flow": "maxmin", "analytic": "isolated"}  # the fluid network's sharing policy of each model
 EVENTS_PER_WAKEUP = 4096
 
 
@@ -57,7 +58,7 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
     dep_ptr, dep_idx = _flow_deps(schedule)
     net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, dep_ptr, dep_idx, shared=model == "flow")
+                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model])
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()

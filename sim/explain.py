@@ -9,7 +9,9 @@ Fire-Flyer 2 paper counts host memory traffic per server, 24 S for 8 GPUs
 (../shared/reference/fireflyer2.md); the model counts 22.5 at 16 GPUs, the
 difference being the 2-server tree's smaller send/receive share
 (tests/test_explain.py). Each class also shows the peak
-utilisation of its busiest resource over the run.
+utilisation of its busiest resource over the run, against its capacity as
+:mod:`sim.routes` defines it (a link per direction, a node's pool such as a
+full-duplex NIC both directions together), which the output repeats.
 
 >>> from flyersim.sim.app.runner import run_sizes
 >>> from flyersim.topologies import load
@@ -49,6 +51,8 @@ def explain(run):
              f"  {'class':<22}{'per GPU byte':>14}{'per server byte':>17}{'peak util':>11}"]
     for cls, (gpu, server, peak) in per_byte(run).items():
         lines.append(f"  {cls:<22}{gpu:>14.3f}{server:>17.3f}{peak:>10.0%}")
+    lines.append("  (capacities: a link's per direction, a node pool's (dram, hbm, nic, rootport) both directions "
+                 "together; see sim/routes.py)")
     neck = bottleneck(run)
     lines.append(f"  bottleneck: {neck[0]} ({neck[1]}), {neck[2]:.0%} busy" if neck else "  bottleneck: none")
     return "\n".join(lines)

@@ -1,30 +1,36 @@
-"""Numba core of the fluid flow model: rate solving and event stepping.
+"""Numba core of the fluid flow model: rate solving and event stepping, in the vocabulary of SimGrid's LMM.
 
-Every op of a schedule is a *flow* over a *route*: a set of resources with
-weights (bytes of the resource per byte of flow) and a fixed latency. An op
-becomes ready when its dependencies are done, starts moving bytes ``latency``
-seconds later, and ends when its bytes have drained at the rate the model
-gives it:
+Every op of a schedule is a *flow* (an LMM *variable*) over a *route*: a set
+of *elements*, each naming a *resource* (an LMM *constraint*, with a
+capacity) and a consumption weight (bytes of the resource per byte of flow),
+plus a fixed latency. An op becomes ready when its dependencies are done,
+starts moving bytes ``latency`` seconds later, and ends when its bytes have
+drained at the rate the sharing policy gives it, chosen once per network:
 
-- max-min sharing (``shared=True``, the flow model): weighted max-min fair
-  sharing of every resource among the active flows that cross it;
-- isolation (``shared=False``, the analytic model): each flow gets its route's
-  bottleneck ``min(capacity / weight)`` as if it were alone.
+- ``MAXMIN`` (the flow model): weighted max-min fair sharing of every
+  resource among the active flows that cross it;
+- ``ISOLATED`` (the analytic model): each flow gets its route's bottleneck
+  ``min(capacity / weight)`` as if it were alone.
 
-Max-min rates are kept exact *incrementally*. The max-min fair allocation is
-the unique feasible one in which every flow has a *bottleneck*: a saturated
-resource on which no flow gets more. When flows start or end, only the flows
-on the resources they touch are re-solved (progressive filling over what the
-others leave free); then any flow next to them that lost its bottleneck, or
-that outruns a re-solved flow on that flow's bottleneck, joins the set and the
-set is re-solved, until every flow has a bottleneck again. In a large
-collective most events touch a handful of flows, so an event costs little
-however many flows are active.
+Max-min rates are kept exact *incrementally* (SimGrid's selective update).
+The max-min fair allocation is the unique feasible one in which every flow
+has a *bottleneck*: a saturated resource on which no flow gets more. When
+flows start or end, only the flows on the resources they touch are re-solved
+(progressive filling over what the others leave free); then any flow next to
+them that lost its bottleneck, or that outruns a re-solved flow on that
+flow's bottleneck, joins the set and the set is re-solved, until every flow
+has a bottleneck again. In a large collective most events touch a handful of
+flows, so an event costs little however many flows are active.
+:meth:`Network.solve` with ``full=True`` solves every active flow from
+scratch instead: the oracle of the tests, and the ``check=True`` debug mode.
 
-All state lives in arrays held by :class:`Network`; :meth:`Network.step`
-handles every event due at one time as one batch. The driver
-(:mod:`sim.engine`) owns the clock.
+State lives in named groups of arrays (:class:`Dag`, :class:`Elements`,
+:class:`Variables`, :class:`Constraints`, :class:`Members`, two
+:class:`Heap` and a :class:`Work` scratch set), all indices int32. The
+driver (:mod:`sim.engine`) owns the clock.
 """
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -33,10 +39,36 @@ from numba import njit
 TIME_RTOL = 1e-12
 # A resource within this (relative) of capacity is saturated; rates this close are equal.
 RATE_RTOL = 1e-9
-# _step results besides a next event time.
+# _step result besides a next event time: the member lists are full, grow them and call again.
 NEED_SLOTS = -1.0
+# sharing policies
+MAXMIN, ISOLATED = 0, 1
+POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
+# Work.counts: sizes of the modified, touched and dirty lists, and the bottleneck-check round
+N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND = 0, 1, 2, 3
+
+IDX = np.int32  # op, resource, route and slot indices
 
 _jit = njit(cache=True, error_model="numpy")
+
+Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
+Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
+Elements = namedtuple("Elements", "ptr cnst weight latency")
+Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
+after ``latency[r]`` seconds."""
+Variables = namedtuple("Variables", "remaining t_upd rate bott in_set seen slot")
+Variables.__doc__ = """Per-op flow state: bytes left as of ``t_upd``, rate, bottleneck resource, whether in the set
+being re-solved, last check round, and member slot (-1: not moving)."""
+Constraints = namedtuple("Constraints", "bound usage head count")
+Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
+Members = namedtuple("Members", "width next prev var_of_slot free n_free")
+Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``s*width + j``
+(its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
+Heap = namedtuple("Heap", "keys ops pos size")
+Heap.__doc__ = """A binary min-heap of ops indexed by op: ``pos[op]`` is its slot (-1: absent)."""
+Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows")
+Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
+the resources whose flows changed rate (``dirty``), and the filling's per-resource sums."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -44,193 +76,196 @@ _jit = njit(cache=True, error_model="numpy")
 # flows (keyed by finish time, moved whenever a rate changes).
 
 @_jit
-def _heap_place(keys, ops, pos, i, key, op):
-    keys[i], ops[i] = key, op
-    pos[op] = i
+def _heap_place(h, i, key, op):
+    h.keys[i], h.ops[i] = key, op
+    h.pos[op] = i
 
 
 @_jit
-def _heap_sift(keys, ops, pos, size, i):
+def _heap_sift(h, i):
     """Restore heap order around slot ``i`` (up, then down)."""
-    key, op = keys[i], ops[i]
+    key, op = h.keys[i], h.ops[i]
     while i > 0:
         parent = (i - 1) >> 1
-        if keys[parent] <= key:
+        if h.keys[parent] <= key:
             break
-        _heap_place(keys, ops, pos, i, keys[parent], ops[parent])
+        _heap_place(h, i, h.keys[parent], h.ops[parent])
         i = parent
-    n = size[0]
+    n = h.size[0]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        if child + 1 < n and keys[child + 1] < keys[child]:
+        if child + 1 < n and h.keys[child + 1] < h.keys[child]:
             child += 1
-        if keys[child] >= key:
+        if h.keys[child] >= key:
             break
-        _heap_place(keys, ops, pos, i, keys[child], ops[child])
+        _heap_place(h, i, h.keys[child], h.ops[child])
         i = child
-    _heap_place(keys, ops, pos, i, key, op)
+    _heap_place(h, i, key, op)
 
 
 @_jit
-def _heap_set(keys, ops, pos, size, op, key):
+def _heap_set(h, op, key):
     """Insert ``op`` with ``key`` or move it to ``key``."""
-    i = pos[op]
+    i = h.pos[op]
     if i < 0:
-        i = size[0]
-        size[0] += 1
-    _heap_place(keys, ops, pos, i, key, op)
-    _heap_sift(keys, ops, pos, size, i)
+        i = h.size[0]
+        h.size[0] += 1
+    _heap_place(h, i, key, op)
+    _heap_sift(h, i)
 
 
 @_jit
-def _heap_remove(keys, ops, pos, size, op):
-    i = pos[op]
-    pos[op] = -1
-    size[0] -= 1
-    last = size[0]
+def _heap_remove(h, op):
+    i = h.pos[op]
+    h.pos[op] = -1
+    h.size[0] -= 1
+    last = h.size[0]
     if i != last:
-        _heap_place(keys, ops, pos, i, keys[last], ops[last])
-        _heap_sift(keys, ops, pos, size, i)
+        _heap_place(h, i, h.keys[last], h.ops[last])
+        _heap_sift(h, i)
 
 
-# ---------------------------------------------------------------- resource membership lists
-
-@_jit
-def _link(slot, r, rptr, rres, width, m_next, m_prev, head, count):
-    for jl in range(rptr[r + 1] - rptr[r]):
-        k = rres[rptr[r] + jl]
-        m = slot * width + jl
-        m_prev[m] = -1
-        m_next[m] = head[k]
-        if head[k] >= 0:
-            m_prev[head[k]] = m
-        head[k] = m
-        count[k] += 1
-
+# ---------------------------------------------------------------- members: which flows cross a resource
 
 @_jit
-def _unlink(slot, r, rptr, rres, width, m_next, m_prev, head, count):
-    for jl in range(rptr[r + 1] - rptr[r]):
-        k = rres[rptr[r] + jl]
-        m = slot * width + jl
-        if m_prev[m] >= 0:
-            m_next[m_prev[m]] = m_next[m]
+def _link(slot, r, elem, cnst, mem):
+    for jl in range(elem.ptr[r + 1] - elem.ptr[r]):
+        k = elem.cnst[elem.ptr[r] + jl]
+        m = slot * mem.width + jl
+        mem.prev[m] = -1
+        mem.next[m] = cnst.head[k]
+        if cnst.head[k] >= 0:
+            mem.prev[cnst.head[k]] = m
+        cnst.head[k] = m
+        cnst.count[k] += 1
+
+
+@_jit
+def _unlink(slot, r, elem, cnst, mem):
+    for jl in range(elem.ptr[r + 1] - elem.ptr[r]):
+        k = elem.cnst[elem.ptr[r] + jl]
+        m = slot * mem.width + jl
+        if mem.prev[m] >= 0:
+            mem.next[mem.prev[m]] = mem.next[m]
         else:
-            head[k] = m_next[m]
-        if m_next[m] >= 0:
-            m_prev[m_next[m]] = m_prev[m]
-        count[k] -= 1
-
-
-@_jit
-def _route_bottleneck(r, rptr, rres, rw, capacity):
-    best = np.inf
-    for j in range(rptr[r], rptr[r + 1]):
-        best = min(best, capacity[rres[j]] / rw[j])
-    return best
+            cnst.head[k] = mem.next[m]
+        if mem.next[m] >= 0:
+            mem.prev[mem.next[m]] = mem.prev[m]
+        cnst.count[k] -= 1
 
 
 # ---------------------------------------------------------------- the event step
 
 @_jit
-def _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
-          remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
-          ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
-          slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
-          touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty, seen):
+def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
-    Returns ``NEED_SLOTS`` (before changing anything it cannot finish) when
-    the membership arrays are full; the caller grows them and calls again.
+    Returns ``NEED_SLOTS`` (before starting a flow it has no slot for) when
+    the member lists are full; the caller grows them and calls again, which
+    resumes where this call stopped.
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
-    # flows that drained: retire them, free their resources, release dependents
-    while fsize[0] > 0 and fkey[0] <= horizon:
-        f = fop[0]
-        _heap_remove(fkey, fop, fpos, fsize, f)
-        end_at[f] = now
-        r = route[f]
-        for j in range(rptr[r], rptr[r + 1]):
-            k = rres[j]
-            used[k] -= rw[j] * rate[f]
-            _touch(k, touched_mark, touched, n_members)
-        _mark_dirty(r, rptr, rres, dirty_mark, dirty, n_members)
-        s = slot_of[f]
-        _unlink(s, r, rptr, rres, width, m_next, m_prev, head, count)
-        for j in range(rptr[r], rptr[r + 1]):
-            if count[rres[j]] == 0:
-                used[rres[j]] = 0.0  # no rounding drift left behind on an idle resource
-        free_slots[n_free[0]] = s
-        n_free[0] += 1
-        _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rpos, rsize)
-    # ops whose latency has elapsed start moving bytes; empty ones end at once
-    while rsize[0] > 0 and rkey[0] <= horizon:
-        if n_free[0] == 0:
-            return NEED_SLOTS
-        f = rop[0]
-        _heap_remove(rkey, rop, rpos, rsize, f)
-        start_at[f] = now
-        if remaining[f] <= 0.0:
-            end_at[f] = now
-            _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rpos, rsize)
-            continue
-        n_free[0] -= 1
-        s = free_slots[n_free[0]]
-        slot_of[f] = s
-        flow_of_slot[s] = f
-        r = route[f]
-        _link(s, r, rptr, rres, width, m_next, m_prev, head, count)
-        rate[f] = 0.0
-        t_upd[f] = now
-        _add_member(f, now, in_set, members, n_members, remaining, t_upd, rate)
-        _mark_dirty(r, rptr, rres, dirty_mark, dirty, n_members)
-        for j in range(rptr[r], rptr[r + 1]):
-            _touch(rres[j], touched_mark, touched, n_members)
-    if n_members[0] > 0 or n_members[1] > 0 or n_members[2] > 0:
-        if shared:
-            _resolve(now, in_set, members, n_members, touched_mark, touched, remaining, t_upd, rate,
-                     route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
-                     left, sumw, nflows, bott, dirty_mark, dirty, seen)
+    _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
+    if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
+        return NEED_SLOTS
+    c = work.counts
+    if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
+        if policy == MAXMIN:
+            _resolve(now, dag.route, elem, var, cnst, mem, work)
         else:
-            for i in range(n_members[0]):
-                f = members[i]
-                rate[f] = _route_bottleneck(route[f], rptr, rres, rw, capacity)
-        for i in range(n_members[0]):
-            f = members[i]
-            in_set[f] = False
-            _heap_set(fkey, fop, fpos, fsize, f, now + remaining[f] / rate[f])
-        for i in range(n_members[1]):
-            touched_mark[touched[i]] = False
-        for i in range(n_members[2]):
-            dirty_mark[dirty[i]] = False
-        n_members[:3] = 0
+            _isolate(dag.route, elem, var, cnst, work)
+        _reschedule(now, var, finishing, work)
     nxt = np.inf
-    if rsize[0] > 0:
-        nxt = rkey[0]
-    if fsize[0] > 0:
-        nxt = min(nxt, fkey[0])
+    if waiting.size[0] > 0:
+        nxt = waiting.keys[0]
+    if finishing.size[0] > 0:
+        nxt = min(nxt, finishing.keys[0])
     return nxt
 
 
 @_jit
-def _advance(now, max_events, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
-             remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
-             ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
-             slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
-             touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty, seen):
+def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
+    """Flows that drained by ``horizon`` end: free their resources and members, release their dependents."""
+    while finishing.size[0] > 0 and finishing.keys[0] <= horizon:
+        f = finishing.ops[0]
+        _heap_remove(finishing, f)
+        dag.end_at[f] = now
+        r = dag.route[f]
+        for j in range(elem.ptr[r], elem.ptr[r + 1]):
+            k = elem.cnst[j]
+            cnst.usage[k] -= elem.weight[j] * var.rate[f]
+            _touch(k, work)
+        _mark_dirty(r, elem, work)
+        s = var.slot[f]
+        _unlink(s, r, elem, cnst, mem)
+        for j in range(elem.ptr[r], elem.ptr[r + 1]):
+            if cnst.count[elem.cnst[j]] == 0:
+                cnst.usage[elem.cnst[j]] = 0.0  # no rounding drift left behind on an idle resource
+        var.slot[f] = -1
+        mem.free[mem.n_free[0]] = s
+        mem.n_free[0] += 1
+        _release(f, now, dag, elem, waiting)
+
+
+@_jit
+def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
+    """Ops whose latency has elapsed by ``horizon`` start moving bytes (empty ones end at once).
+
+    False when a flow needs a member slot and none is free.
+    """
+    while waiting.size[0] > 0 and waiting.keys[0] <= horizon:
+        if mem.n_free[0] == 0:
+            return False
+        f = waiting.ops[0]
+        _heap_remove(waiting, f)
+        dag.start_at[f] = now
+        if var.remaining[f] <= 0.0:
+            dag.end_at[f] = now
+            _release(f, now, dag, elem, waiting)
+            continue
+        mem.n_free[0] -= 1
+        s = mem.free[mem.n_free[0]]
+        var.slot[f] = s
+        mem.var_of_slot[s] = f
+        r = dag.route[f]
+        _link(s, r, elem, cnst, mem)
+        var.rate[f] = 0.0
+        var.t_upd[f] = now
+        _add_modified(f, now, var, work)
+        _mark_dirty(r, elem, work)
+        for j in range(elem.ptr[r], elem.ptr[r + 1]):
+            _touch(elem.cnst[j], work)
+    return True
+
+
+@_jit
+def _reschedule(now, var, finishing, work):
+    """Move every re-solved flow to its new finish time and empty the work lists."""
+    c = work.counts
+    for i in range(c[N_MODIFIED]):
+        f = work.modified[i]
+        var.in_set[f] = False
+        _heap_set(finishing, f, now + var.remaining[f] / var.rate[f])
+    for i in range(c[N_TOUCHED]):
+        work.touched_mark[work.touched[i]] = False
+    for i in range(c[N_DIRTY]):
+        work.dirty_mark[work.dirty[i]] = False
+    c[N_MODIFIED] = 0
+    c[N_TOUCHED] = 0
+    c[N_DIRTY] = 0
+
+
+@_jit
+def _advance(now, max_events, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
 
     Returns (last time handled, next event time); the next time is
-    ``NEED_SLOTS`` when the membership arrays must grow before going on.
+    ``NEED_SLOTS`` when the member lists must grow before going on.
     """
     for _ in range(max_events):
-        nxt = _step(now, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, fsize,
-                    remaining, t_upd, rate, ndeps, dn_ptr, dn_idx, route, rlat, rptr, rres, rw, capacity,
-                    ready_at, start_at, end_at, width, m_next, m_prev, head, count, used,
-                    slot_of, flow_of_slot, free_slots, n_free, in_set, members, n_members,
-                    touched_mark, touched, left, sumw, nflows, bott, dirty_mark, dirty, seen)
+        nxt = _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work)
         if nxt == NEED_SLOTS or nxt == np.inf:
             return now, nxt
         now = nxt
@@ -238,140 +273,154 @@ def _advance(now, max_events, shared, rkey, rop, rpos, rsize, fkey, fop, fpos, f
 
 
 @_jit
-def _mark_dirty(r, rptr, rres, dirty_mark, dirty, counts):
+def _mark_dirty(r, elem, work):
     """Mark the resources of route ``r`` as changed (their flows' neighbours need a check)."""
-    for j in range(rptr[r], rptr[r + 1]):
-        k = rres[j]
-        if not dirty_mark[k]:
-            dirty_mark[k] = True
-            dirty[counts[2]] = k
-            counts[2] += 1
+    for j in range(elem.ptr[r], elem.ptr[r + 1]):
+        k = elem.cnst[j]
+        if not work.dirty_mark[k]:
+            work.dirty_mark[k] = True
+            work.dirty[work.counts[N_DIRTY]] = k
+            work.counts[N_DIRTY] += 1
 
 
 @_jit
-def _touch(k, touched_mark, touched, counts):
-    if not touched_mark[k]:
-        touched_mark[k] = True
-        touched[counts[1]] = k
-        counts[1] += 1
+def _touch(k, work):
+    if not work.touched_mark[k]:
+        work.touched_mark[k] = True
+        work.touched[work.counts[N_TOUCHED]] = k
+        work.counts[N_TOUCHED] += 1
 
 
 @_jit
-def _add_member(f, now, in_set, members, counts, remaining, t_upd, rate):
+def _add_modified(f, now, var, work):
     """Put flow ``f`` in the set being re-solved, settling the bytes it moved so far."""
-    if not in_set[f]:
-        in_set[f] = True
-        members[counts[0]] = f
-        counts[0] += 1
-        remaining[f] -= rate[f] * (now - t_upd[f])
-        t_upd[f] = now
+    if not var.in_set[f]:
+        var.in_set[f] = True
+        work.modified[work.counts[N_MODIFIED]] = f
+        work.counts[N_MODIFIED] += 1
+        var.remaining[f] -= var.rate[f] * (now - var.t_upd[f])
+        var.t_upd[f] = now
 
 
 @_jit
-def _release(f, now, dn_ptr, dn_idx, ndeps, ready_at, route, rlat, rkey, rop, rpos, rsize):
-    for j in range(dn_ptr[f], dn_ptr[f + 1]):
-        d = dn_idx[j]
-        ndeps[d] -= 1
-        if ndeps[d] == 0:
-            ready_at[d] = now
-            _heap_set(rkey, rop, rpos, rsize, d, now + rlat[route[d]])
+def _release(f, now, dag, elem, waiting):
+    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency."""
+    for j in range(dag.dn_ptr[f], dag.dn_ptr[f + 1]):
+        d = dag.dn_idx[j]
+        dag.ndeps[d] -= 1
+        if dag.ndeps[d] == 0:
+            dag.ready_at[d] = now
+            _heap_set(waiting, d, now + elem.latency[dag.route[d]])
+
+
+# ---------------------------------------------------------------- sharing policies
+
+@_jit
+def _isolate(route, elem, var, cnst, work):
+    """The isolated policy: every re-solved flow gets its route's bottleneck as if alone."""
+    for i in range(work.counts[N_MODIFIED]):
+        f = work.modified[i]
+        r = route[f]
+        best = np.inf
+        for j in range(elem.ptr[r], elem.ptr[r + 1]):
+            best = min(best, cnst.bound[elem.cnst[j]] / elem.weight[j])
+        var.rate[f] = best
 
 
 @_jit
-def _resolve(now, in_set, members, counts, touched_mark, touched, remaining, t_upd, rate,
-             route, rptr, rres, rw, capacity, width, m_next, head, count, used, flow_of_slot,
-             left, sumw, nflows, bott, dirty_mark, dirty, seen):
-    """Re-solve max-min rates around the touched resources until every flow has a bottleneck."""
+def _resolve(now, route, elem, var, cnst, mem, work):
+    """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
+    c = work.counts
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
-        _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, capacity, used,
-              left, sumw, nflows, bott, dirty_mark, dirty)
-        before = counts[0]
+        _fill(route, elem, var, cnst, work)
+        before = c[N_MODIFIED]
         # a re-solved flow must get the most on its bottleneck; faster neighbours there join
         for i in range(before):
-            f = members[i]
-            k = bott[f]
+            f = work.modified[i]
+            k = var.bott[f]
             if k < 0:
                 continue
-            m = head[k]
+            m = cnst.head[k]
             while m >= 0:
-                h = flow_of_slot[m // width]
-                if not in_set[h] and rate[h] > rate[f] * (1.0 + RATE_RTOL):
-                    _add_member(h, now, in_set, members, counts, remaining, t_upd, rate)
-                m = m_next[m]
+                h = mem.var_of_slot[m // mem.width]
+                if not var.in_set[h] and var.rate[h] > var.rate[f] * (1.0 + RATE_RTOL):
+                    _add_modified(h, now, var, work)
+                m = mem.next[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
-        counts[3] += 1  # a new round: check each neighbour once
-        for t in range(counts[2]):
-            m = head[dirty[t]]
+        c[ROUND] += 1  # a new round: check each neighbour once
+        for t in range(c[N_DIRTY]):
+            m = cnst.head[work.dirty[t]]
             while m >= 0:
-                g = flow_of_slot[m // width]
-                if in_set[g] or seen[g] == counts[3]:
-                    m = m_next[m]
+                g = mem.var_of_slot[m // mem.width]
+                if var.in_set[g] or var.seen[g] == c[ROUND]:
+                    m = mem.next[m]
                     continue
-                seen[g] = counts[3]
-                if not _has_bottleneck(g, rate, route, rptr, rres, capacity, used, width, m_next, head,
-                                       flow_of_slot):
-                    _add_member(g, now, in_set, members, counts, remaining, t_upd, rate)
-                m = m_next[m]
-        if counts[0] == before:
+                var.seen[g] = c[ROUND]
+                if not _has_bottleneck(g, route, elem, var, cnst, mem):
+                    _add_modified(g, now, var, work)
+                m = mem.next[m]
+        if c[N_MODIFIED] == before:
             return
 
 
 @_jit
-def _has_bottleneck(g, rate, route, rptr, rres, capacity, used, width, m_next, head, flow_of_slot):
+def _has_bottleneck(g, route, elem, var, cnst, mem):
+    """Whether flow ``g`` crosses a saturated resource on which no flow gets more."""
     r = route[g]
-    if rptr[r] == rptr[r + 1]:
+    if elem.ptr[r] == elem.ptr[r + 1]:
         return True
-    for j in range(rptr[r], rptr[r + 1]):
-        k = rres[j]
-        if used[k] < capacity[k] * (1.0 - RATE_RTOL):
+    for j in range(elem.ptr[r], elem.ptr[r + 1]):
+        k = elem.cnst[j]
+        if cnst.usage[k] < cnst.bound[k] * (1.0 - RATE_RTOL):
             continue
         top = 0.0
-        m = head[k]
+        m = cnst.head[k]
         while m >= 0:
-            top = max(top, rate[flow_of_slot[m // width]])
-            m = m_next[m]
-        if rate[g] >= top * (1.0 - RATE_RTOL):
+            top = max(top, var.rate[mem.var_of_slot[m // mem.width]])
+            m = mem.next[m]
+        if var.rate[g] >= top * (1.0 - RATE_RTOL):
             return True
     return False
 
 
 @_jit
-def _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, capacity, used,
-          left, sumw, nflows, bott, dirty_mark, dirty):
-    """Progressive filling of the member flows over what the other flows leave free.
+def _fill(route, elem, var, cnst, work):
+    """Progressive filling of the modified flows over what the other flows leave free.
 
     Each round finds the smallest fair share ``left / sumw`` over the
-    resources the members cross, freezes every member crossing a resource at
-    that share (recording it as the member's bottleneck), and removes their
-    usage. Updates ``rate`` and ``used``; marks every resource crossed as
-    touched, and those of members whose rate changed as dirty.
+    resources the modified flows cross, freezes every flow crossing a
+    resource at that share (recording it as the flow's bottleneck), and
+    removes their usage. Updates ``rate`` and ``usage``; marks every resource
+    crossed as touched, and those of flows whose rate changed as dirty.
     """
-    n = counts[0]
+    c = work.counts
+    n = c[N_MODIFIED]
     for i in range(n):
-        r = route[members[i]]
-        for j in range(rptr[r], rptr[r + 1]):
-            _touch(rres[j], touched_mark, touched, counts)
-    for t in range(counts[1]):
-        k = touched[t]
-        left[k] = capacity[k] - used[k]
+        r = route[work.modified[i]]
+        for j in range(elem.ptr[r], elem.ptr[r + 1]):
+            _touch(elem.cnst[j], work)
+    left, sumw, nflows = work.left, work.sumw, work.nflows
+    for t in range(c[N_TOUCHED]):
+        k = work.touched[t]
+        left[k] = cnst.bound[k] - cnst.usage[k]
         sumw[k] = 0.0
         nflows[k] = 0
     for i in range(n):
-        f = members[i]
+        f = work.modified[i]
         r = route[f]
-        for j in range(rptr[r], rptr[r + 1]):
-            k = rres[j]
-            left[k] += rw[j] * rate[f]
-            sumw[k] += rw[j]
+        for j in range(elem.ptr[r], elem.ptr[r + 1]):
+            k = elem.cnst[j]
+            left[k] += elem.weight[j] * var.rate[f]
+            sumw[k] += elem.weight[j]
             nflows[k] += 1
-    unfrozen = members[:n].copy()
-    frozen = np.empty(n, np.int64)
+    unfrozen = work.modified[:n].copy()
+    frozen = np.empty(n, IDX)
     n_unfrozen = n
     while n_unfrozen > 0:
         level = np.inf
-        for t in range(counts[1]):
-            k = touched[t]
+        for t in range(c[N_TOUCHED]):
+            k = work.touched[t]
             if nflows[k] > 0:
                 level = min(level, max(left[k], 0.0) / sumw[k])
         limit = level * (1.0 + RATE_RTOL)
@@ -380,13 +429,13 @@ def _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, c
         for i in range(n_unfrozen):
             f = unfrozen[i]
             r = route[f]
-            bott[f] = -1
-            for j in range(rptr[r], rptr[r + 1]):
-                k = rres[j]
+            var.bott[f] = -1
+            for j in range(elem.ptr[r], elem.ptr[r + 1]):
+                k = elem.cnst[j]
                 if left[k] <= limit * sumw[k]:
-                    bott[f] = k
+                    var.bott[f] = k
                     break
-            if bott[f] >= 0 or level == np.inf:
+            if var.bott[f] >= 0 or level == np.inf:
                 frozen[n_frozen] = f
                 n_frozen += 1
             else:
@@ -395,24 +444,24 @@ def _fill(members, counts, touched_mark, touched, rate, route, rptr, rres, rw, c
         for i in range(n_frozen):
             f = frozen[i]
             r = route[f]
-            for j in range(rptr[r], rptr[r + 1]):
-                k = rres[j]
-                left[k] -= rw[j] * level
-                sumw[k] -= rw[j]
+            for j in range(elem.ptr[r], elem.ptr[r + 1]):
+                k = elem.cnst[j]
+                left[k] -= elem.weight[j] * level
+                sumw[k] -= elem.weight[j]
                 nflows[k] -= 1
-                used[k] += rw[j] * (level - rate[f])
-            if abs(level - rate[f]) > RATE_RTOL * level:
-                _mark_dirty(r, rptr, rres, dirty_mark, dirty, counts)
-            rate[f] = level
+                cnst.usage[k] += elem.weight[j] * (level - var.rate[f])
+            if abs(level - var.rate[f]) > RATE_RTOL * level:
+                _mark_dirty(r, elem, work)
+            var.rate[f] = level
         n_unfrozen = keep
 
 
 @_jit
-def _initial_heap(ndeps, route, rlat, ready_at, rkey, rop, rpos, rsize):
-    for op in range(ndeps.size):
-        if ndeps[op] == 0:
-            ready_at[op] = 0.0
-            _heap_set(rkey, rop, rpos, rsize, op, rlat[route[op]])
+def _initial_heap(dag, elem, waiting):
+    for op in range(dag.ndeps.size):
+        if dag.ndeps[op] == 0:
+            dag.ready_at[op] = 0.0
+            _heap_set(waiting, op, elem.latency[dag.route[op]])
 
 
 class Network:
@@ -421,12 +470,15 @@ class Network:
     ``route[op]`` indexes a route; route ``r`` crosses resources
     ``rres[rptr[r]:rptr[r+1]]`` with weights ``rw[...]`` after latency
     ``rlat[r]``. ``dep_ptr/dep_idx`` is the schedule's dependency CSR.
+    ``sharing`` is ``"maxmin"`` (the flow model) or ``"isolated"`` (the
+    analytic model); ``check=True`` compares the incremental rates with a
+    full re-solve after every event time (slow; a debug aid).
 
     >>> import numpy as np
     >>> net = Network(op_bytes=np.array([100.0, 100.0]), route=np.array([0, 0]),
     ...               rptr=np.array([0, 1]), rres=np.array([0]), rw=np.array([1.0]),
     ...               rlat=np.array([0.0]), capacity=np.array([10.0]),
-    ...               dep_ptr=np.array([0, 0, 0]), dep_idx=np.array([], np.int64), shared=True)
+    ...               dep_ptr=np.array([0, 0, 0]), dep_idx=np.array([], np.int64))
     >>> t = net.next_time
     >>> while t < np.inf:
     ...     t = net.step(t)
@@ -434,59 +486,52 @@ class Network:
     [20.0, 20.0]
     """
 
-    def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, shared):
+    def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, sharing="maxmin",
+                 check=False):
+        if sharing not in POLICIES:
+            raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
+        self.policy = POLICIES[sharing]
+        self.check = bool(check)
         n = op_bytes.size
-        self.route = np.ascontiguousarray(route, np.int64)
-        self.rptr, self.rres = np.asarray(rptr, np.int64), np.asarray(rres, np.int64)
-        self.rw, self.rlat = np.asarray(rw, np.float64), np.asarray(rlat, np.float64)
-        self.capacity = np.asarray(capacity, np.float64)
-        self.shared = bool(shared)
-        self.ndeps = np.diff(np.asarray(dep_ptr, np.int64)).astype(np.int64)
-        self.dn_ptr, self.dn_idx = _dependents(np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64), n)
-        self.remaining = np.asarray(op_bytes, np.float64).copy()
-        self.t_upd = np.zeros(n)
-        self.rate = np.zeros(n)
-        self.ready_at = np.full(n, np.nan)
-        self.start_at = np.full(n, np.nan)
-        self.end_at = np.full(n, np.nan)
-        self.heap = _new_heap(n)  # ops waiting out their latency, by start time
-        self.finish_heap = _new_heap(n)  # active flows, by finish time
-        nres = self.capacity.size
-        self.width = max(int(np.diff(self.rptr).max(initial=1)), 1)
-        self.head = np.full(nres, -1, np.int64)
-        self.count = np.zeros(nres, np.int64)
-        self.used = np.zeros(nres)
-        self.slot_of = np.full(n, -1, np.int64)
-        self.in_set = np.zeros(n, np.bool_)
-        self.members = np.empty(n, np.int64)
-        self.counts = np.zeros(4, np.int64)  # members, touched resources, dirty resources, check round
-        self.seen = np.zeros(n, np.int64)  # check round in which a flow was last checked
-        self.bott = np.full(n, -1, np.int64)
-        self.scratch = (np.zeros(nres, np.bool_), np.empty(nres, np.int64), np.empty(nres), np.empty(nres),
-                        np.zeros(nres, np.int64))
-        self.dirty = (np.zeros(nres, np.bool_), np.empty(nres, np.int64))
-        self.slots = 0
+        dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
+        dn_ptr, dn_idx = _dependents(dep_ptr, dep_idx, n)
+        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.ascontiguousarray(route, IDX),
+                       np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan))
+        self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
+                             np.asarray(rlat, np.float64))
+        self.var = Variables(np.asarray(op_bytes, np.float64).copy(), np.zeros(n), np.zeros(n), np.full(n, -1, IDX),
+                             np.zeros(n, np.bool_), np.zeros(n, np.int64), np.full(n, -1, IDX))
+        nres = np.asarray(capacity).size
+        self.cnst = Constraints(np.asarray(capacity, np.float64), np.zeros(nres), np.full(nres, -1, IDX),
+                                np.zeros(nres, IDX))
+        self.waiting = _new_heap(n)    # ops waiting out their latency, by start time
+        self.finishing = _new_heap(n)  # active flows, by finish time
+        self.work = _new_work(n, nres)
+        self.mem = None
         self._grow(min(n, 1024))
-        _initial_heap(self.ndeps, self.route, self.rlat, self.ready_at, *self.heap)
-        self.next_time = self.heap[0][0] if self.heap[3][0] else np.inf
+        _initial_heap(self.dag, self.elem, self.waiting)
+        self.next_time = self.waiting.keys[0] if self.waiting.size[0] else np.inf
+
+    # the timeline and rates of every op
+    ready_at = property(lambda self: self.dag.ready_at)
+    start_at = property(lambda self: self.dag.start_at)
+    end_at = property(lambda self: self.dag.end_at)
+    rate = property(lambda self: self.var.rate)
 
     def _grow(self, slots):
-        """Room for ``slots`` flows active at once (membership lists are per slot)."""
-        old, w = self.slots, self.width
-        m_next, m_prev = np.empty(slots * w, np.int64), np.empty(slots * w, np.int64)
-        flow_of_slot = np.empty(slots, np.int64)
+        """Room for ``slots`` flows active at once (members are per slot)."""
+        w = max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
+        old = 0 if self.mem is None else self.mem.var_of_slot.size
+        nxt, prev, var_of_slot = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
+        free = np.empty(slots, IDX)
+        n_free = 0
         if old:
-            m_next[:old * w], m_prev[:old * w] = self.m_next, self.m_prev
-            flow_of_slot[:old] = self.flow_of_slot
-        self.m_next, self.m_prev, self.flow_of_slot = m_next, m_prev, flow_of_slot
-        free = np.empty(slots, np.int64)
-        n_free = 0 if not old else self.n_free[0]
-        if old:
-            free[:n_free] = self.free_slots[:n_free]
+            nxt[:old * w], prev[:old * w], var_of_slot[:old] = self.mem.next, self.mem.prev, self.mem.var_of_slot
+            n_free = self.mem.n_free[0]
+            free[:n_free] = self.mem.free[:n_free]
         new = np.arange(slots - 1, old - 1, -1)
         free[n_free:n_free + new.size] = new
-        self.free_slots, self.n_free = free, np.array([n_free + new.size], np.int64)
-        self.slots = slots
+        self.mem = Members(w, nxt, prev, var_of_slot, free, np.array([n_free + new.size], np.int64))
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
@@ -494,37 +539,81 @@ class Network:
 
     def advance(self, now, max_events):
         """Handle the events at ``now`` and after, ``max_events`` event times at most; return the next time."""
+        if self.check and max_events > 1:
+            for _ in range(max_events):
+                now = self.advance(now, 1)
+                if now == np.inf:
+                    break
+            return now
         while True:
-            last, nxt = _advance(
-                now, max_events, self.shared, *self.heap, *self.finish_heap, self.remaining, self.t_upd,
-                self.rate, self.ndeps, self.dn_ptr, self.dn_idx, self.route, self.rlat, self.rptr,
-                self.rres, self.rw, self.capacity, self.ready_at, self.start_at, self.end_at,
-                self.width, self.m_next, self.m_prev, self.head, self.count, self.used,
-                self.slot_of, self.flow_of_slot, self.free_slots, self.n_free, self.in_set,
-                self.members, self.counts, *self.scratch, self.bott, *self.dirty, self.seen)
+            last, nxt = _advance(now, max_events, self.policy, self.dag, self.elem, self.var, self.cnst, self.mem,
+                                 self.waiting, self.finishing, self.work)
             if nxt != NEED_SLOTS:
-                self.next_time = nxt
-                return nxt
-            self._grow(min(2 * self.slots, self.remaining.size))
+                break
+            self._grow(min(2 * self.mem.var_of_slot.size, self.var.remaining.size))
             now = last
+        self.next_time = nxt
+        if self.check:
+            self._check()
+        return nxt
+
+    def solve(self, full=False):
+        """Rates of the active flows (by op): as kept incrementally, or with ``full=True`` solved from scratch.
+
+        A full solve is progressive filling over every active flow at once
+        (SimGrid's ``lmm::System::solve`` with every variable modified); it
+        changes no state.
+        """
+        rate = np.zeros_like(self.var.rate)
+        active = self.active()
+        if not full:
+            rate[active] = self.var.rate[active]
+            return rate
+        if self.policy == ISOLATED:
+            work = _new_work(self.var.rate.size, self.cnst.bound.size)
+            work.modified[:active.size] = active
+            work.counts[N_MODIFIED] = active.size
+            _isolate(self.dag.route, self.elem, self.var._replace(rate=rate), self.cnst, work)
+            return rate
+        n, nres = rate.size, self.cnst.bound.size
+        var = self.var._replace(rate=rate, bott=np.full(n, -1, IDX))
+        cnst = self.cnst._replace(usage=np.zeros(nres))
+        work = _new_work(n, nres)
+        work.modified[:active.size] = active
+        work.counts[N_MODIFIED] = active.size
+        _fill(self.dag.route, self.elem, var, cnst, work)
+        return rate
+
+    def _check(self):
+        inc, full = self.solve(), self.solve(full=True)
+        bad = np.flatnonzero(~np.isclose(inc, full, rtol=RATE_RTOL, atol=0.0))
+        if bad.size:
+            f = bad[0]
+            raise AssertionError(f"incremental rate of op {f} is {inc[f]!r}, a full solve gives {full[f]!r}")
 
     def active(self):
         """Ops moving bytes right now."""
-        return np.flatnonzero(self.finish_heap[2] >= 0)
+        return np.flatnonzero(self.finishing.pos >= 0)
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
-        return np.flatnonzero(np.isnan(self.end_at))
+        return np.flatnonzero(np.isnan(self.dag.end_at))
 
 
 def _new_heap(n):
-    """Keys, ops, position of each op (-1: absent) and size of an empty indexed heap for ``n`` ops."""
-    return np.empty(n), np.empty(n, np.int64), np.full(n, -1, np.int64), np.zeros(1, np.int64)
+    """An empty indexed heap for ``n`` ops."""
+    return Heap(np.empty(n), np.empty(n, IDX), np.full(n, -1, IDX), np.zeros(1, np.int64))
+
+
+def _new_work(n, nres):
+    """Empty work lists for ``n`` ops and ``nres`` resources."""
+    return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
+                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX))
 
 
 def _dependents(dep_ptr, dep_idx, n):
     """Reverse a dependency CSR: for each op, the ops that wait for it."""
-    owners = np.repeat(np.arange(n, dtype=np.int64), np.diff(dep_ptr))
+    owners = np.repeat(np.arange(n, dtype=IDX), np.diff(dep_ptr))
     order = np.argsort(dep_idx, kind="stable")
     dn_ptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(dep_idx, minlength=n), out=dn_ptr[1:])

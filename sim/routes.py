@@ -3,6 +3,15 @@
 Resources are the directed links of the topology graph (``bandwidth`` per
 direction) and the shared pools of its nodes:
 
+**Capacity convention for full-duplex parts.** A link's ``bandwidth`` is one
+direction's (each direction is its own resource); a node's ``bandwidth`` pool
+counts everything crossing the node, both directions together. So a NIC of
+200 Gb/s per direction, full duplex, is ``nic_bandwidth = "50GB/s"`` (the
+presets) and its wire to the switch ``link_bandwidth = "200Gb/s"``; a NIC that
+``flyersim calibrate`` measured at r per direction is written as pool 2r and
+links r. ``--explain`` reports each pool's utilisation against that
+both-directions capacity.
+
 - ``bandwidth`` of a node: taken with weight 1 by every transfer that crosses
   or ends at the node (DRAM of a socket, HBM of a GPU, a root port's cap into
   the CPU fabric, a NIC's own limit); a reduce takes 1 (the write) at its

@@ -8,12 +8,13 @@ became ready to its end, so its latency shows as part of it.
 import json
 
 from flyersim.collectives.schedule import KIND_NAMES, XFER
+from flyersim.sim.outputs import atomic_path
 from flyersim.topologies.units import format_size
 
 
 def write_trace(runs, path):
-    """Write every op of every run in ``runs`` to the JSON file ``path``."""
-    with open(path, "w") as out:
+    """Write every op of every run in ``runs`` to the JSON file ``path`` (whole, or not at all)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as out:
         out.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
         first = True
         for pid, run in enumerate(runs):

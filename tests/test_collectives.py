@@ -230,6 +230,22 @@ def test_reduce_into_with_out_aliasing_a_later_input():
     assert xs[2].tolist() == [111.0, 222.0]
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["sum", "max", "min"])
+@pytest.mark.parametrize("k", [2, 3, 8])
+def test_reduce_into_one_pass_equals_pairwise_passes_bit_for_bit(dtype, op, k):
+    # sizes around the fold's block: the last block is partial
+    from flyersim.collectives.kernels import BLOCK
+    rng = np.random.default_rng(k)
+    xs = random_inputs(rng, k, 2 * BLOCK + 7, dtype)
+    expected = xs[0].copy()
+    for x in xs[1:]:
+        combine(expected, expected, x, op)
+    out = np.empty_like(xs[0])
+    reduce_into(out, xs, op)
+    assert out.tobytes() == expected.tobytes()
+
+
 def test_kernel_errors():
     a = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="unknown reduction op 'prod'"):

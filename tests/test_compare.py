@@ -40,7 +40,7 @@ def test_one_gpu_count_several_sizes_json_and_table(tmp_path, capsys):
     (["--gpus", "8", "--algos", "nosuch"], "unknown allreduce algorithm 'nosuch'"),
     (["--gpus", "8", "--algos", ","], "--algos: name at least one algorithm"),
     (["--gpus", "8", "--sizes", "1 parsec"], "malformed size '1 parsec'"),
-    (["--gpus", "8", "--plot", "/no/such/dir/x.png"], "--plot: no directory for /no/such/dir/x.png"),
+    (["--gpus", "8", "--plot", "/no/such/dir/x.png"], "--plot: folder /no/such/dir of x.png does not exist"),
 ])
 def test_bad_inputs_one_line_exit_2(args, message, capsys):
     assert main(BASE + args) == 2

@@ -4,6 +4,7 @@ Scripts run in-process through their ``main(argv)`` (one import of numba code fo
 """
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -137,15 +138,19 @@ def test_jobs_2_gives_the_same_csv(tmp_path):
 
 
 VALIDATE_JSON = {"rows": [
-    {"algo": "ring", "bytes": 65536, "measured_us": 100.0, "measured_min_us": 90.0, "measured_max_us": 120.0,
-     "predicted_us": 80.0, "error_pct": -20.0, "schedule": "ring", "model": "flow", "calibrated_at": 32768,
+    {"algo": "ring", "bytes": 65536, "measured_us": 100.0, "measured_p25_us": 95.0, "measured_p75_us": 105.0,
+     "measured_iqr_pct": 10.0, "measured_min_us": 90.0, "measured_max_us": 120.0, "predicted_us": 80.0,
+     "log_error": math.log(0.8), "error_pct": -25.0, "schedule": "ring", "model": "flow", "calibrated_at": 32768,
      "host_memory": "shared window"},
-    {"algo": "ring", "bytes": 1048576, "measured_us": 400.0, "measured_min_us": 390.0, "measured_max_us": 450.0,
-     "predicted_us": 500.0, "error_pct": 25.0, "schedule": "ring", "model": "flow", "calibrated_at": 524288,
+    {"algo": "ring", "bytes": 1048576, "measured_us": 400.0, "measured_p25_us": 395.0, "measured_p75_us": 410.0,
+     "measured_iqr_pct": 3.75, "measured_min_us": 390.0, "measured_max_us": 450.0, "predicted_us": 500.0,
+     "log_error": math.log(1.25), "error_pct": 25.0, "schedule": "ring", "model": "flow", "calibrated_at": 524288,
      "host_memory": "shared window"},
-    {"algo": "mpi", "bytes": 65536, "measured_us": 50.0, "measured_min_us": 45.0, "measured_max_us": 60.0,
-     "predicted_us": None, "error_pct": None, "schedule": None, "model": "flow", "calibrated_at": "",
-     "host_memory": ""}], "geomean_error": {"ring": 0.25}, "notes": []}
+    {"algo": "mpi", "bytes": 65536, "measured_us": 50.0, "measured_p25_us": 48.0, "measured_p75_us": 52.0,
+     "measured_iqr_pct": 8.0, "measured_min_us": 45.0, "measured_max_us": 60.0, "predicted_us": 40.0,
+     "log_error": math.log(0.8), "error_pct": -25.0, "schedule": "rabenseifner", "model": "flow",
+     "calibrated_at": 32768, "host_memory": ""}], "geomean_error": {"ring": 0.25, "mpi": 0.25},
+    "bias": {"ring": 0.0, "mpi": -0.2}, "too_noisy": {}, "notes": []}
 
 
 def test_validation_reads_validate_json(tmp_path):
@@ -154,8 +159,8 @@ def test_validation_reads_validate_json(tmp_path):
     out = tmp_path / "out"
     assert validation.main(["--input", str(src), "--out", str(out)]) == 0
     rows = sweep.read_csv(out / "validation.csv")
-    assert [(r["algo"], r["bytes"], r["error_pct"]) for r in rows] == \
-        [("ring", 65536, -20.0), ("ring", 1048576, 25.0), ("mpi", 65536, "")]
+    assert [(r["algo"], r["bytes"], r["error_pct"], r["measured_iqr_pct"]) for r in rows] == \
+        [("ring", 65536, -25.0, 10.0), ("ring", 1048576, 25.0, 3.75), ("mpi", 65536, -25.0, 8.0)]
     assert (out / "validation.png").stat().st_size > 5000
 
 
@@ -165,8 +170,8 @@ def test_validation_quick_runs_validate_under_mpiexec(tmp_path):
     assert {r["algo"] for r in rows} == {"ring", "hfreduce"}
     for r in rows:
         assert r["measured_min_us"] <= r["measured_us"] <= r["measured_max_us"] and r["predicted_us"] > 0
-        assert r["error_pct"] == pytest.approx(100 * (r["predicted_us"] - r["measured_us"]) / r["measured_us"],
-                                               rel=1e-6)
+        x = math.log(r["predicted_us"] / r["measured_us"])
+        assert r["error_pct"] == pytest.approx(math.copysign(100 * math.expm1(abs(x)), x), rel=1e-6)
     assert json.loads((tmp_path / "validation" / "validate.json").read_text())["rows"]
 
 

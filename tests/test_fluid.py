@@ -1,12 +1,13 @@
 """The fluid flow model: max-min fairness and event stepping, on hand-made routes."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from flyersim.sim.fluid import Network
 
 
-def _network(op_bytes, routes, capacity, latency=None, deps=None, shared=True):
+def _network(op_bytes, routes, capacity, latency=None, deps=None, shared=True, check=False):
     """A Network where op i uses route i; ``routes`` is a list of {resource: weight} dicts."""
     rptr = np.cumsum([0] + [len(r) for r in routes])
     rres = np.array([k for r in routes for k in r], np.int64)
@@ -16,7 +17,7 @@ def _network(op_bytes, routes, capacity, latency=None, deps=None, shared=True):
     dep_idx = np.array([d for ds in deps for d in ds], np.int64)
     return Network(np.array(op_bytes, float), np.arange(len(routes)), rptr, rres, rw,
                    np.array(latency or [0.0] * len(routes)), np.array(capacity, float),
-                   dep_ptr, dep_idx, shared)
+                   dep_ptr, dep_idx, "maxmin" if shared else "isolated", check=check)
 
 
 def _run(net):
@@ -112,4 +113,34 @@ def test_incremental_rates_equal_max_min_from_scratch_after_every_event(case):
         expected = _reference_maxmin({f: routes[f] for f in active}, capacity)
         got = {f: net.rate[f] for f in active}
         assert all(np.isclose(got[f], expected[f], rtol=1e-7) for f in active), (got, expected)
+        # the library's own full re-solve agrees to the solver's rate tolerance
+        np.testing.assert_allclose(net.solve()[active], net.solve(full=True)[active], rtol=1e-9, atol=0)
     assert not np.isnan(net.end_at).any()
+
+
+def test_full_solve_and_check_mode():
+    # the three-flow example: a full solve from scratch gives the same rates; check=True runs clean
+    net = _network([1.0] * 3, [{0: 1.0, 1: 1.0}, {0: 1.0}, {1: 1.0}], [10.0, 4.0], check=True)
+    net.step(net.next_time)
+    assert np.allclose(net.solve(full=True), [2.0, 8.0, 2.0])
+    assert np.allclose(net.solve(), net.solve(full=True))
+    assert np.isclose(_run(net)[1], 1 / 8)
+    # check mode raises when the incremental state is wrong
+    # (op 3, on a resource of its own, starts at 0.5 s and re-solves nothing else)
+    bad = _network([10.0] * 4, [{0: 1.0, 1: 1.0}, {0: 1.0}, {1: 1.0}, {2: 1.0}], [10.0, 4.0, 1.0],
+                   latency=[0, 0, 0, 0.5], check=True)
+    bad.step(bad.next_time)
+    bad.rate[1] = 3.0
+    with pytest.raises(AssertionError, match="full solve"):
+        bad.step(bad.next_time)
+
+
+def test_isolated_full_solve_is_each_route_alone():
+    net = _network([10, 10], [{0: 1.0}, {0: 2.0}], [10.0], shared=False)
+    net.step(net.next_time)
+    assert net.solve(full=True).tolist() == [10.0, 5.0] == net.solve().tolist()
+
+
+def test_unknown_sharing_policy_is_an_error():
+    with pytest.raises(ValueError, match="unknown sharing 'fair'"):
+        Network(np.ones(1), np.zeros(1, int), [0, 1], [0], [1.0], [0.0], [1.0], [0, 0], [], sharing="fair")

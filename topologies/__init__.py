@@ -8,13 +8,13 @@
 """
 
 from .build import build
-from .config import preset_names, read
+from .config import preset_names, read, read_text
 from .errors import TopologyError
 from .routing import Router
 from .summary import draw, format_summary, summary
 from .validate import validate
 
-__all__ = ["load", "preset_names", "validate", "Router", "summary", "format_summary", "draw",
+__all__ = ["load", "loads", "preset_names", "validate", "Router", "summary", "format_summary", "draw",
            "TopologyError"]
 
 
@@ -40,3 +40,8 @@ def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
     if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int)):
         raise TopologyError(f"nodes must be a whole number, got {nodes!r}")
     return validate(build(spec, nodes=nodes, zones=zones))
+
+
+def loads(text, *, where="<text>"):
+    """The validated topology of TOML text, e.g. what ``flyersim calibrate`` writes (no file needed)."""
+    return validate(build(read_text(text, where)))

@@ -104,6 +104,22 @@ def read(preset_or_path, overrides=None):
     return _parse(raw)
 
 
+def read_text(text, where="<text>"):
+    """The :class:`Spec` of TOML ``text`` (no ``base``), e.g. a topology a program wrote.
+
+    >>> text = '[server]\\ngpus = 1\\n[network]\\nshape = "ring"\\nlink_bandwidth = "1GB/s"\\nlink_latency = "1us"'
+    >>> read_text(text).network["link_bandwidth"]
+    1000000000.0
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise TopologyError(f"{where}: malformed TOML: {err}") from None
+    if "base" in raw:
+        raise TopologyError(f"{where}: 'base' needs a file or preset to resolve from")
+    return _parse(raw)
+
+
 def _load_raw(ref, seen):
     if ref.endswith(".toml") or "/" in ref:
         path = Path(ref)

@@ -8,8 +8,11 @@ writes a single-switch cluster of N/g nodes x g GPUs (one GPU per rank):
 =================  ==============================================================
 parameter          measured as
 =================  ==============================================================
-gpu_latency        half the one-way time of an 8 B MPI ping-pong inside a node
-                   (a GPU-to-GPU path has two GPU ends)
+gpu_latency        LogGP ``o``: time per ``Isend`` call in a train of 64 8 B
+                   messages (between two nodes' leaders, else inside a node):
+                   the per-message software cost, paid at each end
+pcie_latency       half the 8 B one-way time inside a node beyond ``2 o``
+                   (LogGP ``L``; a GPU-to-GPU path crosses two GPU links)
 p2p_bandwidth      the node's shared-memory transport: per-direction rate of
                    simultaneous Isend/Irecv exchanges between rank pairs of a node,
                    ``size / (t - 8 B time)``, times the ranks exchanging at once
@@ -20,9 +23,20 @@ host_bandwidth     pcie_bandwidth times the ranks of a node: host memory serves
 reduce_bandwidth   the executor's numba sum kernel, in place, ``size`` bytes of
                    output on every rank at once, beyond its one-element time
 reduce_latency     that kernel's time for one element
-nic_bandwidth /    exchanges / ping-pong between ranks of two physical nodes; on
-nic_latency        one machine, the intra-node figures (the "nodes" share memory)
+link_bandwidth     per direction: an exchange of ``size`` between the leaders
+                   (first ranks) of nodes 0 and 1, the other ranks idle
+nic_bandwidth      2 x link_bandwidth: a node's pool counts both directions of a
+                   full-duplex NIC (the convention of :mod:`flyersim.sim.routes`)
+nic_latency        half the 8 B one-way time between node leaders beyond the
+                   one inside a node
 =================  ==============================================================
+
+With one physical node the network figures are the intra-node ones (the
+"nodes" share memory). Two more figures are measured and written as comments,
+not used by the model: LogGP's gap ``g`` per short message, and an all-pairs
+exchange (every pair of node leaders once, all pairs of a round at once,
+``len(nodes) - 1`` rounds) whose slowest round shows a shared uplink that a
+single switch does not model.
 
 Copies run at very different speeds when their buffers fit in cache and when
 they stream from DRAM, and a topology has one bandwidth per resource. So the
@@ -31,9 +45,9 @@ collectives whose per-step messages are about that size, and says so.
 ``flyersim validate`` calibrates once per message size for this reason.
 """
 
+import os
 import sys
 
-from flyersim.sim.app import microbench as mb
 from flyersim.topologies.units import format_size, parse_size
 
 
@@ -62,13 +76,18 @@ def command(args):
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    params = measure(comm, size, args.repeats)
+    params, notes = measure(comm, size, args.repeats)
     if comm.rank == 0:
-        with open(args.out, "w") as f:
-            f.write(toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
-                         f"{format_size(size)} --repeats {args.repeats}"))
+        text = toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
+                    f"{format_size(size)} --repeats {args.repeats}", notes)
+        tmp = f"{args.out}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.out)
         for name, (fig, unit, _) in params.items():
             print(f"{name:>17} = {fig} {unit}")
+        for note in notes:
+            print(f"# {note}")
         print(f"# topology written to {args.out}", file=sys.stderr)
 
 
@@ -85,21 +104,36 @@ def gpus_per_node(comm, asked=None):
 
 
 def measure(comm, size, repeats):
-    """Topology parameters: name -> (Figure, unit, how measured); identical on every rank."""
+    """Topology parameters: name -> (Figure, unit, how measured); identical on every rank.
+
+    Also ``notes``: figures measured but not in the model (the all-pairs rate, LogGP's ``g``), as text.
+    """
     from flyersim.collectives.mpi_executor import physical_node_size
+    from flyersim.sim.app import microbench as mb  # mpi4py and numba: only when measuring
 
     per_node = physical_node_size(comm)
-    intra, inter = mb.peers(comm)
+    node_of, leaders = mb.nodes(comm)
+    intra, _ = mb.peers(comm)
     pairs = per_node - per_node % 2  # ranks of a node that have an exchange partner
     zero = mb.Figure(0.0, 0.0, 0.0)
-    p = {}
+    p, notes = {}, []
     lat_intra = mb.pingpong(comm, intra) if pairs else zero
+    if len(leaders) > 1:  # LogGP o and g between two nodes' leaders, the others idle
+        o, g = mb.train(comm, mb.partner(comm, leaders, [(0, 1)]))
+        where = "between the leaders of two nodes"
+    else:
+        o, g = mb.train(comm, intra) if pairs else (zero, zero)
+        where = "between two ranks of a node"
     if pairs:
         x = mb.rate(size, mb.exchange(comm, intra, size, repeats), lat_intra)
         p["p2p_bandwidth"] = (_scale(x, pairs), "B/s",
                               f"{pairs} x per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
                               f"between rank pairs of a node, all at once, beyond the 8 B time")
-        p["gpu_latency"] = (_scale(lat_intra, 0.5), "s", "half the one-way time of an 8 B ping-pong in a node")
+    p["gpu_latency"] = (o, "s", f"LogGP o: time per Isend call in a train of 64 8 B messages {where} "
+                                "(per-message software cost at each end)")
+    p["pcie_latency"] = (_minus(_scale(lat_intra, 0.5), o), "s",
+                         "half the 8 B one-way time in a node beyond 2 o (LogGP L inside a node, per GPU link)")
+    notes.append(f"LogGP g (gap per 8 B message in a train, {where}): {g}; not modelled")
     copy = mb.rate(size, mb.memcpy(comm, size, repeats), zero)
     p["pcie_bandwidth"] = (copy, "B/s", f"np.copyto of {format_size(size)} on every rank at once")
     p["host_bandwidth"] = (_scale(copy, per_node), "B/s", f"{per_node} x pcie_bandwidth (every rank copies at once)")
@@ -108,40 +142,53 @@ def measure(comm, size, repeats):
                              f"numba float32 sum in place, {format_size(size)} output on every rank at once, "
                              f"beyond the one-element time")
     p["reduce_latency"] = (one, "s", "numba float32 sum of one element")
-    if comm.size > per_node:
-        lat_inter = mb.pingpong(comm, inter)
-        p["nic_bandwidth"] = (mb.rate(size, mb.exchange(comm, inter, size, repeats), lat_inter), "B/s",
-                              f"per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
-                              f"between ranks of two physical nodes, beyond the 8 B time")
-        p["nic_latency"] = (mb.Figure(*(max(a - b, 0.0) / 2 for a, b in
-                                        zip(_tuple(lat_inter), _tuple(lat_intra)))), "s",
-                            "half the 8 B one-way time between nodes beyond the one inside a node")
+    if len(leaders) > 1:
+        first = mb.partner(comm, leaders, [(0, 1)])
+        lat_inter = mb.pingpong(comm, first)
+        link = mb.rate(size, mb.exchange(comm, first, size, repeats), lat_inter)
+        p["link_bandwidth"] = (link, "B/s", f"per-direction rate of an Isend/Irecv exchange of {format_size(size)} "
+                                            "between the leaders of nodes 0 and 1 (others idle), beyond the 8 B time")
+        p["nic_bandwidth"] = (_scale(link, 2), "B/s", "2 x link_bandwidth: a NIC's pool counts both directions "
+                                                      "(full duplex; see sim/routes.py)")
+        p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s", "half the 8 B one-way time between node leaders beyond the one inside a node")
+        together = [mb.rate(size, mb.exchange(comm, mb.partner(comm, leaders, r), size, repeats), lat_inter)
+                    for r in mb.rounds(len(leaders))]
+        worst = min(together, key=lambda f: f.value)
+        notes.append(f"all-pairs: every pair of node leaders exchanging {format_size(size)} at once "
+                     f"({len(together)} rounds), slowest round per direction {worst} B/s; a value well below "
+                     f"link_bandwidth means a shared uplink this single-switch model does not have")
     else:
-        p["nic_bandwidth"] = (p.get("p2p_bandwidth", (copy,))[0], "B/s",
-                              "one physical node: the job's nodes talk through shared memory (= p2p_bandwidth)")
+        link = p.get("p2p_bandwidth", (copy,))[0]
+        p["link_bandwidth"] = (link, "B/s", "one physical node: the job's nodes talk through shared memory "
+                                            "(= p2p_bandwidth)")
+        p["nic_bandwidth"] = (_scale(link, 2), "B/s", "2 x link_bandwidth (a NIC's pool counts both directions)")
         p["nic_latency"] = (zero, "s", "one physical node: no network hop")
-    return p
+    return p, notes
 
 
-def _tuple(f):
-    return f.value, f.low, f.high
+def _minus(a, b):
+    """``a - b`` (at least 0), its range from the quartiles that bound it."""
+    return mb.Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
 
 
 def _scale(f, k):
-    return mb.Figure(f.value * k, f.low * k, f.high * k)
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(f.value * k, f.low * k, f.high * k)
 
 
 def _value(fig, unit):
     return f'"{fig.value / 1e6:.1f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
 
 
-def toml(params, nodes, gpus, command):
+def toml(params, nodes, gpus, command, notes=()):
     """Topology text from ``measure``'s parameters; each line says how it was measured and its spread.
 
     >>> from flyersim.sim.app.microbench import Figure
-    >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in
-    ...      ("p2p_bandwidth", "pcie_bandwidth", "host_bandwidth", "reduce_bandwidth", "nic_bandwidth")}
-    >>> f.update({k: (Figure(1e-6, 1e-6, 1e-6), "s", "test") for k in ("gpu_latency", "reduce_latency", "nic_latency")})
+    >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in ("p2p_bandwidth", "pcie_bandwidth",
+    ...      "host_bandwidth", "reduce_bandwidth", "nic_bandwidth", "link_bandwidth")}
+    >>> f.update({k: (Figure(1e-6, 1e-6, 1e-6), "s", "test") for k in
+    ...      ("gpu_latency", "pcie_latency", "reduce_latency", "nic_latency")})
     >>> import tomllib; tomllib.loads(toml(f, 2, 2, "cmd"))["parameters"]["gpu_latency"]
     '1000.0ns'
     """
@@ -149,12 +196,14 @@ def toml(params, nodes, gpus, command):
              for name, (fig, unit, how) in params.items()]
     if "p2p_bandwidth" not in params:  # one rank per node: no path between GPUs of a node
         copy = _value(params["pcie_bandwidth"][0], "B/s")
-        lines += [f"p2p_bandwidth = {copy}".ljust(34) + "# one rank per node: no GPU-to-GPU path (= pcie_bandwidth)",
-                  'gpu_latency = "0ns"'.ljust(34) + "# one rank per node: no GPU-to-GPU path in a node"]
+        lines += [f"p2p_bandwidth = {copy}".ljust(34) + "# one rank per node: no GPU-to-GPU path (= pcie_bandwidth)"]
     parameters = "\n".join(lines)
+    measured = "".join(f"# {note}\n" for note in notes)
     return f"""# Written by: {command}
-# Each parameter: how it was measured, then the median and quartiles over the repeats. See sim/calibrate.py.
-name = "measured"
+# Each parameter: how it was measured, then the median and quartiles over the repeats. See sim/app/calibrate.py.
+# Capacity convention (sim/routes.py): a link's bandwidth is per direction, a node's pool (the NIC's
+# nic_bandwidth) counts both directions together.
+{measured}name = "measured"
 description = "calibrated by flyersim calibrate on this MPI job"
 nodes = {nodes}
 
@@ -187,12 +236,12 @@ latency = "$nic_latency"
 [[server.link]]
 ends = ["gpu*", "cpu0"]
 bandwidth = "$pcie_bandwidth"
-latency = "0ns"
+latency = "$pcie_latency"
 kind = "pcie"
 
 [[server.link]]
 ends = ["nic0", "cpu0"]
-bandwidth = "$nic_bandwidth"
+bandwidth = "$link_bandwidth"
 latency = "0ns"
 kind = "pcie"
 
@@ -204,7 +253,7 @@ kind = "memory"
 
 [network]
 shape = "single-switch"
-link_bandwidth = "$nic_bandwidth"
+link_bandwidth = "$link_bandwidth"
 link_latency = "0ns"
 switch_latency = "0ns"
 radix = {max(nodes, 2)}

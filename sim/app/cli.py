@@ -1,11 +1,13 @@
 """The ``flyersim`` command line: ``run`` a simulation, summarise a ``topo``.
 
-Every user mistake ends with one ``flyersim: error: ...`` line and exit code 2.
+Every user mistake ends with one ``flyersim: error: ...`` line and exit code 2;
+Ctrl-C ends any command with one ``flyersim: interrupted`` line and exit code 130.
+Output paths are checked before the work starts, and files appear whole or not
+at all (:mod:`sim.outputs`).
 """
 
 import argparse
 import tomllib
-import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -16,6 +18,7 @@ from flyersim.topologies.config import preset_names
 from flyersim.sim.app import calibrate, compare, mpibench, sensitivity, validate
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
+from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import FORMATS, render
 from flyersim.sim.app.runner import DTYPES, run_sizes
 from flyersim.sim.app.sizes import size_list, sweep
@@ -101,6 +104,8 @@ def _sizes(args):
 
 
 def _cmd_run(args):
+    if args.trace:
+        check_writable(args.trace, "--trace")
     graph = _load_topology(args)
     algos = [a.strip() for a in args.algo.split(",") if a.strip()]
     records, runs = run_sizes(graph, algos, _sizes(args), args.dtype, args.model, args.collective, keep_runs=True,
@@ -123,8 +128,8 @@ def _cmd_compare(args):
     if not algos:
         raise ValueError("--algos: name at least one algorithm")
     sizes = size_list(args.sizes)
-    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
-        raise ValueError(f"--plot: no directory for {args.plot}")
+    if args.plot:
+        check_writable(args.plot, "--plot")
 
     def load(n):
         return _load_topology(argparse.Namespace(**{**vars(args), "gpus": n, "nodes": None}))
@@ -132,15 +137,19 @@ def _cmd_compare(args):
     rows = compare.grid(load, counts, algos, sizes, args.dtype, args.model, args.collective, _params(args))
     print(compare.table(rows) if args.format == "table" else render(rows, args.format))
     if args.plot:
-        compare.plot(rows, args.plot)
+        with atomic_path(args.plot) as tmp:
+            compare.plot(rows, tmp)
         print(f"# figure written to {args.plot}", file=sys.stderr)
 
 
 def _cmd_topo(args):
+    if args.draw:
+        check_writable(args.draw, "--draw")
     graph = _load_topology(args)
     print(topologies.format_summary(topologies.summary(graph)))
     if args.draw:
-        topologies.draw(graph, args.draw)
+        with atomic_path(args.draw) as tmp:
+            topologies.draw(graph, tmp)
         print(f"# drawing written to {args.draw}", file=sys.stderr)
 
 
@@ -194,7 +203,7 @@ def parser():
     topo.add_argument("--draw", metavar="OUT.png", help="also draw the topology")
     topo.set_defaults(func=_cmd_topo)
 
-    sensitivity.add_parser(sub, _positive_int, _override)
+    sensitivity.add_parser(sub, _positive_int, lambda text: (_override(text)[0], _literal(_override(text)[1])))
     mpibench.add_parser(sub, _positive_int)
     calibrate.add_parser(sub, _positive_int)
     validate.add_parser(sub, _positive_int)
@@ -202,12 +211,15 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
     try:
-        args.func(args, _literal) if args.func is sensitivity.command else args.func(args)
+        args = parser().parse_args(argv)
+        args.func(args)
     except (ValueError, OSError) as err:  # user mistakes: bad preset, file, size, topology, algorithm
         print(f"flyersim: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("flyersim: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -51,6 +51,89 @@ def rate(nbytes, t, t0):
     return Figure(*(nbytes / max(a - t0.value, 1e-12) for a in (t.value, t.high, t.low)))
 
 
+def nodes(comm):
+    """``(node index of every world rank, leader world rank of every node)``: nodes by shared memory, in rank order.
+
+    >>> from mpi4py import MPI
+    >>> of, leaders = nodes(MPI.COMM_WORLD)
+    >>> leaders[0], of[0]
+    (0, 0)
+    """
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    first = local.allreduce(comm.rank, op=MPI.MIN)
+    local.Free()
+    firsts = comm.allgather(first)
+    leaders = sorted(set(firsts))
+    return [leaders.index(f) for f in firsts], leaders
+
+
+def rounds(k):
+    """Pairings of ``k`` nodes so that every pair meets once, all pairs of a round at once (circle method).
+
+    >>> rounds(4)
+    [[(0, 3), (1, 2)], [(0, 2), (3, 1)], [(0, 1), (2, 3)]]
+    >>> rounds(3)
+    [[(1, 2)], [(0, 2)], [(0, 1)]]
+    """
+    n = k + k % 2
+    ring = list(range(n))
+    out = []
+    for _ in range(n - 1):
+        out.append([(ring[i], ring[n - 1 - i]) for i in range(n // 2) if max(ring[i], ring[n - 1 - i]) < k])
+        ring = [ring[0], ring[-1], *ring[1:-1]]
+    return out
+
+
+def partner(comm, leaders, pairs):
+    """This rank's peer in ``pairs`` of node indices if it leads one of those nodes, else -1."""
+    for a, b in pairs:
+        if comm.rank == leaders[a]:
+            return leaders[b]
+        if comm.rank == leaders[b]:
+            return leaders[a]
+    return -1
+
+
+def train(comm, peer, messages=64, repeats=11):
+    """LogGP ``(o, g)`` of 8-byte messages to ``peer`` (-1 idles), median and quartiles over ``repeats``.
+
+    The lower rank posts ``messages`` back-to-back ``Isend`` calls and waits for
+    one reply; ``o`` is its time per ``Isend`` call (the sender's overhead), ``g``
+    the time per message beyond a one-message train, ``(T(m) - T(1)) / (m - 1)``
+    (the gap: the rate at which the pair can move short messages).
+    """
+    bufs = np.zeros((messages, 8), np.uint8)
+    post = np.zeros(1)
+
+    def run(m):
+        def once():
+            if peer < 0:
+                return
+            if comm.rank < peer:
+                start = MPI.Wtime()
+                reqs = [comm.Isend(bufs[j], dest=peer, tag=j) for j in range(m)]
+                post[0] = (MPI.Wtime() - start) / m
+                MPI.Request.Waitall(reqs)
+                comm.Recv(bufs[0], source=peer, tag=messages)
+            else:
+                MPI.Request.Waitall([comm.Irecv(bufs[j], source=peer, tag=j) for j in range(m)])
+                comm.Send(bufs[0], dest=peer, tag=messages)
+        return once
+    posts = []
+
+    def timed_train():
+        run(messages)()
+        posts.append(post[0])
+    long = timed(comm, timed_train, repeats)
+    short = timed(comm, run(1), repeats)
+    per = np.array(posts[-repeats:])
+    comm.Allreduce(MPI.IN_PLACE, per, op=MPI.MAX)
+    o = Figure(*(float(np.percentile(per, q)) for q in (50, 25, 75)))
+    g = Figure(*(max(a - b, 0.0) / (messages - 1) for a, b in
+                 ((long.value, short.value), (long.low, short.high), (long.high, short.low))))
+    return o, g
+
+
 def peers(comm):
     """(peer inside my physical node, peer on another physical node): world ranks, or -1 for none.
 

@@ -2,14 +2,17 @@
 
 ``mpiexec -n 4 flyersim mpi --algos ring,rabenseifner,mpi --sizes 4KiB,1MiB``
 runs each algorithm's schedule with :mod:`collectives.mpi_executor` (``mpi``
-is the MPI library's own ``Allreduce``, the baseline). Per algorithm and size:
-one run checked against ``comm.Allreduce``, ``--warmup`` untimed runs, then
-``--iters`` timed runs, each between barriers, its time the maximum over ranks.
-A size-dependent algorithm (``nccl``) runs the schedule ``collectives.resolve``
-picks per size, from the topology facts in ``args.facts`` when a caller gives
-them (``validate`` does, with ``args.layout``, the layout it simulates), else
-from the resolver's defaults.
-Rows report avg/min/max/p50/p99 of those times in us plus nccl-tests
+is the MPI library's own ``Allreduce``, the baseline). Per size: each
+algorithm's run checked once against ``comm.Allreduce``, then ``--warmup``
+untimed and ``--iters`` timed rounds, a round running every algorithm once in
+turn (interleaved, so a busy spell of the machine hits all alike), each run
+between barriers, its time the maximum over ranks. What to measure travels as
+a :class:`Plan`; a size-dependent algorithm (``nccl``) runs the schedule
+``collectives.resolve`` picks per size, from the plan's topology ``facts``
+(``validate`` gives them, with the ``layout`` it simulates), else from the
+resolver's defaults.
+Rows report avg/min/max/p50/p99 of those times in us, the quartiles
+(``p25_us``, ``p75_us``) and the spread ``iqr_pct = 100 (p75 - p25) / p50``, plus nccl-tests
 ``algbw = S/t`` and ``busbw`` (t = the average), with the keys of ``flyersim
 run``'s records, ``model: "mpi"`` and ``source: "measured"``. Only rank 0
 prints. A mistake every rank sees alike (unknown algorithm, size below one
@@ -19,11 +22,13 @@ which then aborts the job (exit code 2), so no rank hangs.
 """
 
 import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from flyersim import collectives
 from flyersim.collectives.costs import busbw_factor
+from flyersim.collectives.schedule import Layout
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
 from flyersim.sim.app.sizes import size_list
@@ -52,26 +57,67 @@ def add_parser(sub, positive_int):
     p.set_defaults(func=command)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What ``collect`` measures; filled by the CLI (:func:`plan_of`) or by ``validate``.
+
+    ``layout`` and ``facts``: the layout a caller simulates and the topology
+    facts that choose a size-dependent algorithm's schedule (default: the
+    placement's layout, the resolver's defaults).
+
+    >>> Plan(("ring",), (1024,)).iters
+    20
+    """
+
+    algos: tuple
+    sizes: tuple
+    iters: int = 20
+    warmup: int = 5
+    dtype: str = "float32"
+    gpus_per_node: int | None = None
+    shared_memory: bool = True
+    layout: Layout | None = None
+    facts: dict = field(default_factory=dict)
+
+
+def plan_of(args):
+    """The :class:`Plan` of ``flyersim mpi``'s arguments; ValueError on a bad list."""
+    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
+    if not algos:
+        raise ValueError(f"no algorithms in {args.algos!r}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
+    return Plan(algos, tuple(size_list(args.sizes)), args.iters, args.warmup, args.dtype, args.gpus_per_node,
+                not args.no_shared_memory)
+
+
 def command(args):
     """Entry point of ``flyersim mpi`` (every rank runs it)."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    records = collect(args, comm)
+    try:
+        plan = plan_of(args)
+    except ValueError as err:  # the same on every rank
+        if comm.rank == 0:
+            print(f"flyersim: error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    records = collect(plan, comm)
     if comm.rank == 0:
         print(_render(records, args.format))
 
 
-def collect(args, comm):
-    """Measure every (algorithm, size) of ``args`` on ``comm``; the records, on every rank."""
+def collect(plan, comm):
+    """Measure every (algorithm, size) of ``plan`` on ``comm``; the records (algorithm-major), on every rank."""
     from flyersim.collectives.reference import ResultMismatch
 
     if comm.size == 1:
         print("flyersim: note: 1 MPI rank (start with mpiexec -n N for a real measurement)", file=sys.stderr)
     try:
         try:
-            plan = _prepare(args, comm)
-            return [_measure(comm, plan, algo, size, args) for algo in plan["algos"] for size in plan["sizes"]]
+            ready = _prepare(plan, comm)
+            by_size = {size: _measure(comm, ready, size, plan) for size in plan.sizes}
+            return [by_size[size][algo] for algo in plan.algos for size in plan.sizes]
         except (ValueError, ResultMismatch) as err:
             raise _Agreed(str(err)) from None
     except _Agreed as err:
@@ -84,69 +130,68 @@ def collect(args, comm):
         raise SystemExit(2)  # MPICH's Abort can return before the process manager kills this rank
 
 
-def _prepare(args, comm):
+def _prepare(plan, comm):
     """Everything that can fail identically on every rank: sizes, placement, schedules."""
     from flyersim.collectives.mpi_executor import place
 
-    if args.warmup < 0:
-        raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
-    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-    if not algos:
-        raise ValueError(f"no algorithms in {args.algos!r}")
-    itemsize = np.dtype(args.dtype).itemsize
-    sizes = size_list(args.sizes)
-    for size in sizes:
+    itemsize = np.dtype(plan.dtype).itemsize
+    for size in plan.sizes:
         if size < itemsize:
-            raise ValueError(f"size {size} B is smaller than one {args.dtype} element")
-    placement = place(comm, args.gpus_per_node, shared_memory=not args.no_shared_memory)
-    layout, facts = getattr(args, "layout", None) or placement.layout(), getattr(args, "facts", {})
+            raise ValueError(f"size {size} B is smaller than one {plan.dtype} element")
+    placement = place(comm, plan.gpus_per_node, shared_memory=plan.shared_memory)
+    layout, facts = plan.layout or placement.layout(), plan.facts
     # (algo, size) -> schedule key (concrete algorithm, size if its pipeline depends on the size, else None)
     concrete = {(a, s): collectives.schedule_key(collectives.resolve(a, layout, s, **facts), s)
-                for a in algos if a != BASELINE for s in sizes}
+                for a in plan.algos if a != BASELINE for s in plan.sizes}
     schedules = {k: collectives.build(k[0], layout, **facts, **({} if k[1] is None else {"nbytes": k[1]}))
                  for k in sorted(set(concrete.values()), key=lambda k: (k[0], k[1] or 0))}
-    return {"algos": algos, "sizes": sizes, "placement": placement, "schedules": schedules, "concrete": concrete}
+    return {"placement": placement, "schedules": schedules, "concrete": concrete}
 
 
-def _measure(comm, plan, algo, size, args):
-    """One record: check once, warm up, time ``args.iters`` runs (max over ranks per run)."""
+def _measure(comm, ready, size, plan):
+    """One record per algorithm at ``size``: check each once, then warm-up and timed rounds interleaved.
+
+    Round k runs every algorithm once, in turn, each between barriers (its time the maximum over
+    ranks), so a slow spell of a busy machine hits every algorithm alike instead of one of them.
+    """
     from mpi4py import MPI
 
     from flyersim.collectives.mpi_executor import Execution
 
-    dtype = np.dtype(args.dtype)
+    dtype = np.dtype(plan.dtype)
     count = size // dtype.itemsize
     x = ((np.arange(count) % 251) + comm.rank).astype(dtype)
-    if algo == BASELINE:
-        data = x.copy()
-
-        def once():
-            comm.Allreduce(MPI.IN_PLACE, [data, _mpi_type(dtype)])
-
-        def reset():
-            np.copyto(data, x)
-        free = None
-    else:
-        run = Execution(plan["schedules"][plan["concrete"][algo, size]], plan["placement"], count, dtype)
-        run.load(x)
-        run.execute()
-        run.check(x)
-        once, free = run.execute, run.free
-
-        def reset():
-            run.load(x, poison=False)
-    times = np.empty(args.iters)
-    for k in range(args.warmup + args.iters):
-        reset()
-        comm.Barrier()
-        start = MPI.Wtime()
-        once()
-        if k >= args.warmup:
-            times[k - args.warmup] = MPI.Wtime() - start
-    if free:
-        free()
-    comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
-    return _record(comm, plan["placement"], algo, count, dtype, times)
+    steps, held = {}, []  # algorithm -> (run once, reset its input); executions to free
+    try:
+        for algo in plan.algos:
+            if algo == BASELINE:
+                data = x.copy()
+                steps[algo] = (lambda d=data: comm.Allreduce(MPI.IN_PLACE, [d, _mpi_type(dtype)]),
+                               lambda d=data: np.copyto(d, x))
+                continue
+            run = Execution(ready["schedules"][ready["concrete"][algo, size]], ready["placement"], count, dtype)
+            held.append(run)
+            run.load(x)
+            run.execute()
+            run.check(x)
+            steps[algo] = (run.execute, lambda r=run: r.load(x, poison=False))
+        times = {algo: np.empty(plan.iters) for algo in plan.algos}
+        for k in range(plan.warmup + plan.iters):
+            for algo, (once, reset) in steps.items():
+                reset()
+                comm.Barrier()
+                start = MPI.Wtime()
+                once()
+                if k >= plan.warmup:
+                    times[algo][k - plan.warmup] = MPI.Wtime() - start
+    finally:
+        for run in held:
+            run.free()
+    out = {}
+    for algo in plan.algos:
+        comm.Allreduce(MPI.IN_PLACE, times[algo], op=MPI.MAX)
+        out[algo] = _record(comm, ready["placement"], algo, count, dtype, times[algo])
+    return out
 
 
 def _mpi_type(dtype):
@@ -167,6 +212,8 @@ def _record(comm, placement, algo, count, dtype, times):
         "bottleneck": "", "bottleneck_class": "", "bottleneck_util": 0.0,
         "source": "measured", "iters": int(times.size), "avg_us": float(us.mean()), "min_us": float(us.min()),
         "max_us": float(us.max()), "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+        "p25_us": float(np.percentile(us, 25)), "p75_us": float(np.percentile(us, 75)),
+        "iqr_pct": float(100 * (np.percentile(us, 75) - np.percentile(us, 25)) / np.percentile(us, 50)),
         "host_memory": placement.host_memory,
     }
 

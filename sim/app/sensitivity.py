@@ -18,7 +18,7 @@ from flyersim.sim.engine import MODELS
 
 
 def add_parser(sub, positive_int, override):
-    """Register ``flyersim sensitivity`` on the CLI's subparsers."""
+    """Register ``flyersim sensitivity`` on the CLI's subparsers (``override`` parses ``KEY=VALUE`` into a pair)."""
     p = sub.add_parser("sensitivity", help="sweep each uncertain preset parameter over its range (tornado) "
                                            "and all of them jointly (busbw band)")
     where = p.add_mutually_exclusive_group()
@@ -39,12 +39,12 @@ def add_parser(sub, positive_int, override):
     p.set_defaults(func=command)
 
 
-def command(args, literal=lambda v: v):
+def command(args):
     """Entry point of ``flyersim sensitivity``."""
     from flyersim.experiments import sweep, uncertainty
 
     algos = [a.strip() for a in args.algo.split(",") if a.strip()]
-    overrides = {key: literal(value) for key, value in args.overrides}
+    overrides = dict(args.overrides)
     preset = args.topology or args.preset
     if not uncertainty.ranges(preset, overrides):
         raise ValueError(f"{preset} declares no parameter with a range: nothing to sweep")

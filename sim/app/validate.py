@@ -1,26 +1,38 @@
 """``flyersim validate``: measure and simulate the same schedules, report per-size and geometric-mean error.
 
 ``mpiexec -n 2 flyersim validate --algos ring,rabenseifner --sizes 1MiB,64MiB``
-measures each (algorithm, size) as ``flyersim mpi`` does and simulates the
-very same schedule (same layout, same per-size choice of a size-dependent
+measures each (algorithm, size) as ``flyersim mpi`` does (every algorithm once
+per round, rounds interleaved, so a busy spell hits all alike) and simulates
+the very same schedule (same layout, same per-size choice of a size-dependent
 algorithm) on a model of this job. Without ``--topology`` the model is
-calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with messages of
-S / ranks, the chunk a ring step sends, so copies are costed in the cache
-regime the collective runs in. The measured time is the median over
-``--iters`` (these machines are noisy). ``mpi``, the library's own Allreduce,
-has no schedule to simulate: it is measured and listed, with no prediction.
+calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with
+messages of S / ranks, the chunk a ring step sends, so copies are costed in the
+cache regime the collective runs in. ``mpi``, the library's own Allreduce, is
+predicted by modelling MPICH's default choice (:func:`mpich_choice`).
 
-Per row ``error % = 100 (predicted - measured) / measured``; per algorithm the
-geometric-mean absolute error ``exp(mean |ln(predicted / measured)|) - 1``.
+What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
+
+**One error definition.** Per row, ``log_error = ln(predicted / measured)``;
+``error_pct`` is derived from it, symmetric in the two directions:
+``100 sign(x) (e^|x| - 1)``, so a prediction half the measured time is -100 %
+and twice it +100 %. Per algorithm, the geometric-mean error
+``exp(mean |x|) - 1`` and the bias ``exp(mean x) - 1`` (negative: too fast).
+
+**Spread and noise.** Each measured figure is the median of ``--iters`` runs
+with its quartiles and ``iqr_pct = 100 (p75 - p25) / median``. When a row's
+spread exceeds ``--tolerance`` (the accuracy asked for, default 10 %), its
+error cannot be told from noise: the algorithm's geometric mean is replaced by
+a note saying which size was too noisy, instead of a figure.
 
 >>> round(geomean_error([2.0, 0.5], [1.0, 1.0]), 6)
 1.0
+>>> [round(error_pct(x), 6) for x in (log_error(2.0, 1.0), log_error(0.5, 1.0), log_error(1.1, 1.0))]
+[100.0, -100.0, 10.0]
 """
 
-import os
+import math
 import sys
-import tempfile
-from argparse import Namespace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +40,26 @@ from flyersim.sim.app import calibrate, mpibench
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
 
-NO_SCHEDULE = f"{mpibench.BASELINE}: the MPI library's own Allreduce has no schedule to simulate (measured only)"
+SHORT_MSG_SIZE = 2048  # MPIR_CVAR_ALLREDUCE_SHORT_MSG_SIZE's default (MPICH src/mpi/coll/allreduce/allreduce.c)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``validate`` runs; see the module docstring for each field's meaning.
+
+    ``topology``: a path or preset for the model of this job, or None to calibrate per size.
+    """
+
+    algos: tuple
+    sizes: tuple
+    topology: str | None = None
+    iters: int = 20
+    warmup: int = 5
+    repeats: int = 15
+    gpus_per_node: int | None = None
+    dtype: str = "float32"
+    model: str = "flow"
+    tolerance: float = 0.10
 
 
 def add_parser(sub, positive_int):
@@ -38,15 +69,28 @@ def add_parser(sub, positive_int):
                    help="cluster of this job (default: calibrate per message size, see flyersim calibrate)")
     p.add_argument("--algos", default="ring", help=f"comma-separated algorithms, or {mpibench.BASELINE}")
     p.add_argument("--sizes", default="1MiB,16MiB", help="comma-separated message sizes")
-    p.add_argument("--iters", type=positive_int, default=20, help="timed runs per size; the median is kept")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed rounds per size; the median is kept")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per calibration benchmark")
     p.add_argument("--gpus-per-node", type=positive_int, help="when calibrating: ranks per node (default: physical)")
+    p.add_argument("--tolerance", type=float, default=0.10,
+                   help="accuracy asked for (default 0.10): a size whose measured spread (IQR/median) exceeds "
+                        "it is too noisy to judge the model")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--model", default="flow", choices=("flow", "analytic"))
     p.add_argument("--format", default="table", choices=("table", "csv", "json"))
     p.add_argument("--plot", metavar="OUT.png", help="also plot predicted and measured time against size")
     p.set_defaults(func=command)
+
+
+def log_error(predicted, measured):
+    """The signed error of one row, ``ln(predicted / measured)``: negative when the model is too fast."""
+    return math.log(predicted / measured)
+
+
+def error_pct(x):
+    """A log error as a percentage, the same scale both ways: ``100 sign(x) (e^|x| - 1)``."""
+    return math.copysign(100 * math.expm1(abs(x)), x)
 
 
 def geomean_error(predicted, measured):
@@ -55,110 +99,187 @@ def geomean_error(predicted, measured):
     return float(np.exp(np.mean(np.abs(np.log(ratio)))) - 1)
 
 
+def mpich_choice(nbytes, itemsize, ranks):
+    """The schedule MPICH's default Allreduce runs: recursive doubling for short messages (or fewer
+    elements than the largest power of two of ranks), else Rabenseifner's reduce-scatter + allgather.
+
+    >>> mpich_choice(1024, 4, 4), mpich_choice(1 << 20, 4, 4), mpich_choice(8, 4, 4)
+    ('rd', 'rabenseifner', 'rd')
+    """
+    pof2 = 1 << (ranks.bit_length() - 1)
+    return "rd" if nbytes <= SHORT_MSG_SIZE or nbytes // itemsize < pof2 else "rabenseifner"
+
+
+def plan_of(args):
+    """The :class:`Plan` of the command line; ValueError on a bad value."""
+    from flyersim.sim.app.sizes import size_list
+
+    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
+    if not algos:
+        raise ValueError(f"no algorithms in {args.algos!r}")
+    if not 0 < args.tolerance < math.inf:
+        raise ValueError(f"--tolerance must be a fraction above 0 (0.1 = 10 %), got {args.tolerance}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
+    return Plan(algos, tuple(size_list(args.sizes)), args.topology, args.iters, args.warmup, args.repeats,
+                args.gpus_per_node, args.dtype, args.model, args.tolerance)
+
+
 def command(args):
     """Entry point (every rank runs it); rank 0 simulates and prints."""
     from mpi4py import MPI
 
-    from flyersim import topologies
-    from flyersim.sim.app.sizes import size_list
-
     comm = MPI.COMM_WORLD
+    try:
+        plan = plan_of(args)
+    except ValueError as err:
+        if comm.rank == 0:
+            print(f"flyersim: error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    report = run(plan, comm)
+    if comm.rank:
+        return
+    title = f"{plan.topology or 'calibrated per size'} ({plan.model} model) vs {comm.size} MPI ranks"
+    print(render(report, args.format, title))
+    if args.plot:
+        plot(report["rows"], args.plot)
+        print(f"# plot written to {args.plot}", file=sys.stderr)
+
+
+def run(plan, comm):
+    """Measure and predict every (algorithm, size) of ``plan``; the report on rank 0, None elsewhere.
+
+    The report: ``rows`` (algorithm-major), per algorithm ``geomean_error`` and ``bias`` (None when
+    too noisy), ``too_noisy`` (algorithm -> why), ``notes``, and ``calibrations`` (size -> parameter ->
+    [median, p25, p75] in SI units) when calibrated.
+    """
+    from flyersim import topologies
+
     try:
         if comm.size < 2:
             raise ValueError("validate needs at least 2 MPI ranks: one rank's allreduce moves nothing "
                              "(start with mpiexec -n N)")
-        algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-        sizes = size_list(args.sizes)
-        if args.topology:
-            graph = topologies.load(args.topology)
+        if plan.topology:
+            graph = topologies.load(plan.topology)
             g = graph.graph
             if g["nodes"] * g["gpus_per_node"] != comm.size:
-                raise ValueError(f"{args.topology} has {g['nodes']} x {g['gpus_per_node']} GPUs but the job runs "
+                raise ValueError(f"{plan.topology} has {g['nodes']} x {g['gpus_per_node']} GPUs but the job runs "
                                  f"{comm.size} MPI ranks")
         else:
-            gpn = calibrate.gpus_per_node(comm, args.gpus_per_node)
+            gpn = calibrate.gpus_per_node(comm, plan.gpus_per_node)
     except (ValueError, OSError) as err:
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    graphs = {s: graph if args.topology else calibrated(comm, max(s // comm.size, 4), gpn, args.repeats)
-              for s in sizes}
-    rows = [row for s in sizes for row in _size_rows(comm, args, algos, s, graphs[s])]
+    graphs = {s: graph if plan.topology else calibrated(comm, max(s // comm.size, 4), gpn, plan.repeats)
+              for s in plan.sizes}
+    rows = [row for s in plan.sizes for row in _size_rows(comm, plan, s, graphs[s])]
     if comm.rank:
-        return
-    rows.sort(key=lambda r: algos.index(r["algo"]))  # algorithm-major, sizes in the given order
-    summary = {a: geomean_error([r["predicted_us"] for r in rows if r["algo"] == a],
-                                [r["measured_us"] for r in rows if r["algo"] == a])
-               for a in algos if a != mpibench.BASELINE}
-    notes = [NO_SCHEDULE] if mpibench.BASELINE in algos else []
-    print(render(rows, summary, notes, args.format, f"{args.topology or 'calibrated per size'} ({args.model} model) "
-                 f"vs {comm.size} MPI ranks"))
-    if args.plot:
-        plot(rows, args.plot)
-        print(f"# plot written to {args.plot}", file=sys.stderr)
+        return None
+    rows.sort(key=lambda r: plan.algos.index(r["algo"]))  # algorithm-major, sizes in the given order
+    report = summarise(rows, plan.algos, plan.tolerance)
+    report["calibrations"] = {s: graphs[s].graph["calibration"] for s in plan.sizes
+                              if "calibration" in graphs[s].graph}
+    return report
+
+
+def summarise(rows, algos, tolerance):
+    """Per-algorithm geometric-mean error and bias, or why the rows are too noisy to give them.
+
+    >>> rows = [{"algo": "ring", "bytes": 1024, "log_error": 0.1, "measured_iqr_pct": 2.0},
+    ...         {"algo": "ring", "bytes": 2048, "log_error": -0.1, "measured_iqr_pct": 3.0}]
+    >>> s = summarise(rows, ["ring"], 0.1)
+    >>> round(s["geomean_error"]["ring"], 6), round(s["bias"]["ring"], 6), s["too_noisy"]
+    (0.105171, 0.0, {})
+    >>> summarise(rows, ["ring"], 0.02)["too_noisy"]["ring"]
+    'spread (IQR/median) 3.0 % at 2048 B exceeds the 2 % asked for'
+    """
+    report = {"rows": rows, "geomean_error": {}, "bias": {}, "too_noisy": {}, "notes": []}
+    for algo in algos:
+        mine = [r for r in rows if r["algo"] == algo and r["log_error"] is not None]
+        if not mine:
+            continue
+        worst = max(mine, key=lambda r: r["measured_iqr_pct"])
+        if worst["measured_iqr_pct"] > 100 * tolerance:
+            report["too_noisy"][algo] = (f"spread (IQR/median) {worst['measured_iqr_pct']:.1f} % at "
+                                         f"{worst['bytes']} B exceeds the {100 * tolerance:g} % asked for")
+            report["geomean_error"][algo] = report["bias"][algo] = None
+            continue
+        x = np.array([r["log_error"] for r in mine])
+        report["geomean_error"][algo] = float(np.expm1(np.mean(np.abs(x))))
+        report["bias"][algo] = float(np.expm1(np.mean(x)))
+    if mpibench.BASELINE in algos:
+        report["notes"].append(f"{mpibench.BASELINE}: the library's Allreduce, predicted as MPICH's default choice "
+                               f"(rd up to {SHORT_MSG_SIZE} B, rabenseifner beyond)")
+    return report
 
 
 def calibrated(comm, nbytes, gpus, repeats):
     """The topology graph ``flyersim calibrate --size nbytes`` would write (every rank builds the same one)."""
     from flyersim import topologies
 
-    text = calibrate.toml(calibrate.measure(comm, nbytes, repeats), comm.size // gpus, gpus,
-                          f"flyersim validate (calibrate --size {nbytes})")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "calibrated.toml")
-        with open(path, "w") as f:
-            f.write(text)
-        graph = topologies.load(path)
+    params, notes = calibrate.measure(comm, nbytes, repeats)
+    text = calibrate.toml(params, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})", notes)
+    graph = topologies.loads(text, where=f"calibration at {nbytes} B")
     graph.graph["calibrated_at"] = nbytes
+    graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in params.items()}
     return graph
 
 
-def _size_rows(comm, args, algos, size, graph):
+def _size_rows(comm, plan, size, graph):
     """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
     from flyersim.sim.nccl_topo import nccl_params
     from flyersim.sim.app.runner import layout_of, run_sizes
 
-    facts = nccl_params(graph)
-    bench = Namespace(algos=",".join(algos), sizes=str(size), iters=args.iters, warmup=args.warmup,
-                      dtype=args.dtype, gpus_per_node=graph.graph["gpus_per_node"], no_shared_memory=False,
-                      layout=layout_of(graph), facts=facts)
+    bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
+                          graph.graph["gpus_per_node"], True, layout_of(graph), nccl_params(graph))
     measured = mpibench.collect(bench, comm)
     if comm.rank:
         return []
-    simulated = [a for a in algos if a != mpibench.BASELINE]
-    predicted = dict(zip(simulated, run_sizes(graph, simulated, [size], args.dtype, args.model)))
+    itemsize = np.dtype(plan.dtype).itemsize
+    modelled = {a: mpich_choice(size, itemsize, comm.size) if a == mpibench.BASELINE else a for a in plan.algos}
+    names = list(dict.fromkeys(modelled.values()))
+    predicted = dict(zip(names, run_sizes(graph, names, [size], plan.dtype, plan.model)))
     rows = []
     for m in measured:
-        p = predicted.get(m["algo"])
-        t = m["p50_us"]
+        p = predicted[modelled[m["algo"]]]
+        t, guess = m["p50_us"], p["time_s"] * 1e6
+        x = log_error(guess, t)
         rows.append({"algo": m["algo"], "bytes": m["bytes"], "measured_us": t,
-                     "measured_min_us": m["min_us"], "measured_max_us": m["max_us"],
-                     "predicted_us": p and p["time_s"] * 1e6,
-                     "error_pct": p and 100 * (p["time_s"] * 1e6 - t) / t,
-                     "schedule": p and p["algo"], "model": args.model,
+                     "measured_p25_us": m["p25_us"], "measured_p75_us": m["p75_us"],
+                     "measured_iqr_pct": m["iqr_pct"], "measured_min_us": m["min_us"], "measured_max_us": m["max_us"],
+                     "predicted_us": guess, "log_error": x, "error_pct": error_pct(x),
+                     "noisy": m["iqr_pct"] > 100 * plan.tolerance, "schedule": p["algo"], "model": plan.model,
                      "calibrated_at": graph.graph.get("calibrated_at", ""), "host_memory": m["host_memory"]})
     return rows
 
 
-def render(rows, summary, notes, fmt, title):
-    """Rows and per-algorithm geometric-mean errors as a table, CSV or JSON."""
+def render(report, fmt, title):
+    """The report as a table, CSV (the rows) or JSON."""
+    rows = report["rows"]
     if fmt == "csv":
         return to_csv(rows)
     if fmt == "json":
-        return to_json({"rows": rows, "geomean_error": summary, "notes": notes})
-    lines = [f"# flyersim validate: {title}; measured = median time",
-             f"{'size':>12}  {'algo':<14}{'measured(us)':>14}{'predicted(us)':>15}{'error(%)':>10}"]
+        return to_json(report)
+    lines = [f"# flyersim validate: {title}; measured = median time, spread = IQR/median; "
+             "error % = 100 sign(x)(e^|x| - 1), x = ln(predicted/measured)",
+             f"{'size':>12}  {'algo':<14}{'measured(us)':>14}{'spread(%)':>11}{'predicted(us)':>15}{'error(%)':>10}"]
     for r in rows:
-        pred = "-" if r["predicted_us"] is None else f"{r['predicted_us']:.2f}"
-        err = "-" if r["error_pct"] is None else f"{r['error_pct']:.1f}"
-        lines.append(f"{r['bytes']:>12d}  {r['algo']:<14}{r['measured_us']:>14.2f}{pred:>15}{err:>10}")
-    lines += [f"# {a}: geometric-mean error {100 * e:.1f}%" for a, e in summary.items()]
-    lines += [f"# note: {n}" for n in notes]
+        flag = "  noisy" if r["noisy"] else ""
+        lines.append(f"{r['bytes']:>12d}  {r['algo']:<14}{r['measured_us']:>14.2f}{r['measured_iqr_pct']:>11.1f}"
+                     f"{r['predicted_us']:>15.2f}{r['error_pct']:>10.1f}{flag}")
+    for algo, e in report["geomean_error"].items():
+        if e is None:
+            lines.append(f"# {algo}: too noisy to validate: {report['too_noisy'][algo]}; rerun with more --iters "
+                         "on a quieter machine, or ask for less (--tolerance)")
+        else:
+            lines.append(f"# {algo}: geometric-mean error {100 * e:.1f}%, bias {100 * report['bias'][algo]:+.1f}%")
+    lines += [f"# note: {n}" for n in report["notes"]]
     return "\n".join(lines)
 
 
 def plot(rows, path):
-    """Measured (solid) and predicted (dashed) time against size, one colour per algorithm, log-log."""
+    """Measured (solid, quartile bars) and predicted (dashed) time against size, one colour per algorithm."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,9 +289,11 @@ def plot(rows, path):
     for k, algo in enumerate(dict.fromkeys(r["algo"] for r in rows)):
         mine = [r for r in rows if r["algo"] == algo]
         x = [r["bytes"] for r in mine]
-        ax.plot(x, [r["measured_us"] for r in mine], "o-", color=f"C{k}", label=f"{algo} measured")
-        if mine[0]["predicted_us"] is not None:
-            ax.plot(x, [r["predicted_us"] for r in mine], "s--", color=f"C{k}", label=f"{algo} predicted")
+        y = [r["measured_us"] for r in mine]
+        spread = [[m - r["measured_p25_us"] for m, r in zip(y, mine)],
+                  [r["measured_p75_us"] - m for m, r in zip(y, mine)]]
+        ax.errorbar(x, y, yerr=spread, fmt="o-", color=f"C{k}", capsize=2, label=f"{algo} measured")
+        ax.plot(x, [r["predicted_us"] for r in mine], "s--", color=f"C{k}", label=f"{algo} predicted")
     ax.set(xscale="log", yscale="log", xlabel="message size (bytes)", ylabel="time (us)",
            title="flyersim validate: predicted vs measured")
     ax.legend(fontsize="small")

@@ -1,0 +1,60 @@
+"""Output files that appear whole or not at all, and are checked before the work starts.
+
+:func:`atomic_path` hands out a temporary name beside the destination (same
+suffix, so matplotlib picks the format from it) and renames it into place only
+when the block ends without error; an interrupted or failed write leaves the
+old file, if any, and no partial one.  :func:`check_writable` refuses, before a
+long run, a path whose folder is missing or read-only.
+
+>>> import os, tempfile
+>>> folder = tempfile.mkdtemp()
+>>> target = os.path.join(folder, "out.csv")
+>>> with atomic_path(target) as tmp:
+...     _ = open(tmp, "w").write("a,b\\n")
+>>> os.listdir(folder), open(target).read()
+(['out.csv'], 'a,b\\n')
+>>> with atomic_path(target) as tmp:
+...     _ = open(tmp, "w").write("half")
+...     raise RuntimeError("interrupted")
+Traceback (most recent call last):
+RuntimeError: interrupted
+>>> os.listdir(folder), open(target).read()
+(['out.csv'], 'a,b\\n')
+>>> check_writable(os.path.join(folder, "nosuch", "x.png"), "--plot")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+ValueError: --plot: folder ... of x.png does not exist
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def check_writable(path, option, make_folder=False):
+    """Raise ValueError naming ``option`` unless a file can be written at ``path`` (``make_folder``: create its folder)."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    if path.is_dir():
+        raise ValueError(f"{option}: {path} is a folder, not a file name")
+    if make_folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"{option}: cannot create folder {folder}: {err.strerror}") from None
+    if not folder.is_dir():
+        raise ValueError(f"{option}: folder {folder} of {path.name} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option}: cannot write {path} (permission denied)")
