@@ -10,15 +10,23 @@ signature receives it (see :func:`collectives.build`). Rules and sources:
   CPU; PHB through one CPU's host bridge; SYS across the inter-socket link. A
   ``rootport`` node shared by two devices counts as a bridge (a path through it
   does not cross the CPU) [I: the graph says the two GPUs meet below the CPU].
-- **P2P** (``ncclTopoCheckP2p``): allowed when the path type <= PXB; on AMD
-  x86 CPUs with at most two GPUs in the server, up to SYS. Otherwise NCCL
-  diverts the pair through the receiving GPU's CPU (``ncclTopoComputePaths``
-  ``addInterStep``), i.e. the SHM transport.
+- **NCCL release** (``nccl_version``, default the graph's ``[nccl] version``,
+  else 2.23): selects the P2P rule below. Releases before 2.7.8 are not
+  transcribed.
+- **P2P** (``ncclTopoCheckP2p``): from 2.23 (NVIDIA/nccl PR #1331), allowed
+  when the path type <= PXB, and on AMD x86 CPUs with at most two GPUs in the
+  server up to SYS. In 2.7.8 to 2.22.3 the default level is SYS ("use P2P
+  whenever we can"), lowered to PXB only on ARM and Intel CPUs, so on AMD every
+  GPU pair uses P2P [I: the Intel rule of those releases, PHB on some CPU
+  models, is taken as PXB]. Otherwise NCCL diverts the pair through the
+  receiving GPU's CPU (``ncclTopoComputePaths`` ``addInterStep``), i.e. the
+  SHM transport.
 - **GPUDirect RDMA** (``ncclTopoCheckGdr``): used when the GPU-NIC path type
   <= ``NCCL_NET_GDR_LEVEL``, default PXB (i.e. GPU and NIC under a common PCIe
-  switch). A100 (compute capability 8.0) enables GDR reads too, so one flag
-  covers both directions. Judged for the GPUs that talk to the network (the
-  ring's first and last GPU of a server, the tree's chain head).
+  switch); a cluster sets it in its ``[nccl] net_gdr_level``. A100 (compute
+  capability 8.0) enables GDR reads too, so one flag covers both directions.
+  Judged for the GPUs that talk to the network (the ring's first and last GPU
+  of a server, the tree's chain head).
 - **Ring order**: enter and leave a server through GPUs on the NIC's socket,
   crossing sockets as few times as possible (the outcome of NCCL's
   ``search.cc`` on such servers; also what the Fire-Flyer paper tuned NCCL to
@@ -53,6 +61,7 @@ SPEED_INTRA = (40.0, 30.0, 20.0, 18.0, 15.0, 12.0, 10.0, 9.0, 7.0, 6.0, 5.0, 4.0
 SPEED_INTER = (48.0, 30.0, 28.0, 24.0, 20.0, 18.0, 15.0, 12.0, 10.0, 9.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.4, 1.2,
                0.24, 0.12)
 MAX_SEARCH_CHANNELS = 16
+DEFAULT_VERSION = (2, 23)  # when a cluster declares no [nccl] version: the newest rules transcribed here
 
 
 def path_type(graph, path):
@@ -107,9 +116,42 @@ def _rate(graph, router, hops, speeds):
     return speed, channels
 
 
-def nccl_params(graph, cpu_vendor=None):
+def release(version):
+    """A release as a tuple: ``"2.10.3"`` -> ``(2, 10, 3)``; a tuple passes through.
+
+    >>> release("2.10"), release((2, 23))
+    ((2, 10), (2, 23))
+    >>> release("2.7.3")
+    Traceback (most recent call last):
+    ValueError: nccl_version 2.7.3: releases before 2.7.8 are not transcribed
+    """
+    parts = tuple(version) if isinstance(version, tuple) else tuple(
+        int(p) if p.isdigit() else -1 for p in str(version).split("."))
+    if len(parts) < 2 or min(parts) < 0:
+        raise ValueError(f"nccl_version: expected a release such as 2.10 or 2.10.3, got {version!r}")
+    if parts < (2, 7, 8):
+        raise ValueError(f"nccl_version {'.'.join(map(str, parts))}: releases before 2.7.8 are not transcribed")
+    return parts
+
+
+def p2p_level(version, vendor, gpus):
+    """NCCL's default P2P path level (``ncclTopoCheckP2p``) for a release, CPU vendor and GPUs per server.
+
+    >>> PATH_NAMES[p2p_level((2, 10), "amd", 8)], PATH_NAMES[p2p_level((2, 23), "amd", 8)]
+    ('SYS', 'PXB')
+    """
+    amd = vendor.lower() == "amd"
+    if release(version) < (2, 23):
+        return SYS if amd else PXB
+    return SYS if amd and gpus <= 2 else PXB
+
+
+def nccl_params(graph, cpu_vendor=None, nccl_version=None):
     """Topology facts NCCL would derive on ``graph``, as generator keyword arguments (see module docstring)."""
     g = graph.graph["gpus_per_node"]
+    declared = graph.graph.get("nccl") or {}
+    version = release(nccl_version or declared.get("version", DEFAULT_VERSION))
+    gdr_level = PATH_NAMES.index(declared.get("net_gdr_level", "PXB"))
     nodes = graph.graph["nodes"]
     router = Router(graph)
     vendor = cpu_vendor or next((d.get("vendor") for _, d in graph.nodes(data=True)
@@ -129,8 +171,7 @@ def nccl_params(graph, cpu_vendor=None):
         for j in range(g):
             if i != j:
                 types[i, j] = path_type(graph, best_path(gpus[i], gpus[j]))
-    level = SYS if vendor.lower() == "amd" and g <= 2 else PXB
-    allowed = types <= level
+    allowed = types <= p2p_level(version, vendor, g)
     pairs = tuple((i, j) for i in range(g) for j in range(i + 1, g) if allowed[i, j])
     p2p = True if allowed.all() else (pairs if pairs else False)
 
@@ -154,11 +195,11 @@ def nccl_params(graph, cpu_vendor=None):
         path = router.path(gpus[j], "n1/gpu0") if nodes > 1 else None
         return next((v for v in path if graph.nodes[v]["kind"] == "nic"), None) if path else None
 
-    def gdr_ok(j):
+    def gdr_ok(j, level):
         nic = nic_of(j) or (f"n0/{nics[0].split('/', 1)[1]}" if nics else None)
-        return nic is not None and path_type(graph, router.path(gpus[j], nic)) <= PXB
+        return nic is not None and path_type(graph, router.path(gpus[j], nic)) <= level
     talkers = {order[0], order[-1]}
-    gdr = bool(nics) and all(gdr_ok(j) for j in talkers)
+    gdr = bool(nics) and all(gdr_ok(j, gdr_level) for j in talkers)
 
     def hop_paths(a, b):
         if allowed[a, b] or a == b:
@@ -195,7 +236,7 @@ def nccl_params(graph, cpu_vendor=None):
             "tree": {"channels": min(tree_ch * multi_nic, MAX_SEARCH_CHANNELS) if inter else tree_ch,
                      "speed_intra": tree_speed, "speed_inter": tree_speed},
             "nvlink": nvlink,
-            "net_within_pxb": gdr,
+            "net_within_pxb": bool(nics) and all(gdr_ok(j, PXB) for j in talkers),
             "compute_capability": 80,  # both presets are A100
         },
         "nccl_path_types": {(i, j): PATH_NAMES[types[i, j]] for i in range(g) for j in range(g) if i != j},

@@ -60,12 +60,16 @@ def test_transports_follow_the_flags():
 
 
 def test_nccl_params_fireflyer2_and_dgx():
-    ff = nccl_params(topologies.load("fireflyer2", gpus=16))
+    newer = topologies.load("fireflyer2", gpus=16, overrides={"nccl.version": "2.23", "nccl.net_gdr_level": "PXB"})
+    ff = nccl_params(newer)
     assert ff["gdr"] is False                     # GPU-NIC through the CPU (PHB/SYS) > PXB
-    assert ff["p2p"] == ((5, 6),)                 # only the two GPUs below one root port; others PHB/SYS > PXB
+    assert ff["p2p"] == ((5, 6),)                 # 2.23: only the two GPUs below one root port; others PHB/SYS > PXB
     assert ff["nccl_path_types"][0, 1] == "PHB" and ff["nccl_path_types"][0, 4] == "SYS"
     assert ff["local_order"][0] in (4, 5, 6, 7) and ff["local_order"][-1] in (4, 5, 6, 7)  # NIC socket at the ends
     assert ff["nic_socket"] == 1 and ff["gpu_sockets"] == (0, 0, 0, 0, 1, 1, 1, 1)
+    era = nccl_params(topologies.load("fireflyer2", gpus=16))  # the preset: NCCL 2.10, NCCL_NET_GDR_LEVEL=PHB
+    assert era["p2p"] is True and era["gdr"] is True   # 2.10 on AMD: P2P level SYS; NIC-socket GPUs within PHB
+    assert nccl_params(newer, nccl_version="2.10.3")["p2p"] is True
     dgx = nccl_params(topologies.load("dgx-a100", gpus=16))
     assert dgx["gdr"] is True and dgx["p2p"] is True and dgx["nccl_graph"]["nvlink"] is True
 

@@ -293,3 +293,14 @@ def test_ranged_parameters_hold_their_value(tmp_path):
     bad.write_text('base = "fireflyer2"\n[parameters]\nreduce_threads = { value = 2.5, range = [1, 4] }\n')
     with pytest.raises(TopologyError, match="whole number"):
         read(str(bad))
+
+
+@pytest.mark.parametrize("nccl,message", [
+    ({"nccl.version": 2.1}, "expected a release as a string"),
+    ({"nccl.net_gdr_level": "NEAR"}, "expected one of LOC, NVL, PIX, PXB, PHB, SYS"),
+    ({"nccl.gdr": "PXB"}, "unknown key 'nccl.gdr'"),
+])
+def test_nccl_platform_table_is_checked(nccl, message):
+    with pytest.raises(TopologyError, match=message):
+        load("fireflyer2", gpus=8, overrides=nccl)
+    assert load("fireflyer2", gpus=8).graph["nccl"] == {"version": (2, 10), "net_gdr_level": "PHB"}

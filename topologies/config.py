@@ -54,7 +54,9 @@ DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
     "memory": "host", "cpu": "cpu", "rootport": "rp", "nic": "nic",
     "pcieswitch": "pciesw", "nvswitch": "nvswitch",
 }
-_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network"}
+_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network", "nccl"}
+NCCL_KEYS = {"version", "net_gdr_level"}  # the NCCL a cluster runs: release, NCCL_NET_GDR_LEVEL
+NCCL_PATH_LEVELS = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")  # NCCL src/graph/topo.h PATH_* names
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
                 "gpu", "device", "link"}
 _GPU_KEYS = {"bandwidth", "reduce_bandwidth", "latency", "reduce_latency"}
@@ -83,6 +85,7 @@ class Spec:
     devices: list     # [{"name", "kind", **pools, "engine"?}]
     links: list       # [{"ends", "bandwidth", "latency", "kind"}]
     network: dict     # shape-specific keys, parsed
+    nccl: dict = None   # {"version": (2, 10), "net_gdr_level": "PHB"}, the keys given in [nccl]
     ranges: dict = None  # parameter -> (low, high), parsed, for the parameters used that declare a range
 
 
@@ -276,8 +279,33 @@ def _parse(raw):
         sockets=_integer(server.get("sockets", 1), "server.sockets", 1),
         nvlink_pairs=pairs, nvlink=nvlink,
         gpu=values.pools(server.get("gpu", {}), _GPU_KEYS, "server.gpu"),
-        devices=devices, links=links, network=_network(net, values), ranges=values.ranges,
+        devices=devices, links=links, network=_network(net, values), nccl=_nccl(raw.get("nccl", {})),
+        ranges=values.ranges,
     )
+
+
+def _nccl(table):
+    """The ``[nccl]`` platform table: ``version = "2.10"`` (a release, as a tuple) and ``net_gdr_level``.
+
+    >>> _nccl({"version": "2.10.3", "net_gdr_level": "PHB"})
+    {'version': (2, 10, 3), 'net_gdr_level': 'PHB'}
+    """
+    if not isinstance(table, dict):
+        raise TopologyError("nccl: must be a table ([nccl])")
+    _check_keys(table, NCCL_KEYS, "nccl.", "nccl")
+    out = {}
+    if "version" in table:
+        text = table["version"]
+        parts = text.split(".") if isinstance(text, str) else []
+        if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):  # 2.10 as a number would read 2.1
+            raise TopologyError(f"nccl.version: expected a release as a string, \"2.10\" or 2.10.3, got {table['version']!r}")
+        out["version"] = tuple(int(p) for p in parts)
+    if "net_gdr_level" in table:
+        if table["net_gdr_level"] not in NCCL_PATH_LEVELS:
+            raise TopologyError(f"nccl.net_gdr_level: expected one of {', '.join(NCCL_PATH_LEVELS)}, "
+                                f"got {table['net_gdr_level']!r}")
+        out["net_gdr_level"] = table["net_gdr_level"]
+    return out
 
 
 def _device(table, values):
