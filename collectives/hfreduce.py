@@ -12,17 +12,26 @@ Per chunk, pipelined (chunk c depends only on its own data):
 4. Across nodes: allreduce of ``sum`` between the NIC sockets' memories over
    NCCL's double binary tree (reduce up into ``recv0``/``recv1``, broadcast
    down), :func:`collectives.compose.dbtree_allreduce`. None with one node.
-5. H2D of the final chunk into every GPU's ``data``. ``gdrcopy=False``: each
-   GPU's copy reads ``sum`` on the NIC socket. ``gdrcopy=True``: the paper's
+5. H2D of the final chunk into every GPU's ``data``. ``h2d="memcpy"``: each
+   GPU's copy reads ``sum`` on the NIC socket. ``h2d="gdrcopy"``: the paper's
    CPU reads the chunk once per NUMA node and stores it into that node's GPUs:
    one multicast of ``sum`` per socket to the GPUs attached to it, so host
    memory is read once per socket and the inter-socket link carries the
    chunk once for the far socket's GPUs. GDRCopy copies are CPU stores
    (``engine="cpu"``: the simulator charges the socket's store threads once
-   per GPU written); ``gdrcopy=False`` copies run on the GPUs' copy engines.
+   per GPU written); ``memcpy`` copies run on the GPUs' copy engines.
 
-Not published, so exposed: the pipeline chunk size ``chunk_bytes``, the
-staging placement, and the GPUs' sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
+Staging buffers are finite: each of ``g<j>`` and ``sum`` holds ``buffers``
+chunks, so the D2H of chunk c waits until the reduce of chunk c - buffers
+has read its slot, and the reduce of chunk c until chunk c - buffers has
+left ``sum`` (tree sends and H2D done). The per-chunk software cost of the
+host stages (thread hand-off, ibverbs post/poll) is the CPU's
+``reduce_latency`` per reduce and the copy and NIC latencies per transfer
+(topology parameters).
+
+Not published, so exposed ([?] with the plausible ranges in
+``PARAMETER_RANGES``, which ``flyersim sensitivity`` sweeps): the pipeline
+chunk size ``chunk_bytes``, the staging slots ``buffers``, the staging placement, and the GPUs' sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
 GPU4-7 on socket 1 as in the paper's Fig. 4). ``nic_socket`` defaults to the
 last socket (socket 1 in Fig. 4).
 
@@ -54,6 +63,11 @@ from flyersim.collectives.schedule import ScheduleBuilder
 
 DEFAULT_CHUNKS = 4  # only when built without a message size
 DEFAULT_CHUNK_BYTES = NCCL_STEP_BYTES  # [I] by analogy to NCCL's tree chunk (see the module docstring)
+DEFAULT_BUFFERS = 8  # [?] staging slots per buffer, by analogy to NCCL_STEPS = 8 slots per connection
+H2D = ("gdrcopy", "memcpy")
+# [?] unpublished [P IV]: plausible ranges. chunk_bytes: NCCL's smallest tree chunk (128 KiB) to 4 MiB (NCCL's
+# whole buffer); buffers: double buffering to 64 (every chunk of a 64-chunk pipeline has its own slot)
+PARAMETER_RANGES = {"chunk_bytes": (128 << 10, 4 << 20), "buffers": (2, 64)}
 
 
 def host_options(layout, nic_socket, staging, gpu_sockets, algo):
@@ -74,7 +88,15 @@ def host_options(layout, nic_socket, staging, gpu_sockets, algo):
     return int(nic), placed["staging"], placed["gpu_sockets"]
 
 
-def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, gdrcopy):
+def check_h2d(h2d, buffers, algo):
+    """Validate the H2D method and the staging slot count."""
+    if h2d not in H2D:
+        raise ValueError(f"{algo}: h2d must be one of {', '.join(H2D)}, got {h2d!r}")
+    if isinstance(buffers, bool) or not isinstance(buffers, (int, np.integer)) or buffers < 1:
+        raise ValueError(f"{algo}: buffers must be a positive integer, got {buffers!r}")
+
+
+def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, h2d, buffers):
     """Append steps 1-5 for one part of every chunk; returns the H2D op ids ``(nodes, chunks, len(owners))``.
 
     ``span`` is ``(lo, hi, den)``, arrays over chunks; ``owners`` are the local
@@ -95,6 +117,7 @@ def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, gd
     prev = {}  # stage -> op ids of the previous chunk in that stage (its FIFO predecessor)
     tree_fifo = {}
     out = np.full((nodes, chunks, len(owners)), -1, np.int64)
+    reduced = []  # per chunk: the op that read the staging slots (the reduce, or the single D2H)
 
     def op(stage, make, deps):
         x = make(deps + [prev.get(stage, -1)])
@@ -103,21 +126,26 @@ def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, gd
 
     for c in range(chunks):
         sp = tuple(np.asarray(x)[c] for x in span)
+        slot_free = reduced[c - buffers] if c >= buffers else -1  # staging slot of chunk c - buffers read
+        sum_free = [out[:, c - buffers, i] for i in range(len(owners))] if c >= buffers else []
         staged = []
         for i, j in enumerate(owners):
             if len(owners) == 1:
-                x = op(("d2h", j), lambda d: b.xfer(n * g + j, nic_mem, sp, "data", "sum", deps=d), [ready[:, c, i]])
+                x = op(("d2h", j), lambda d: b.xfer(n * g + j, nic_mem, sp, "data", "sum", deps=d),
+                       [ready[:, c, i]] + sum_free)
             else:
                 src = layout.host(n, staging[j])
-                x = op(("d2h", j), lambda d: b.xfer(n * g + j, src, sp, "data", f"g{j}", deps=d), [ready[:, c, i]])
+                x = op(("d2h", j), lambda d: b.xfer(n * g + j, src, sp, "data", f"g{j}", deps=d),
+                       [ready[:, c, i], slot_free])
             staged.append(x)
         summed = staged[0]
         if len(owners) > 1:
             inputs = tuple((f"g{j}", layout.host(n, staging[j])) for j in owners)  # each read where it was staged
-            summed = op("sum", lambda d: b.reduce(nic_mem, inputs, "sum", sp, deps=d), staged)
+            summed = op("sum", lambda d: b.reduce(nic_mem, inputs, "sum", sp, deps=d), staged + sum_free)
+        reduced.append(summed)
         final = compose.dbtree_allreduce(b, hosts, sp, summed[None, :], buf="sum", fifo=tree_fifo)[0]
         waits = [final[:, k] for k in range(final.shape[1])]
-        if gdrcopy:  # one read of "sum" per socket, multicast to the GPUs attached to it
+        if h2d == "gdrcopy":  # one read of "sum" per socket, multicast to the GPUs attached to it
             for s in sorted(set(gpu_sockets[owners].tolist())):
                 mine = [i for i, j in enumerate(owners) if gpu_sockets[j] == s]
                 prev_s = prev.get(("h2d", s), -1)
@@ -138,8 +166,9 @@ def host_buffers(layout):
     return tuple(f"g{j}" for j in range(layout.gpus_per_node)) + ("sum", "recv0", "recv1")
 
 
-def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None,
-                       gdrcopy=True, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
+def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None, h2d="gdrcopy",
+                       buffers=DEFAULT_BUFFERS, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                       max_chunks=DEFAULT_MAX_CHUNKS):
     """HFReduce allreduce of ``data`` on every GPU (steps in the module docstring).
 
     ``chunks``: pipeline chunks (positive int; default: ``ceil(nbytes / chunk_bytes)``
@@ -147,14 +176,16 @@ def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_s
     node's NIC, where reduce and receive buffers live (default: last socket).
     ``staging[j]``: socket of GPU j's D2H buffer (default ``j % sockets``).
     ``gpu_sockets[j]``: socket GPU j attaches to (default contiguous blocks).
-    ``gdrcopy``: H2D via one read per NUMA node, multicast to its GPUs (True), or per GPU (False).
+    ``h2d``: ``"gdrcopy"`` (CPU stores, one read per NUMA node multicast to its GPUs) or ``"memcpy"``
+    (each GPU's copy engine reads ``sum``). ``buffers``: chunks each staging buffer holds.
     """
+    check_h2d(h2d, buffers, "hfreduce")
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "hfreduce")
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, "hfreduce")
     b = ScheduleBuilder(layout, "allreduce", "hfreduce", buffers=("data",) + host_buffers(layout))
     c = np.arange(chunks)
     host_allreduce(b, layout, (c, c + 1, np.full(chunks, chunks)), np.arange(layout.gpus_per_node), -1,
-                   nic, staging, gpu_sockets, bool(gdrcopy))
+                   nic, staging, gpu_sockets, h2d, int(buffers))
     for r in range(layout.ranks):
         b.expect(r, "data", (0, 1, 1))
     return b.build()

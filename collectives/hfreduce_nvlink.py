@@ -24,7 +24,8 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 import numpy as np
 
 from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, choose_chunks
-from flyersim.collectives.hfreduce import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNKS, host_allreduce, host_buffers, host_options
+from flyersim.collectives.hfreduce import (DEFAULT_BUFFERS, DEFAULT_CHUNK_BYTES, DEFAULT_CHUNKS, check_h2d, host_allreduce,
+                                          host_buffers, host_options)
 from flyersim.collectives.schedule import ScheduleBuilder
 
 ALGO = "hfreduce-nvlink"
@@ -46,11 +47,13 @@ def nvlink_pairs(layout):
 
 
 def hfreduce_nvlink_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None,
-                              gdrcopy=True, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
+                              h2d="gdrcopy", buffers=DEFAULT_BUFFERS, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                              max_chunks=DEFAULT_MAX_CHUNKS):
     """HFReduce with an NVLink reduce-scatter/allgather inside each bridged pair; parameters as HFReduce's.
 
     Chunks are ``chunk_bytes`` of the message, so each GPU's host pipeline moves half a chunk per step.
     """
+    check_h2d(h2d, buffers, ALGO)
     pairs = nvlink_pairs(layout)
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, ALGO)
     nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, ALGO)
@@ -65,7 +68,7 @@ def hfreduce_nvlink_allreduce(layout, chunks=None, nic_socket=None, staging=None
         span = tuple(x[:, None] for x in host_span)  # (chunks, 1): broadcasts against (nodes, 1, pairs)
         sent = b.xfer(partner, owner, span, "data", "nv").reshape(shape)
         summed = b.reduce(owner, ("data", "nv"), "data", span, deps=[sent]).reshape(shape)
-        back = host_allreduce(b, layout, host_span, pairs[:, half], summed, nic, staging, gpu_sockets, bool(gdrcopy))
+        back = host_allreduce(b, layout, host_span, pairs[:, half], summed, nic, staging, gpu_sockets, h2d, int(buffers))
         b.xfer(owner, partner, span, "data", "data", deps=[back])
     for r in range(layout.ranks):
         b.expect(r, "data", (0, 1, 1))

@@ -1,7 +1,9 @@
 """How sure is a prediction: sweep every uncertain preset parameter over its declared range.
 
 Every ``[I]``/``[?]`` parameter of a preset declares a plausible range beside its value
-(``{ value = ..., range = [low, high] }``, :mod:`topologies.config`). Two sweeps:
+(``{ value = ..., range = [low, high] }``, :mod:`topologies.config`), and an algorithm's unpublished
+parameters declare theirs beside their defaults (``PARAMETER_RANGES`` in its module, e.g. HFReduce's
+``chunk_bytes`` and ``buffers``; they show as ``hfreduce.buffers``). Two sweeps:
 
 - *one at a time* (tornado): each parameter at its low and at its high end, the others at their
   values; the swing ``|busbw(high) - busbw(low)|`` ranks which unknown moves the answer most;
@@ -19,10 +21,12 @@ CSV columns: kind (base / low / high / sample), parameter, value, sample, then t
     python experiments/uncertainty.py --jobs 2
 """
 
+import inspect
 import sys
 
 import numpy as np
 
+from flyersim import collectives
 from flyersim.experiments import plots, sweep
 from flyersim.topologies.config import read
 
@@ -44,36 +48,64 @@ def ranges(preset, overrides=None):
 
 def _value(low, high, x):
     """The value a fraction ``x`` of the way from low to high; whole-numbered ranges give whole numbers."""
-    if float(low).is_integer() and float(high).is_integer() and high - low < 1e6:
+    whole = isinstance(low, int) and isinstance(high, int)  # an algorithm's counts and byte sizes
+    if whole or (float(low).is_integer() and float(high).is_integer() and high - low < 1e6):  # parsed counts
         return int(round(low + x * (high - low)))
     return low + x * (high - low)
 
 
+def algorithm_ranges(algo, collective="allreduce"):
+    """``{parameter: (low, high)}`` an algorithm declares for its unpublished parameters (``PARAMETER_RANGES``).
+
+    >>> algorithm_ranges("hfreduce")["buffers"], algorithm_ranges("ring")
+    ((2, 64), {})
+    """
+    fn = collectives.ALGORITHMS.get((collective, algo))
+    if fn is None:
+        return {}
+    declared = inspect.signature(fn).parameters
+    module = sys.modules[getattr(fn, "func", fn).__module__]
+    return {k: v for k, v in getattr(module, "PARAMETER_RANGES", {}).items() if k in declared}
+
+
 def points(preset, gpus, algos, sizes, *, samples=16, seed=0, overrides=None, zones=None, model="flow",
            one_at_a_time=True):
-    """Sweep points: the base, each parameter at its low and high end, and ``samples`` joint draws.
+    """Sweep points, per algorithm: the base, each parameter at its low and high end, and ``samples`` joint draws.
 
     >>> pts = points("fireflyer2", 16, ["hfreduce"], [1 << 20], samples=2)
-    >>> [p["labels"]["kind"] for p in pts][:3], len(pts) == 1 + 2 * len(ranges("fireflyer2")) + 2
-    (['base', 'low', 'high'], True)
+    >>> [p["labels"]["kind"] for p in pts][:3], pts[-3]["labels"]["parameter"]
+    (['base', 'low', 'high'], 'hfreduce.buffers')
+    >>> len(pts) == 1 + 2 * (len(ranges("fireflyer2")) + len(algorithm_ranges("hfreduce"))) + 2
+    True
     """
     overrides = dict(overrides or {})
     span = ranges(preset, overrides)
+    tuned = {algo: algorithm_ranges(algo) for algo in algos}
+    rng = np.random.default_rng(seed)
+    draws = rng.random((samples, len(span) + sum(len(r) for r in tuned.values())))
 
-    def pt(kind, values, parameter="", value="", sample=-1):
+    def pt(algo, kind, values, params=None, parameter="", value="", sample=-1):
         over = {**overrides, **{f"parameters.{k}": v for k, v in values.items()}}
-        return sweep.point(preset, gpus, algos, sizes, zones=zones, overrides=over, model=model,
+        return sweep.point(preset, gpus, [algo], sizes, zones=zones, overrides=over, model=model, params=params,
                            kind=kind, parameter=parameter, value=value, sample=sample)
 
-    out = [pt("base", {})]
-    for name, (low, high) in span.items() if one_at_a_time else ():
-        for kind, x in (("low", 0.0), ("high", 1.0)):
-            v = _value(low, high, x)
-            out.append(pt(kind, {name: v}, name, v))
-    rng = np.random.default_rng(seed)
-    for k in range(samples):
-        draw = rng.random(len(span))
-        out.append(pt("sample", {n: _value(lo, hi, x) for (n, (lo, hi)), x in zip(span.items(), draw)}, sample=k))
+    out = []
+    for algo in algos:
+        out.append(pt(algo, "base", {}))
+        for name, (low, high) in span.items() if one_at_a_time else ():
+            out += [pt(algo, kind, {name: _value(low, high, x)}, parameter=name, value=_value(low, high, x))
+                    for kind, x in (("low", 0.0), ("high", 1.0))]
+        for name, (low, high) in tuned[algo].items() if one_at_a_time else ():
+            out += [pt(algo, kind, {}, {name: _value(low, high, x)}, f"{algo}.{name}", _value(low, high, x))
+                    for kind, x in (("low", 0.0), ("high", 1.0))]
+    offset = len(span)
+    for algo in algos:
+        mine = slice(offset, offset + len(tuned[algo]))
+        offset += len(tuned[algo])
+        for k, draw in enumerate(draws):
+            values = {n: _value(lo, hi, x) for (n, (lo, hi)), x in zip(span.items(), draw)}
+            params = {n: _value(lo, hi, x) for (n, (lo, hi)), x in zip(tuned[algo].items(), draw[mine])}
+            out.append(pt(algo, "sample", values, params, sample=k))
     return out
 
 
@@ -141,14 +173,19 @@ def plot(rows, png):
     if oat:
         gpus = max(k[0] for k in oat)
         keys = sorted(k for k in oat if k[0] == gpus)
-        names = [p for p, *_ in summary[keys[0]]["tornado"]][:10]
+        swing = {}
+        for key in keys:
+            for p, lo, hi in summary[key]["tornado"]:
+                swing[p] = max(swing.get(p, 0.0), abs(hi - lo))
+        names = sorted(swing, key=lambda p: -swing[p])[:10]  # the largest swings of any algorithm
         y = np.arange(len(names))
         for j, key in enumerate(keys):
             e = summary[key]
             ends = {p: (lo, hi) for p, lo, hi in e["tornado"]}
             off = (j - (len(keys) - 1) / 2) * 0.38
-            for i, name in enumerate(names):
+            for i, name in enumerate(n for n in names if n in ends):
                 lo, hi = ends[name]
+                i = names.index(name)
                 tornado.barh(y[i] + off, hi - lo, left=lo, height=0.36, color=f"C{j}",
                              label=f"{SERIES.get(key[1], key[1])} (low->high)" if i == 0 else None)
             tornado.axvline(e["base"], color=f"C{j}", linewidth=0.8, linestyle="--")
@@ -192,7 +229,7 @@ def all_points(args):
     for n in gpus:
         pts = points(args.preset, n, args.algos, [size], samples=samples, seed=args.seed, overrides=over,
                      model=args.model, one_at_a_time=False)
-        out += pts if n != tornado else pts[1:]  # the tornado's base serves as this scale's base
+        out += [q for q in pts if n != tornado or q["labels"]["kind"] != "base"]  # the tornado's bases serve
     return out
 
 

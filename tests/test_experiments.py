@@ -52,7 +52,8 @@ def test_uncertainty_tornado_and_bands(tmp_path):
     rows = run(uncertainty, tmp_path)
     check_records(rows)
     span = uncertainty.ranges("fireflyer2")
-    assert {r["parameter"] for r in rows if r["kind"] == "low"} == set(span)
+    tuned = {f"hfreduce.{k}" for k in uncertainty.algorithm_ranges("hfreduce")}
+    assert {r["parameter"] for r in rows if r["kind"] == "low"} == set(span) | tuned
     assert sum(r["kind"] == "sample" for r in rows) == uncertainty.QUICK["samples"] * 2  # hfreduce and nccl
     summary = uncertainty.summarise(rows)
     assert {k[1] for k in summary} == {"hfreduce", "nccl"}

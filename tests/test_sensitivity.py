@@ -34,6 +34,7 @@ def test_joint_draws_stay_in_range_and_are_seeded():
     two = uncertainty.points("fireflyer2", 8, ["hfreduce"], [1 << 20], samples=5, seed=3, one_at_a_time=False)
     assert one == two and len(one) == 6
     for pt in one[1:]:
+        assert set(pt["params"]) == {"chunk_bytes", "buffers"}
         for key, value in pt["overrides"].items():
             low, high = span[key.split(".", 1)[1]]
             assert low <= value <= high
@@ -63,7 +64,7 @@ def test_sensitivity_table_and_csv(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["sensitivity", "--preset", "ring", "--gpus", 8, "--algo", "ring"], "declares no parameter with a range"),
+    (["sensitivity", "--preset", "ring", "--gpus", 8, "--algo", "ring"], "declare no parameter with a range"),
     (["sensitivity", "--gpus", 8, "--algo", "nosuch", "--samples", 1], "unknown allreduce algorithm"),
 ])
 def test_sensitivity_bad_input_is_one_line(capsys, argv, message):

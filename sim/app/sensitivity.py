@@ -1,6 +1,7 @@
 """``flyersim sensitivity``: which uncertain preset parameter moves a prediction most, and the joint band.
 
-Every parameter a description declares with a range (``{ value = ..., range = [low, high] }``) is set
+Every parameter a description declares with a range (``{ value = ..., range = [low, high] }``), and every
+unpublished algorithm parameter with a declared range (``hfreduce.buffers``), is set
 to its low and then its high end, the others kept (one at a time: a tornado, largest swing first),
 then all are drawn together ``--samples`` times, seeded (the band: min / median / max busbw). Points
 run in parallel over ``--jobs`` local processes, or on the MPI workers under ``mpiexec ... python -m
@@ -46,15 +47,16 @@ def command(args):
     algos = [a.strip() for a in args.algo.split(",") if a.strip()]
     overrides = dict(args.overrides)
     preset = args.topology or args.preset
-    if not uncertainty.ranges(preset, overrides):
-        raise ValueError(f"{preset} declares no parameter with a range: nothing to sweep")
+    if not uncertainty.ranges(preset, overrides) and not any(uncertainty.algorithm_ranges(a) for a in algos):
+        raise ValueError(f"{preset} and {', '.join(algos)} declare no parameter with a range: nothing to sweep")
     pts = uncertainty.points(preset, args.gpus, algos, size_list(args.sizes), samples=args.samples,
                              seed=args.seed, overrides=overrides, zones=args.zones, model=args.model)
     sweep.check(pts)
     summary = uncertainty.summarise(sweep.run_points(pts, args.jobs, desc="sensitivity"))
     if args.format == "table":
-        print(f"# flyersim sensitivity {preset}: {len(pts) - 1 - args.samples} one-at-a-time points, "
-              f"{args.samples} joint draws (seed {args.seed})")
+        kinds = [p["labels"]["kind"] for p in pts]
+        print(f"# flyersim sensitivity {preset}: {kinds.count('low') + kinds.count('high')} one-at-a-time points, "
+              f"{args.samples} joint draws per algorithm (seed {args.seed})")
         print(uncertainty.report(summary, args.top))
     else:
         print(render(uncertainty.tidy(summary), args.format))
