@@ -7,10 +7,11 @@ per slot of a connection's FIFO (``DEFAULT_BUFFSIZE (1 << 22)`` = 4 MiB in
 512 KiB per step and channel). A fixed chunk count makes a deep pipeline (a
 tree over 128 servers) spend most of its time filling and draining.
 
-A generator whose pipeline depends on the message size declares ``nbytes``
-(bytes per rank; ``None`` when built without a size) and a ``chunk_bytes``
-default; runners then build one schedule per (algorithm, size)
-(:func:`collectives.size_dependent`). Its chunk count is
+An algorithm whose pipeline depends on the message size is declared
+``sized`` in the registry (:data:`collectives.ALGORITHMS`): its builder takes
+``nbytes`` (bytes per rank; ``None`` when built without a size) and declares a
+``chunk_bytes`` parameter, and runners build one schedule per (algorithm,
+size). Its chunk count is
 ``ceil(nbytes / chunk_bytes)``, at least 1 and at most ``max_chunks``: the
 cap bounds the schedule (ops grow linearly with chunks; 186 MiB in 512 KiB
 chunks is 372 chunks, times every op of every node per chunk) and is a named,

@@ -31,10 +31,18 @@ steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 import numpy as np
 
 from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.params import Param, Params
 from flyersim.collectives.schedule import ScheduleBuilder
 from flyersim.collectives.trees import double_binary_tree, tree_depths, tree_heights
 
 DEFAULT_CHUNKS = 8  # per tree, only when built without a message size
+PARAMS = Params(
+    "dbtree",
+    Param("chunks", int, None, f"pipeline chunks per tree (default: half the message in chunk_bytes chunks, at most "
+                               f"max_chunks; {DEFAULT_CHUNKS} without a size)"),
+    Param("chunk_bytes", int, NCCL_STEP_BYTES, "pipeline chunk size in bytes (NCCL's Simple step, 512 KiB)"),
+    Param("max_chunks", int, DEFAULT_MAX_CHUNKS, "cap on pipeline chunks per tree (bounds the schedule's size)"),
+)
 
 
 def _tree_allreduce(b, parent, child, half, k):
@@ -70,12 +78,15 @@ def _tree_allreduce(b, parent, child, half, k):
             sent_down[at, c] = b.xfer(src, at, span, "data", "data", deps=deps)
 
 
-def dbtree_allreduce(layout, chunks=None, nbytes=None, chunk_bytes=NCCL_STEP_BYTES, max_chunks=DEFAULT_MAX_CHUNKS):
+def dbtree_allreduce(layout, nbytes=None, **params):
     """Allreduce of buffer ``data`` on every rank of ``layout`` over NCCL's double binary tree.
 
-    ``chunks`` (positive int) is the number of pipeline chunks per tree; by default each tree's half of
-    ``nbytes`` in ``chunk_bytes`` chunks, at most ``max_chunks`` (see the module docstring).
+    ``nbytes``: message size per rank (``None``: built without a size); ``params``: :data:`PARAMS`.
     """
+    return _dbtree(layout, nbytes, **PARAMS.bind(params))
+
+
+def _dbtree(layout, nbytes, chunks, chunk_bytes, max_chunks):
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "dbtree", per=2)
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "dbtree", buffers=("data", "recv0", "recv1"))

@@ -4,6 +4,8 @@ Per chunk, pipelined (chunk c depends only on its own data):
 
 1. D2H: every GPU j copies its chunk into host buffer ``g<j>`` on socket
    ``staging[j]`` (default ``j % sockets``: interleaved over the NUMA nodes).
+   The GPUs' and the NIC's sockets are the layout's (``Layout.gpu_sockets``,
+   ``Layout.nic_socket``: the topology's, or the layout's defaults).
 2. (no step: buffers stay where they were staged.)
 3. The NIC socket's CPU adds the g chunks into ``sum`` (one g-way reduce),
    reading each ``g<j>`` where it is: those on the other socket remotely,
@@ -29,11 +31,10 @@ host stages (thread hand-off, ibverbs post/poll) is the CPU's
 ``reduce_latency`` per reduce and the copy and NIC latencies per transfer
 (topology parameters).
 
-Not published, so exposed ([?] with the plausible ranges in
-``PARAMETER_RANGES``, which ``flyersim sensitivity`` sweeps): the pipeline
-chunk size ``chunk_bytes``, the staging slots ``buffers``, the staging placement, and the GPUs' sockets (``gpu_sockets``, default contiguous blocks: GPU0-3 on socket 0 and
-GPU4-7 on socket 1 as in the paper's Fig. 4). ``nic_socket`` defaults to the
-last socket (socket 1 in Fig. 4).
+Not published, so exposed as parameters (:data:`PARAMS`): the pipeline
+chunk size ``chunk_bytes``, the staging slots ``buffers`` and the staging
+placement; ``PARAMETER_RANGES`` gives the plausible range of each [?] one,
+which ``flyersim sensitivity`` sweeps.
 
 Chunking: the paper pipelines "chunk by chunk" but does not publish the
 chunk size. A message of ``nbytes`` per GPU is cut into
@@ -50,15 +51,16 @@ tree pipelines in, and HFReduce's inter-node stage is that tree (NCCL 2.4,
 >>> s = hfreduce_allreduce(Layout(nodes=2, gpus_per_node=4, sockets=2), chunks=2)
 >>> verify(s); s.describe(0)
 'xfer n0/gpu0:data -> n0/host0:g0 [0/2, 1/2)'
->>> hfreduce_allreduce(Layout(1, 8, 2), nic_socket=2)
+>>> hfreduce_allreduce(Layout(1, 8, 2), staging=[2] * 8)
 Traceback (most recent call last):
-ValueError: hfreduce: nic_socket must be a socket 0..1, got 2
+ValueError: hfreduce: staging must give a socket 0..1 for each of the 8 GPUs, got [2, 2, 2, 2, 2, 2, 2, 2]
 """
 
 import numpy as np
 
 from flyersim.collectives import compose
 from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.params import Param, Params
 from flyersim.collectives.schedule import ScheduleBuilder
 
 DEFAULT_CHUNKS = 4  # only when built without a message size
@@ -68,24 +70,30 @@ H2D = ("gdrcopy", "memcpy")
 # [?] unpublished [P IV]: plausible ranges. chunk_bytes: NCCL's smallest tree chunk (128 KiB) to 4 MiB (NCCL's
 # whole buffer); buffers: double buffering to 64 (every chunk of a 64-chunk pipeline has its own slot)
 PARAMETER_RANGES = {"chunk_bytes": (128 << 10, 4 << 20), "buffers": (2, 64)}
+PARAMS = Params(
+    "hfreduce",
+    Param("chunks", int, None, f"pipeline chunks (default: ceil(nbytes / chunk_bytes), at most max_chunks; "
+                               f"{DEFAULT_CHUNKS} without a size)"),
+    Param("staging", list, None, "socket of each GPU's D2H buffer (default: j % sockets, interleaved)"),
+    Param("h2d", str, "gdrcopy", "H2D by gdrcopy (CPU stores, one host read per socket multicast to its GPUs) or "
+                                 "memcpy (each GPU's copy engine)"),
+    Param("buffers", int, DEFAULT_BUFFERS, "chunks each staging buffer holds ([?] by analogy to NCCL_STEPS, 2-64)"),
+    Param("chunk_bytes", int, DEFAULT_CHUNK_BYTES, "pipeline chunk size in bytes ([I] NCCL's Simple step, 512 KiB; "
+                                                   "128 KiB-4 MiB)"),
+    Param("max_chunks", int, DEFAULT_MAX_CHUNKS, "cap on pipeline chunks (bounds the schedule's size)"),
+)
 
 
-def host_options(layout, nic_socket, staging, gpu_sockets, algo):
-    """Validated ``(nic_socket, staging, gpu_sockets)`` with the defaults filled in."""
+def staging_sockets(layout, staging, algo):
+    """Socket of each GPU's D2H buffer: ``staging`` checked, or ``j % sockets`` (interleaved) when None."""
     g, sockets = layout.gpus_per_node, layout.sockets
-    nic = sockets - 1 if nic_socket is None else nic_socket
-    if isinstance(nic, bool) or not isinstance(nic, (int, np.integer)) or not 0 <= nic < sockets:
-        raise ValueError(f"{algo}: nic_socket must be a socket 0..{sockets - 1}, got {nic_socket!r}")
-    placed = {"staging": np.arange(g) % sockets, "gpu_sockets": np.arange(g) * sockets // g}
-    for name, given in (("staging", staging), ("gpu_sockets", gpu_sockets)):
-        if given is None:
-            continue
-        arr = np.asarray(given)
-        if arr.shape != (g,) or arr.dtype.kind not in "iu" or np.any((arr < 0) | (arr >= sockets)):
-            raise ValueError(f"{algo}: {name} must give a socket 0..{sockets - 1} for each of the {g} GPUs, "
-                             f"got {given!r}")
-        placed[name] = arr
-    return int(nic), placed["staging"], placed["gpu_sockets"]
+    if staging is None:
+        return np.arange(g) % sockets
+    arr = np.asarray(staging)
+    if arr.shape != (g,) or arr.dtype.kind not in "iu" or np.any((arr < 0) | (arr >= sockets)):
+        raise ValueError(f"{algo}: staging must give a socket 0..{sockets - 1} for each of the {g} GPUs, "
+                         f"got {staging!r}")
+    return arr
 
 
 def check_h2d(h2d, buffers, algo):
@@ -96,7 +104,7 @@ def check_h2d(h2d, buffers, algo):
         raise ValueError(f"{algo}: buffers must be a positive integer, got {buffers!r}")
 
 
-def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, h2d, buffers):
+def host_allreduce(b, layout, span, owners, ready, staging, h2d, buffers):
     """Append steps 1-5 for one part of every chunk; returns the H2D op ids ``(nodes, chunks, len(owners))``.
 
     ``span`` is ``(lo, hi, den)``, arrays over chunks; ``owners`` are the local
@@ -108,7 +116,8 @@ def host_allreduce(b, layout, span, owners, ready, nic, staging, gpu_sockets, h2
     waits for chunk c-1 of the same stage. Without that order every chunk
     would share every stage at once and the pipeline would not pipeline.
     """
-    nodes, g = layout.nodes, layout.gpus_per_node
+    nodes, g, nic = layout.nodes, layout.gpus_per_node, layout.nic_socket
+    gpu_sockets = np.asarray(layout.gpu_sockets)
     n = np.arange(nodes)
     chunks = len(span[0])
     ready = np.broadcast_to(ready, (nodes, chunks, len(owners)))
@@ -166,26 +175,23 @@ def host_buffers(layout):
     return tuple(f"g{j}" for j in range(layout.gpus_per_node)) + ("sum", "recv0", "recv1")
 
 
-def hfreduce_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None, h2d="gdrcopy",
-                       buffers=DEFAULT_BUFFERS, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
-                       max_chunks=DEFAULT_MAX_CHUNKS):
+def hfreduce_allreduce(layout, nbytes=None, **params):
     """HFReduce allreduce of ``data`` on every GPU (steps in the module docstring).
 
-    ``chunks``: pipeline chunks (positive int; default: ``ceil(nbytes / chunk_bytes)``
-    capped at ``max_chunks``, or ``DEFAULT_CHUNKS`` without ``nbytes``). ``nic_socket``: socket of the
-    node's NIC, where reduce and receive buffers live (default: last socket).
-    ``staging[j]``: socket of GPU j's D2H buffer (default ``j % sockets``).
-    ``gpu_sockets[j]``: socket GPU j attaches to (default contiguous blocks).
-    ``h2d``: ``"gdrcopy"`` (CPU stores, one read per NUMA node multicast to its GPUs) or ``"memcpy"``
-    (each GPU's copy engine reads ``sum``). ``buffers``: chunks each staging buffer holds.
+    ``nbytes``: message size per GPU (``None``: built without a size); ``params``: :data:`PARAMS`. The
+    sockets of the GPUs and of the NIC are the layout's.
     """
+    return _hfreduce(layout, nbytes, **PARAMS.bind(params))
+
+
+def _hfreduce(layout, nbytes, chunks, staging, h2d, buffers, chunk_bytes, max_chunks):
     check_h2d(h2d, buffers, "hfreduce")
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "hfreduce")
-    nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, "hfreduce")
+    staging = staging_sockets(layout, staging, "hfreduce")
     b = ScheduleBuilder(layout, "allreduce", "hfreduce", buffers=("data",) + host_buffers(layout))
     c = np.arange(chunks)
     host_allreduce(b, layout, (c, c + 1, np.full(chunks, chunks)), np.arange(layout.gpus_per_node), -1,
-                   nic, staging, gpu_sockets, h2d, int(buffers))
+                   staging, h2d, int(buffers))
     for r in range(layout.ranks):
         b.expect(r, "data", (0, 1, 1))
     return b.build()

@@ -23,12 +23,14 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 
 import numpy as np
 
-from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, choose_chunks
-from flyersim.collectives.hfreduce import (DEFAULT_BUFFERS, DEFAULT_CHUNK_BYTES, DEFAULT_CHUNKS, check_h2d, host_allreduce,
-                                          host_buffers, host_options)
+from flyersim.collectives.chunking import choose_chunks
+from flyersim.collectives.hfreduce import DEFAULT_CHUNKS, PARAMETER_RANGES, PARAMS as HFREDUCE_PARAMS, check_h2d, \
+    host_allreduce, host_buffers, staging_sockets
+from flyersim.collectives.params import Params
 from flyersim.collectives.schedule import ScheduleBuilder
 
 ALGO = "hfreduce-nvlink"
+PARAMS = Params(ALGO, *HFREDUCE_PARAMS.items)  # HFReduce's; a chunk is cut in halves, one per pair member
 
 
 def nvlink_pairs(layout):
@@ -46,17 +48,19 @@ def nvlink_pairs(layout):
     return pairs
 
 
-def hfreduce_nvlink_allreduce(layout, chunks=None, nic_socket=None, staging=None, gpu_sockets=None,
-                              h2d="gdrcopy", buffers=DEFAULT_BUFFERS, nbytes=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
-                              max_chunks=DEFAULT_MAX_CHUNKS):
-    """HFReduce with an NVLink reduce-scatter/allgather inside each bridged pair; parameters as HFReduce's.
+def hfreduce_nvlink_allreduce(layout, nbytes=None, **params):
+    """HFReduce with an NVLink reduce-scatter/allgather inside each bridged pair; ``params``: :data:`PARAMS`.
 
     Chunks are ``chunk_bytes`` of the message, so each GPU's host pipeline moves half a chunk per step.
     """
+    return _hfreduce_nvlink(layout, nbytes, **PARAMS.bind(params))
+
+
+def _hfreduce_nvlink(layout, nbytes, chunks, staging, h2d, buffers, chunk_bytes, max_chunks):
     check_h2d(h2d, buffers, ALGO)
     pairs = nvlink_pairs(layout)
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, ALGO)
-    nic, staging, gpu_sockets = host_options(layout, nic_socket, staging, gpu_sockets, ALGO)
+    staging = staging_sockets(layout, staging, ALGO)
     g = layout.gpus_per_node
     b = ScheduleBuilder(layout, "allreduce", ALGO, buffers=("data", "nv") + host_buffers(layout))
     n = np.arange(layout.nodes)[:, None, None]
@@ -68,7 +72,7 @@ def hfreduce_nvlink_allreduce(layout, chunks=None, nic_socket=None, staging=None
         span = tuple(x[:, None] for x in host_span)  # (chunks, 1): broadcasts against (nodes, 1, pairs)
         sent = b.xfer(partner, owner, span, "data", "nv").reshape(shape)
         summed = b.reduce(owner, ("data", "nv"), "data", span, deps=[sent]).reshape(shape)
-        back = host_allreduce(b, layout, host_span, pairs[:, half], summed, nic, staging, gpu_sockets, h2d, int(buffers))
+        back = host_allreduce(b, layout, host_span, pairs[:, half], summed, staging, h2d, int(buffers))
         b.xfer(owner, partner, span, "data", "data", deps=[back])
     for r in range(layout.ranks):
         b.expect(r, "data", (0, 1, 1))

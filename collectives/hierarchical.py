@@ -5,9 +5,10 @@ intra-node reduce-scatter; the g groups of same-index GPUs (one per j, each
 spanning all nodes) then allreduce their piece across nodes at once, and an
 intra-node allgather spreads the pieces. Built from :mod:`collectives.compose`.
 
-- ``inner``: intra-node algorithm, ``"ring"``.
-- ``outer``: inter-node algorithm, ``"ring"`` or ``"dbtree"`` (NCCL's double
-  binary tree, pipelined in ``chunks`` chunks per tree; ring takes no chunks).
+Parameters (:data:`PARAMS`): ``inner``, the intra-node algorithm (``"ring"``);
+``outer``, the inter-node one, ``"dbtree"`` (NCCL's double binary tree,
+pipelined in ``chunks`` chunks per tree; the default) or ``"ring"`` (takes no
+chunks).
 
 >>> from flyersim.collectives.schedule import Layout
 >>> from flyersim.collectives.verify import verify
@@ -22,14 +23,29 @@ ValueError: hier: unknown outer algorithm 'halving' (choose from ring, dbtree)
 import numpy as np
 
 from flyersim.collectives import compose
+from flyersim.collectives.params import Param, Params
 from flyersim.collectives.schedule import ScheduleBuilder
 
 INNER = ("ring",)
 OUTER = ("ring", "dbtree")
+PARAMS = Params(
+    "hier",
+    Param("inner", str, "ring", f"intra-node algorithm ({', '.join(INNER)})"),
+    # dbtree across nodes by default: builds in 0.3 s at 1,250 nodes x 8 GPUs, where a ring outer phase has 37M ops
+    Param("outer", str, "dbtree", f"inter-node algorithm ({', '.join(OUTER)})"),
+    Param("chunks", int, 1, "pipeline chunks per tree of a dbtree outer phase"),
+)
 
 
-def hier_allreduce(layout, inner="ring", outer="ring", chunks=1):
-    """Allreduce of ``data`` on every GPU: intra-node ``inner`` reduce-scatter, inter-node ``outer``, allgather."""
+def hier_allreduce(layout, **params):
+    """Allreduce of ``data`` on every GPU: intra-node ``inner`` reduce-scatter, inter-node ``outer``, allgather.
+
+    ``params``: :data:`PARAMS`.
+    """
+    return _hier(layout, **PARAMS.bind(params))
+
+
+def _hier(layout, inner, outer, chunks):
     if inner not in INNER:
         raise ValueError(f"hier: unknown inner algorithm {inner!r} (choose from {', '.join(INNER)})")
     if outer not in OUTER:

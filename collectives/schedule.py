@@ -5,8 +5,8 @@ Every buffer holds a whole message of N elements and every op works on a
 elements in every buffer the op touches. Integer flooring splits any N into
 ``den`` nearly equal parts without remainder cases, so a schedule is correct
 for every message size. Pipelined algorithms choose their chunk count from
-the size (they declare ``nbytes``; see :mod:`collectives.chunking`) and are
-built once per size; all others build one schedule for every size.
+the size (declared ``sized`` in the registry; see :mod:`collectives.chunking`)
+and are built once per size; all others build one schedule for every size.
 
 Locations are integers: ranks ``0..p-1`` are the GPUs (one rank plays one GPU),
 then one host memory per (node, socket); :class:`Layout` names them as the
@@ -58,16 +58,35 @@ COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "broadcast", "reduce"
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a collective's ranks live: ``nodes`` x ``gpus_per_node`` GPUs, ``sockets`` host memories per node.
+    """Where a collective's ranks live, and the server facts algorithms may use.
 
-    ``nvlink_pairs`` lists bridged GPU pairs by local index (empty: no bridges);
-    ``gpu_sockets[j]`` is the socket local GPU j hangs off and ``nic_sockets``
-    the socket of each NIC of a node (empty: everything on socket 0).
+    ``nodes`` x ``gpus_per_node`` GPUs (one rank each), ``sockets`` host
+    memories per node. The rest describes one server (every server alike),
+    as ``topologies.facts.server_facts`` finds it in a topology:
 
-    >>> Layout(nodes=2, gpus_per_node=4, sockets=2).location_names()[3:6]
-    ['n0/gpu3', 'n1/gpu0', 'n1/gpu1']
-    >>> Layout(2, 4, 2).host(1, 1), Layout(2, 4, 2).location_names()[11]
-    (11, 'n1/host1')
+    - ``nvlink_pairs``: NVLink-bridged GPU pairs by local index (empty: none);
+    - ``gpu_sockets[j]``: socket of local GPU j; ``nic_sockets``: socket of each
+      NIC; ``gpu_paths[i][j]`` / ``nic_paths[j]``: path class (NCCL's
+      ``LOC NVL PIX PXB PHB SYS``) from GPU i to GPU j / to GPU j's NIC
+      (empty: not described);
+    - ``cpu_vendor`` (``amd``, ``intel``) and ``gpu_arch`` (CUDA compute capability x 10).
+
+    The defaults, used when a layout is built without a topology, live here
+    and only here: GPUs in contiguous blocks per socket (GPU0-3 on socket 0 and
+    GPU4-7 on socket 1 with 8 GPUs on 2 sockets, as Fire-Flyer 2's Fig. 4), one
+    NIC on the last socket, AMD EPYC and A100, as flyersim's presets.
+
+    This class is the one home of location arithmetic: locations are ranks
+    ``0..p-1`` then one host memory per (node, socket).
+
+    >>> lay = Layout(nodes=2, gpus_per_node=4, sockets=2)
+    >>> lay.location_names()[3:6], lay.gpu_sockets, lay.nic_socket
+    (['n0/gpu3', 'n1/gpu0', 'n1/gpu1'], (0, 0, 1, 1), 1)
+    >>> lay.host(1, 1), lay.location_names()[11], lay.node_of_location([5, 11]).tolist(), lay.rank(1, 2)
+    (11, 'n1/host1', [1, 1], 6)
+    >>> Layout(1, 2, 2, gpu_sockets=(0, 2))
+    Traceback (most recent call last):
+    ValueError: layout gpu_sockets must give a socket 0..1 for each of the 2 GPUs, got (0, 2)
     """
 
     nodes: int
@@ -76,20 +95,34 @@ class Layout:
     nvlink_pairs: tuple = ()
     gpu_sockets: tuple = ()
     nic_sockets: tuple = ()
+    gpu_paths: tuple = ()
+    nic_paths: tuple = ()
+    cpu_vendor: str = "amd"
+    gpu_arch: int = 80
 
     def __post_init__(self):
         for name in ("nodes", "gpus_per_node", "sockets"):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
                 raise ValueError(f"layout {name} must be a positive integer, got {getattr(self, name)!r}")
+        g, sockets = self.gpus_per_node, self.sockets
+        defaults = {"gpu_sockets": tuple(j * sockets // g for j in range(g)), "nic_sockets": (sockets - 1,)}
+        for name, default in defaults.items():
+            value = tuple(int(x) for x in getattr(self, name)) or default
+            if (name == "gpu_sockets" and len(value) != g) or not all(0 <= x < sockets for x in value):
+                count = f"each of the {g} GPUs" if name == "gpu_sockets" else "each NIC"
+                raise ValueError(f"layout {name} must give a socket 0..{sockets - 1} for {count}, "
+                                 f"got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "nvlink_pairs", tuple(tuple(int(x) for x in p) for p in self.nvlink_pairs))
 
     def gpu_socket(self, local):
-        """Socket of local GPU ``local`` (0 when not described)."""
-        return self.gpu_sockets[local] if self.gpu_sockets else 0
+        """Socket of local GPU ``local``."""
+        return self.gpu_sockets[local]
 
     @property
     def nic_socket(self):
-        """Socket of a node's first NIC (0 when not described)."""
-        return self.nic_sockets[0] if self.nic_sockets else 0
+        """Socket of a node's first NIC."""
+        return self.nic_sockets[0]
 
     @property
     def ranks(self):
@@ -102,11 +135,25 @@ class Layout:
     def gpu(self, rank):
         return rank
 
+    def rank(self, node, local):
+        """Rank of local GPU ``local`` of ``node`` (arrays broadcast)."""
+        return np.asarray(node) * self.gpus_per_node + local if np.ndim(node) or np.ndim(local) \
+            else node * self.gpus_per_node + local
+
     def node_of(self, rank):
         return np.asarray(rank) // self.gpus_per_node if np.ndim(rank) else rank // self.gpus_per_node
 
+    def local(self, rank):
+        """Index of GPU ``rank`` inside its node."""
+        return np.asarray(rank) % self.gpus_per_node if np.ndim(rank) else rank % self.gpus_per_node
+
     def host(self, node, socket=0):
         return self.ranks + np.asarray(node) * self.sockets + socket if np.ndim(node) else self.ranks + node * self.sockets + socket
+
+    def node_of_location(self, loc):
+        """Node of location(s) ``loc`` (a GPU rank or a host memory), as an array."""
+        loc = np.asarray(loc)
+        return np.where(loc < self.ranks, loc // self.gpus_per_node, (loc - self.ranks) // self.sockets)
 
     def location_names(self):
         g = self.gpus_per_node
@@ -215,12 +262,6 @@ class ScheduleBuilder:
         except ValueError:
             raise ValueError(f"buffer {name!r} not declared (have {', '.join(self.buffers)})") from None
 
-    def node_of_location(self, loc):
-        """Node of location(s) ``loc`` (a GPU rank or a host memory)."""
-        lay = self.layout
-        loc = np.asarray(loc)
-        return np.where(loc < lay.ranks, loc // lay.gpus_per_node, (loc - lay.ranks) // lay.sockets)
-
     def _append(self, kind, src, dst, out, ins, span, deps, in_locs=None, group=None, engine="dma"):
         lo, hi, den = span
         dep_arrays = [np.asarray(d, dtype=np.int64) for d in deps]
@@ -241,9 +282,9 @@ class ScheduleBuilder:
         if np.any((src < 0) | (src >= n_loc) | (dst < 0) | (dst >= n_loc)) or \
                 any(np.any((c < 0) | (c >= n_loc)) for c in loc_cols):
             raise ValueError(f"{self.algo}: location out of range 0..{n_loc - 1}")
-        home = self.node_of_location(dst)
+        home = self.layout.node_of_location(dst)
         for c in loc_cols:
-            away = np.flatnonzero(self.node_of_location(c) != home) if kind != XFER else ()
+            away = np.flatnonzero(self.layout.node_of_location(c) != home) if kind != XFER else ()
             if len(away):
                 names = self.layout.location_names()
                 k = away[0]

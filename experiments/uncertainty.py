@@ -21,7 +21,6 @@ CSV columns: kind (base / low / high / sample), parameter, value, sample, then t
     python experiments/uncertainty.py --jobs 2
 """
 
-import inspect
 import sys
 
 import numpy as np
@@ -60,12 +59,11 @@ def algorithm_ranges(algo, collective="allreduce"):
     >>> algorithm_ranges("hfreduce")["buffers"], algorithm_ranges("ring")
     ((2, 64), {})
     """
-    fn = collectives.ALGORITHMS.get((collective, algo))
-    if fn is None:
+    record = collectives.ALGORITHMS.get((collective, algo))
+    if record is None:
         return {}
-    declared = inspect.signature(fn).parameters
-    module = sys.modules[getattr(fn, "func", fn).__module__]
-    return {k: v for k, v in getattr(module, "PARAMETER_RANGES", {}).items() if k in declared}
+    module = sys.modules[record.builder.__module__]
+    return {k: v for k, v in getattr(module, "PARAMETER_RANGES", {}).items() if k in record.params}
 
 
 def points(preset, gpus, algos, sizes, *, samples=16, seed=0, overrides=None, zones=None, model="flow",

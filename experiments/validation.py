@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from flyersim.experiments import plots, sweep
+from flyersim.sim.outputs import atomic_path
 
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",
@@ -86,7 +87,7 @@ def emulated_shape(text):
 
 
 def run_validate(args):
-    """Run ``flyersim validate --format json`` (mpiexec here, or emulated nodes); its JSON kept as <out>/validate.json."""
+    """Run ``flyersim validate --format json`` (here, or on emulated nodes); its JSON kept as <out>/validate.json."""
     if args.emulated:
         nodes, ppn = emulated_shape(args.emulated)
         root = Path(__file__).resolve().parents[1]
@@ -119,9 +120,8 @@ def run_validate(args):
         raise ValueError(f"flyersim validate failed: {last}")
     raw = args.out / "validate.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
-    tmp = raw.with_suffix(".json.tmp")
-    tmp.write_text(out)
-    tmp.replace(raw)
+    with atomic_path(raw) as tmp:
+        tmp.write_text(out)
     report = json.loads(out)
     for algo, why in report.get("too_noisy", {}).items():
         print(f"# {algo}: too noisy to validate: {why}", file=sys.stderr)

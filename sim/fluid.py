@@ -66,94 +66,69 @@ Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` h
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
 Heap.__doc__ = """A binary min-heap of ops indexed by op: ``pos[op]`` is its slot (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows")
+Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows top top_round")
 Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), and the filling's per-resource sums."""
+the resources whose flows changed rate (``dirty``), the filling's per-resource sums, and the highest rate
+on a resource (``top``) as found in check round ``top_round``."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
 # Two are used: ops waiting out their latency (keyed by start time) and active
-# flows (keyed by finish time, moved whenever a rate changes).
+# flows (keyed by finish time, moved whenever a rate changes). Each kernel
+# unpacks the groups it uses once: reading an array out of a group inside a
+# loop would reference-count it at every access.
 
 @_jit
-def _heap_place(h, i, key, op):
-    h.keys[i], h.ops[i] = key, op
-    h.pos[op] = i
-
-
-@_jit
-def _heap_sift(h, i):
+def _heap_sift(keys, ops, pos, size, i):
     """Restore heap order around slot ``i`` (up, then down)."""
-    key, op = h.keys[i], h.ops[i]
+    key, op = keys[i], ops[i]
     while i > 0:
         parent = (i - 1) >> 1
-        if h.keys[parent] <= key:
+        if keys[parent] <= key:
             break
-        _heap_place(h, i, h.keys[parent], h.ops[parent])
+        keys[i], ops[i] = keys[parent], ops[parent]
+        pos[ops[i]] = i
         i = parent
-    n = h.size[0]
+    n = size[0]
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        if child + 1 < n and h.keys[child + 1] < h.keys[child]:
+        if child + 1 < n and keys[child + 1] < keys[child]:
             child += 1
-        if h.keys[child] >= key:
+        if keys[child] >= key:
             break
-        _heap_place(h, i, h.keys[child], h.ops[child])
+        keys[i], ops[i] = keys[child], ops[child]
+        pos[ops[i]] = i
         i = child
-    _heap_place(h, i, key, op)
+    keys[i], ops[i] = key, op
+    pos[op] = i
 
 
 @_jit
 def _heap_set(h, op, key):
     """Insert ``op`` with ``key`` or move it to ``key``."""
-    i = h.pos[op]
+    keys, ops, pos, size = h
+    i = pos[op]
     if i < 0:
-        i = h.size[0]
-        h.size[0] += 1
-    _heap_place(h, i, key, op)
-    _heap_sift(h, i)
+        i = size[0]
+        size[0] += 1
+    keys[i], ops[i] = key, op
+    pos[op] = i
+    _heap_sift(keys, ops, pos, size, i)
 
 
 @_jit
 def _heap_remove(h, op):
-    i = h.pos[op]
-    h.pos[op] = -1
-    h.size[0] -= 1
-    last = h.size[0]
+    keys, ops, pos, size = h
+    i = pos[op]
+    pos[op] = -1
+    size[0] -= 1
+    last = size[0]
     if i != last:
-        _heap_place(h, i, h.keys[last], h.ops[last])
-        _heap_sift(h, i)
-
-
-# ---------------------------------------------------------------- members: which flows cross a resource
-
-@_jit
-def _link(slot, r, elem, cnst, mem):
-    for jl in range(elem.ptr[r + 1] - elem.ptr[r]):
-        k = elem.cnst[elem.ptr[r] + jl]
-        m = slot * mem.width + jl
-        mem.prev[m] = -1
-        mem.next[m] = cnst.head[k]
-        if cnst.head[k] >= 0:
-            mem.prev[cnst.head[k]] = m
-        cnst.head[k] = m
-        cnst.count[k] += 1
-
-
-@_jit
-def _unlink(slot, r, elem, cnst, mem):
-    for jl in range(elem.ptr[r + 1] - elem.ptr[r]):
-        k = elem.cnst[elem.ptr[r] + jl]
-        m = slot * mem.width + jl
-        if mem.prev[m] >= 0:
-            mem.next[mem.prev[m]] = mem.next[m]
-        else:
-            cnst.head[k] = mem.next[m]
-        if mem.next[m] >= 0:
-            mem.prev[mem.next[m]] = mem.prev[m]
-        cnst.count[k] -= 1
+        keys[i], ops[i] = keys[last], ops[last]
+        pos[ops[i]] = i
+        _heap_sift(keys, ops, pos, size, i)
 
 
 # ---------------------------------------------------------------- the event step
@@ -188,25 +163,31 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
 @_jit
 def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Flows that drained by ``horizon`` end: free their resources and members, release their dependents."""
-    while finishing.size[0] > 0 and finishing.keys[0] <= horizon:
-        f = finishing.ops[0]
+    ptr, res, weight = elem.ptr, elem.cnst, elem.weight
+    usage, head, count = cnst.usage, cnst.head, cnst.count
+    rate, slot = var.rate, var.slot
+    fkeys, fops = finishing.keys, finishing.ops
+    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
+                                                         work.dirty, work.counts)
+    while finishing.size[0] > 0 and fkeys[0] <= horizon:
+        f = fops[0]
         _heap_remove(finishing, f)
         dag.end_at[f] = now
         r = dag.route[f]
-        for j in range(elem.ptr[r], elem.ptr[r + 1]):
-            k = elem.cnst[j]
-            cnst.usage[k] -= elem.weight[j] * var.rate[f]
-            _touch(k, work)
-        _mark_dirty(r, elem, work)
-        s = var.slot[f]
-        _unlink(s, r, elem, cnst, mem)
-        for j in range(elem.ptr[r], elem.ptr[r + 1]):
-            if cnst.count[elem.cnst[j]] == 0:
-                cnst.usage[elem.cnst[j]] = 0.0  # no rounding drift left behind on an idle resource
-        var.slot[f] = -1
+        for j in range(ptr[r], ptr[r + 1]):
+            k = res[j]
+            usage[k] -= weight[j] * rate[f]
+            _touch(k, touched_mark, touched, counts)
+        _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
+        s = slot[f]
+        _unlink(s, r, ptr, res, mem.width, mem.next, mem.prev, head, count)
+        for j in range(ptr[r], ptr[r + 1]):
+            if count[res[j]] == 0:
+                usage[res[j]] = 0.0  # no rounding drift left behind on an idle resource
+        slot[f] = -1
         mem.free[mem.n_free[0]] = s
         mem.n_free[0] += 1
-        _release(f, now, dag, elem, waiting)
+        _release(f, now, dag, elem.latency, waiting)
 
 
 @_jit
@@ -215,6 +196,9 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
 
     False when a flow needs a member slot and none is free.
     """
+    ptr, res = elem.ptr, elem.cnst
+    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
+                                                         work.dirty, work.counts)
     while waiting.size[0] > 0 and waiting.keys[0] <= horizon:
         if mem.n_free[0] == 0:
             return False
@@ -223,20 +207,20 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         dag.start_at[f] = now
         if var.remaining[f] <= 0.0:
             dag.end_at[f] = now
-            _release(f, now, dag, elem, waiting)
+            _release(f, now, dag, elem.latency, waiting)
             continue
         mem.n_free[0] -= 1
         s = mem.free[mem.n_free[0]]
         var.slot[f] = s
         mem.var_of_slot[s] = f
         r = dag.route[f]
-        _link(s, r, elem, cnst, mem)
+        _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
         var.rate[f] = 0.0
         var.t_upd[f] = now
-        _add_modified(f, now, var, work)
-        _mark_dirty(r, elem, work)
-        for j in range(elem.ptr[r], elem.ptr[r + 1]):
-            _touch(elem.cnst[j], work)
+        _add_modified(f, now, var, work.modified, counts)
+        _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
+        for j in range(ptr[r], ptr[r + 1]):
+            _touch(res[j], touched_mark, touched, counts)
     return True
 
 
@@ -272,45 +256,77 @@ def _advance(now, max_events, policy, dag, elem, var, cnst, mem, waiting, finish
     return now, now
 
 
+# ---------------------------------------------------------------- small helpers (plain arrays)
+
 @_jit
-def _mark_dirty(r, elem, work):
+def _link(slot, r, ptr, res, width, nxt, prev, head, count):
+    """Add the members of the flow in ``slot`` (route ``r``) to their resources' lists."""
+    for jl in range(ptr[r + 1] - ptr[r]):
+        k = res[ptr[r] + jl]
+        m = slot * width + jl
+        prev[m] = -1
+        nxt[m] = head[k]
+        if head[k] >= 0:
+            prev[head[k]] = m
+        head[k] = m
+        count[k] += 1
+
+
+@_jit
+def _unlink(slot, r, ptr, res, width, nxt, prev, head, count):
+    for jl in range(ptr[r + 1] - ptr[r]):
+        k = res[ptr[r] + jl]
+        m = slot * width + jl
+        if prev[m] >= 0:
+            nxt[prev[m]] = nxt[m]
+        else:
+            head[k] = nxt[m]
+        if nxt[m] >= 0:
+            prev[nxt[m]] = prev[m]
+        count[k] -= 1
+
+
+@_jit
+def _mark_dirty(r, ptr, res, dirty_mark, dirty, counts):
     """Mark the resources of route ``r`` as changed (their flows' neighbours need a check)."""
-    for j in range(elem.ptr[r], elem.ptr[r + 1]):
-        k = elem.cnst[j]
-        if not work.dirty_mark[k]:
-            work.dirty_mark[k] = True
-            work.dirty[work.counts[N_DIRTY]] = k
-            work.counts[N_DIRTY] += 1
+    for j in range(ptr[r], ptr[r + 1]):
+        k = res[j]
+        if not dirty_mark[k]:
+            dirty_mark[k] = True
+            dirty[counts[N_DIRTY]] = k
+            counts[N_DIRTY] += 1
 
 
 @_jit
-def _touch(k, work):
-    if not work.touched_mark[k]:
-        work.touched_mark[k] = True
-        work.touched[work.counts[N_TOUCHED]] = k
-        work.counts[N_TOUCHED] += 1
+def _touch(k, touched_mark, touched, counts):
+    if not touched_mark[k]:
+        touched_mark[k] = True
+        touched[counts[N_TOUCHED]] = k
+        counts[N_TOUCHED] += 1
 
 
 @_jit
-def _add_modified(f, now, var, work):
+def _add_modified(f, now, var, modified, counts):
     """Put flow ``f`` in the set being re-solved, settling the bytes it moved so far."""
-    if not var.in_set[f]:
-        var.in_set[f] = True
-        work.modified[work.counts[N_MODIFIED]] = f
-        work.counts[N_MODIFIED] += 1
-        var.remaining[f] -= var.rate[f] * (now - var.t_upd[f])
-        var.t_upd[f] = now
+    in_set, remaining, t_upd = var.in_set, var.remaining, var.t_upd
+    if not in_set[f]:
+        in_set[f] = True
+        modified[counts[N_MODIFIED]] = f
+        counts[N_MODIFIED] += 1
+        remaining[f] -= var.rate[f] * (now - t_upd[f])
+        t_upd[f] = now
 
 
 @_jit
-def _release(f, now, dag, elem, waiting):
+def _release(f, now, dag, latency, waiting):
     """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency."""
-    for j in range(dag.dn_ptr[f], dag.dn_ptr[f + 1]):
-        d = dag.dn_idx[j]
-        dag.ndeps[d] -= 1
-        if dag.ndeps[d] == 0:
+    dn_ptr, dn_idx, ndeps = dag.dn_ptr, dag.dn_idx, dag.ndeps
+    for j in range(dn_ptr[f], dn_ptr[f + 1]):
+        d = dn_idx[j]
+        ndeps[d] -= 1
+        if ndeps[d] == 0:
             dag.ready_at[d] = now
-            _heap_set(waiting, d, now + elem.latency[dag.route[d]])
+            _heap_set(waiting, d, now + latency[dag.route[d]])
 
 
 # ---------------------------------------------------------------- sharing policies
@@ -318,68 +334,77 @@ def _release(f, now, dag, elem, waiting):
 @_jit
 def _isolate(route, elem, var, cnst, work):
     """The isolated policy: every re-solved flow gets its route's bottleneck as if alone."""
+    ptr, res, weight, bound = elem.ptr, elem.cnst, elem.weight, cnst.bound
     for i in range(work.counts[N_MODIFIED]):
         f = work.modified[i]
         r = route[f]
         best = np.inf
-        for j in range(elem.ptr[r], elem.ptr[r + 1]):
-            best = min(best, cnst.bound[elem.cnst[j]] / elem.weight[j])
+        for j in range(ptr[r], ptr[r + 1]):
+            best = min(best, bound[res[j]] / weight[j])
         var.rate[f] = best
 
 
 @_jit
 def _resolve(now, route, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
-    c = work.counts
+    ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
+    rate, bott, in_set, seen = var.rate, var.bott, var.in_set, var.seen
+    width, nxt, var_of_slot = mem.width, mem.next, mem.var_of_slot
+    c, modified, dirty = work.counts, work.modified, work.dirty
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(route, elem, var, cnst, work)
         before = c[N_MODIFIED]
         # a re-solved flow must get the most on its bottleneck; faster neighbours there join
         for i in range(before):
-            f = work.modified[i]
-            k = var.bott[f]
+            f = modified[i]
+            k = bott[f]
             if k < 0:
                 continue
-            m = cnst.head[k]
+            m = head[k]
             while m >= 0:
-                h = mem.var_of_slot[m // mem.width]
-                if not var.in_set[h] and var.rate[h] > var.rate[f] * (1.0 + RATE_RTOL):
-                    _add_modified(h, now, var, work)
-                m = mem.next[m]
+                h = var_of_slot[m // width]
+                if not in_set[h] and rate[h] > rate[f] * (1.0 + RATE_RTOL):
+                    _add_modified(h, now, var, modified, c)
+                m = nxt[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
         c[ROUND] += 1  # a new round: check each neighbour once
         for t in range(c[N_DIRTY]):
-            m = cnst.head[work.dirty[t]]
+            m = head[dirty[t]]
             while m >= 0:
-                g = mem.var_of_slot[m // mem.width]
-                if var.in_set[g] or var.seen[g] == c[ROUND]:
-                    m = mem.next[m]
+                g = var_of_slot[m // width]
+                if in_set[g] or seen[g] == c[ROUND]:
+                    m = nxt[m]
                     continue
-                var.seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route, elem, var, cnst, mem):
-                    _add_modified(g, now, var, work)
-                m = mem.next[m]
+                seen[g] = c[ROUND]
+                if not _has_bottleneck(g, route[g], ptr, res, rate, bound, usage, head, width, nxt, var_of_slot,
+                                       work.top, work.top_round, c[ROUND]):
+                    _add_modified(g, now, var, modified, c)
+                m = nxt[m]
         if c[N_MODIFIED] == before:
             return
 
 
 @_jit
-def _has_bottleneck(g, route, elem, var, cnst, mem):
-    """Whether flow ``g`` crosses a saturated resource on which no flow gets more."""
-    r = route[g]
-    if elem.ptr[r] == elem.ptr[r + 1]:
+def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow gets more.
+
+    No rate changes during a check round, so a resource's highest rate is found once per round.
+    """
+    if ptr[r] == ptr[r + 1]:
         return True
-    for j in range(elem.ptr[r], elem.ptr[r + 1]):
-        k = elem.cnst[j]
-        if cnst.usage[k] < cnst.bound[k] * (1.0 - RATE_RTOL):
+    for j in range(ptr[r], ptr[r + 1]):
+        k = res[j]
+        if usage[k] < bound[k] * (1.0 - RATE_RTOL):
             continue
-        top = 0.0
-        m = cnst.head[k]
-        while m >= 0:
-            top = max(top, var.rate[mem.var_of_slot[m // mem.width]])
-            m = mem.next[m]
-        if var.rate[g] >= top * (1.0 - RATE_RTOL):
+        if top_round[k] != rnd:
+            best = 0.0
+            m = head[k]
+            while m >= 0:
+                best = max(best, rate[var_of_slot[m // width]])
+                m = nxt[m]
+            top[k], top_round[k] = best, rnd
+        if rate[g] >= top[k] * (1.0 - RATE_RTOL):
             return True
     return False
 
@@ -394,33 +419,35 @@ def _fill(route, elem, var, cnst, work):
     removes their usage. Updates ``rate`` and ``usage``; marks every resource
     crossed as touched, and those of flows whose rate changed as dirty.
     """
-    c = work.counts
+    ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
+    rate, bott = var.rate, var.bott
+    c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
+    dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
     n = c[N_MODIFIED]
     for i in range(n):
-        r = route[work.modified[i]]
-        for j in range(elem.ptr[r], elem.ptr[r + 1]):
-            _touch(elem.cnst[j], work)
-    left, sumw, nflows = work.left, work.sumw, work.nflows
+        r = route[modified[i]]
+        for j in range(ptr[r], ptr[r + 1]):
+            _touch(res[j], touched_mark, touched, c)
     for t in range(c[N_TOUCHED]):
-        k = work.touched[t]
-        left[k] = cnst.bound[k] - cnst.usage[k]
+        k = touched[t]
+        left[k] = bound[k] - usage[k]
         sumw[k] = 0.0
         nflows[k] = 0
     for i in range(n):
-        f = work.modified[i]
+        f = modified[i]
         r = route[f]
-        for j in range(elem.ptr[r], elem.ptr[r + 1]):
-            k = elem.cnst[j]
-            left[k] += elem.weight[j] * var.rate[f]
-            sumw[k] += elem.weight[j]
+        for j in range(ptr[r], ptr[r + 1]):
+            k = res[j]
+            left[k] += weight[j] * rate[f]
+            sumw[k] += weight[j]
             nflows[k] += 1
-    unfrozen = work.modified[:n].copy()
+    unfrozen = modified[:n].copy()
     frozen = np.empty(n, IDX)
     n_unfrozen = n
     while n_unfrozen > 0:
         level = np.inf
         for t in range(c[N_TOUCHED]):
-            k = work.touched[t]
+            k = touched[t]
             if nflows[k] > 0:
                 level = min(level, max(left[k], 0.0) / sumw[k])
         limit = level * (1.0 + RATE_RTOL)
@@ -429,13 +456,13 @@ def _fill(route, elem, var, cnst, work):
         for i in range(n_unfrozen):
             f = unfrozen[i]
             r = route[f]
-            var.bott[f] = -1
-            for j in range(elem.ptr[r], elem.ptr[r + 1]):
-                k = elem.cnst[j]
+            bott[f] = -1
+            for j in range(ptr[r], ptr[r + 1]):
+                k = res[j]
                 if left[k] <= limit * sumw[k]:
-                    var.bott[f] = k
+                    bott[f] = k
                     break
-            if var.bott[f] >= 0 or level == np.inf:
+            if bott[f] >= 0 or level == np.inf:
                 frozen[n_frozen] = f
                 n_frozen += 1
             else:
@@ -444,15 +471,15 @@ def _fill(route, elem, var, cnst, work):
         for i in range(n_frozen):
             f = frozen[i]
             r = route[f]
-            for j in range(elem.ptr[r], elem.ptr[r + 1]):
-                k = elem.cnst[j]
-                left[k] -= elem.weight[j] * level
-                sumw[k] -= elem.weight[j]
+            for j in range(ptr[r], ptr[r + 1]):
+                k = res[j]
+                left[k] -= weight[j] * level
+                sumw[k] -= weight[j]
                 nflows[k] -= 1
-                cnst.usage[k] += elem.weight[j] * (level - var.rate[f])
-            if abs(level - var.rate[f]) > RATE_RTOL * level:
-                _mark_dirty(r, elem, work)
-            var.rate[f] = level
+                usage[k] += weight[j] * (level - rate[f])
+            if abs(level - rate[f]) > RATE_RTOL * level:
+                _mark_dirty(r, ptr, res, dirty_mark, dirty, c)
+            rate[f] = level
         n_unfrozen = keep
 
 
@@ -608,7 +635,8 @@ def _new_heap(n):
 def _new_work(n, nres):
     """Empty work lists for ``n`` ops and ``nres`` resources."""
     return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
-                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX))
+                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
+                np.empty(nres), np.zeros(nres, np.int64))
 
 
 def _dependents(dep_ptr, dep_idx, n):

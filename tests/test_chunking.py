@@ -39,19 +39,20 @@ def test_default_chunk_is_nccl_step_and_cap_is_documented():
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_bad_chunk_bytes_and_cap_fail_in_one_line(bad):
-    with pytest.raises(ValueError, match="hfreduce: chunk_bytes must be a positive integer"):
+    with pytest.raises(ValueError, match="hfreduce: chunk_bytes must be (a positive integer|of type int)"):
         collectives.build("hfreduce", Layout(2, 2), nbytes=1 << 20, chunk_bytes=bad)
-    with pytest.raises(ValueError, match="hfreduce: max_chunks must be a positive integer"):
+    with pytest.raises(ValueError, match="hfreduce: max_chunks must be (a positive integer|of type int)"):
         collectives.build("hfreduce", Layout(2, 2), nbytes=1 << 20, max_chunks=bad)
 
 
-def test_only_generators_declaring_nbytes_are_size_dependent():
+def test_only_algorithms_declared_sized_are_built_per_size():
     for algo in SIZED:
-        assert collectives.size_dependent(algo)
+        assert collectives.get(algo).sized
     for algo in ["ring", "tree", "rd", "rabenseifner", "hier"]:
-        assert not collectives.size_dependent(algo)
-    assert collectives.schedule_key("ring", 1 << 20) == ("ring", None)
-    assert collectives.schedule_key("hfreduce", 1 << 20) == ("hfreduce", 1 << 20)
+        assert not collectives.get(algo).sized
+    lay = Layout(2, 4)
+    assert collectives.schedule_key("ring", lay, 1 << 20) == ("ring", None)
+    assert collectives.schedule_key("hfreduce", lay, 1 << 20) == ("hfreduce", 1 << 20)
 
 
 @pytest.mark.parametrize("algo", SIZED)
@@ -74,7 +75,7 @@ def test_hfreduce_chunk_count_follows_size_and_cap():
 
 
 def test_nccl_tree_halves_chunks_for_deep_trees_as_enqueue_cc():
-    from flyersim.collectives.nccl import tree_chunk_bytes
+    from flyersim.collectives.nccl.tree import tree_chunk_bytes
     assert tree_chunk_bytes(186 << 20, 2, 14) == 512 << 10   # 186 chunks per channel >= 8 x depth
     assert tree_chunk_bytes(64 << 20, 2, 14) == 256 << 10    # 64 < 112: halve once
     assert tree_chunk_bytes(1 << 20, 2, 14) == 32 << 10      # floors 128K, 64K, 32K

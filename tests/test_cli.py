@@ -138,6 +138,22 @@ def test_param_sets_an_algorithm_parameter(capsys):
     assert one["time_s"] > 1.5 * many["time_s"]  # one chunk cannot overlap the D2H, reduce, network and H2D stages
 
 
+def test_help_params_lists_each_declared_parameter(capsys):
+    code, out, _ = cli(capsys, "run", "--algo", "hfreduce,ring", "--help-params")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "# allreduce hfreduce: built per message size"
+    assert [line.split()[0] for line in lines[1:7]] == ["chunks", "staging", "h2d", "buffers", "chunk_bytes",
+                                                        "max_chunks"]
+    assert "h2d          str   default 'gdrcopy'" in out and "ring takes no parameters" in out
+
+
+def test_explain_shows_the_parameter_values_used(capsys):
+    code, out, _ = cli(capsys, "run", "--gpus", "16", "--algo", "dbtree", "--sizes", "1MiB", "--param", "chunks=3",
+                       "--explain")
+    assert code == 0 and "chunks       int  set 3" in out and "max_chunks   int  default 64" in out
+
+
 def test_topo_summary_and_drawing(capsys, tmp_path):
     code, out, err = cli(capsys, "topo", "--preset", "fireflyer2", "--gpus", "16")
     assert code == 0 and err == ""
@@ -170,6 +186,9 @@ BAD = [  # (argv, text the one error line must contain); "{tmp}" is the test's t
     (["run", "--gpus", "16", "--sizes", "1MiB,0"], "sizes must be positive"),
     (["run", "--gpus", "16", "--sizes", "2", "--dtype", "float64"], "smaller than one float64 element"),
     (["run", "--gpus", "16", "--algo", "nosuch"], "unknown allreduce algorithm 'nosuch'"),
+    (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "h2d=3"], "hfreduce: h2d must be of type str"),
+    (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "h2d=dma"], "hfreduce: h2d must be one of gdrcopy, memcpy"),
+    (["run", "--algo", "nosuch", "--help-params"], "unknown allreduce algorithm 'nosuch'"),
     (["run", "--gpus", "16", "--model", "fast"], "invalid choice: 'fast'"),
     (["run", "--gpus", "16", "--dtype", "bfloat16"], "invalid choice: 'bfloat16'"),
     (["run", "--gpus", "16", "-b", "8"], "-b and -e go together"),
@@ -182,7 +201,7 @@ BAD = [  # (argv, text the one error line must contain); "{tmp}" is the test's t
     (["run", "--gpus", "16", "--set", "parameters.pcie_bw=1GB/s"], "no such parameter"),
     (["run", "--gpus", "16", "--format", "xml"], "invalid choice: 'xml'"),
     (["run", "--preset", "single-switch", "--nodes", "41"], "exceed the switch's 40 ports"),
-    (["run", "--gpus", "16", "--algo", "ring", "--param", "max_chunks=8"], "takes parameter 'max_chunks'"),
+    (["run", "--gpus", "16", "--algo", "ring", "--param", "max_chunks=8"], "has parameter 'max_chunks' (valid: none)"),
     (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "max_chunks=0"], "max_chunks must be a positive"),
     (["run", "--gpus", "16", "--param", "max_chunks"], "expected KEY=VALUE"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -8,13 +8,12 @@ import pytest
 
 from flyersim import collectives
 from flyersim import topologies
-from flyersim.collectives.nccl import nccl_ring, nccl_tree
-from flyersim.collectives.nccl_tuning import choose, times
+from flyersim.collectives.nccl import nccl_ring, nccl_tree, paths, search
+from flyersim.collectives.nccl.tuning import choose, times
 from flyersim.collectives.reference import run_reference
 from flyersim.collectives.schedule import XFER, Layout
 from flyersim.collectives.verify import verify
-from flyersim.sim.nccl_topo import nccl_params
-from flyersim.sim.app.runner import run_sizes
+from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
 GPUS = (1, 2, 4, 8)
 
@@ -59,19 +58,35 @@ def test_transports_follow_the_flags():
     assert between and all(a in net_hosts and b in net_hosts and a != b for a, b in between)  # by the NIC
 
 
-def test_nccl_params_fireflyer2_and_dgx():
-    newer = topologies.load("fireflyer2", gpus=16, overrides={"nccl.version": "2.23", "nccl.net_gdr_level": "PXB"})
-    ff = nccl_params(newer)
-    assert ff["gdr"] is False                     # GPU-NIC through the CPU (PHB/SYS) > PXB
-    assert ff["p2p"] == ((5, 6),)                 # 2.23: only the two GPUs below one root port; others PHB/SYS > PXB
-    assert ff["nccl_path_types"][0, 1] == "PHB" and ff["nccl_path_types"][0, 4] == "SYS"
-    assert ff["local_order"][0] in (4, 5, 6, 7) and ff["local_order"][-1] in (4, 5, 6, 7)  # NIC socket at the ends
-    assert ff["nic_socket"] == 1 and ff["gpu_sockets"] == (0, 0, 0, 0, 1, 1, 1, 1)
-    era = nccl_params(topologies.load("fireflyer2", gpus=16))  # the preset: NCCL 2.10, NCCL_NET_GDR_LEVEL=PHB
-    assert era["p2p"] is True and era["gdr"] is True   # 2.10 on AMD: P2P level SYS; NIC-socket GPUs within PHB
-    assert nccl_params(newer, nccl_version="2.10.3")["p2p"] is True
-    dgx = nccl_params(topologies.load("dgx-a100", gpus=16))
-    assert dgx["gdr"] is True and dgx["p2p"] is True and dgx["nccl_graph"]["nvlink"] is True
+def test_nccl_search_fireflyer2_and_dgx():
+    graph = topologies.load("fireflyer2", gpus=16, overrides={"nccl.version": "2.23", "nccl.net_gdr_level": "PXB"})
+    lay = layout_of(graph)
+    ff = search_of(graph, lay)
+    assert ff.gdr is False                        # GPU-NIC through the CPU (PHB/SYS) > PXB
+    assert ff.p2p == ((5, 6),)                    # 2.23: only the two GPUs below one root port; others PHB/SYS > PXB
+    era = search_of(topologies.load("fireflyer2", gpus=16))  # the preset: NCCL 2.10, NCCL_NET_GDR_LEVEL=PHB
+    assert era.p2p is True and era.gdr is True    # 2.10 on AMD: P2P level SYS; NIC-socket GPUs within PHB
+    assert search_of(graph, lay, nccl_version="2.10.3").p2p is True
+    assert lay.gpu_paths[0][1] == "PHB" and lay.gpu_paths[0][4] == "SYS"
+    order = paths.local_order(lay)
+    assert order[0] in (4, 5, 6, 7) and order[-1] in (4, 5, 6, 7)  # NIC socket at the ends
+    assert lay.nic_socket == 1 and lay.gpu_sockets == (0, 0, 0, 0, 1, 1, 1, 1)
+    dgx = search_of(topologies.load("dgx-a100", gpus=16))
+    assert dgx.gdr is True and dgx.p2p is True and dgx.graph["nvlink"] is True
+
+
+def test_p2p_level_follows_the_cpu_vendor():
+    """NCCL allows P2P up to SYS on AMD with at most two GPUs per server; not on Intel."""
+    amd = layout_of(topologies.load("single-switch", nodes=1, overrides={"server.gpus": 2}))
+    intel = layout_of(topologies.load("single-switch", nodes=1, overrides={"server.gpus": 2,
+                                                                           "server.cpu_model": "intel-icelake"}))
+    assert amd.gpu_paths[0][1] == intel.gpu_paths[0][1] == "PHB"
+    assert paths.p2p_pairs(amd) is True and paths.p2p_pairs(intel) is False
+
+
+def test_search_without_routes_keeps_nccl_defaults():
+    found = search(Layout(2, 4))
+    assert (found.p2p, found.gdr, found.channels) == (True, False, 2)
 
 
 def ring_tree_times(nodes, g, nbytes, ch, speed):
@@ -91,7 +106,8 @@ def ring_tree_times(nodes, g, nbytes, ch, speed):
 
 
 def test_tuning_at_16_nodes_matches_independent_arithmetic():
-    graph = nccl_params(topologies.load("fireflyer2", gpus=128))["nccl_graph"]
+    found = search_of(topologies.load("fireflyer2", gpus=128))
+    graph = found.graph
     lay = Layout(16, 8)
     ch, speed = graph["ring"]["channels"], graph["ring"]["speed_inter"]
     for nbytes in (1 << 16, 1 << 20, 186 << 20, 1 << 30):
@@ -100,13 +116,16 @@ def test_tuning_at_16_nodes_matches_independent_arithmetic():
         assert t["ring", "Simple"] == pytest.approx(ring) and t["tree", "Simple"] == pytest.approx(tree)
     assert choose(lay, 1 << 16, graph) == "nccl-tree"   # small: the tree's log-depth latency wins
     assert choose(lay, 1 << 30, graph) == "nccl-ring"   # large: the ring's bandwidth wins
-    assert collectives.resolve("nccl", lay, 1 << 30, nccl_graph=graph) == "nccl-ring"
+    assert collectives.schedule_key("nccl", lay, 1 << 30, search=found) == ("nccl-ring", 1 << 30)
 
 
-def test_build_passes_only_declared_facts():
-    facts = {"p2p": False, "gdr": False, "channels": 1, "unrelated": 3}
-    assert collectives.build("nccl-ring", Layout(2, 2), **facts).num_ops > 0
-    assert collectives.build("ring", Layout(2, 2), **facts).num_ops == 36
+def test_parameters_are_declared_not_sniffed():
+    """An undeclared parameter is an error naming the valid ones; search facts are not parameters of ring."""
+    assert collectives.build("nccl-ring", Layout(2, 2), p2p=False, gdr=False, channels=1).num_ops > 0
+    with pytest.raises(ValueError, match=r"ring has no parameter 'channels' \(valid: none\)"):
+        collectives.build("ring", Layout(2, 2), channels=1)
+    with pytest.raises(ValueError, match="nccl-ring has no parameter 'unrelated' .valid: channels, p2p, gdr"):
+        collectives.build("nccl-ring", Layout(2, 2), unrelated=3)
     assert collectives.build("nccl", Layout(16, 8), channels=1).algo == "nccl-ring"  # large-message limit
 
 
@@ -116,7 +135,7 @@ def test_run_sizes_end_to_end():
     assert all(r["busbw_GBps"] > 0 for r in records)
 
 
-@pytest.mark.parametrize("bad", [dict(channels=0), dict(chunks=0), dict(local_order=(0, 0))])
+@pytest.mark.parametrize("bad", [dict(channels=0), dict(chunks=0), dict(local_order=(0, 0)), dict(gdr="yes")])
 def test_bad_parameters(bad):
     with pytest.raises(ValueError, match="nccl"):
         nccl_ring(Layout(1, 2), **bad)

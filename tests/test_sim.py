@@ -17,9 +17,8 @@ from flyersim.collectives.costs import busbw_factor, ring_allreduce
 from flyersim.collectives.schedule import XFER, Layout, ScheduleBuilder
 from flyersim.sim.engine import simulate
 from flyersim.sim.metrics import bottleneck, utilisation
-from flyersim.sim.nccl_topo import nccl_params
 from flyersim.sim.routes import build_routes
-from flyersim.sim.app.runner import layout_of, run_sizes
+from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 from flyersim.topologies import Router, load
 from flyersim.topologies.units import MiB
 
@@ -324,13 +323,20 @@ def graphs16():
 INVARIANT_SIZES = [4, 1000, 4096, 65536 + 12, 1 * MiB, 4 * MiB + 4]
 
 
+def _build(g, layout, algo, nbytes):
+    """Build the schedule ``algo`` runs at ``nbytes`` on ``g`` (ValueError when it does not serve the layout)."""
+    search = search_of(g, layout)
+    name, size = collectives.schedule_key(algo, layout, nbytes, search=search)
+    return collectives.build(name, layout, nbytes=size, search=search)
+
+
 @pytest.mark.parametrize("preset", ["fireflyer2", "single-switch", "fireflyer2-nvlink"])
 @pytest.mark.parametrize("algo", collectives.names())
 def test_invariants_of_every_registered_algorithm(graphs16, preset, algo):
     g = graphs16[preset]
-    layout, facts = layout_of(g), nccl_params(g)
+    layout = layout_of(g)
     try:
-        collectives.build(collectives.resolve(algo, layout, 1 * MiB, **facts), layout, **facts)
+        _build(g, layout, algo, 1 * MiB)
     except ValueError as err:
         pytest.skip(f"{algo} does not build at 16 GPUs on {preset}: {err}")
     runs = []
@@ -399,9 +405,9 @@ def _cases(draw):
 def test_invariants_hold_on_random_small_topologies(case):
     shape, nodes, overrides, algo, dtype, sizes = case
     g = load(shape, nodes=nodes, overrides=overrides)
-    layout, facts = layout_of(g), nccl_params(g)
+    layout = layout_of(g)
     try:
-        collectives.build(collectives.resolve(algo, layout, sizes[-1], **facts), layout, **facts)
+        _build(g, layout, algo, sizes[-1])
     except ValueError:
         assume(False)               # the algorithm does not serve this layout
     runs = []

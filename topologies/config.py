@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import TopologyError
+from .facts import CPU_MODELS, GPU_MODELS
 from .units import parse_bandwidth, parse_time
 
 def parse_count(value):
@@ -58,7 +59,7 @@ _TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "ne
 NCCL_KEYS = {"version", "net_gdr_level"}  # the NCCL a cluster runs: release, NCCL_NET_GDR_LEVEL
 NCCL_PATH_LEVELS = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")  # NCCL src/graph/topo.h PATH_* names
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
-                "gpu", "device", "link"}
+                "gpu", "device", "link", "cpu_model", "gpu_model"}
 _GPU_KEYS = {"bandwidth", "reduce_bandwidth", "latency", "reduce_latency"}
 _DEVICE_KEYS = {"name", "kind", "engine", *POOLS, *CPU_KEYS}
 _LINK_KEYS = {"ends", "bandwidth", "latency", "kind"}
@@ -85,6 +86,8 @@ class Spec:
     devices: list     # [{"name", "kind", **pools, "engine"?}]
     links: list       # [{"ends", "bandwidth", "latency", "kind"}]
     network: dict     # shape-specific keys, parsed
+    cpu_model: str = None  # a key of facts.CPU_MODELS, None when not stated
+    gpu_model: str = None  # a key of facts.GPU_MODELS, None when not stated
     nccl: dict = None   # {"version": (2, 10), "net_gdr_level": "PHB"}, the keys given in [nccl]
     ranges: dict = None  # parameter -> (low, high), parsed, for the parameters used that declare a range
 
@@ -279,8 +282,9 @@ def _parse(raw):
         sockets=_integer(server.get("sockets", 1), "server.sockets", 1),
         nvlink_pairs=pairs, nvlink=nvlink,
         gpu=values.pools(server.get("gpu", {}), _GPU_KEYS, "server.gpu"),
-        devices=devices, links=links, network=_network(net, values), nccl=_nccl(raw.get("nccl", {})),
-        ranges=values.ranges,
+        devices=devices, links=links, network=_network(net, values),
+        cpu_model=_model(server, "cpu_model", CPU_MODELS), gpu_model=_model(server, "gpu_model", GPU_MODELS),
+        nccl=_nccl(raw.get("nccl", {})), ranges=values.ranges,
     )
 
 
@@ -306,6 +310,13 @@ def _nccl(table):
                                 f"got {table['net_gdr_level']!r}")
         out["net_gdr_level"] = table["net_gdr_level"]
     return out
+
+
+def _model(server, key, known):
+    value = server.get(key)
+    if value is not None and value not in known:
+        raise TopologyError(f"server.{key}: unknown model {value!r} (choices: {', '.join(known)})")
+    return value
 
 
 def _device(table, values):

@@ -8,9 +8,11 @@ writes a single-switch cluster of N/g nodes x g GPUs (one GPU per rank):
 =================  ==============================================================
 parameter          measured as
 =================  ==============================================================
-gpu_latency        LogGP ``o``: time per ``Isend`` call in a train of 64 8 B
-                   messages (between two nodes' leaders, else inside a node):
-                   the per-message software cost, paid at each end
+gpu_latency        the per-message software cost, paid at each end: LogGP ``o``
+                   (time per ``Isend`` call in a train of 64 8 B messages,
+                   between two nodes' leaders, else inside a node) plus half
+                   what a 1-element message through the MPI executor (a chain
+                   of dependent transfers) takes beyond a raw ping-pong
 pcie_latency       half the 8 B one-way time inside a node beyond ``2 o``
                    (LogGP ``L``; a GPU-to-GPU path crosses two GPU links)
 p2p_bandwidth      the node's shared-memory transport: per-direction rate of
@@ -23,8 +25,12 @@ host_bandwidth     pcie_bandwidth times the ranks of a node: host memory serves
 reduce_bandwidth   the executor's numba sum kernel, in place, ``size`` bytes of
                    output on every rank at once, beyond its one-element time
 reduce_latency     that kernel's time for one element
-link_bandwidth     per direction: an exchange of ``size`` between the leaders
-                   (first ranks) of nodes 0 and 1, the other ranks idle
+link_bandwidth     per direction: an exchange of ``max(size, 4 MiB)`` between
+                   the leaders (first ranks) of nodes 0 and 1, the other ranks
+                   idle (the network has no cache regime; a short exchange
+                   measures a switch's or shaper's burst allowance instead of
+                   its sustained rate: with a 256 KiB tbf bucket, 128 KiB
+                   exchanges ran at twice the 1 Gbit/s line rate)
 nic_bandwidth      2 x link_bandwidth: a node's pool counts both directions of a
                    full-duplex NIC (the convention of :mod:`flyersim.sim.routes`)
 nic_latency        half the 8 B one-way time between node leaders beyond the
@@ -45,10 +51,13 @@ collectives whose per-step messages are about that size, and says so.
 ``flyersim validate`` calibrates once per message size for this reason.
 """
 
-import os
 import sys
 
+from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import format_size, parse_size
+
+
+NETWORK_SIZE = 4 << 20  # at least this much per network exchange: a sustained rate, past any burst allowance
 
 
 def add_parser(sub, positive_int):
@@ -72,6 +81,7 @@ def command(args):
         if size < 4:
             raise ValueError(f"--size must be at least 4 B (one float32), got {args.size!r}")
         g = gpus_per_node(comm, args.gpus_per_node)
+        check_writable(args.out, "--out")
     except ValueError as err:
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
@@ -80,10 +90,8 @@ def command(args):
     if comm.rank == 0:
         text = toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
                     f"{format_size(size)} --repeats {args.repeats}", notes)
-        tmp = f"{args.out}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.out)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
         for name, (fig, unit, _) in params.items():
             print(f"{name:>17} = {fig} {unit}")
         for note in notes:
@@ -112,25 +120,31 @@ def measure(comm, size, repeats):
     from flyersim.sim.app import microbench as mb  # mpi4py and numba: only when measuring
 
     per_node = physical_node_size(comm)
-    node_of, leaders = mb.nodes(comm)
+    _, leaders = mb.nodes(comm)
     intra, _ = mb.peers(comm)
     pairs = per_node - per_node % 2  # ranks of a node that have an exchange partner
     zero = mb.Figure(0.0, 0.0, 0.0)
     p, notes = {}, []
     lat_intra = mb.pingpong(comm, intra) if pairs else zero
     if len(leaders) > 1:  # LogGP o and g between two nodes' leaders, the others idle
-        o, g = mb.train(comm, mb.partner(comm, leaders, [(0, 1)]))
+        a, b = leaders[0], leaders[1]
         where = "between the leaders of two nodes"
     else:
-        o, g = mb.train(comm, intra) if pairs else (zero, zero)
+        a, b = 0, comm.bcast(intra)  # rank 0 and its partner in the node (-1: none)
         where = "between two ranks of a node"
+    peer = b if comm.rank == a else a if comm.rank == b else -1
+    o, g = mb.train(comm, peer) if b >= 0 else (zero, zero)
+    raw = mb.pingpong(comm, peer) if b >= 0 else zero
+    hop = mb.chain(comm, a, b) if b >= 0 else zero
     if pairs:
         x = mb.rate(size, mb.exchange(comm, intra, size, repeats), lat_intra)
         p["p2p_bandwidth"] = (_scale(x, pairs), "B/s",
                               f"{pairs} x per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
                               f"between rank pairs of a node, all at once, beyond the 8 B time")
-    p["gpu_latency"] = (o, "s", f"LogGP o: time per Isend call in a train of 64 8 B messages {where} "
-                                "(per-message software cost at each end)")
+    p["gpu_latency"] = (_plus(o, _scale(_minus(hop, raw), 0.5)), "s",
+                        f"per-message software cost at each end: LogGP o (time per Isend call in a train of 64 "
+                        f"8 B messages {where}) plus half what a message through the MPI executor takes beyond "
+                        f"a raw ping-pong")
     p["pcie_latency"] = (_minus(_scale(lat_intra, 0.5), o), "s",
                          "half the 8 B one-way time in a node beyond 2 o (LogGP L inside a node, per GPU link)")
     notes.append(f"LogGP g (gap per 8 B message in a train, {where}): {g}; not modelled")
@@ -145,16 +159,18 @@ def measure(comm, size, repeats):
     if len(leaders) > 1:
         first = mb.partner(comm, leaders, [(0, 1)])
         lat_inter = mb.pingpong(comm, first)
-        link = mb.rate(size, mb.exchange(comm, first, size, repeats), lat_inter)
-        p["link_bandwidth"] = (link, "B/s", f"per-direction rate of an Isend/Irecv exchange of {format_size(size)} "
+        big = max(size, NETWORK_SIZE)
+        link = mb.rate(big, mb.exchange(comm, first, big, repeats), lat_inter)
+        p["link_bandwidth"] = (link, "B/s", f"per-direction rate of an Isend/Irecv exchange of {format_size(big)} "
                                             "between the leaders of nodes 0 and 1 (others idle), beyond the 8 B time")
         p["nic_bandwidth"] = (_scale(link, 2), "B/s", "2 x link_bandwidth: a NIC's pool counts both directions "
                                                       "(full duplex; see sim/routes.py)")
-        p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s", "half the 8 B one-way time between node leaders beyond the one inside a node")
-        together = [mb.rate(size, mb.exchange(comm, mb.partner(comm, leaders, r), size, repeats), lat_inter)
+        p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s",
+                            "half the 8 B one-way time between node leaders beyond the one inside a node")
+        together = [mb.rate(big, mb.exchange(comm, mb.partner(comm, leaders, r), big, repeats), lat_inter)
                     for r in mb.rounds(len(leaders))]
         worst = min(together, key=lambda f: f.value)
-        notes.append(f"all-pairs: every pair of node leaders exchanging {format_size(size)} at once "
+        notes.append(f"all-pairs: every pair of node leaders exchanging {format_size(big)} at once "
                      f"({len(together)} rounds), slowest round per direction {worst} B/s; a value well below "
                      f"link_bandwidth means a shared uplink this single-switch model does not have")
     else:
@@ -168,7 +184,15 @@ def measure(comm, size, repeats):
 
 def _minus(a, b):
     """``a - b`` (at least 0), its range from the quartiles that bound it."""
-    return mb.Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
+
+
+def _plus(a, b):
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(a.value + b.value, a.low + b.low, a.high + b.high)
 
 
 def _scale(f, k):
@@ -178,7 +202,7 @@ def _scale(f, k):
 
 
 def _value(fig, unit):
-    return f'"{fig.value / 1e6:.1f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
+    return f'"{fig.value / 1e6:.4f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
 
 
 def toml(params, nodes, gpus, command, notes=()):

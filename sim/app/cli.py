@@ -20,7 +20,7 @@ from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import FORMATS, render
-from flyersim.sim.app.runner import DTYPES, run_sizes
+from flyersim.sim.app.runner import DTYPES, run_sizes, split_params
 from flyersim.sim.app.sizes import size_list, sweep
 from flyersim.sim.trace import write_trace
 
@@ -79,8 +79,8 @@ def _literal(value):
 
 def _add_param_arg(p):
     p.add_argument("--param", dest="params", action="append", type=_override, default=[], metavar="KEY=VALUE",
-                   help="set an algorithm parameter, e.g. --param max_chunks=256 (repeatable; see each "
-                        "algorithm's docstring)")
+                   help="set an algorithm parameter, e.g. --param max_chunks=256 (repeatable; "
+                        "flyersim run --algo X --help-params lists X's)")
 
 
 def _params(args):
@@ -104,19 +104,25 @@ def _sizes(args):
 
 
 def _cmd_run(args):
+    algos = [a.strip() for a in args.algo.split(",") if a.strip()]
+    if args.help_params:
+        print("\n\n".join(collectives.help_params(a, args.collective) for a in algos))
+        return
     if args.trace:
         check_writable(args.trace, "--trace")
     graph = _load_topology(args)
-    algos = [a.strip() for a in args.algo.split(",") if a.strip()]
+    params = _params(args)
     records, runs = run_sizes(graph, algos, _sizes(args), args.dtype, args.model, args.collective, keep_runs=True,
-                              params=_params(args))
+                              params=params)
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {g['nodes'] * g['gpus_per_node']} GPUs on {g['nodes']} servers, "
               f"{args.collective}, model {args.model}")
     print(render(records, args.format))
     if args.explain:
-        print("\n" + "\n\n".join(explain(run) for run in runs), file=sys.stdout if args.format == "table" else sys.stderr)
+        mine = split_params(algos, params, args.collective)
+        blocks = [collectives.help_params(a, args.collective, mine[a]) for a in algos] + [explain(run) for run in runs]
+        print("\n" + "\n\n".join(blocks), file=sys.stdout if args.format == "table" else sys.stderr)
     if args.trace:
         write_trace(runs, args.trace)
         print(f"# trace of {sum(r.schedule.num_ops for r in runs)} ops written to {args.trace}", file=sys.stderr)
@@ -173,8 +179,10 @@ def parser():
     run.add_argument("--format", default="table", choices=FORMATS)
     run.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of every op")
     run.add_argument("--explain", action="store_true",
-                     help="per run, bytes each resource class carried per message byte and the bottleneck "
-                          "(on stderr with --format csv/json)")
+                     help="each algorithm's parameter values, and per run the bytes each resource class carried "
+                          "per message byte and the bottleneck (on stderr with --format csv/json)")
+    run.add_argument("--help-params", action="store_true",
+                     help="list the parameters of the --algo algorithm(s): name, type, default, meaning; then exit")
     _add_param_arg(run)
     run.set_defaults(func=_cmd_run)
 

@@ -134,6 +134,31 @@ def train(comm, peer, messages=64, repeats=11):
     return o, g
 
 
+def chain(comm, a, b, hops=40, repeats=11):
+    """One-way time of a 1-element message through the MPI executor: ``hops`` transfers a -> b -> a ...,
+    each waiting for the previous, per hop (median and quartiles; every rank takes part, only a and b move).
+
+    Beyond a raw ``Send``/``Recv`` ping-pong it holds the executor's own cost per op (its progress loop,
+    dependency bookkeeping, notifications): the per-message software cost the schedules pay.
+    """
+    from flyersim.collectives.mpi_executor import Execution, place
+    from flyersim.collectives.schedule import ScheduleBuilder
+
+    placement = place(comm, comm.size)  # one layout node: no host buffers are touched
+    build = ScheduleBuilder(placement.layout(), "allreduce", "chain")
+    last = -1
+    for k in range(hops):
+        src, dst = (a, b) if k % 2 == 0 else (b, a)
+        last = int(build.xfer(src, dst, (0, 1, 1), deps=[last])[0])
+    run = Execution(build.build(), placement, 1, np.float32)
+    try:
+        run.load(np.zeros(1, np.float32))
+        t = timed(comm, run.execute, repeats)
+    finally:
+        run.free()
+    return Figure(t.value / hops, t.low / hops, t.high / hops)
+
+
 def peers(comm):
     """(peer inside my physical node, peer on another physical node): world ranks, or -1 for none.
 

@@ -7,10 +7,10 @@ algorithm's run checked once against ``comm.Allreduce``, then ``--warmup``
 untimed and ``--iters`` timed rounds, a round running every algorithm once in
 turn (interleaved, so a busy spell of the machine hits all alike), each run
 between barriers, its time the maximum over ranks. What to measure travels as
-a :class:`Plan`; a size-dependent algorithm (``nccl``) runs the schedule
-``collectives.resolve`` picks per size, from the plan's topology ``facts``
-(``validate`` gives them, with the ``layout`` it simulates), else from the
-resolver's defaults.
+a :class:`Plan`; an algorithm that picks by size (``nccl``) runs the schedule
+``collectives.schedule_key`` names per size, from the plan's NCCL ``search``
+(``validate`` gives it, with the ``layout`` it simulates), else from the
+layout alone.
 Rows report avg/min/max/p50/p99 of those times in us, the quartiles
 (``p25_us``, ``p75_us``) and the spread ``iqr_pct = 100 (p75 - p25) / p50``, plus nccl-tests
 ``algbw = S/t`` and ``busbw`` (t = the average), with the keys of ``flyersim
@@ -22,7 +22,8 @@ which then aborts the job (exit code 2), so no rank hangs.
 """
 
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,9 +62,9 @@ def add_parser(sub, positive_int):
 class Plan:
     """What ``collect`` measures; filled by the CLI (:func:`plan_of`) or by ``validate``.
 
-    ``layout`` and ``facts``: the layout a caller simulates and the topology
-    facts that choose a size-dependent algorithm's schedule (default: the
-    placement's layout, the resolver's defaults).
+    ``layout`` and ``search``: the layout a caller simulates and NCCL's search
+    on its topology, which choose an NCCL algorithm's schedule (default: the
+    placement's layout, searched alone).
 
     >>> Plan(("ring",), (1024,)).iters
     20
@@ -77,7 +78,7 @@ class Plan:
     gpus_per_node: int | None = None
     shared_memory: bool = True
     layout: Layout | None = None
-    facts: dict = field(default_factory=dict)
+    search: object = None
 
 
 def plan_of(args):
@@ -126,6 +127,7 @@ def collect(plan, comm):
         raise SystemExit(2)
     except Exception as err:  # one rank failed: report it and take the job down rather than hang
         print(f"flyersim: error: rank {comm.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        time.sleep(0.5)  # let the process manager forward that line from a remote node before Abort kills it
         comm.Abort(2)
         raise SystemExit(2)  # MPICH's Abort can return before the process manager kills this rank
 
@@ -139,11 +141,11 @@ def _prepare(plan, comm):
         if size < itemsize:
             raise ValueError(f"size {size} B is smaller than one {plan.dtype} element")
     placement = place(comm, plan.gpus_per_node, shared_memory=plan.shared_memory)
-    layout, facts = plan.layout or placement.layout(), plan.facts
-    # (algo, size) -> schedule key (concrete algorithm, size if its pipeline depends on the size, else None)
-    concrete = {(a, s): collectives.schedule_key(collectives.resolve(a, layout, s, **facts), s)
+    layout, search = plan.layout or placement.layout(), plan.search
+    # (algo, size) -> schedule key (concrete algorithm, size if it is built per size, else None)
+    concrete = {(a, s): collectives.schedule_key(a, layout, s, search=search)
                 for a in plan.algos if a != BASELINE for s in plan.sizes}
-    schedules = {k: collectives.build(k[0], layout, **facts, **({} if k[1] is None else {"nbytes": k[1]}))
+    schedules = {k: collectives.build(k[0], layout, nbytes=k[1], search=search)
                  for k in sorted(set(concrete.values()), key=lambda k: (k[0], k[1] or 0))}
     return {"placement": placement, "schedules": schedules, "concrete": concrete}
 

@@ -1,37 +1,73 @@
 """Simulate algorithms on a topology over a list of message sizes.
 
 One schedule and one set of routes per algorithm serve every size, since
-schedules are size-agnostic, except for algorithms whose pipeline depends on
-the size (they declare ``nbytes``; :func:`collectives.size_dependent`): those
-are built once per (algorithm, size).
+schedules are size-agnostic, except for algorithms built per message size
+(declared ``sized`` in :data:`collectives.ALGORITHMS`): those are built once
+per (algorithm, size). NCCL's graph search runs once per topology, and only
+when an algorithm that declares it needs it is run.
 """
 
 import numpy as np
 
 from flyersim import collectives
+from flyersim.collectives.nccl import paths as nccl_paths, search as nccl_search
 from flyersim.collectives.schedule import Layout
 from flyersim.sim.engine import simulate
 from flyersim.sim.metrics import record
-from flyersim.sim.nccl_topo import nccl_params
 from flyersim.sim.routes import build_routes
 from flyersim.topologies import Router
+from flyersim.topologies.facts import server_facts, server_routes
 
 DTYPES = ("float32", "float64", "float16", "int32")
 
 
 def layout_of(graph):
-    """The collective layout of a topology graph (one rank per GPU)."""
-    g = graph.graph
+    """The collective layout of a topology graph (one rank per GPU), with its server's facts.
+
+    The one place a layout is filled from a topology; facts the topology does not state keep the
+    layout's defaults.
+    """
+    g, facts = graph.graph, server_facts(graph)
+    stated = {"cpu_vendor": facts.cpu_vendor, "gpu_arch": facts.gpu_arch}
     return Layout(nodes=g["nodes"], gpus_per_node=g["gpus_per_node"], sockets=g["sockets_per_node"],
-                  nvlink_pairs=tuple(tuple(p) for p in g.get("nvlink_pairs", ())))
+                  nvlink_pairs=facts.nvlink_pairs, gpu_sockets=facts.gpu_sockets, nic_sockets=facts.nic_sockets,
+                  gpu_paths=facts.gpu_paths, nic_paths=facts.nic_paths,
+                  **{k: v for k, v in stated.items() if v is not None})
+
+
+def search_of(graph, layout=None, nccl_version=None):
+    """NCCL's search on ``graph`` (for the algorithms that declare they need it), with the NCCL the cluster
+    declares in its ``[nccl]`` table (``nccl_version`` overrides the release)."""
+    declared = graph.graph.get("nccl") or {}
+    return nccl_search(layout or layout_of(graph), server_routes(graph),
+                       version=nccl_version or declared.get("version"),
+                       gdr_level=declared.get("net_gdr_level", nccl_paths.GDR_LEVEL))
+
+
+def split_params(algos, params, collective="allreduce"):
+    """``{algo: the items of params it declares}``; a parameter no algorithm declares is an error listing the valid ones.
+
+    >>> split_params(["ring", "hfreduce"], {"chunks": 4})
+    {'ring': {}, 'hfreduce': {'chunks': 4}}
+    >>> split_params(["ring", "dbtree"], {"chunk": 4})
+    Traceback (most recent call last):
+    ValueError: no algorithm run (ring, dbtree) has parameter 'chunk' (valid: chunks, chunk_bytes, max_chunks)
+    """
+    records = [collectives.get(a, collective) for a in algos]
+    for key in params:
+        if not any(key in r.params for r in records):
+            valid = list(dict.fromkeys(n for r in records for n in r.params.names()))
+            raise ValueError(f"no algorithm run ({', '.join(algos)}) has parameter {key!r} "
+                             f"(valid: {', '.join(valid) or 'none'})")
+    return {r.name: {k: v for k, v in params.items() if k in r.params} for r in records}
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
               params=None):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
-    ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each generator gets those it
-    declares, and a parameter that no algorithm run takes is an error.
+    ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
+    declares, and a parameter that no algorithm run declares is an error.
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
@@ -40,23 +76,20 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
         raise ValueError(f"size {min(sizes)} B is smaller than one {dtype} element")
     layout = layout_of(graph)
     router = Router(graph)
-    facts = nccl_params(graph)  # topology facts: each algorithm receives those its signature declares
-    plan = [(size, collectives.resolve(algo, layout, size, collective, **facts)) for algo in algos for size in sizes]
-    params = dict(params or {})
-    for key in params:
-        if not any(collectives.takes(concrete, key, collective) for _, concrete in plan):
-            raise ValueError(f"no algorithm run ({', '.join(sorted({c for _, c in plan}))}) takes parameter {key!r}")
+    mine = split_params(algos, dict(params or {}), collective)
+    needs_search = any(collectives.get(a, collective).search for a in algos)
+    search = search_of(graph, layout, (params or {}).get("nccl_version")) if needs_search else None
     records, runs = [], []
-    built = {}  # (concrete algorithm, size or None) -> (schedule, routes)
-    for size, concrete in plan:
-        key = collectives.schedule_key(concrete, size, collective)
-        if key not in built:
-            sized = {} if key[1] is None else {"nbytes": key[1]}
-            schedule = collectives.build(concrete, layout, collective, **{**facts, **sized, **params})
-            built[key] = schedule, build_routes(graph, schedule, router)
-        schedule, routes = built[key]
-        run = simulate(schedule, routes, size, itemsize, model)
-        records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
-        if keep_runs:
-            runs.append(run)
+    built = {}  # schedule key -> (schedule, routes)
+    for algo in algos:
+        for size in sizes:
+            key = collectives.schedule_key(algo, layout, size, collective, search)
+            if key not in built:
+                schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
+                built[key] = schedule, build_routes(graph, schedule, router)
+            schedule, routes = built[key]
+            run = simulate(schedule, routes, size, itemsize, model)
+            records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+            if keep_runs:
+                runs.append(run)
     return (records, runs) if keep_runs else records

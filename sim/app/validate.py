@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flyersim.sim.app import calibrate, mpibench
+from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
 
@@ -132,6 +133,8 @@ def command(args):
     comm = MPI.COMM_WORLD
     try:
         plan = plan_of(args)
+        if args.plot:
+            check_writable(args.plot, "--plot")
     except ValueError as err:
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
@@ -142,7 +145,8 @@ def command(args):
     title = f"{plan.topology or 'calibrated per size'} ({plan.model} model) vs {comm.size} MPI ranks"
     print(render(report, args.format, title))
     if args.plot:
-        plot(report["rows"], args.plot)
+        with atomic_path(args.plot) as tmp:
+            plot(report["rows"], tmp)
         print(f"# plot written to {args.plot}", file=sys.stderr)
 
 
@@ -228,11 +232,11 @@ def calibrated(comm, nbytes, gpus, repeats):
 
 def _size_rows(comm, plan, size, graph):
     """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
-    from flyersim.sim.nccl_topo import nccl_params
-    from flyersim.sim.app.runner import layout_of, run_sizes
+    from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
+    layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
-                          graph.graph["gpus_per_node"], True, layout_of(graph), nccl_params(graph))
+                          graph.graph["gpus_per_node"], True, layout, search_of(graph, layout))
     measured = mpibench.collect(bench, comm)
     if comm.rank:
         return []

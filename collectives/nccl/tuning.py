@@ -19,9 +19,12 @@ and protocol p (LL, LL128, Simple), time = latency + bytes / bandwidth, with
 
 LL128 is enabled by default only when the intra-server path is NVLink and the
 GPU-NIC path is within PXB on Volta/Ampere. The topology inputs (``channels``,
-``speed_*``, ``nvlink``, ``net_within_pxb``, ``compute_capability``) come from
-``sim.nccl_topo.nccl_params`` as ``nccl_graph``; without one, a PCIe server is
+``speed_*``, ``nvlink``, ``net_within_pxb``, ``compute_capability``) are the
+``graph`` of NCCL's search (:mod:`.search`); without one, a PCIe server is
 assumed (one channel of 12 GB/s, NCCL's PCI Gen3 x16 rating).
+
+The ``nccl`` algorithm (:func:`nccl_allreduce`) runs what this model picks
+for the message size: ``nccl-ring`` or ``nccl-tree``.
 
 >>> from flyersim.collectives.schedule import Layout
 >>> choose(Layout(16, 8), 1 << 20), choose(Layout(16, 8), 1 << 30)
@@ -29,6 +32,12 @@ assumed (one channel of 12 GB/s, NCCL's PCI Gen3 x16 rating).
 """
 
 import math
+
+from flyersim.collectives.nccl.ring import nccl_ring
+from flyersim.collectives.nccl.search import DEFAULT_GRAPH
+from flyersim.collectives.nccl.transports import SHARED
+from flyersim.collectives.nccl.tree import nccl_tree
+from flyersim.collectives.params import Param, Params
 
 TREE, RING = 0, 1
 LL, LL128, SIMPLE = 0, 1, 2
@@ -48,10 +57,6 @@ TREE_CORRECTION = (  # treeCorrectionFactor[protocol][log2(bytes/64)], 64 B .. 1
     (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .5, .6, .6, .7, .7, .8, .9, .9, 1.0),
     (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .5, .5, .6, .6, .7, .8, .9),
 )
-DEFAULT_GRAPH = {"ring": {"channels": 1, "speed_intra": 12.0, "speed_inter": 12.0},
-                 "tree": {"channels": 1, "speed_intra": 12.0, "speed_inter": 12.0},
-                 "nvlink": False, "net_within_pxb": False, "compute_capability": 80}
-
 
 def log2i(n):
     """NCCL's ``log2i``: floor(log2 n), 0 for n <= 1."""
@@ -114,19 +119,6 @@ def times(layout, nbytes, nccl_graph=None):
     return res
 
 
-def nccl_allreduce(layout, nbytes=None, nccl_graph=None, **facts):
-    """The schedule NCCL runs for ``nbytes`` (``None``: the large-message limit, the higher-bandwidth algorithm).
-
-    Runners should call ``collectives.resolve("nccl", layout, nbytes, ...)`` per size instead, so that one
-    schedule per concrete algorithm serves every size; this entry exists so ``build("nccl", layout)`` works.
-    """
-    from flyersim.collectives.nccl import nccl_ring, nccl_tree  # noqa: PLC0415 (keeps this module's import light)
-    algo = choose(layout, 1 << 50 if nbytes is None else nbytes, nccl_graph)
-    make = nccl_ring if algo == "nccl-ring" else nccl_tree
-    names = make.__code__.co_varnames[1:make.__code__.co_argcount]
-    return make(layout, nbytes=nbytes, **{k: v for k, v in facts.items() if k in names and k != "nbytes"})
-
-
 def choose(layout, nbytes, nccl_graph=None):
     """``"nccl-ring"`` or ``"nccl-tree"``: the algorithm of NCCL's fastest (algorithm, protocol) for ``nbytes``."""
     if layout.ranks <= 1:
@@ -134,3 +126,25 @@ def choose(layout, nbytes, nccl_graph=None):
     t = times(layout, int(nbytes), nccl_graph)
     best = min(t, key=lambda k: (t[k], ALGOS.index(k[0]), PROTOCOLS.index(k[1])))  # NCCL scans tree first
     return f"nccl-{best[0]}"
+
+
+PARAMS = Params(
+    "nccl", *SHARED,
+    Param("chunks", int, None, "chunks of the algorithm picked (nccl-ring: rounds per channel; nccl-tree: chunks "
+                               "per channel; default from the size)"),
+)
+
+
+def pick(layout, nbytes, search=None):
+    """The algorithm NCCL runs for ``nbytes`` (``None``: the large-message limit), given NCCL's ``search``."""
+    return choose(layout, 1 << 50 if nbytes is None else nbytes, search.graph if search else None)
+
+
+def nccl_allreduce(layout, nbytes=None, search=None, **params):
+    """The schedule NCCL runs for ``nbytes``: :func:`pick`'s algorithm built with ``params`` (:data:`PARAMS`).
+
+    Runners build the picked algorithm through the registry instead (``collectives.schedule_key``), so that
+    sizes that pick the same size-independent schedule share it.
+    """
+    make = nccl_ring if pick(layout, nbytes, search) == "nccl-ring" else nccl_tree
+    return make(layout, nbytes, search, **PARAMS.bind(params))
