@@ -207,7 +207,7 @@ def plot(rows, png):
         if name in PAPER:
             bands.axhspan(*PAPER[name], facecolor=f"C{j}", alpha=0.08, hatch="//", edgecolor=f"C{j}",
                           label=f"{name}: paper's range (arXiv:2408.14158 IV)")
-        plots.gpus_axis(bands, sorted({k[0] for k in summary}))
+        plots.gpus_axis(bands, sorted({k[0] for k in summary if summary[k]["band"]}))
     bands.set_xlabel("GPUs")
     bands.set_ylabel("busbw (GB/s)")
     top = max([e["band"][2] for e in summary.values() if e["band"]] + [hi for _, hi in PAPER.values()])
