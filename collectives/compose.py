@@ -105,15 +105,84 @@ def _ordered(fifo, key, deps):
     return deps if fifo is None else deps + [fifo.get(key, -1)]
 
 
+def direct_hop(b, src, dst, span, src_buf, dst_buf, deps, tag):
+    """The default per-hop transport: one xfer. Returns ``(first, last)`` op ids (the same ops)."""
+    x = b.xfer(src=src, dst=dst, span=span, src_buf=src_buf, dst_buf=dst_buf, deps=deps)
+    return x, x
+
+
+def binary_tree_allreduce(b, locs, parent, child, piece, ready=(), buf="data", tmp=("recv0", "recv1"), hop=direct_hop,
+                          fifo=None, key=(), receiver_waits=True, engine_order=True):
+    """Reduce ``piece`` up one binary tree over positions, then broadcast the result down: the one tree builder.
+
+    ``locs`` ``(G, n)``: G copies at once over n positions; ``parent`` ``(n,)`` and ``child`` ``(n, 2)``
+    (left-packed, -1 for none) give the tree (:mod:`collectives.trees`); ``piece`` is a span broadcastable
+    to ``(G, C, 1)`` (C chunks moving together); ``ready``: op-id arrays broadcastable to ``(G, C, n)``
+    after all of which a position's ``buf`` holds its contribution. A child's partial sum lands in
+    ``tmp[slot]`` of its parent, which adds it into ``buf``; the root's result is broadcast down into ``buf``.
+
+    ``hop(b, src, dst, span, src_buf, dst_buf, deps, tag)`` moves one hop and returns the op ids
+    ``(first, last)`` (a connection's order is kept on ``first``; ``dst`` may read after ``last``); tags are
+    ``tu<slot>`` up and ``td<slot>`` down, for a transport's staging buffers. ``fifo``: a dict shared by
+    successive calls (keys prefixed by ``key``): each hop waits for the same hop of the previous call, as a
+    connection carries its chunks in order, and with ``engine_order`` each reduce for the previous
+    call's reduce at the same place. ``receiver_waits``: a send up also waits for the receiver's
+    ``ready`` (its buffers are in use until then); else only its reduce does.
+    Returns op ids ``(G, C, n)``: after them each position holds the result.
+    """
+    groups, n = locs.shape
+    chunks = np.broadcast_shapes((groups, 1, 1), *(np.shape(x) for x in piece))[1]
+    ready = [np.broadcast_to(r, (groups, chunks, n)) for r in ready]
+    where = lambda at: locs[:, None, at]  # noqa: E731 (locations of positions ``at``, shape (G, 1, len))
+    up = np.full((groups, chunks, n), -1)  # op completing each position's partial sum
+    heights = tree_heights(parent)
+    for h in range(1, heights.max(initial=0) + 1):
+        level = np.flatnonzero(heights == h)
+        sent = np.full((2, groups, chunks, n), -1)
+        for slot in (0, 1):
+            at = level[child[level, slot] >= 0]
+            kid = child[at, slot]
+            deps = [up[..., kid]] + [r[..., kid] for r in ready] + [r[..., at] for r in ready if receiver_waits]
+            first, last = hop(b, where(kid), where(at), piece, buf, tmp[slot],
+                              _ordered(fifo, key + ("up", h, slot), deps), f"tu{slot}")
+            sent[slot][..., at] = np.reshape(last, (groups, chunks, len(at)))
+            if fifo is not None:
+                fifo[key + ("up", h, slot)] = np.reshape(first, (groups, chunks, len(at)))
+        num_kids = (child[level] >= 0).sum(axis=1)
+        for k in (1, 2):
+            at = level[num_kids == k]
+            deps = [sent[0][..., at], sent[1][..., at]] + [r[..., at] for r in ready if not receiver_waits]
+            r = b.reduce(at=where(at), inputs=(buf, *tmp[:k]), out=buf, span=piece,
+                         deps=_ordered(fifo if engine_order else None, key + ("sum", h, k), deps))
+            up[..., at] = r.reshape(groups, chunks, len(at))
+            if fifo is not None and engine_order:
+                fifo[key + ("sum", h, k)] = up[..., at]
+    down = up.copy()
+    depths = tree_depths(parent)
+    for d in range(1, depths.max(initial=0) + 1):
+        at = np.flatnonzero(depths == d)
+        slot_of = (child[parent[at], 1] == at).astype(np.int64)
+        # a transport stages each slot's hops in its own buffers; direct hops go in one batch
+        batches = [(0, at)] if hop is direct_hop else [(slot, at[slot_of == slot]) for slot in (0, 1)]
+        for slot, a in batches:
+            if a.size == 0:
+                continue
+            deps = [down[..., parent[a]]] + [r[..., a] for r in ready if receiver_waits]
+            first, last = hop(b, where(parent[a]), where(a), piece, buf, buf,
+                              _ordered(fifo, key + ("down", d, slot), deps), f"td{slot}")
+            down[..., a] = np.reshape(last, (groups, chunks, len(a)))
+            if fifo is not None:
+                fifo[key + ("down", d, slot)] = np.reshape(first, (groups, chunks, len(a)))
+    return down
+
+
 def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tmp=("recv0", "recv1"), fifo=None):
     """Double binary tree allreduce (:func:`collectives.trees.double_binary_tree` over positions).
 
     Tree t carries half t of the span, cut into ``chunks`` chunks (chunk c is
-    piece ``t * chunks + c`` of ``2 * chunks``, as :mod:`collectives.dbtree`).
-    Each tree reduces its half up (children's partial sums land in ``tmp[0]``, ``tmp[1]`` of the
-    parent, which adds them into ``buf``) and broadcasts the result down into
-    ``buf``. Chunks depend on nothing but their own data (no per-link FIFO
-    order, unlike :mod:`collectives.dbtree`), so they pipeline.
+    piece ``t * chunks + c`` of ``2 * chunks``, as :mod:`collectives.dbtree`),
+    by :func:`binary_tree_allreduce`. Chunks of one call depend on nothing but
+    their own data, so they pipeline.
     Returns ``final`` ``(G, p, 2 * chunks)``, column ``t * chunks + c`` for chunk c of tree t.
 
     ``fifo``: a dict shared by successive calls (one per pipeline chunk, same
@@ -128,41 +197,10 @@ def dbtree_allreduce(b, locs, span=(0, 1, 1), ready=-1, chunks=1, buf="data", tm
     if n == 1:
         return ready
     parents, children = double_binary_tree(n)
+    waits = [ready[:, None, :, j] for j in range(ready.shape[2])]
     final = np.full((groups, n, 2 * chunks), -1)
     for t in range(2):
-        lo, hi, den = (x[..., None] for x in split(span, t * chunks + np.arange(chunks), 2 * chunks))
-        piece = (lo, hi, den)  # shape (G, chunks, 1): broadcasts against positions
-        up = np.full((groups, chunks, n), -1)  # op completing each position's partial sum
-        heights = tree_heights(parents[t])
-        for h in range(1, heights.max() + 1):
-            level = np.nonzero(heights == h)[0]
-            sent = np.full((2, groups, chunks, n), -1)
-            for slot in range(2):
-                at = level[children[t, level, slot] >= 0]
-                kid = children[t, at, slot]
-                x = b.xfer(src=locs[:, None, kid], dst=locs[:, None, at], span=piece, src_buf=buf, dst_buf=tmp[slot],
-                           deps=_ordered(fifo, ("up", t, h, slot),
-                                         [up[:, :, kid], *(w[:, None] for w in _waits(ready, kid, at))]))
-                sent[slot][:, :, at] = x.reshape(groups, chunks, len(at))
-                if fifo is not None:
-                    fifo["up", t, h, slot] = sent[slot][:, :, at]
-            num_kids = (children[t, level] >= 0).sum(axis=1)
-            for k in (1, 2):
-                at = level[num_kids == k]
-                r = b.reduce(at=locs[:, None, at], inputs=(buf, *tmp[:k]), out=buf, span=piece,
-                             deps=_ordered(fifo, ("sum", t, h, k), [sent[0][:, :, at], sent[1][:, :, at]]))
-                up[:, :, at] = r.reshape(groups, chunks, len(at))
-                if fifo is not None:
-                    fifo["sum", t, h, k] = up[:, :, at]
-        down = up
-        depths = tree_depths(parents[t])
-        for d in range(1, depths.max() + 1):
-            at = np.nonzero(depths == d)[0]
-            par = parents[t, at]
-            x = b.xfer(src=locs[:, None, par], dst=locs[:, None, at], span=piece, src_buf=buf, dst_buf=buf,
-                       deps=_ordered(fifo, ("down", t, d), [down[:, :, par], *(w[:, None] for w in _waits(ready, at))]))
-            down[:, :, at] = x.reshape(groups, chunks, len(at))
-            if fifo is not None:
-                fifo["down", t, d] = down[:, :, at]
+        piece = tuple(x[..., None] for x in split(span, t * chunks + np.arange(chunks), 2 * chunks))  # (G, chunks, 1)
+        down = binary_tree_allreduce(b, locs, parents[t], children[t], piece, waits, buf, tmp, fifo=fifo, key=(t,))
         final[:, :, t * chunks:(t + 1) * chunks] = down.transpose(0, 2, 1)
     return final

@@ -21,6 +21,8 @@ reduces them in order, as NCCL does; without that a no-contention model would
 let all chunks cross one link at once. Chunk c then needs only chunk c-1 to
 clear each link, so with depth d the critical path is about 2d + k - 1 chunk
 steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
+Each tree and chunk is :func:`collectives.compose.binary_tree_allreduce`, the
+one tree builder NCCL's tree and HFReduce's inter-node stage use too.
 
 >>> from flyersim.collectives.schedule import Layout
 >>> s = dbtree_allreduce(Layout(nodes=1, gpus_per_node=2), chunks=2)
@@ -31,9 +33,10 @@ steps of ``a + n/(2k) b`` (cost-models.md quotes the cruder 2(d + k - 1)).
 import numpy as np
 
 from flyersim.collectives.chunking import DEFAULT_MAX_CHUNKS, NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.compose import binary_tree_allreduce
 from flyersim.collectives.params import Param, Params
 from flyersim.collectives.schedule import ScheduleBuilder
-from flyersim.collectives.trees import double_binary_tree, tree_depths, tree_heights
+from flyersim.collectives.trees import double_binary_tree
 
 DEFAULT_CHUNKS = 8  # per tree, only when built without a message size
 PARAMS = Params(
@@ -43,39 +46,6 @@ PARAMS = Params(
     Param("chunk_bytes", int, NCCL_STEP_BYTES, "pipeline chunk size in bytes (NCCL's Simple step, 512 KiB)"),
     Param("max_chunks", int, DEFAULT_MAX_CHUNKS, "cap on pipeline chunks per tree (bounds the schedule's size)"),
 )
-
-
-def _tree_allreduce(b, parent, child, half, k):
-    """Append reduce-up then broadcast-down over one tree for chunks ``half*k .. half*k + k - 1`` of 2k.
-
-    ``child`` is (p, 2), left-packed: a node's first child sends into its
-    ``recv0``, a second one into ``recv1``.
-    """
-    p = len(parent)
-    depth, height = tree_depths(parent), tree_heights(parent)
-    slot = np.zeros(p, np.int64)
-    slot[child[:, 1][child[:, 1] >= 0]] = 1
-    nkids = (child >= 0).sum(axis=1)
-    sent_up, reduced, sent_down = (np.full((p, k), -1) for _ in range(3))
-    for c in range(k):
-        span = (half * k + c, half * k + c + 1, 2 * k)
-        fifo = [c - 1] if c else []  # chunk c waits for chunk c-1 on the same link / engine
-        for h in range(height.max() + 1):
-            for n, inputs in ((1, ("data", "recv0")), (2, ("data", "recv0", "recv1"))):
-                at = np.flatnonzero((height == h) & (nkids == n))
-                got = [np.where(kid >= 0, sent_up[kid, c], -1) for kid in child[at, :n].T]
-                reduced[at, c] = b.reduce(at, inputs, "data", span, deps=got + [reduced[at, f] for f in fifo])
-            for s in (0, 1):
-                at = np.flatnonzero((height == h) & (parent >= 0) & (slot == s))
-                deps = [reduced[at, c]] + [sent_up[at, f] for f in fifo]
-                sent_up[at, c] = b.xfer(at, parent[at], span, "data", f"recv{s}", deps=deps)
-        for d in range(1, depth.max() + 1):
-            at = np.flatnonzero(depth == d)
-            src = parent[at]
-            # The parent's chunk is final after its incoming broadcast, or after its reduce at the root.
-            ready = np.where(depth[src] == 0, reduced[src, c], sent_down[src, c])
-            deps = [ready, sent_up[at, c]] + [sent_down[at, f] for f in fifo]
-            sent_down[at, c] = b.xfer(src, at, span, "data", "data", deps=deps)
 
 
 def dbtree_allreduce(layout, nbytes=None, **params):
@@ -90,8 +60,12 @@ def _dbtree(layout, nbytes, chunks, chunk_bytes, max_chunks):
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "dbtree", per=2)
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "dbtree", buffers=("data", "recv0", "recv1"))
+    ranks = np.arange(p)[None, :]
     for half, (parent, child) in enumerate(zip(*double_binary_tree(p))):
-        _tree_allreduce(b, parent, child, half, int(chunks))
+        fifo = {}  # chunk c waits for chunk c-1 on the same link / engine
+        for c in range(chunks):
+            binary_tree_allreduce(b, ranks, parent, child, (half * chunks + c, half * chunks + c + 1, 2 * chunks),
+                                  fifo=fifo)
     for r in range(p):
         b.expect(r, "data", (0, 1, 1))
     return b.build()

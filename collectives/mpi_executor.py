@@ -58,7 +58,7 @@ import numpy as np
 from mpi4py import MPI
 
 from flyersim.collectives.kernels import check_op, reduce_into
-from flyersim.collectives.reference import ResultMismatch
+from flyersim.collectives.reference import ResultMismatch, wrong
 from flyersim.collectives.schedule import XFER, Layout, span_bounds
 
 LOCAL, SEND, RECV = 0, 1, 2
@@ -125,12 +125,11 @@ def place(comm, gpus_per_node=None, shared_memory=True):
 def _owners(s, shared):
     """(sender rank, receiver rank) of every op; equal for a local op."""
     lay = s.layout
-    g, p = lay.gpus_per_node, lay.ranks
+    p = lay.ranks
     is_host_src, is_host_dst = s.src >= p, s.dst >= p
-    node_src = np.where(is_host_src, (s.src - p) // lay.sockets, s.src // g)
-    node_dst = np.where(is_host_dst, (s.dst - p) // lay.sockets, s.dst // g)
-    snd = np.where(is_host_src, node_src * g, s.src).astype(np.int64)
-    rcv = np.where(is_host_dst, node_dst * g, s.dst).astype(np.int64)
+    node_src, node_dst = lay.node_of_location(s.src), lay.node_of_location(s.dst)
+    snd = np.where(is_host_src, lay.rank(node_src, 0), s.src).astype(np.int64)  # a node's host: its first rank
+    rcv = np.where(is_host_dst, lay.rank(node_dst, 0), s.dst).astype(np.int64)
     if shared:
         same_node = (node_src == node_dst) & (s.kind == XFER)
         d2h = same_node & ~is_host_src & is_host_dst
@@ -142,10 +141,10 @@ def _owners(s, shared):
 def _unreachable_input(s, shared):
     """First ``(op, input location)`` of a reduce whose owner cannot read that input, or None."""
     lay = s.layout
-    g, p = lay.gpus_per_node, lay.ranks
+    p = lay.ranks
     op = np.repeat(np.arange(s.num_ops), np.diff(s.in_ptr))
     at, loc = s.dst[op].astype(np.int64), s.in_loc.astype(np.int64)
-    node = lambda x: np.where(x >= p, (x - p) // lay.sockets, x // g)
+    node = lay.node_of_location
     reach = (loc == at) | ((loc >= p) & (node(loc) == node(at)) & ((at >= p) | shared))
     bad = np.flatnonzero((s.kind[op] != XFER) & ~reach)
     return None if not bad.size else (int(op[bad[0]]), int(loc[bad[0]]))
@@ -198,7 +197,7 @@ class Execution:
     def _buffers(self):
         s, pl, n, me = self.s, self.placement, self.count, self.me
         lay = s.layout
-        node = me // lay.gpus_per_node
+        node = lay.node_of(me)
         touched = set(zip(s.dst.tolist(), s.out.tolist()))
         for i in range(s.num_ops):
             touched.update((int(loc), int(b)) for loc, b in zip(s.op_input_locs(i), s.op_inputs(i)))
@@ -217,7 +216,7 @@ class Execution:
             for k, key in enumerate(host_keys):
                 self.bufs[key] = arena[k * n:(k + 1) * n]
             self.win.Lock_all(MPI.MODE_NOCHECK)
-        elif me == node * lay.gpus_per_node:
+        elif me == lay.rank(node, 0):
             self.bufs.update({key: np.empty(n, self.dtype) for key in host_keys})
 
     def load(self, x, poison=True):
@@ -398,23 +397,13 @@ class Execution:
         lay = self.s.layout
         if loc < lay.ranks:
             return loc == self.me
-        return self.me == (loc - lay.ranks) // lay.sockets * lay.gpus_per_node
+        return self.me == int(lay.rank(lay.node_of_location(loc), 0))
 
     def _compare(self, e, want, mag, k):
         lo, hi, den = e.span
         a, b = int(span_bounds(self.count, lo, den)), int(span_bounds(self.count, hi, den))
         got = self.bufs[e.loc, self.s.buffers.index(e.buf)][a:b]
-        want, mag = want[a:b], mag[a:b]
-        if self.dtype.kind == "f" and self.op == "sum":
-            info = np.finfo(self.dtype)
-            tol = (k - 1) * float(info.eps) * mag + k * float(info.smallest_subnormal)
-            bad = ~(np.abs(got.astype(np.float64) - want) <= tol)
-        else:
-            expect = want.astype(self.dtype)
-            same = got == expect
-            if self.dtype.kind == "f":
-                same |= np.isnan(got) & np.isnan(expect)
-            bad = ~same
+        bad = wrong(got, want[a:b], mag[a:b], k, self.op)
         if not bad.any():
             return ""
         j = int(np.argmax(bad))

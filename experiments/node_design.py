@@ -79,7 +79,7 @@ def plot(rows, png):
 def main(argv=None):
     p = sweep.parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--gpus", type=sweep.positive_int, default=128, help="GPUs (default 128)")
-    p.add_argument("--size", type=sweep.size, default=186 << 20, help="message size per GPU (default 186MiB)")
+    p.add_argument("--size", "--sizes", dest="size", type=sweep.size, default=186 << 20, help="message size per GPU (default 186MiB)")
     p.add_argument("--model", default="flow", choices=("flow", "analytic"))
     p.add_argument("--algos", type=sweep.names, default=["hfreduce", "nccl"],
                    help="algorithms compared on every variant (default hfreduce,nccl)")

@@ -9,7 +9,9 @@ A *point* is a plain dict (so it pickles to any worker) naming one simulation:
 ``params``     algorithm parameters (``--param``), given to every algorithm of the point;
 ``labels``     extra columns copied into every row (series name, variant, ...);
 ``skip_unsupported``  when true, an algorithm that raises ValueError (cannot serve the rank count) is
-               reported on stderr and left out instead of failing the sweep.
+               reported on stderr and left out instead of failing the sweep;
+``max_memory`` (optional) bytes a point may take (default: what the machine has available; with
+               ``--jobs N`` local workers, 1/N of it each), checked before anything is built.
 
 :func:`run_points` maps :func:`run_point` over the points, in order, serially (``jobs=1``), on local
 processes (``jobs>1``, at most one per CPU) or, when the script was started as ``mpiexec -n N python -m
@@ -22,7 +24,6 @@ build points, run, write ``<out>/<name>.csv``, plot ``<out>/<name>.png`` (each f
 ('x', 'ring', 8, True)
 """
 
-import argparse
 import csv
 import math
 import multiprocessing
@@ -38,67 +39,13 @@ from flyersim import collectives
 from flyersim import topologies
 from flyersim.sim.metrics import utilisation
 from flyersim.sim.app.runner import run_sizes
-from flyersim.sim.app.sizes import size_list
+from flyersim.sim.app.args import Parser, int_list, names, override, positive_int, size, sizes  # noqa: F401 (scripts use sweep.X)
+from flyersim.sim.budget import check_topology, machine_memory
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import parse_size
 
 RECORD_COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "algbw_GBps",
                   "busbw_GBps", "bottleneck", "bottleneck_class", "bottleneck_util"]
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line, like ``flyersim``."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def int_list(text):
-    """argparse type: comma-separated positive integers, e.g. ``16,32,64``."""
-    return [positive_int(part) for part in text.split(",") if part.strip()] or positive_int("")
-
-
-def sizes(text):
-    """argparse type: comma-separated sizes such as ``1KiB,186MiB``."""
-    try:
-        return size_list(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def size(text):
-    """argparse type: one size such as ``186MiB``."""
-    return sizes(text)[0] if "," not in text else sizes("")
-
-
-def names(text):
-    """argparse type: comma-separated names."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def override(text):
-    """argparse type: ``KEY=VALUE`` with a TOML value (bare strings such as ``100Gb/s`` allowed)."""
-    import tomllib
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return key.strip(), parsed
 
 
 def parser(name, description):
@@ -124,7 +71,7 @@ def add_topology_args(p, gpus=128, size_default="186MiB"):
     p.add_argument("--set", dest="overrides", action="append", type=override, default=[], metavar="KEY=VALUE",
                    help="override a topology parameter (repeatable), as in flyersim run")
     if size_default:
-        p.add_argument("--size", type=size, default=parse_size(size_default),
+        p.add_argument("--size", "--sizes", dest="size", type=size, default=parse_size(size_default),
                        help=f"message size per GPU (default {size_default})")
     p.add_argument("--model", default="flow", choices=("flow", "analytic"))
 
@@ -140,8 +87,10 @@ def point(preset, gpus, algos, sizes_, *, zones=None, overrides=None, model="flo
 
 
 def load(pt):
-    """The topology graph of a point."""
-    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"))
+    """The topology graph of a point (refused before it is built if it cannot fit in memory)."""
+    limit = pt.get("max_memory") or machine_memory()
+    return topologies.load(pt["preset"], gpus=pt["gpus"], zones=pt.get("zones"), overrides=pt.get("overrides"),
+                           check_size=lambda what, elements: check_topology(what, elements, limit))
 
 
 def run_point(pt):
@@ -153,7 +102,7 @@ def run_point(pt):
         start = time.perf_counter()
         try:
             out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
-                            params=pt.get("params"))
+                            params=pt.get("params"), max_memory=pt.get("max_memory"))
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise
@@ -232,6 +181,9 @@ def run_points(points, jobs=1, desc="points", progress=None):
         progress = sys.stderr.isatty()
     mpi = _mpi_executor()
     pool = None if mpi or jobs <= 1 else multiprocessing.Pool(jobs, initializer=_ignore_sigint)
+    if pool:  # the workers share this machine's memory
+        share = machine_memory() // jobs
+        points = [{"max_memory": share, **pt} for pt in points]
     results = mpi.map(run_point, points) if mpi else pool.imap(run_point, points) if pool else map(run_point, points)
     if progress:
         from tqdm import tqdm
@@ -277,6 +229,8 @@ def write_csv(rows, path, columns):
 def read_csv(path):
     """Rows of a CSV as dicts, numbers parsed (int, then float), True/False as bools."""
     def parse(text):
+        if text is None:  # a short row: read_results says which line
+            return None
         if text in ("True", "False"):
             return text == "True"
         for kind in (int, float):

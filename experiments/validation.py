@@ -3,7 +3,8 @@
 Reads the CSV or JSON that ``flyersim validate --format csv|json`` printed (``--input FILE``), or runs
 it here: under ``mpiexec -n RANKS`` on this machine (``--ranks``), or on emulated nodes
 (``--emulated 4x2``: 4 nodes x 2 ranks, network namespaces joined by ``--rate``-shaped links, an
-optional ``--spine``; needs root and this repository's ``tests/cluster``). ``--algos``, ``--sizes``,
+optional ``--spine`` between the two halves of the nodes, which validate's calibration then models as
+two leaves, ``--leaf-size NODES/2``; needs root and this repository's ``tests/cluster``). ``--algos``, ``--sizes``,
 ``--topology``, ``--iters`` are passed on; without ``--topology`` validate calibrates a model of the
 job per size.
 
@@ -102,8 +103,10 @@ def run_validate(args):
         print(f"# {nodes} emulated nodes x {ppn} ranks, {args.rate} links"
               + (f", spine {args.spine}" if args.spine else "") + ": " + " ".join(_validate_args(args)),
               file=sys.stderr)
+        leaves = ["--leaf-size", str(nodes // 2)] if args.spine else []  # the emulation's two halves
         with Cluster(nodes, args.rate, args.spine) as cluster:
-            code, out, err = cluster.mpiexec([sys.executable, *_validate_args(args)], ppn, timeout=args.timeout)
+            code, out, err = cluster.mpiexec([sys.executable, *_validate_args(args), *leaves], ppn,
+                                             timeout=args.timeout)
     else:
         mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
         if mpiexec is None:
@@ -136,7 +139,12 @@ def rows_of(args):
     return read_validate(args.input if args.input else run_validate(args))
 
 
-def plot(rows, png):
+def plot(rows, png, tolerance=0.10):
+    """Left: measured (quartile bars) and predicted time; right: error per size (bars: measured spread).
+
+    An algorithm with a size measured with more spread than ``tolerance`` says "too noisy" beside its
+    geometric mean, as ``flyersim validate`` refuses to print one.
+    """
     fig, (left, right) = plots.figure(ncols=2, width=5.0)
     algos = list(plots.groups(rows, "algo"))
     predicted = [r for r in rows if r["predicted_us"] != ""]
@@ -154,11 +162,13 @@ def plot(rows, png):
                       markersize=3.5, label=f"{algo} predicted")
             logs = [math.log(r["predicted_us"] / r["measured_us"]) for r in mine]
             geo = math.expm1(sum(map(abs, logs)) / len(logs))
+            noisy = any(r["measured_iqr_pct"] != "" and r["measured_iqr_pct"] > 100 * tolerance for r in mine)
             width = 0.8 / len(algos)
             spread = [r["measured_iqr_pct"] if r["measured_iqr_pct"] != "" else 0.0 for r in mine]
             right.bar([math.log2(r["bytes"]) + (k - (len(algos) - 1) / 2) * width for r in mine],
                       [math.copysign(100 * math.expm1(abs(v)), v) for v in logs], width, yerr=spread,
-                      color=f"C{k}", ecolor="0.3", capsize=1.5, label=f"{algo} (geo-mean {100 * geo:.0f}%)")
+                      color=f"C{k}", ecolor="0.3", capsize=1.5, label=f"{algo} (geo-mean {100 * geo:.0f}%"
+                      + (f"; too noisy for {100 * tolerance:g}%)" if noisy else ")"))
     plots.bytes_axis(left, [r["bytes"] for r in rows])
     left.set_yscale("log")
     left.set_ylabel("time (us); bars = measured quartiles", fontsize=8)
@@ -188,7 +198,7 @@ def main(argv=None):
     p.add_argument("--spine", help="with --emulated: rate of a link between the two halves of the nodes")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before the measurement is abandoned")
     args = p.parse_args(argv)
-    return sweep.main(NAME, args, COLUMNS, plot, rows=rows_of)
+    return sweep.main(NAME, args, COLUMNS, lambda rows, png: plot(rows, png, args.tolerance), rows=rows_of)
 
 
 if __name__ == "__main__":

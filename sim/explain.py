@@ -20,7 +20,7 @@ full-duplex NIC both directions together), which the output repeats.
 >>> round(ratios["pcie up (gpu)"][0], 6), round(ratios["pcie down (gpu)"][0], 6)
 (1.0, 1.0)
 >>> print(explain(runs[0]).splitlines()[0])
-# hfreduce: 8 GPUs on 1 servers, 1048576 B; bytes carried per message byte
+# hfreduce: 8 GPUs on 1 server, 1048576 B; bytes carried per message byte
 """
 
 import numpy as np
@@ -46,7 +46,7 @@ def per_byte(run):
 def explain(run):
     """Text block: a header, one line per resource class, and the bottleneck."""
     layout = run.schedule.layout
-    lines = [f"# {run.schedule.algo}: {layout.ranks} GPUs on {layout.nodes} servers, {run.nbytes} B; "
+    lines = [f"# {run.schedule.algo}: {layout.ranks} GPUs on {layout.nodes} server{'s' * (layout.nodes != 1)}, {run.nbytes} B; "
              "bytes carried per message byte",
              f"  {'class':<22}{'per GPU byte':>14}{'per server byte':>17}{'peak util':>11}"]
     for cls, (gpu, server, peak) in per_byte(run).items():

@@ -56,5 +56,11 @@ def check_writable(path, option, make_folder=False):
             raise ValueError(f"{option}: cannot create folder {folder}: {err.strerror}") from None
     if not folder.is_dir():
         raise ValueError(f"{option}: folder {folder} of {path.name} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{option}: cannot write {path} (permission denied)")
+    probe = folder / f".{path.name}.{os.getpid()}.probe"
+    try:  # the one sure test: create a file there (root passes permission checks, /proc refuses anyway)
+        probe.open("x").close()
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{option}: cannot write {path} ({err.strerror})") from None

@@ -45,3 +45,23 @@ def test_bad_size_is_one_line_from_rank_zero(tmp_path, capsys):
     assert stop.value.code == 2
     assert errors == (["flyersim: error: --size must be at least 4 B (one float32), got '2B'"]
                       if COMM.rank == 0 else [])
+
+
+def _figures(**values):
+    unit = {True: "B/s", False: "s"}
+    return {k: (Figure(v, v, v), unit["bandwidth" in k], "test") for k, v in values.items()}
+
+
+def test_leaf_size_writes_leaves_under_as_many_spine_links_as_the_uplink_carries():
+    from flyersim.sim.app.calibrate import toml
+
+    base = dict(p2p_bandwidth=1e9, pcie_bandwidth=1e9, host_bandwidth=2e9, reduce_bandwidth=1e9, nic_bandwidth=2e8,
+                link_bandwidth=1e8, gpu_latency=1e-6, pcie_latency=0.0, reduce_latency=1e-6, nic_latency=1e-6)
+    for uplink, spines in ((1.1e8, 1), (1.9e8, 2)):
+        graph = topologies.loads(toml(_figures(**base, uplink_bandwidth=uplink), 4, 1, "cmd", leaf_size=2))
+        leaf_up = [(u, v) for u, v in graph.edges if u == "z0/leaf0" and v.startswith("z0/spine")]
+        assert len(leaf_up) == spines
+        assert {graph.edges[e]["bandwidth"] for e in leaf_up} == {1e8}
+        assert graph.has_edge("n1/nic0", "z0/leaf0") and graph.has_edge("n2/nic0", "z0/leaf1")
+    single = topologies.loads(toml(_figures(**base), 4, 1, "cmd"))
+    assert single.graph["shape"] == "single-switch"

@@ -57,7 +57,7 @@ def test_run_prints_a_table_row_per_size(capsys):
     lines = out.splitlines()
     assert lines[0].startswith("# flyersim fireflyer2: 16 GPUs on 2 servers, allreduce, model flow")
     assert lines[1].split() == COLUMNS
-    rows = [line.split(maxsplit=7) for line in lines[2:]]  # a pool's name has a space: "n0/cpu0 p2p_bandwidth"
+    rows = [line.split(maxsplit=7) for line in lines[2:-1]]  # a pool's name has a space: "n0/cpu0 p2p_bandwidth"
     assert len(rows) == 2
     assert [r[0] for r in rows] == ["1048576", "16777216"]
     assert [r[1] for r in rows] == ["262144", "4194304"]
@@ -67,6 +67,10 @@ def test_run_prints_a_table_row_per_size(capsys):
         assert time_us > 0 and algbw == pytest.approx(int(r[0]) / time_us / 1e3, rel=1e-2)
         assert busbw == pytest.approx(algbw * 2 * 15 / 16, rel=1e-2)
         assert len(r) == 8 and r[7]         # a bottleneck resource is named
+    mean = sum(float(r[6]) for r in rows) / 2   # nccl-tests' footer: bus bandwidth averaged over the sizes
+    label, value = lines[-1].split(":")
+    assert label == "# Avg bus bandwidth    " and value.endswith(" GB/s (ring)")
+    assert float(value.split()[0]) == pytest.approx(mean, abs=2e-3)
 
 
 def test_run_csv_and_json_agree(capsys):
@@ -194,7 +198,7 @@ BAD = [  # (argv, text the one error line must contain); "{tmp}" is the test's t
     (["run", "--gpus", "16", "-b", "8"], "-b and -e go together"),
     (["run", "--gpus", "16", "-e", "1K"], "-b and -e go together"),
     (["run", "--gpus", "16", "-b", "1K", "-e", "8"], "need 0 < begin <= end"),
-    (["run", "--gpus", "16", "-b", "8", "-e", "1K", "-f", "1"], "factor must be greater than 1"),
+    (["run", "--gpus", "16", "-b", "8", "-e", "1K", "-f", "1"], "factor (-f) must be a finite number greater than 1"),
     (["run", "--gpus", "16", "--sizes", "1MiB", "-b", "8", "-e", "1K"], "give --sizes or -b/-e, not both"),
     (["run", "--gpus", "16", "--set", "network.link_bandwidth"], "expected KEY=VALUE"),
     (["run", "--gpus", "16", "--set", "network.link_bandwith=1GB/s"], "unknown key 'network.link_bandwith'"),

@@ -7,7 +7,7 @@
 ['n0/gpu0', 'n0/rp0', 'n0/cpu0', 'n0/cpu1', 'n0/host1']
 """
 
-from .build import build
+from .build import build, element_bound
 from .config import preset_names, read, read_text
 from .errors import TopologyError
 from .routing import Router
@@ -18,12 +18,14 @@ __all__ = ["load", "loads", "preset_names", "validate", "Router", "summary", "fo
            "TopologyError"]
 
 
-def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
+def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None, check_size=None):
     """The validated topology of a preset name or ``.toml`` path.
 
     ``gpus`` (a multiple of the GPUs per server) or ``nodes`` sets the size,
     ``zones`` forces the number of fat-tree zones, and ``overrides`` maps dotted
     TOML keys to values, e.g. ``{"parameters.xgmi_bandwidth": "96GB/s"}``.
+    ``check_size(what, elements)``, if given, is called before anything is built
+    with an upper bound on the graph's nodes plus links, and raises to refuse it.
 
     >>> load("ring", gpus=10)
     Traceback (most recent call last):
@@ -39,7 +41,14 @@ def load(preset_or_path, *, gpus=None, nodes=None, zones=None, overrides=None):
         nodes = gpus // spec.gpus
     if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int)):
         raise TopologyError(f"nodes must be a whole number, got {nodes!r}")
-    return validate(build(spec, nodes=nodes, zones=zones))
+    try:
+        if check_size is not None:
+            servers = spec.nodes if nodes is None else nodes
+            where = spec.name if str(preset_or_path) == spec.name else f"{preset_or_path}: {spec.name}"
+            check_size(f"{where} with {servers} server{'s' * (servers != 1)}", element_bound(spec, max(servers, 1)))
+        return validate(build(spec, nodes=nodes, zones=zones))
+    except TopologyError as err:  # name the file or preset, as read() does
+        raise TopologyError(f"{preset_or_path}: {err}") from None
 
 
 def loads(text, *, where="<text>"):

@@ -40,6 +40,29 @@ def build(spec, nodes=None, zones=None):
     return graph
 
 
+def element_bound(spec, nodes):
+    """An upper bound on the nodes plus links of ``build(spec, nodes)``, computed without building it.
+
+    One server's components and links (duplex: two each) times ``nodes``, plus at most 12 network
+    links or switches per NIC (a fat-tree's leaf, spine and inter-zone shares; a 3-D torus's 6 duplex
+    links), plus 16 per fat-tree switch port for the switches a zone has however few its servers.
+    An absurd server (over 10^8 components in all) is bounded by its component count alone.
+
+    >>> from flyersim.topologies.config import read
+    >>> spec = read("fireflyer2")
+    >>> g = build(spec, nodes=4)
+    >>> g.number_of_nodes() + g.number_of_edges() <= element_bound(spec, 4)
+    True
+    """
+    per_server = spec.gpus + len(spec.devices)
+    if nodes * per_server > 10**8:
+        return nodes * per_server
+    local_nodes, local_edges = server_template(spec)
+    nics = sum(1 for _, attrs in local_nodes if attrs["kind"] == "nic")
+    fixed = 16 * spec.network["radix"] if spec.network["shape"] == "fat-tree" else 0  # a zone's first switches
+    return nodes * (len(local_nodes) + 2 * len(local_edges) + 12 * nics) + fixed + 64
+
+
 def server_template(spec):
     """``(nodes, edges)`` of one server with local names: ``[(name, attrs)]``, ``[(a, b, attrs)]``."""
     nodes = [(f"gpu{j}", {"kind": "gpu", **spec.gpu}) for j in range(spec.gpus)]
@@ -57,16 +80,33 @@ def server_template(spec):
         engine = attrs.get("engine")
         if engine is not None and (engine not in names or dict(nodes)[engine]["kind"] != "cpu"):
             raise TopologyError(f"server.device {name}: engine {engine!r} is not a cpu device")
-    edges = []
-    for link in spec.links:
+    edges, by_pair = [], {}  # {a, b} -> the entry that linked them: each pair once (links are duplex)
+
+    def add(a, b, attrs, entry):
+        pair = frozenset((a, b))
+        if pair in by_pair and by_pair[pair] != entry:
+            raise TopologyError(f"{entry}: {a} - {b} is already linked by {by_pair[pair]} "
+                                f"(one link per pair; links are duplex)")
+        if pair not in by_pair:
+            by_pair[pair] = entry
+            edges.append((a, b, attrs))
+
+    for i, link in enumerate(spec.links, start=1):
+        entry = f"server.link #{i} {list(link['ends'])}"
+        first, second = link["ends"]
+        if first == second and not any(c in first for c in "*?["):
+            raise TopologyError(f"{entry}: links {first} to itself")
         ends = [fnmatch.filter(names, pattern) for pattern in link["ends"]]
         for pattern, matched in zip(link["ends"], ends):
             if not matched:
-                raise TopologyError(f"server.link {list(link['ends'])}: unknown device {pattern!r}")
+                raise TopologyError(f"{entry}: unknown device {pattern!r} (devices: {', '.join(names)})")
         attrs = {k: link[k] for k in ("bandwidth", "latency", "kind")}
-        edges += [(a, b, attrs) for a in ends[0] for b in ends[1] if a != b]
+        for a in ends[0]:
+            for b in ends[1]:
+                if a != b:  # patterns that overlap ("gpu*" to "gpu*") link every pair, not a device to itself
+                    add(a, b, attrs, entry)
     for a, b in spec.nvlink_pairs:
-        edges.append((f"gpu{a}", f"gpu{b}", {**spec.nvlink, "kind": "nvlink"}))
+        add(f"gpu{a}", f"gpu{b}", {**spec.nvlink, "kind": "nvlink"}, f"server.nvlink_pairs {[a, b]}")
     return nodes, edges
 
 

@@ -19,10 +19,11 @@ range is parsed with the value's units and must hold the value.
 >>> read("ring", overrides={"network.link_bandwith": "1GB/s"})
 Traceback (most recent call last):
 ...
-flyersim.topologies.errors.TopologyError: unknown key 'network.link_bandwith' (ring network keys: link_bandwidth, link_latency, shape)
+flyersim.topologies.errors.TopologyError: ring: unknown key 'network.link_bandwith' (ring network keys: link_bandwidth, link_latency, shape)
 """
 
 import copy
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -103,11 +104,43 @@ def preset_names():
 
 
 def read(preset_or_path, overrides=None):
-    """The :class:`Spec` of a preset name or ``.toml`` path, with ``overrides`` applied."""
-    raw = _load_raw(str(preset_or_path), seen=())
+    """The :class:`Spec` of a preset name or ``.toml`` path, with ``overrides`` applied.
+
+    An error names the file (or preset) and the key or rule broken.
+    """
+    ref = str(preset_or_path)
+    raw = _load_raw(ref, seen=())
     for key, value in (overrides or {}).items():
         _override(raw, key, value)
-    return _parse(raw)
+    try:
+        return _parse(raw)
+    except TopologyError as err:
+        raise TopologyError(f"{ref}: {err}") from None
+
+
+MAX_DEPTH = 6  # tables and arrays nested deeper than this are no topology (the deepest real key: 4)
+
+
+def _loads(text, where):
+    """TOML text as a dict; malformed, binary or absurdly nested text is one TopologyError naming ``where``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise TopologyError(f"{where}: malformed TOML: {err}") from None
+    except RecursionError:
+        raise TopologyError(f"{where}: arrays or tables nested hundreds deep (at most {MAX_DEPTH} make sense)") from None
+    depth = _depth(raw)
+    if depth > MAX_DEPTH:
+        raise TopologyError(f"{where}: arrays or tables nested {depth} deep (at most {MAX_DEPTH} make sense)")
+    return raw
+
+
+def _depth(value):
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
 
 
 def read_text(text, where="<text>"):
@@ -117,13 +150,13 @@ def read_text(text, where="<text>"):
     >>> read_text(text).network["link_bandwidth"]
     1000000000.0
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise TopologyError(f"{where}: malformed TOML: {err}") from None
+    raw = _loads(text, where)
     if "base" in raw:
         raise TopologyError(f"{where}: 'base' needs a file or preset to resolve from")
-    return _parse(raw)
+    try:
+        return _parse(raw)
+    except TopologyError as err:
+        raise TopologyError(f"{where}: {err}") from None
 
 
 def _load_raw(ref, seen):
@@ -131,7 +164,10 @@ def _load_raw(ref, seen):
         path = Path(ref)
         if not path.is_file():
             raise TopologyError(f"no such topology file {ref!r}")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise TopologyError(f"{ref}: not a TOML text file (not UTF-8)") from None
     elif ref in preset_names():
         path = None
         text = resources.files("flyersim.topologies.presets").joinpath(ref + ".toml").read_text()
@@ -139,13 +175,12 @@ def _load_raw(ref, seen):
         raise TopologyError(f"unknown preset {ref!r} (choices: {', '.join(preset_names())})")
     if ref in seen:
         raise TopologyError(f"'base' cycle: {' -> '.join((*seen, ref))}")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise TopologyError(f"{ref}: malformed TOML: {err}") from None
+    raw = _loads(text, ref)
     if "base" not in raw:
         return raw
     base_ref = raw["base"]
+    if not isinstance(base_ref, str):
+        raise TopologyError(f"{ref}: base: must be a preset name or .toml path, got {base_ref!r}")
     if path is not None and (base_ref.endswith(".toml") or "/" in base_ref):
         base_ref = str(path.parent / base_ref)
     return _merge(_load_raw(base_ref, (*seen, ref)), raw)
@@ -247,6 +282,9 @@ class _Values:
         return out
 
 
+MAX_SERVER_GPUS = 1024  # an NVL72 rack has 72; a bigger "server" is a typo for nodes
+
+
 def _integer(value, where, minimum):
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise TopologyError(f"{where}: must be a whole number >= {minimum}, got {value!r}")
@@ -263,12 +301,19 @@ def _parse(raw):
     _check_keys(server, _SERVER_KEYS, "server.", "server")
     _check_keys(server.get("gpu", {}), _GPU_KEYS, "server.gpu.", "server.gpu")
     gpus = _integer(server.get("gpus"), "server.gpus", 1)
+    if gpus > MAX_SERVER_GPUS:
+        raise TopologyError(f"server.gpus: {gpus} GPUs in one server (at most {MAX_SERVER_GPUS}; describe more "
+                            f"servers with 'nodes' instead)")
     devices = [_device(d, values) for d in server.get("device", [])]
     links = [_link(link, values) for link in server.get("link", [])]
     pairs = tuple(tuple(p) for p in server.get("nvlink_pairs", []))
-    for pair in pairs:
-        if len(pair) != 2 or not all(isinstance(g, int) and 0 <= g < gpus for g in pair):
+    for k, pair in enumerate(pairs):
+        if len(pair) != 2 or not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < gpus for g in pair):
             raise TopologyError(f"server.nvlink_pairs: {list(pair)} is not a pair of GPU indices 0..{gpus - 1}")
+        if pair[0] == pair[1]:
+            raise TopologyError(f"server.nvlink_pairs: {list(pair)} links a GPU to itself")
+        if any(set(pair) == set(other) for other in pairs[:k]):
+            raise TopologyError(f"server.nvlink_pairs: {list(pair)} appears twice (each bridge once)")
     nvlink = {}
     if pairs:
         nvlink = {"bandwidth": values.get(server.get("nvlink_bandwidth"), parse_bandwidth,
@@ -384,7 +429,7 @@ def _network(table, values):
         if out["levels"] not in (2, 3):
             raise TopologyError(f"network.levels: must be 2 or 3, got {out['levels']!r}")
         over = table.get("oversubscription", 1)
-        if isinstance(over, bool) or not isinstance(over, (int, float)) or over <= 0:
+        if isinstance(over, bool) or not isinstance(over, (int, float)) or not 0 < over < math.inf:
             raise TopologyError(f"network.oversubscription: must be a positive number, got {over!r}")
         out["oversubscription"] = float(over)
         out["rails"] = bool(table.get("rails", False))

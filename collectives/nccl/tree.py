@@ -3,7 +3,8 @@
 Inside each server a chain over ``local_order`` (NCCL's by default,
 :func:`.paths.local_order`) whose head (``local_order[0]``) joins the
 inter-server double binary tree (:func:`collectives.trees.double_binary_tree`
-over servers); channel c uses tree ``c % 2``. Each channel's part is cut into
+over servers, built by :func:`collectives.compose.binary_tree_allreduce` with
+NCCL's transports as its hop); channel c uses tree ``c % 2``. Each channel's part is cut into
 ``chunks`` chunks of NCCL's tree ``chunkSize`` (one Simple step, 512 KiB,
 halved while a channel has fewer than 8x / 4x / 1x the tree depth ``g - 1 +
 log2(servers)`` chunks, down to 128 / 64 / 32 KiB, as ``src/enqueue.cc`` and
@@ -20,11 +21,12 @@ NCCL's transports (:mod:`.transports`).
 import numpy as np
 
 from flyersim.collectives.chunking import NCCL_STEP_BYTES, choose_chunks
+from flyersim.collectives.compose import binary_tree_allreduce
 from flyersim.collectives.nccl.transports import SHARED, Transports, from_search, order, parts, positive, \
     stage_buffers
 from flyersim.collectives.params import Param, Params
 from flyersim.collectives.schedule import ScheduleBuilder
-from flyersim.collectives.trees import double_binary_tree, tree_depths, tree_heights
+from flyersim.collectives.trees import double_binary_tree
 
 TREE_TAGS = ("cu", "cd", "tu0", "tu1", "td0", "td1")
 PARAMS = Params(
@@ -67,6 +69,9 @@ def _tree(layout, nbytes, channels, p2p, gdr, local_order, max_chunks, chunks, c
     chain = layout.rank(np.arange(nodes)[:, None], local[None, :])  # (nodes, g): chain position -> rank; head at 0
     heads = chain[:, 0]
     t = Transports(layout, p2p, gdr)
+
+    def hop(b, src, dst, span, src_buf, dst_buf, deps, tag):  # NCCL's tree sends "data" over its transports
+        return t.hop(b, src, dst, span, dst_buf, deps, tag)
     b = ScheduleBuilder(layout, "allreduce", "nccl-tree", buffers=("data", "recv", "recv0", "recv1")
                         + stage_buffers(TREE_TAGS))
     parents, children = double_binary_tree(nodes)
@@ -83,48 +88,18 @@ def _tree(layout, nbytes, channels, p2p, gdr, local_order, max_chunks, chunks, c
             fifo[key], sent = t.hop(b, chain[:, i], chain[:, i - 1], piece, "recv", [up, fifo.get(key, -1)], "cu")
             up = b.reduce(at=np.broadcast_to(chain[:, i - 1], sent.shape), inputs=("data", "recv"), out="data",
                           span=piece, deps=[sent]).reshape(sent.shape)
-        # 2. up the inter-server trees, by height, each channel on its tree
+        # 2-3. up and down the inter-server trees between the heads, each channel on its tree, over the transports
         node_up = up  # op completing each server head's partial sum (-1: its own data)
         down = np.full((channels, nodes), -1)
         for tree in (0, 1):
             rows = np.flatnonzero(tree_of == tree)
             if rows.size == 0 or nodes == 1:
                 continue
-            par, kids = parents[tree], children[tree]
-            sub = tuple(x[rows] for x in piece)
-            done = node_up[rows].copy()
-            heights = tree_heights(par)
-            for h in range(1, heights.max() + 1):
-                level = np.flatnonzero(heights == h)
-                got = np.full((2, rows.size, level.size), -1)
-                for slot in (0, 1):
-                    has = kids[level, slot] >= 0
-                    at, kid = level[has], kids[level[has], slot]
-                    key = ("tu", tree, slot, h)
-                    fifo[key], x = t.hop(b, heads[kid], heads[at], sub, f"recv{slot}",
-                                         [done[:, kid], fifo.get(key, -1)], f"tu{slot}")
-                    got[slot][:, has] = x
-                nk = (kids[level] >= 0).sum(axis=1)
-                for k in (1, 2):
-                    sel = nk == k
-                    at = level[sel]
-                    r = b.reduce(at=np.broadcast_to(heads[at], (rows.size, at.size)),
-                                 inputs=("data", "recv0", "recv1")[:k + 1], out="data", span=sub,
-                                 deps=[got[0][:, sel], got[1][:, sel], done[:, at]])
-                    done[:, at] = r.reshape(rows.size, at.size)
-            # 3. broadcast down the tree, by depth
-            depths = tree_depths(par)
-            bcast = done.copy()
-            for d in range(1, depths.max() + 1):
-                at = np.flatnonzero(depths == d)
-                slot = (kids[par[at], 1] == at).astype(np.int64)
-                for s in (0, 1):
-                    a = at[slot == s]
-                    key = ("td", tree, s, d)
-                    fifo[key], x = t.hop(b, heads[par[a]], heads[a], sub, "data",
-                                         [bcast[:, par[a]], fifo.get(key, -1)], f"td{s}")
-                    bcast[:, a] = x
-            down[rows] = bcast
+            final = binary_tree_allreduce(
+                b, np.broadcast_to(heads, (rows.size, nodes)), parents[tree], children[tree],
+                tuple(x[rows][:, :, None] for x in piece), [node_up[rows][:, None, :]], hop=hop, fifo=fifo,
+                key=("tree", tree), receiver_waits=False, engine_order=False)
+            down[rows] = final[:, 0, :]
         if nodes == 1:
             down = node_up
         # 4. broadcast down each chain

@@ -68,6 +68,9 @@ def add_parser(sub, positive_int):
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per benchmark, median kept (default 15)")
     p.add_argument("--gpus-per-node", type=positive_int,
                    help="ranks per node of the written cluster (default: ranks per physical node)")
+    p.add_argument("--leaf-size", type=positive_int, metavar="K",
+                   help="nodes per leaf switch behind shared uplinks (nodes 0..K-1 on the first leaf, ...): "
+                        "measure the uplink and write a two-level fat tree")
     p.set_defaults(func=command)
 
 
@@ -86,10 +89,16 @@ def command(args):
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    params, notes = measure(comm, size, args.repeats)
-    if comm.rank == 0:
+    try:
+        params, notes = measure(comm, size, args.repeats, args.leaf_size)
+        leaf = "" if args.leaf_size is None else f" --leaf-size {args.leaf_size}"
         text = toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
-                    f"{format_size(size)} --repeats {args.repeats}", notes)
+                    f"{format_size(size)} --repeats {args.repeats}{leaf}", notes, args.leaf_size)
+    except ValueError as err:  # the same on every rank
+        if comm.rank == 0:
+            print(f"flyersim: error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    if comm.rank == 0:
         with atomic_path(args.out) as tmp:
             tmp.write_text(text)
         for name, (fig, unit, _) in params.items():
@@ -111,8 +120,11 @@ def gpus_per_node(comm, asked=None):
     return g
 
 
-def measure(comm, size, repeats):
+def measure(comm, size, repeats, leaf_size=None):
     """Topology parameters: name -> (Figure, unit, how measured); identical on every rank.
+
+    ``leaf_size``: nodes per leaf switch behind a shared uplink (nodes 0..K-1 on the first leaf, ...);
+    then ``uplink_bandwidth`` is measured too and :func:`toml` writes a two-level fat tree.
 
     Also ``notes``: figures measured but not in the model (the all-pairs rate, LogGP's ``g``), as text.
     """
@@ -172,7 +184,17 @@ def measure(comm, size, repeats):
         worst = min(together, key=lambda f: f.value)
         notes.append(f"all-pairs: every pair of node leaders exchanging {format_size(big)} at once "
                      f"({len(together)} rounds), slowest round per direction {worst} B/s; a value well below "
-                     f"link_bandwidth means a shared uplink this single-switch model does not have")
+                     f"link_bandwidth means a shared uplink" + ("" if leaf_size else " (see --leaf-size)"))
+        if leaf_size:
+            k = leaf_size
+            if len(leaders) % k or len(leaders) == k:
+                raise ValueError(f"--leaf-size {k} does not split the {len(leaders)} nodes into several leaves")
+            cross = mb.rate(big, mb.exchange(comm, mb.partner(comm, leaders, [(i, i + k) for i in range(k)]),
+                                             big, repeats), lat_inter)
+            p["uplink_bandwidth"] = (_scale(cross, k), "B/s",
+                                     f"{k} x per-direction rate of the {k} leaders of nodes 0..{k - 1} each "
+                                     f"exchanging {format_size(big)} with one of nodes {k}..{2 * k - 1}, all at once "
+                                     f"(what leaf 0's uplinks carry)")
     else:
         link = p.get("p2p_bandwidth", (copy,))[0]
         p["link_bandwidth"] = (link, "B/s", "one physical node: the job's nodes talk through shared memory "
@@ -205,8 +227,11 @@ def _value(fig, unit):
     return f'"{fig.value / 1e6:.4f}MB/s"' if unit == "B/s" else f'"{fig.value * 1e9:.1f}ns"'
 
 
-def toml(params, nodes, gpus, command, notes=()):
+def toml(params, nodes, gpus, command, notes=(), leaf_size=None):
     """Topology text from ``measure``'s parameters; each line says how it was measured and its spread.
+
+    The network is one switch, or with ``leaf_size`` (and a measured ``uplink_bandwidth``) a two-level
+    fat tree of leaves of ``leaf_size`` nodes with ``round(uplink / link)`` (at least 1) spine links each.
 
     >>> from flyersim.sim.app.microbench import Figure
     >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in ("p2p_bandwidth", "pcie_bandwidth",
@@ -275,10 +300,30 @@ bandwidth = "$host_bandwidth"
 latency = "0ns"
 kind = "memory"
 
-[network]
+{_network(params, nodes, leaf_size)}"""
+
+
+def _network(params, nodes, leaf_size):
+    """The ``[network]`` table: one switch, or leaves of ``leaf_size`` nodes under shared spine links."""
+    if not leaf_size or "uplink_bandwidth" not in params:
+        return f"""[network]
 shape = "single-switch"
 link_bandwidth = "$link_bandwidth"
 link_latency = "0ns"
 switch_latency = "0ns"
 radix = {max(nodes, 2)}
+"""
+    up = max(1, round(params["uplink_bandwidth"][0].value / params["link_bandwidth"][0].value))
+    if nodes // leaf_size > leaf_size + up:
+        raise ValueError(f"{nodes // leaf_size} leaves of {leaf_size} nodes do not fit one fat-tree zone of "
+                         f"radix {leaf_size + up}")
+    return f"""[network]                      # leaves of {leaf_size} nodes, {up} spine link(s) each: uplink / link_bandwidth
+shape = "fat-tree"
+levels = 2
+radix = {leaf_size + up}
+oversubscription = {leaf_size / up}
+zones = 1
+link_bandwidth = "$link_bandwidth"
+link_latency = "0ns"
+switch_latency = "0ns"
 """

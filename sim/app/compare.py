@@ -11,12 +11,13 @@ and several sizes.
 >>> [(r["requested_algo"], r["gpus"]) for r in rows]
 [('hfreduce', 8), ('ring', 8), ('hfreduce', 16), ('ring', 16)]
 >>> print(table(rows[:1]).splitlines()[0])
-    gpus        size  algo              runs as             time(us)  algbw(GB/s)  busbw(GB/s)  bottleneck
+    gpus            size  algo              runs as                 time(us)  algbw(GB/s)  busbw(GB/s)  bottleneck
 >>> gpu_counts("16,x")
 Traceback (most recent call last):
 ValueError: --gpus: expected comma-separated positive integers, got '16,x'
 """
 
+from flyersim.sim.app.report import bottleneck_label
 from flyersim.sim.app.runner import run_sizes
 
 
@@ -31,11 +32,21 @@ def gpu_counts(text):
     return counts
 
 
-def grid(load, gpus, algos, sizes, dtype="float32", model="flow", collective="allreduce", params=None):
-    """Simulate every algorithm at every size on ``load(n)`` for each GPU count n; return tidy rows."""
+def grid(load, gpus, algos, sizes, dtype="float32", model="flow", collective="allreduce", params=None,
+         max_memory=None):
+    """Simulate every algorithm at every size on ``load(n)`` for each GPU count n; return tidy rows.
+
+    Every GPU count is checked (algorithms, parameters, ``max_memory`` bytes, default this machine's)
+    before any is simulated.
+    """
+    graphs = {n: load(n) for n in gpus}
+    for n in gpus:
+        run_sizes(graphs[n], algos, sizes, dtype, model, collective, params=params, max_memory=max_memory,
+                  check_only=True)
     rows = []
     for n in gpus:
-        records = run_sizes(load(n), algos, sizes, dtype, model, collective, params=params)
+        records = run_sizes(graphs.pop(n), algos, sizes, dtype, model, collective, params=params,
+                            max_memory=max_memory)
         requested = [a for a in algos for _ in sizes]  # run_sizes: algorithm-major, then size
         rows += [{"requested_algo": name, **rec} for name, rec in zip(requested, records)]
     return rows
@@ -43,11 +54,12 @@ def grid(load, gpus, algos, sizes, dtype="float32", model="flow", collective="al
 
 def table(rows):
     """Fixed-width table, one line per row."""
-    lines = [f"{'gpus':>8}{'size':>12}  {'algo':<18}{'runs as':<18}{'time(us)':>10}{'algbw(GB/s)':>13}"
+    lines = [f"{'gpus':>8}{'size':>16}  {'algo':<18}{'runs as':<18}{'time(us)':>14}{'algbw(GB/s)':>13}"
              f"{'busbw(GB/s)':>13}  bottleneck"]
     for r in rows:
-        lines.append(f"{r['gpus']:>8d}{r['bytes']:>12d}  {r['requested_algo']:<18}{r['algo']:<18}"
-                     f"{r['time_s'] * 1e6:>10.1f}{r['algbw_GBps']:>13.3f}{r['busbw_GBps']:>13.3f}  {r['bottleneck']}")
+        lines.append(f"{r['gpus']:>8d}{r['bytes']:>16d}  {r['requested_algo']:<18}{r['algo']:<18}"
+                     f"{r['time_s'] * 1e6:>14.1f}{r['algbw_GBps']:>13.3f}{r['busbw_GBps']:>13.3f}  "
+                     f"{bottleneck_label(r)}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from flyersim import collectives
 from flyersim.collectives.nccl import paths as nccl_paths, search as nccl_search
 from flyersim.collectives.schedule import Layout
+from flyersim.sim.budget import check_run
 from flyersim.sim.engine import simulate
 from flyersim.sim.metrics import record
 from flyersim.sim.routes import build_routes
@@ -63,11 +64,13 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None):
+              params=None, max_memory=None, check_only=False):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
-    declares, and a parameter that no algorithm run declares is an error.
+    declares, and a parameter that no algorithm run declares is an error. Work whose estimated memory
+    exceeds ``max_memory`` bytes (default: what this machine has available) is refused before any
+    schedule is built; ``check_only`` stops after these checks (returns no records).
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
@@ -79,6 +82,9 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     mine = split_params(algos, dict(params or {}), collective)
     needs_search = any(collectives.get(a, collective).search for a in algos)
     search = search_of(graph, layout, (params or {}).get("nccl_version")) if needs_search else None
+    check_run(graph, layout, algos, sizes, collective, search, mine, max_memory)
+    if check_only:
+        return ([], []) if keep_runs else []
     records, runs = [], []
     built = {}  # schedule key -> (schedule, routes)
     for algo in algos:

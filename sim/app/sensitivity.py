@@ -13,13 +13,14 @@ command imports when it runs: the command line is the one place the simulator's 
 
 import sys
 
+from flyersim.sim.app.args import override, positive_int
 from flyersim.sim.app.report import FORMATS, render
 from flyersim.sim.app.sizes import size_list
 from flyersim.sim.engine import MODELS
 
 
-def add_parser(sub, positive_int, override):
-    """Register ``flyersim sensitivity`` on the CLI's subparsers (``override`` parses ``KEY=VALUE`` into a pair)."""
+def add_parser(sub):
+    """Register ``flyersim sensitivity`` on the CLI's subparsers."""
     p = sub.add_parser("sensitivity", help="sweep each uncertain preset parameter over its range (tornado) "
                                            "and all of them jointly (busbw band)")
     where = p.add_mutually_exclusive_group()

@@ -8,11 +8,13 @@
 [1024, 2048, 3072, 4096]
 """
 
+import math
+
 from flyersim.topologies.units import parse_size
 
 
 def size_list(text):
-    """Sizes in a comma-separated list such as ``4KiB,1MiB,184MiB``."""
+    """Sizes in a comma-separated list such as ``4KiB,1MiB,186MiB``."""
     sizes = [parse_size(part) for part in text.split(",") if part.strip()]
     if not sizes:
         raise ValueError(f"no sizes in {text!r}")
@@ -37,8 +39,8 @@ def sweep(begin, end, factor=None, increment=None):
             sizes.append(sizes[-1] + step)
         return sizes
     factor = 2 if factor is None else factor
-    if factor <= 1:
-        raise ValueError(f"factor must be greater than 1, got {factor}")
+    if not 1 < factor < math.inf:
+        raise ValueError(f"factor (-f) must be a finite number greater than 1, got {factor}")
     while sizes[-1] * factor <= hi:
         sizes.append(int(sizes[-1] * factor))
     return sizes

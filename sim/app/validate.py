@@ -7,8 +7,9 @@ the very same schedule (same layout, same per-size choice of a size-dependent
 algorithm) on a model of this job. Without ``--topology`` the model is
 calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with
 messages of S / ranks, the chunk a ring step sends, so copies are costed in the
-cache regime the collective runs in. ``mpi``, the library's own Allreduce, is
-predicted by modelling MPICH's default choice (:func:`mpich_choice`).
+cache regime the collective runs in (the network at 4 MiB or more, see
+calibrate); ``--leaf-size`` is passed on. ``mpi``, the library's own
+Allreduce, is predicted by modelling MPICH's classic choice (:func:`mpich_choice`).
 
 What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
 
@@ -61,6 +62,7 @@ class Plan:
     dtype: str = "float32"
     model: str = "flow"
     tolerance: float = 0.10
+    leaf_size: int | None = None
 
 
 def add_parser(sub, positive_int):
@@ -74,6 +76,8 @@ def add_parser(sub, positive_int):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per calibration benchmark")
     p.add_argument("--gpus-per-node", type=positive_int, help="when calibrating: ranks per node (default: physical)")
+    p.add_argument("--leaf-size", type=positive_int, metavar="K",
+                   help="when calibrating: nodes per leaf switch behind shared uplinks (see flyersim calibrate)")
     p.add_argument("--tolerance", type=float, default=0.10,
                    help="accuracy asked for (default 0.10): a size whose measured spread (IQR/median) exceeds "
                         "it is too noisy to judge the model")
@@ -101,8 +105,11 @@ def geomean_error(predicted, measured):
 
 
 def mpich_choice(nbytes, itemsize, ranks):
-    """The schedule MPICH's default Allreduce runs: recursive doubling for short messages (or fewer
-    elements than the largest power of two of ranks), else Rabenseifner's reduce-scatter + allgather.
+    """The schedule MPICH's classic Allreduce selection runs: recursive doubling for short messages (or
+    fewer elements than the largest power of two of ranks), else Rabenseifner's reduce-scatter + allgather.
+
+    MPICH 5's ch4 tuning can choose otherwise: on 4 emulated nodes x 2 ranks its Allreduce ran 1.6-3.6x
+    faster than this schedule at 1-4 MiB (README, "Predicted vs measured").
 
     >>> mpich_choice(1024, 4, 4), mpich_choice(1 << 20, 4, 4), mpich_choice(8, 4, 4)
     ('rd', 'rabenseifner', 'rd')
@@ -123,7 +130,7 @@ def plan_of(args):
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
     return Plan(algos, tuple(size_list(args.sizes)), args.topology, args.iters, args.warmup, args.repeats,
-                args.gpus_per_node, args.dtype, args.model, args.tolerance)
+                args.gpus_per_node, args.dtype, args.model, args.tolerance, args.leaf_size)
 
 
 def command(args):
@@ -175,8 +182,13 @@ def run(plan, comm):
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    graphs = {s: graph if plan.topology else calibrated(comm, max(s // comm.size, 4), gpn, plan.repeats)
-              for s in plan.sizes}
+    try:
+        graphs = {s: graph if plan.topology else
+                  calibrated(comm, max(s // comm.size, 4), gpn, plan.repeats, plan.leaf_size) for s in plan.sizes}
+    except ValueError as err:  # the same on every rank (a --leaf-size that does not fit)
+        if comm.rank == 0:
+            print(f"flyersim: error: {err}", file=sys.stderr)
+        raise SystemExit(2)
     rows = [row for s in plan.sizes for row in _size_rows(comm, plan, s, graphs[s])]
     if comm.rank:
         return None
@@ -218,12 +230,13 @@ def summarise(rows, algos, tolerance):
     return report
 
 
-def calibrated(comm, nbytes, gpus, repeats):
+def calibrated(comm, nbytes, gpus, repeats, leaf_size=None):
     """The topology graph ``flyersim calibrate --size nbytes`` would write (every rank builds the same one)."""
     from flyersim import topologies
 
-    params, notes = calibrate.measure(comm, nbytes, repeats)
-    text = calibrate.toml(params, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})", notes)
+    params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size)
+    text = calibrate.toml(params, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})", notes,
+                          leaf_size)
     graph = topologies.loads(text, where=f"calibration at {nbytes} B")
     graph.graph["calibrated_at"] = nbytes
     graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in params.items()}

@@ -2,7 +2,8 @@
 
 ``python -m tests.cluster run --nodes 2 --ppn 2 --rate 1gbit -- flyersim calibrate --out c.toml``
 builds the nodes (:mod:`.emulate`), runs one MPI job across them and tears
-everything down; ``up`` / ``down`` keep the namespaces between commands.
+everything down; ``up`` / ``down`` build and remove nodes by hand (to look at
+them with ``ip netns exec``; ``run`` always builds its own).
 The pytest fixture ``emulated_cluster`` is in ``conftest.py``.
 """
 

@@ -4,19 +4,26 @@
     python -m tests.cluster run --nodes 4 --ppn 2 --rate 1gbit -- flyersim validate --algos ring
     python -m tests.cluster down --tag fsdemo [--nodes 4]
 
-``up`` prints the namespaces and leaves them in place (no process runs in
-them); ``run`` builds its own nodes, runs the job under hydra's manual launcher
+``up`` prints the namespaces and leaves them in place for a look by hand
+(``ip netns exec fsdemon0 tc -s qdisc``; no process runs in them); ``run``
+builds its own nodes, runs the job under hydra's manual launcher
 and removes everything when the job ends, fails or is interrupted; ``down``
 removes what ``up`` built. A program name without a slash is looked up beside
 this Python (the venv's ``flyersim``, ``python``).
 """
 
 import argparse
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 from .emulate import Cluster, why_not
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _program(name):
@@ -41,6 +48,7 @@ def main(argv=None):
             q.add_argument("--timeout", type=float, default=600, help="seconds before the job is killed")
             q.add_argument("program", nargs=argparse.REMAINDER, help="-- command and its arguments")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill still tears the nodes down
     try:
         if args.cmd == "down":
             if not args.tag:
@@ -52,7 +60,8 @@ def main(argv=None):
         reason = why_not()
         if reason:
             raise ValueError(reason)
-        cluster = Cluster(args.nodes, args.rate, args.spine, tag=args.tag)
+        tag = args.tag or (f"fsup{os.getpid()}" if args.cmd == "up" else None)  # kept: not reaped as stale
+        cluster = Cluster(args.nodes, args.rate, args.spine, tag=tag)
         if args.cmd == "up":
             cluster.up()
             print(f"# {args.nodes} nodes at {args.rate}" + (f", spine {args.spine}" if args.spine else ""))

@@ -2,12 +2,20 @@
 
 Skips with the reason where namespaces cannot be built (not root, no ``tc``,
 a container without the permission, no hydra ``mpiexec``). Teardown asserts
-that nothing the clusters started is still running.
+that nothing the clusters started is still running; a SIGTERM (a CI timeout)
+becomes a KeyboardInterrupt so that teardown still runs, and namespaces that a
+killed run left behind are removed first.
 """
+
+import signal
 
 import pytest
 
-from .emulate import Cluster, why_not
+from .emulate import Cluster, reap_stale, why_not
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture
@@ -15,6 +23,8 @@ def emulated_cluster():
     reason = why_not()
     if reason:
         pytest.skip(f"no emulated cluster on this machine: {reason}")
+    reap_stale()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     built = []
 
     def make(nodes=2, rate="1gbit", spine=None):
@@ -22,7 +32,11 @@ def emulated_cluster():
         built.append(cluster)
         return cluster.up()
 
-    yield make
+    try:
+        yield make
+    finally:
+        for cluster in built:
+            cluster.down()
+        signal.signal(signal.SIGTERM, previous)
     for cluster in built:
-        cluster.down()
         assert cluster.alive() == [], "processes left behind"

@@ -71,6 +71,25 @@ def why_not():
     return None
 
 
+def reap_stale():
+    """Delete namespaces a killed cluster left (``fs<pid>...`` whose process is gone and that hold none).
+
+    Returns their names. A process killed outright (SIGKILL, a CI timeout) cannot tear down its own.
+    """
+    done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    gone = []
+    for line in done.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.fullmatch(r"fs(\d+)(sw|n\d+)", name)
+        if not m or Path(f"/proc/{m[1]}").exists():
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        if not pids.stdout.split():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT)
+            gone.append(name)
+    return gone
+
+
 def _sh(cmd):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if done.returncode:
@@ -93,7 +112,7 @@ class Cluster:
         if spine is not None and nodes < 2:
             raise ValueError("a spine needs at least 2 nodes")
         self.nodes, self.rate, self.spine, self.burst = nodes, rate, spine, burst
-        self.tag = tag or f"fs{os.getpid() % 100000}"
+        self.tag = tag or f"fs{os.getpid()}"  # reap_stale reads the owner pid back from the name
         self.namespaces, self.groups = [], []
 
     # -- building -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .emulate import Cluster
+from .emulate import Cluster, reap_stale
 
 PROBE = """
 import numpy as np
@@ -80,3 +80,15 @@ def test_spine_splits_the_nodes_over_two_bridges(emulated_cluster):
 def test_bad_rate_is_refused_before_anything_is_built():
     with pytest.raises(ValueError, match="rate must read like 1gbit"):
         Cluster(2, rate="fast")
+
+
+def test_namespaces_of_a_killed_run_are_reaped_and_live_ones_kept(emulated_cluster):
+    live = emulated_cluster(1)
+    dead = Cluster(1, tag="fs999999").up()  # no process 999999: as if its owner was killed
+    try:
+        gone = reap_stale()
+        assert sorted(gone) == ["fs999999n0", "fs999999sw"]
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+        assert live.ns(0) in listed and "fs999999" not in listed
+    finally:
+        dead.down()

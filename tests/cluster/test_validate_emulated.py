@@ -61,3 +61,17 @@ def test_validation_experiment_runs_on_two_emulated_nodes(emulated_cluster, tmp_
     for r in rows:
         assert abs(r["log_error"]) < math.log(3), r  # sanity only: the figure is in the README
     assert (tmp_path / "validation.png").stat().st_size > 5000
+
+
+def test_calibrate_with_leaf_size_models_a_shared_spine_as_two_leaves(emulated_cluster, tmp_path):
+    cluster = emulated_cluster(4, rate="200mbit", spine="200mbit")  # 2 nodes per half share one 200 Mbit/s link
+    out = tmp_path / "spine.toml"
+    code, text, err = cluster.mpiexec([sys.executable, "-m", "flyersim", "calibrate", "--out", str(out),
+                                       "--size", "64KiB", "--repeats", "3", "--leaf-size", "2"], timeout=120)
+    assert code == 0, err
+    graph = topologies.load(str(out))
+    assert graph.graph["shape"] == "fat-tree"
+    assert any(v.startswith("z0/spine") for v in graph.successors("z0/leaf0"))
+    assert graph.has_edge("n1/nic0", "z0/leaf0") and graph.has_edge("n2/nic0", "z0/leaf1")
+    uplink = tomllib.loads(out.read_text())["parameters"]["uplink_bandwidth"]
+    assert uplink.endswith("MB/s") and float(uplink[:-4]) < 1.3 * 200e6 / 8 / 1e6  # 2 pairs share 25 MB/s

@@ -1,0 +1,243 @@
+"""A corpus of bad inputs: each is refused before any work with one line naming the problem, exit code 2.
+
+Cases are data (command line or TOML, expected exit code, words the error must contain) and run
+in-process, so the corpus costs seconds. Limits on size use ``--max-memory`` so the answer does not
+depend on the memory this machine has free.
+"""
+
+import pytest
+
+from flyersim.experiments import scaling
+from flyersim.sim.app.cli import main
+
+# ---------------------------------------------------------------- command lines
+
+COMMANDS = [
+    # sizes of work: refused up front with the estimate, the limit and a way forward
+    ("run --gpus 10000000 --max-memory 8GB", ["1250000 servers", "needs about", "limit of 8 GB", "fewer servers"]),
+    ("run --gpus 4096 --sizes 1MiB --max-memory 8GB", ["ring on 4096 GPUs", "50.3M ops", "limit of 8 GB",
+                                                      "fewer GPUs"]),
+    ("run --gpus 16 --algo hfreduce --param chunks=100000000 --max-memory 8GB", ["hfreduce on 16 GPUs",
+                                                                                "6.4G ops", "--param max_chunks"]),
+    ("compare --gpus 16,4096 --algos ring --sizes 1MiB --max-memory 8GB", ["ring on 4096 GPUs", "needs about"]),
+    ("topo --nodes 100000000 --max-memory 8GB", ["100000000 servers", "needs about"]),
+    ("run --max-memory 0", ["--max-memory", "positive"]),
+    ("run --max-memory lots", ["--max-memory", "malformed size 'lots'"]),
+    # numbers: range and finiteness, with the key named
+    ("run --sizes 1e400", ["size '1e400'", "finite"]),
+    ("run --sizes 1e20", ["2^53"]),
+    ("run --sizes 0", ["sizes must be positive"]),
+    ("run -b 1K -e 1M -f nan", ["factor", "nan"]),
+    ("run -b 1K -e 1M -f inf", ["factor", "inf"]),
+    ("run -b 1M -e 1K", ["begin <= end"]),
+    ("run --gpus 0", ["--gpus", "positive integer"]),
+    ("run --gpus 12", ["gpus=12", "multiple of the 8 GPUs"]),
+    ("run --zones 0", ["--zones", "positive integer"]),
+    ("run --set network.link_bandwidth=nan", ["network.link_bandwidth", "finite"]),
+    ("run --set network.link_bandwidth=inf", ["network.link_bandwidth", "finite"]),
+    ("run --set network.link_bandwidth=0", ["network.link_bandwidth", "positive"]),
+    ("run --set parameters.pcie_latency=-1us", ["latency", "malformed time '-1us'"]),
+    ("run --gpus 16 --algo hfreduce --param max_chunks=0", ["hfreduce", "max_chunks", "positive integer"]),
+    ("run --gpus 16 --algo hfreduce --param chunks=nan", ["hfreduce", "chunks", "type int", "nan"]),
+    ("run --gpus 16 --param max_chunks=4", ["no algorithm run", "max_chunks"]),
+    ("run --gpus 16 --algo hfreduce --param chunk=4", ["no algorithm run", "'chunk'", "valid: chunks"]),
+    # names
+    ("run --algo ,", ["--algo", "name at least one algorithm"]),
+    ("run --algo nosuch", ["unknown allreduce algorithm 'nosuch'"]),
+    ("run --collective broadcast --algo ring", ["unknown broadcast algorithm 'ring'", "tree"]),
+    ("compare --gpus 16 --algos ,", ["--algos", "name at least one algorithm"]),
+    ("compare --gpus 16,x", ["--gpus", "positive integers"]),
+    ("run --preset nosuch", ["unknown preset 'nosuch'"]),
+    ("run --topology /no/such.toml", ["no such topology file"]),
+    ("run --set server.nvlink_pairs=[[0,0]]", ["nvlink_pairs", "to itself"]),
+    ("run --set server.nvlink_pairs=[[0,1],[1,0]]", ["nvlink_pairs", "twice"]),
+    # output paths: checked before the work
+    ("run --trace /no/such/dir/t.json", ["--trace", "/no/such/dir", "does not exist"]),
+    ("compare --gpus 16 --plot /no/such/dir/x.png", ["--plot", "does not exist"]),
+    ("topo --draw /no/such/dir/x.png", ["--draw", "does not exist"]),
+    ("run --trace /proc/t.json", ["--trace", "cannot write /proc/t.json"]),
+    ("topo --draw /tmp", ["--draw", "is a folder"]),
+]
+
+
+def _cli(capsys, argv):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command,words", COMMANDS, ids=[c for c, _ in COMMANDS])
+def test_bad_command_is_one_line_exit_2(capsys, command, words):
+    code, out, err = _cli(capsys, command.split())
+    assert code == 2, (code, err)
+    assert err.startswith("flyersim") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(word in err for word in words), err
+    assert out == ""
+
+
+# ---------------------------------------------------------------- TOML descriptions
+
+GOOD = """
+name = "tiny"
+nodes = 2
+[server]
+gpus = 2
+[[server.device]]
+name = "cpu0"
+kind = "cpu"
+[[server.device]]
+name = "host0"
+kind = "memory"
+bandwidth = "100GB/s"
+engine = "cpu0"
+[[server.device]]
+name = "nic0"
+kind = "nic"
+[[server.link]]
+ends = ["gpu*", "cpu0"]
+bandwidth = "24GB/s"
+kind = "pcie"
+[[server.link]]
+ends = ["nic0", "cpu0"]
+bandwidth = "24GB/s"
+kind = "pcie"
+[[server.link]]
+ends = ["host0", "cpu0"]
+bandwidth = "100GB/s"
+kind = "memory"
+[network]
+shape = "single-switch"
+link_bandwidth = "25GB/s"
+"""
+
+LINK = '\n[[server.link]]\nends = {ends}\nbandwidth = "24GB/s"\nkind = "pcie"\n'
+
+
+def _with(old, new):
+    assert old in GOOD
+    return GOOD.replace(old, new, 1)
+
+
+TOMLS = [
+    ("duplicate link", GOOD + LINK.format(ends='["nic0", "cpu0"]'), ["server.link #4 ['nic0', 'cpu0']",
+                                                                     "already linked by server.link #2",
+                                                                     "one link per pair"]),
+    ("duplicate link reversed", GOOD + LINK.format(ends='["cpu0", "gpu1"]'), ["gpu1", "already linked"]),
+    ("self-loop", GOOD + LINK.format(ends='["cpu0", "cpu0"]'), ["server.link #4 ['cpu0', 'cpu0']", "to itself"]),
+    ("link to unknown device", GOOD + LINK.format(ends='["nic0", "cpu9"]'), ["unknown device 'cpu9'"]),
+    ("duplicate device", GOOD + '[[server.device]]\nname = "nic0"\nkind = "nic"\n', ["nic0", "defined twice"]),
+    ("duplicate key", _with("gpus = 2", "gpus = 2\ngpus = 4"), ["malformed TOML", "line"]),
+    ("unreachable GPU", _with('ends = ["gpu*", "cpu0"]', 'ends = ["gpu0", "cpu0"]'), ["gpu1", "no path"]),
+    ("nested arrays", GOOD + "description = " + "[" * 8 + "]" * 8 + "\n", ["nested 10 deep", "at most 6"]),
+    ("absurd nesting", GOOD + "description = " + "[" * 5000 + "]" * 5000 + "\n", ["nested hundreds deep"]),
+    ("float node count", _with("nodes = 2", "nodes = 1e20"), ["nodes", "whole number"]),
+    ("huge node count", _with("nodes = 2", "nodes = 100000000000"), ["100000000000 servers", "needs about"]),
+    ("huge server", _with("gpus = 2", "gpus = 100000"), ["server.gpus", "at most 1024", "nodes"]),
+    ("NaN bandwidth", _with('bandwidth = "100GB/s"', "bandwidth = nan"), ["host0.bandwidth", "finite"]),
+    ("infinite bandwidth", _with('link_bandwidth = "25GB/s"', "link_bandwidth = inf"),
+     ["network.link_bandwidth", "finite"]),
+    ("overflowing bandwidth", _with('link_bandwidth = "25GB/s"', 'link_bandwidth = "1e999GB/s"'),
+     ["network.link_bandwidth", "finite"]),
+    ("zero bandwidth", _with('link_bandwidth = "25GB/s"', 'link_bandwidth = "0GB/s"'),
+     ["network.link_bandwidth", "positive"]),
+    ("negative latency", _with('link_bandwidth = "25GB/s"', 'link_bandwidth = "25GB/s"\nlink_latency = -1'),
+     ["network.link_latency", "positive"]),
+    ("unknown key", _with("gpus = 2", "gpus = 2\ngpu_count = 2"), ["unknown key 'server.gpu_count'"]),
+    ("base not a name", "base = 5\n" + GOOD, ["base", "preset name or .toml path"]),
+    ("missing network", GOOD.split("[network]")[0], ["missing [network] table"]),
+]
+
+
+@pytest.mark.parametrize("case,text,words", TOMLS, ids=[c for c, _, _ in TOMLS])
+def test_bad_toml_is_one_line_naming_the_file(tmp_path, capsys, case, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    code, out, err = _cli(capsys, ["topo", "--topology", str(path), "--max-memory", "8GB"])
+    assert code == 2, (code, err)
+    assert err.startswith(f"flyersim: error: {path}") and err.count("\n") == 1, err
+    assert all(word in err for word in words), err
+
+
+def test_the_corpus_base_toml_is_good(tmp_path, capsys):
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD)
+    code, out, err = _cli(capsys, ["run", "--topology", str(path), "--sizes", "1MiB"])
+    assert code == 0 and err == "" and "tiny: 4 GPUs on 2 servers" in out
+
+
+def test_a_binary_file_is_not_toml(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"\xff\xfe\x00\x01" * 16)
+    code, out, err = _cli(capsys, ["topo", "--topology", str(path)])
+    assert code == 2 and err == f"flyersim: error: {path}: not a TOML text file (not UTF-8)\n"
+
+
+# ---------------------------------------------------------------- experiment scripts
+
+def _script(capsys, argv):
+    try:
+        code = scaling.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+CSVS = [
+    ("missing", None, ["no", "scaling.csv", "to redraw"]),
+    ("foreign", "a,b\n1,2\n", ["not this experiment's CSV", "no column"]),
+    ("truncated", None, ["line 3", "truncated"]),
+    ("empty", "", ["no column"]),
+]
+
+
+@pytest.mark.parametrize("case,text,words", CSVS, ids=[c for c, _, _ in CSVS])
+def test_replot_refuses_a_bad_csv(tmp_path, capsys, case, text, words):
+    if case == "truncated":  # a real CSV cut in the middle of its second row
+        assert _script(capsys, ["--quick", "--no-plot", "--out", str(tmp_path)])[0] == 0
+        full = (tmp_path / "scaling.csv").read_text().splitlines()
+        text = "\n".join(full[:2] + [full[2][: len(full[2]) // 2]]) + "\n"
+    if text is not None:
+        (tmp_path / "scaling.csv").write_text(text)
+    code, err = _script(capsys, ["--replot", "--out", str(tmp_path)])
+    assert code == 2 and err.startswith("scaling.py: error: --replot") and err.count("\n") == 1, err
+    assert all(word in err for word in words), err
+    assert not (tmp_path / "scaling.png").exists()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--size", "1e400"], ["--size", "finite"]),
+    (["--gpus", "16,0"], ["--gpus", "positive integer"]),
+    (["--algos", "nosuch"], ["unknown allreduce algorithm 'nosuch'"]),
+    (["--algos", ","], ["--algos", "expected comma-separated names"]),
+    (["--out", "/proc/flyersim-test"], ["--out", "cannot create folder"]),
+    (["--set", "network.link_bandwidth=nan"], ["network.link_bandwidth", "finite"]),
+])
+def test_bad_experiment_arguments(tmp_path, capsys, argv, words):
+    argv = ["--quick", "--out", str(tmp_path)] + argv if "--out" not in argv else ["--quick"] + argv
+    code, err = _script(capsys, argv)
+    assert code == 2 and err.startswith("scaling.py: error:") and err.count("\n") == 1, err
+    assert all(word in err for word in words), err
+
+
+def test_crossover_refuses_a_nan_factor(tmp_path, capsys):
+    from flyersim.experiments import crossover
+
+    code = crossover.main(["--factor", "nan", "--out", str(tmp_path), "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("crossover.py: error: factor") and "finite" in err and err.count("\n") == 1
+
+
+def test_a_point_too_big_for_its_share_of_memory_is_refused_before_it_is_built():
+    from flyersim.experiments.sweep import point, run_point
+
+    with pytest.raises(ValueError, match="ring on 4096 GPUs needs about 50.3M ops"):
+        run_point({**point("fireflyer2", 4096, ["ring"], [1 << 20]), "max_memory": 8 * 10**9})
+
+
+def test_jobs_above_the_cpu_count_are_capped_with_a_note(tmp_path, capsys):
+    code, err = _script(capsys, ["--quick", "--no-plot", "--jobs", "1000", "--out", str(tmp_path)])
+    assert code == 0, err
+    assert "# --jobs 1000 capped at" in err and (tmp_path / "scaling.csv").is_file()
