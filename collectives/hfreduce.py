@@ -14,15 +14,27 @@ Per chunk, pipelined (chunk c depends only on its own data):
 4. Across nodes: allreduce of ``sum`` between the NIC sockets' memories over
    NCCL's double binary tree (reduce up into ``recv0``/``recv1``, broadcast
    down), :func:`collectives.compose.dbtree_allreduce`. None with one node.
-5. H2D of the final chunk into every GPU's ``data``. ``gdrcopy=False``: each
-   GPU's copy reads ``sum`` on the NIC socket. ``gdrcopy=True``: the paper's
+5. H2D of the final chunk into every GPU's ``data``. ``h2d="memcpy"``: each
+   GPU's copy reads ``sum`` on the NIC socket. ``h2d="gdrcopy"``: the paper's
    CPU reads the chunk once per NUMA node and stores it into that node's GPUs:
    one multicast of ``sum`` per socket to the GPUs attached to it, so host
    memory is read once per socket and the inter-socket link carries the
-   chunk once for the far socket's GPUs.
+   chunk once for the far socket's GPUs. GDRCopy copies are CPU stores
+   (``engine="cpu"``: the simulator charges the socket's store threads once
+   per GPU written); ``memcpy`` copies run on the GPUs' copy engines.
+
+Staging buffers are finite: each of ``g<j>`` and ``sum`` holds ``buffers``
+chunks, so the D2H of chunk c waits until the reduce of chunk c - buffers
+has read its slot, and the reduce of chunk c until chunk c - buffers has
+left ``sum`` (tree sends and H2D done). The per-chunk software cost of the
+host stages (thread hand-off, ibverbs post/poll) is the CPU's
+``reduce_latency`` per reduce and the copy and NIC latencies per transfer
+(topology parameters).
 
 Not published, so exposed as parameters (:data:`PARAMS`): the pipeline
-chunk size ``chunk_bytes`` and the staging placement.
+chunk size ``chunk_bytes``, the staging slots ``buffers`` and the staging
+placement; ``PARAMETER_RANGES`` gives the plausible range of each [?] one,
+which ``flyersim sensitivity`` sweeps.
 
 Chunking: the paper pipelines "chunk by chunk" but does not publish the
 chunk size. A message of ``nbytes`` per GPU is cut into
@@ -53,13 +65,21 @@ from flyersim.collectives.schedule import ScheduleBuilder
 
 DEFAULT_CHUNKS = 4  # only when built without a message size
 DEFAULT_CHUNK_BYTES = NCCL_STEP_BYTES  # [I] by analogy to NCCL's tree chunk (see the module docstring)
+DEFAULT_BUFFERS = 8  # [?] staging slots per buffer, by analogy to NCCL_STEPS = 8 slots per connection
+H2D = ("gdrcopy", "memcpy")
+# [?] unpublished [P IV]: plausible ranges. chunk_bytes: NCCL's smallest tree chunk (128 KiB) to 4 MiB (NCCL's
+# whole buffer); buffers: double buffering to 64 (every chunk of a 64-chunk pipeline has its own slot)
+PARAMETER_RANGES = {"chunk_bytes": (128 << 10, 4 << 20), "buffers": (2, 64)}
 PARAMS = Params(
     "hfreduce",
     Param("chunks", int, None, f"pipeline chunks (default: ceil(nbytes / chunk_bytes), at most max_chunks; "
                                f"{DEFAULT_CHUNKS} without a size)"),
     Param("staging", list, None, "socket of each GPU's D2H buffer (default: j % sockets, interleaved)"),
-    Param("gdrcopy", bool, True, "H2D as one host read per socket multicast to its GPUs (else one copy per GPU)"),
-    Param("chunk_bytes", int, DEFAULT_CHUNK_BYTES, "pipeline chunk size in bytes ([I] NCCL's Simple step, 512 KiB)"),
+    Param("h2d", str, "gdrcopy", "H2D by gdrcopy (CPU stores, one host read per socket multicast to its GPUs) or "
+                                 "memcpy (each GPU's copy engine)"),
+    Param("buffers", int, DEFAULT_BUFFERS, "chunks each staging buffer holds ([?] by analogy to NCCL_STEPS, 2-64)"),
+    Param("chunk_bytes", int, DEFAULT_CHUNK_BYTES, "pipeline chunk size in bytes ([I] NCCL's Simple step, 512 KiB; "
+                                                   "128 KiB-4 MiB)"),
     Param("max_chunks", int, DEFAULT_MAX_CHUNKS, "cap on pipeline chunks (bounds the schedule's size)"),
 )
 
@@ -76,7 +96,15 @@ def staging_sockets(layout, staging, algo):
     return arr
 
 
-def host_allreduce(b, layout, span, owners, ready, staging, gdrcopy):
+def check_h2d(h2d, buffers, algo):
+    """Validate the H2D method and the staging slot count."""
+    if h2d not in H2D:
+        raise ValueError(f"{algo}: h2d must be one of {', '.join(H2D)}, got {h2d!r}")
+    if isinstance(buffers, bool) or not isinstance(buffers, (int, np.integer)) or buffers < 1:
+        raise ValueError(f"{algo}: buffers must be a positive integer, got {buffers!r}")
+
+
+def host_allreduce(b, layout, span, owners, ready, staging, h2d, buffers):
     """Append steps 1-5 for one part of every chunk; returns the H2D op ids ``(nodes, chunks, len(owners))``.
 
     ``span`` is ``(lo, hi, den)``, arrays over chunks; ``owners`` are the local
@@ -98,6 +126,7 @@ def host_allreduce(b, layout, span, owners, ready, staging, gdrcopy):
     prev = {}  # stage -> op ids of the previous chunk in that stage (its FIFO predecessor)
     tree_fifo = {}
     out = np.full((nodes, chunks, len(owners)), -1, np.int64)
+    reduced = []  # per chunk: the op that read the staging slots (the reduce, or the single D2H)
 
     def op(stage, make, deps):
         x = make(deps + [prev.get(stage, -1)])
@@ -106,26 +135,31 @@ def host_allreduce(b, layout, span, owners, ready, staging, gdrcopy):
 
     for c in range(chunks):
         sp = tuple(np.asarray(x)[c] for x in span)
+        slot_free = reduced[c - buffers] if c >= buffers else -1  # staging slot of chunk c - buffers read
+        sum_free = [out[:, c - buffers, i] for i in range(len(owners))] if c >= buffers else []
         staged = []
         for i, j in enumerate(owners):
             if len(owners) == 1:
-                x = op(("d2h", j), lambda d: b.xfer(n * g + j, nic_mem, sp, "data", "sum", deps=d), [ready[:, c, i]])
+                x = op(("d2h", j), lambda d: b.xfer(n * g + j, nic_mem, sp, "data", "sum", deps=d),
+                       [ready[:, c, i]] + sum_free)
             else:
                 src = layout.host(n, staging[j])
-                x = op(("d2h", j), lambda d: b.xfer(n * g + j, src, sp, "data", f"g{j}", deps=d), [ready[:, c, i]])
+                x = op(("d2h", j), lambda d: b.xfer(n * g + j, src, sp, "data", f"g{j}", deps=d),
+                       [ready[:, c, i], slot_free])
             staged.append(x)
         summed = staged[0]
         if len(owners) > 1:
             inputs = tuple((f"g{j}", layout.host(n, staging[j])) for j in owners)  # each read where it was staged
-            summed = op("sum", lambda d: b.reduce(nic_mem, inputs, "sum", sp, deps=d), staged)
+            summed = op("sum", lambda d: b.reduce(nic_mem, inputs, "sum", sp, deps=d), staged + sum_free)
+        reduced.append(summed)
         final = compose.dbtree_allreduce(b, hosts, sp, summed[None, :], buf="sum", fifo=tree_fifo)[0]
         waits = [final[:, k] for k in range(final.shape[1])]
-        if gdrcopy:  # one read of "sum" per socket, multicast to the GPUs attached to it
+        if h2d == "gdrcopy":  # one read of "sum" per socket, multicast to the GPUs attached to it
             for s in sorted(set(gpu_sockets[owners].tolist())):
                 mine = [i for i, j in enumerate(owners) if gpu_sockets[j] == s]
                 prev_s = prev.get(("h2d", s), -1)
                 x = b.multicast(nic_mem, [n * g + owners[i] for i in mine], sp, "sum", "data",
-                                deps=list(waits) + [prev_s])
+                                deps=list(waits) + [prev_s], engine="cpu")
                 prev[("h2d", s)] = x[0]
                 for row, i in enumerate(mine):
                     out[:, c, i] = x[row]
@@ -150,13 +184,14 @@ def hfreduce_allreduce(layout, nbytes=None, **params):
     return _hfreduce(layout, nbytes, **PARAMS.bind(params))
 
 
-def _hfreduce(layout, nbytes, chunks, staging, gdrcopy, chunk_bytes, max_chunks):
+def _hfreduce(layout, nbytes, chunks, staging, h2d, buffers, chunk_bytes, max_chunks):
+    check_h2d(h2d, buffers, "hfreduce")
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, "hfreduce")
     staging = staging_sockets(layout, staging, "hfreduce")
     b = ScheduleBuilder(layout, "allreduce", "hfreduce", buffers=("data",) + host_buffers(layout))
     c = np.arange(chunks)
     host_allreduce(b, layout, (c, c + 1, np.full(chunks, chunks)), np.arange(layout.gpus_per_node), -1,
-                   staging, gdrcopy)
+                   staging, h2d, int(buffers))
     for r in range(layout.ranks):
         b.expect(r, "data", (0, 1, 1))
     return b.build()

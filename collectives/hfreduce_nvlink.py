@@ -24,8 +24,8 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 import numpy as np
 
 from flyersim.collectives.chunking import choose_chunks
-from flyersim.collectives.hfreduce import DEFAULT_CHUNKS, PARAMS as HFREDUCE_PARAMS, host_allreduce, host_buffers, \
-    staging_sockets
+from flyersim.collectives.hfreduce import DEFAULT_CHUNKS, PARAMETER_RANGES, PARAMS as HFREDUCE_PARAMS, check_h2d, \
+    host_allreduce, host_buffers, staging_sockets
 from flyersim.collectives.params import Params
 from flyersim.collectives.schedule import ScheduleBuilder
 
@@ -56,7 +56,8 @@ def hfreduce_nvlink_allreduce(layout, nbytes=None, **params):
     return _hfreduce_nvlink(layout, nbytes, **PARAMS.bind(params))
 
 
-def _hfreduce_nvlink(layout, nbytes, chunks, staging, gdrcopy, chunk_bytes, max_chunks):
+def _hfreduce_nvlink(layout, nbytes, chunks, staging, h2d, buffers, chunk_bytes, max_chunks):
+    check_h2d(h2d, buffers, ALGO)
     pairs = nvlink_pairs(layout)
     chunks = choose_chunks(chunks, nbytes, chunk_bytes, max_chunks, DEFAULT_CHUNKS, ALGO)
     staging = staging_sockets(layout, staging, ALGO)
@@ -71,7 +72,7 @@ def _hfreduce_nvlink(layout, nbytes, chunks, staging, gdrcopy, chunk_bytes, max_
         span = tuple(x[:, None] for x in host_span)  # (chunks, 1): broadcasts against (nodes, 1, pairs)
         sent = b.xfer(partner, owner, span, "data", "nv").reshape(shape)
         summed = b.reduce(owner, ("data", "nv"), "data", span, deps=[sent]).reshape(shape)
-        back = host_allreduce(b, layout, host_span, pairs[:, half], summed, staging, gdrcopy)
+        back = host_allreduce(b, layout, host_span, pairs[:, half], summed, staging, h2d, int(buffers))
         b.xfer(owner, partner, span, "data", "data", deps=[back])
     for r in range(layout.ranks):
         b.expect(r, "data", (0, 1, 1))

@@ -21,6 +21,11 @@ Op kinds:
   engine that owns ``dst`` does it, reading inputs elsewhere remotely (a CPU
   reading the other socket's memory over xGMI). Every input must be in the
   node of ``dst``.
+- an XFER's ``engine`` says what drives the copy: ``"dma"`` (a GPU copy
+  engine or a NIC, the default) or ``"cpu"`` (CPU threads storing into the
+  destination, GDRCopy). Only the simulator reads it (``sim.routes`` charges
+  CPU-driven copies to the socket's store engine); verifier and executors
+  ignore it.
 - *multicast*: k XFERs of one source span to k destinations that share a
   ``group`` (the op id of the first; -1 for an ordinary op). Verifier and
   executors treat them as the k copies they are; the simulator moves them as
@@ -47,6 +52,7 @@ import numpy as np
 
 XFER, REDUCE = 0, 1
 KIND_NAMES = ("xfer", "reduce")
+ENGINES = ("dma", "cpu")  # what drives an xfer (column ``engine``)
 COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "broadcast", "reduce")
 
 
@@ -190,6 +196,7 @@ class Schedule:
     dep_ptr: np.ndarray   # int64 CSR: deps of op i are dep_idx[dep_ptr[i]:dep_ptr[i+1]]
     dep_idx: np.ndarray   # int64 op ids, all < i
     group: np.ndarray = None  # int64 multicast group of each op (op id of its first member), -1 if none
+    engine: np.ndarray = None  # int8 index into ENGINES of each op (None: all "dma")
     inputs: tuple = ("data",)  # buffers holding each rank's input at its GPU
     expect: tuple = field(default=())
 
@@ -220,8 +227,9 @@ class Schedule:
         if self.kind[op] == XFER:
             ins = ",".join(self.buffers[b] for b in self.op_inputs(op))
             many = "" if self.group is None or self.group[op] < 0 else f" (multicast {self.group[op]})"
+            by = "" if self.engine is None or self.engine[op] == 0 else f" by {ENGINES[self.engine[op]]}"
             return (f"xfer {names[self.src[op]]}:{ins} -> {names[self.dst[op]]}:{self.buffers[self.out[op]]} "
-                    f"{span}{many}")
+                    f"{span}{many}{by}")
         return f"reduce {names[self.dst[op]]}:{ins} -> {self.buffers[self.out[op]]} {span}"
 
 
@@ -244,7 +252,7 @@ class ScheduleBuilder:
         self.buffers = tuple(buffers)
         self.inputs = tuple(inputs)
         self._cols = {k: [] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "nin")}
-        self._in_bufs, self._in_locs, self._groups, self._deps = [], [], [], []
+        self._in_bufs, self._in_locs, self._groups, self._deps, self._engines = [], [], [], [], []
         self._expect = []
         self.num_ops = 0
 
@@ -254,7 +262,7 @@ class ScheduleBuilder:
         except ValueError:
             raise ValueError(f"buffer {name!r} not declared (have {', '.join(self.buffers)})") from None
 
-    def _append(self, kind, src, dst, out, ins, span, deps, in_locs=None, group=None):
+    def _append(self, kind, src, dst, out, ins, span, deps, in_locs=None, group=None, engine="dma"):
         lo, hi, den = span
         dep_arrays = [np.asarray(d, dtype=np.int64) for d in deps]
         loc_arrays = [np.asarray(src if x is None else x) for x in (in_locs or [None] * len(ins))]
@@ -296,14 +304,17 @@ class ScheduleBuilder:
         self._in_locs.append(np.stack(loc_cols, axis=1).ravel().astype(np.int32))
         self._groups.append(np.full(m, -1, np.int64) if group is None else np.broadcast_to(group, (m,)).astype(np.int64))
         self._deps.append(np.stack(dep_cols, axis=1) if dep_cols else np.empty((m, 0), np.int64))
+        if engine not in ENGINES:
+            raise ValueError(f"{self.algo}: unknown copy engine {engine!r} (choose from {', '.join(ENGINES)})")
+        self._engines.append(np.full(m, ENGINES.index(engine), np.int8))
         self.num_ops += m
         return np.arange(first, first + m)
 
-    def xfer(self, src, dst, span, src_buf="data", dst_buf="data", deps=()):
-        """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at ``dst``; returns the new op ids."""
-        return self._append(XFER, src, dst, self._buf(dst_buf), (self._buf(src_buf),), span, deps)
+    def xfer(self, src, dst, span, src_buf="data", dst_buf="data", deps=(), engine="dma"):
+        """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at ``dst``, driven by ``engine``; returns the new op ids."""
+        return self._append(XFER, src, dst, self._buf(dst_buf), (self._buf(src_buf),), span, deps, engine=engine)
 
-    def multicast(self, src, dsts, span, src_buf="data", dst_buf="data", deps=()):
+    def multicast(self, src, dsts, span, src_buf="data", dst_buf="data", deps=(), engine="dma"):
         """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at every location of ``dsts``, reading it once.
 
         ``dsts`` is a sequence of k location arguments (each broadcasting like
@@ -313,13 +324,14 @@ class ScheduleBuilder:
         dsts = list(dsts)
         if not dsts:
             raise ValueError(f"{self.algo}: a multicast needs at least one destination")
-        first = self.xfer(src, dsts[0], span, src_buf, dst_buf, deps)
+        first = self.xfer(src, dsts[0], span, src_buf, dst_buf, deps, engine)
         if len(dsts) == 1 or first.size == 0:
             return np.stack([first] * len(dsts))
         self._groups[-1] = first.copy()
         rows = [first]
         for d in dsts[1:]:
-            rows.append(self._append(XFER, src, d, self._buf(dst_buf), (self._buf(src_buf),), span, deps, group=first))
+            rows.append(self._append(XFER, src, d, self._buf(dst_buf), (self._buf(src_buf),), span, deps, group=first,
+                                     engine=engine))
             if rows[-1].size != first.size:
                 raise ValueError(f"{self.algo}: multicast destinations must broadcast to one batch shape")
         return np.stack(rows)
@@ -364,12 +376,13 @@ class ScheduleBuilder:
         in_buf = np.concatenate(self._in_bufs).astype(np.int16) if self._in_bufs else np.empty(0, np.int16)
         in_loc = np.concatenate(self._in_locs).astype(np.int32) if self._in_locs else np.empty(0, np.int32)
         group = np.concatenate(self._groups).astype(np.int64) if self._groups else np.empty(0, np.int64)
+        engine = np.concatenate(self._engines) if self._engines else np.empty(0, np.int8)
         dep_ptr, dep_idx = _deps_to_csr(self._deps, self.num_ops)
         return Schedule(
             layout=self.layout, collective=self.collective, algo=self.algo, buffers=self.buffers,
             kind=cat("kind", np.int8), src=cat("src", np.int32), dst=cat("dst", np.int32),
             out=cat("out", np.int16), lo=cat("lo", np.int64), hi=cat("hi", np.int64), den=cat("den", np.int64),
-            in_ptr=in_ptr, in_buf=in_buf, in_loc=in_loc, group=group, dep_ptr=dep_ptr, dep_idx=dep_idx,
+            in_ptr=in_ptr, in_buf=in_buf, in_loc=in_loc, group=group, engine=engine, dep_ptr=dep_ptr, dep_idx=dep_idx,
             inputs=self.inputs, expect=tuple(self._expect),
         )
 

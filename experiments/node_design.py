@@ -3,7 +3,7 @@
 One knob at a time, the rest as in the fireflyer2 preset (whose variant is marked "*"):
 
 - GPU5/GPU6: sharing root port rp5 (preset) or each on its own (variants/fireflyer2-own-rootports.toml);
-- DRAM bandwidth per socket 80 / 160* / 320 GB/s (the CPU reduce throughput follows it, as in the preset);
+- DRAM bandwidth per socket 66 / 133* / 266 GB/s (half, the preset's sustained figure, double);
 - NICs per node 1* / 2 (one per socket) / 8 (one per GPU): variants/fireflyer2-{2,8}nic.toml;
 - PCIe Gen4* (27 GB/s per x16 link, 37.5 GB/s per root port, each direction and both together) vs Gen5 (all doubled);
 - NVLink bridges off* / on (GPU pairs 0-1, 2-3, 4-5, 6-7; adds the hfreduce-nvlink series).
@@ -26,14 +26,14 @@ NVLINK = [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 
 def dram(gbps):
-    return {"parameters.memory_bandwidth": f"{gbps}GB/s", "parameters.cpu_reduce_bandwidth": f"{gbps}GB/s"}
+    return {"parameters.memory_bandwidth": f"{gbps}GB/s"}
 
 
 # knob -> [(variant, preset or toml, overrides, extra algorithms)]
 VARIANTS = {
     "GPU5/GPU6 root port": [("shared*", PRESET, {}, []),
                             ("own", HERE / "fireflyer2-own-rootports.toml", {}, [])],
-    "DRAM per socket": [(f"{g} GB/s{'*' * (g == 160)}", PRESET, dram(g), []) for g in (80, 160, 320)],
+    "DRAM per socket": [(f"{g} GB/s{'*' * (g == 133)}", PRESET, dram(g), []) for g in (66, 133, 266)],
     "NICs per node": [("1 NIC*", PRESET, {}, []), ("2 NICs", HERE / "fireflyer2-2nic.toml", {}, []),
                       ("8 NICs", HERE / "fireflyer2-8nic.toml", {}, [])],
     "PCIe generation": [("Gen4*", PRESET, {}, []),

@@ -6,6 +6,7 @@ A *point* is a plain dict (so it pickles to any worker) naming one simulation:
 ``algos``      algorithms to run on that topology; ``sizes``: message sizes in bytes; ``model``: flow|analytic;
 ``measure``    ``"records"`` (one row per algorithm and size: the keys of ``flyersim run --format csv``) or
                ``"classes"`` (one row per algorithm and resource class: peak utilisation in that class);
+``params``     algorithm parameters (``--param``), given to every algorithm of the point;
 ``labels``     extra columns copied into every row (series name, variant, ...);
 ``skip_unsupported``  when true, an algorithm that raises ValueError (cannot serve the rank count) is
                reported on stderr and left out instead of failing the sweep;
@@ -78,11 +79,11 @@ def add_topology_args(p, gpus=128, size_default="186MiB"):
 # ---------------------------------------------------------------- one point
 
 def point(preset, gpus, algos, sizes_, *, zones=None, overrides=None, model="flow", measure="records",
-          skip_unsupported=False, **labels):
-    """A point dict (see the module docstring); keyword ``labels`` become columns."""
+          skip_unsupported=False, params=None, **labels):
+    """A point dict (see the module docstring); ``params`` are algorithm parameters; keyword ``labels`` become columns."""
     return {"preset": str(preset), "gpus": gpus, "zones": zones, "overrides": dict(overrides or {}),
             "algos": list(algos), "sizes": list(sizes_), "model": model, "measure": measure,
-            "skip_unsupported": skip_unsupported, "labels": labels}
+            "skip_unsupported": skip_unsupported, "params": dict(params or {}), "labels": labels}
 
 
 def load(pt):
@@ -101,7 +102,7 @@ def run_point(pt):
         start = time.perf_counter()
         try:
             out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
-                            max_memory=pt.get("max_memory"))
+                            params=pt.get("params"), max_memory=pt.get("max_memory"))
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise

@@ -20,9 +20,21 @@ both-directions capacity.
   its memory to the reducing engine (e.g. the xGMI link);
 - ``reduce_bandwidth`` of a GPU or CPU socket: the engine that performs a
   reduce, weight 1 per output byte;
+- ``reduce_stream_bandwidth`` of a CPU socket (``reduce_threads`` x
+  ``reduce_thread_bandwidth``, class ``cpu reduce threads``): reduce threads
+  bound by the bytes they stream, so a k-way reduce weighs k+1 (k reads, 1
+  write) per output byte;
+- ``store_bandwidth`` of a CPU socket (``store_threads`` x
+  ``store_thread_bandwidth``, class ``cpu stores (gdrcopy)``): CPU threads
+  writing into GPU memory (GDRCopy). A copy the schedule marks as driven by
+  the ``cpu`` takes it once per GPU written, on the last socket its path
+  crosses (the socket the GPU hangs off);
 - ``p2p_bandwidth`` of a CPU socket: taken by peer-to-peer transfers, i.e.
   the part of a path inside one server that crosses the socket but touches no
-  host memory (GPU to GPU, GPU to NIC).
+  host memory (GPU to NIC; GPU to GPU too unless ``p2p_gpu_bandwidth`` is set);
+- ``p2p_gpu_bandwidth`` of a CPU socket: a GPU-to-GPU peer-to-peer transfer
+  through it takes a pool of this capacity of its own pair of GPUs (per
+  direction per pair, class ``p2p gpu-gpu``) instead of the socket pool.
 
 A link's class is its ``kind`` (``pcie``, ``xgmi``, ``ib``, ...); a PCIe link
 also gets its direction, by the kinds of its ends: ``pcie up (gpu)`` carries
@@ -39,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flyersim.collectives.schedule import REDUCE
+from flyersim.collectives.schedule import ENGINES, REDUCE
 from flyersim.topologies import Router
 
 _POOL_CLASS = {"memory": "dram", "gpu": "hbm", "rootport": "rootport", "nic": "nic"}
@@ -119,6 +131,7 @@ def build_routes(graph, schedule, router=None):
     leader = (group >= 0) & ~follower
     is_reduce = (s.kind == REDUCE) & ~follower
     plain = ~(is_reduce | leader | follower)
+    by_cpu = (s.engine == ENGINES.index("cpu")).astype(np.int64) if s.engine is not None else np.zeros(m, np.int64)
     op_route = np.zeros(m, np.int64)
     resources = _Resources()
     rptr, rres, rw, rlat = [0], [], [], []
@@ -130,11 +143,12 @@ def build_routes(graph, schedule, router=None):
         rlat.append(latency)
 
     # ordinary transfers
-    key = s.src[plain].astype(np.int64) * nloc + s.dst[plain]
+    key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
     unique, inverse = np.unique(key, return_inverse=True)
     op_route[plain] = inverse.ravel()
     for k in unique.tolist():
-        add(*_xfer_usage(graph, router.path(names[k // nloc], names[k % nloc]), resources))
+        pair, cpu = divmod(k, 2)
+        add(*_xfer_usage(graph, router.path(names[pair // nloc], names[pair % nloc]), resources, cpu=bool(cpu)))
     # reduces: location, then the sorted locations of the inputs
     rows = np.flatnonzero(is_reduce)
     if rows.size:
@@ -153,12 +167,12 @@ def build_routes(graph, schedule, router=None):
         first = np.searchsorted(lead, lead)  # index of each member's group start in ``members``
         table = np.full((m, int(np.max(np.arange(members.size) - first)) + 1), -1, np.int64)
         table[lead, np.arange(members.size) - first] = s.dst[members]
-        unique, inverse = np.unique(np.column_stack([s.src[rows], np.sort(table[rows], axis=1)]), axis=0,
-                                    return_inverse=True)
+        unique, inverse = np.unique(np.column_stack([by_cpu[rows], s.src[rows], np.sort(table[rows], axis=1)]),
+                                    axis=0, return_inverse=True)
         op_route[rows] = len(rlat) + inverse.ravel()
         for row in unique.tolist():
-            paths = [router.path(names[row[0]], names[d]) for d in row[1:] if d >= 0]
-            add(*_multicast_usage(graph, paths, resources))
+            paths = [router.path(names[row[1]], names[d]) for d in row[2:] if d >= 0]
+            add(*_multicast_usage(graph, paths, resources, cpu=bool(row[0])))
     # further copies of a multicast: moved by the first copy's flow
     op_route[follower] = len(rlat)
     add({}, 0.0)
@@ -185,13 +199,16 @@ def _padded(ptr, values, rows):
     return table
 
 
-def _pool(graph, node, attr, resources, cls):
-    return resources.id((node, attr), f"{node} {attr}", cls, graph.nodes[node][attr])
+def _pool(graph, node, attr, resources, cls, label=None):
+    return resources.id((node, attr), f"{node} {label or attr}", cls, graph.nodes[node][attr])
 
 
-def _xfer_usage(graph, path, resources, sink_pool=True):
-    """Usage of a copy along ``path``; ``sink_pool=False``: the last node only reads (a reduce engine)."""
+def _xfer_usage(graph, path, resources, sink_pool=True, cpu=False):
+    """Usage of a copy along ``path``; ``sink_pool=False``: the last node only reads (a reduce engine);
+    ``cpu``: CPU threads store the bytes (see :func:`_store_engine`)."""
     usage, latency = {}, 0.0
+    if cpu:
+        usage.update(_store_engine(graph, path, resources))
     for u, v in zip(path, path[1:]):
         edge = graph.edges[u, v]
         rid = resources.id((u, v), f"{u}->{v}", link_class(graph, u, v), edge["bandwidth"])
@@ -204,12 +221,27 @@ def _xfer_usage(graph, path, resources, sink_pool=True):
             rid = _pool(graph, v, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
             usage[rid] = usage.get(rid, 0.0) + 1.0
     for run in _server_runs(graph, path):
-        if all(graph.nodes[v]["kind"] != "memory" for v in run):
-            for v in run[1:-1]:
-                if "p2p_bandwidth" in graph.nodes[v]:
-                    rid = _pool(graph, v, "p2p_bandwidth", resources, "p2p")
-                    usage[rid] = usage.get(rid, 0.0) + 1.0
+        if any(graph.nodes[v]["kind"] == "memory" for v in run):
+            continue
+        inner = [graph.nodes[v] for v in run[1:-1]]
+        pair = [a["p2p_gpu_bandwidth"] for a in inner if "p2p_gpu_bandwidth" in a]
+        if pair and graph.nodes[run[0]]["kind"] == graph.nodes[run[-1]]["kind"] == "gpu":
+            rid = resources.id(("p2p", run[0], run[-1]), f"p2p {run[0]} to {run[-1]}", "p2p gpu-gpu", min(pair))
+            usage[rid] = usage.get(rid, 0.0) + 1.0
+            continue
+        for v in run[1:-1]:
+            if "p2p_bandwidth" in graph.nodes[v]:
+                rid = _pool(graph, v, "p2p_bandwidth", resources, "p2p")
+                usage[rid] = usage.get(rid, 0.0) + 1.0
     return usage, latency
+
+
+def _store_engine(graph, path, resources):
+    """The store threads of the last CPU socket on ``path`` (the one next to the GPU written), weight 1."""
+    cpu = next((v for v in reversed(path) if graph.nodes[v]["kind"] == "cpu"), None)
+    if cpu is None or "store_bandwidth" not in graph.nodes[cpu]:
+        return {}
+    return {_pool(graph, cpu, "store_bandwidth", resources, "cpu stores (gdrcopy)", "gdrcopy stores"): 1.0}
 
 
 def _server_runs(graph, path):
@@ -226,14 +258,18 @@ def _server_runs(graph, path):
     return [run for run in runs if graph.nodes[run[0]].get("server") is not None]
 
 
-def _multicast_usage(graph, paths, resources):
-    """One read at the source, the union of the paths: a resource on several paths (a shared prefix) counts once."""
+def _multicast_usage(graph, paths, resources, cpu=False):
+    """One read at the source, the union of the paths: a resource on several paths (a shared prefix) counts once;
+    with ``cpu``, store threads write every destination, so their engine counts once per path."""
     usage, latency = {}, 0.0
     for path in paths:
         one, lat = _xfer_usage(graph, path, resources)
         for rid, w in one.items():
             usage[rid] = max(usage.get(rid, 0.0), w)
         latency = max(latency, lat)
+    for path in paths if cpu else ():
+        for rid, w in _store_engine(graph, path, resources).items():
+            usage[rid] = usage.get(rid, 0.0) + w
     return usage, latency
 
 
@@ -249,6 +285,9 @@ def _reduce_usage(graph, router, names, loc, in_locs, resources):
     if "reduce_bandwidth" in graph.nodes[engine]:
         cls = f"{graph.nodes[engine]['kind']} reduce"
         usage[_pool(graph, engine, "reduce_bandwidth", resources, cls)] = 1.0
+    if "reduce_stream_bandwidth" in graph.nodes[engine]:  # threads streaming k inputs and 1 output
+        usage[_pool(graph, engine, "reduce_stream_bandwidth", resources, "cpu reduce threads",
+                     "reduce threads")] = len(in_locs) + 1.0
     local = 1 + sum(1 for x in in_locs if x == loc)  # the write and the local reads
     if "bandwidth" in attrs:
         rid = _pool(graph, location, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))

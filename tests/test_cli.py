@@ -147,8 +147,9 @@ def test_help_params_lists_each_declared_parameter(capsys):
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "# allreduce hfreduce: built per message size"
-    assert [line.split()[0] for line in lines[1:6]] == ["chunks", "staging", "gdrcopy", "chunk_bytes", "max_chunks"]
-    assert "gdrcopy      bool  default True" in out and "ring takes no parameters" in out
+    assert [line.split()[0] for line in lines[1:7]] == ["chunks", "staging", "h2d", "buffers", "chunk_bytes",
+                                                        "max_chunks"]
+    assert "h2d          str   default 'gdrcopy'" in out and "ring takes no parameters" in out
 
 
 def test_explain_shows_the_parameter_values_used(capsys):
@@ -189,7 +190,8 @@ BAD = [  # (argv, text the one error line must contain); "{tmp}" is the test's t
     (["run", "--gpus", "16", "--sizes", "1MiB,0"], "sizes must be positive"),
     (["run", "--gpus", "16", "--sizes", "2", "--dtype", "float64"], "smaller than one float64 element"),
     (["run", "--gpus", "16", "--algo", "nosuch"], "unknown allreduce algorithm 'nosuch'"),
-    (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "gdrcopy=3"], "hfreduce: gdrcopy must be of type bool"),
+    (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "h2d=3"], "hfreduce: h2d must be of type str"),
+    (["run", "--gpus", "16", "--algo", "hfreduce", "--param", "h2d=dma"], "hfreduce: h2d must be one of gdrcopy, memcpy"),
     (["run", "--algo", "nosuch", "--help-params"], "unknown allreduce algorithm 'nosuch'"),
     (["run", "--gpus", "16", "--model", "fast"], "invalid choice: 'fast'"),
     (["run", "--gpus", "16", "--dtype", "bfloat16"], "invalid choice: 'bfloat16'"),

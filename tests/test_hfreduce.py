@@ -8,9 +8,12 @@ from flyersim.collectives.hfreduce_nvlink import hfreduce_nvlink_allreduce
 from flyersim.collectives.hierarchical import hier_allreduce
 from flyersim.collectives.reference import run_reference
 from flyersim.collectives.ring import ring_allreduce
-from flyersim.collectives.schedule import XFER, Layout
+from flyersim.collectives.schedule import REDUCE, XFER, Layout
 from flyersim.collectives.trees import double_binary_tree, tree_depths
 from flyersim.collectives.verify import verify
+from flyersim.sim.app.runner import layout_of
+from flyersim.sim.engine import simulate
+from flyersim.topologies import load
 
 NODES = range(1, 9)
 GPUS = (1, 2, 4, 8)
@@ -34,7 +37,7 @@ def test_verifier_passes(nodes, g):
     verify(hier_allreduce(Layout(nodes, g, 2)))
     verify(hier_allreduce(Layout(nodes, g, 2), outer="dbtree", chunks=2))
     verify(hfreduce_allreduce(Layout(nodes, g, 2), chunks=2))
-    verify(hfreduce_allreduce(Layout(nodes, g, 1), chunks=3, gdrcopy=False))
+    verify(hfreduce_allreduce(Layout(nodes, g, 1), chunks=3, h2d="memcpy"))
     if g % 2 == 0:
         verify(hfreduce_nvlink_allreduce(Layout(nodes, g, 2, adjacent_pairs(g)), chunks=2))
     else:
@@ -43,7 +46,7 @@ def test_verifier_passes(nodes, g):
 
 
 @pytest.mark.parametrize("server, placement", [({"nic_sockets": (0,)}, {}), ({}, {"staging": [1] * 8}),
-                                               ({"gpu_sockets": (1, 0) * 4}, {}), ({}, {"gdrcopy": False})])
+                                               ({"gpu_sockets": (1, 0) * 4}, {}), ({}, {"h2d": "memcpy"})])
 def test_verifier_passes_other_placements(server, placement):
     verify(hfreduce_allreduce(Layout(3, 8, 2, **server), chunks=2, **placement))
     crossed = Layout(3, 8, 2, ((0, 2), (1, 3), (4, 6), (5, 7)), **server)
@@ -51,7 +54,7 @@ def test_verifier_passes_other_placements(server, placement):
 
 
 CASES = [("hier", {}), ("hier", {"outer": "dbtree", "chunks": 3}), ("hfreduce", {"chunks": 3}),
-         ("hfreduce", {"chunks": 5, "gdrcopy": False}), ("nvlink", {"chunks": 3})]
+         ("hfreduce", {"chunks": 5, "h2d": "memcpy"}), ("nvlink", {"chunks": 3})]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
@@ -79,11 +82,11 @@ def pcie_elements(schedule, count):
     return (np.bincount(s.src[d2h], moved[d2h], minlength=p), np.bincount(s.dst[h2d], moved[h2d], minlength=p))
 
 
-@pytest.mark.parametrize("gdrcopy", [True, False])
+@pytest.mark.parametrize("h2d", ["gdrcopy", "memcpy"])
 @pytest.mark.parametrize("nodes, g", [(1, 8), (4, 8), (3, 4), (2, 1)])
-def test_hfreduce_moves_each_byte_once_each_way(nodes, g, gdrcopy):
+def test_hfreduce_moves_each_byte_once_each_way(nodes, g, h2d):
     count = 1009
-    d2h, h2d = pcie_elements(hfreduce_allreduce(Layout(nodes, g, 2), chunks=4, gdrcopy=gdrcopy), count)
+    d2h, h2d = pcie_elements(hfreduce_allreduce(Layout(nodes, g, 2), chunks=4, h2d=h2d), count)
     assert d2h.tolist() == [count] * (nodes * g) and h2d.tolist() == [count] * (nodes * g)
 
 
@@ -105,8 +108,8 @@ def test_ring_moves_2_p_minus_1_over_p(p):
 def test_gdrcopy_crosses_sockets_once_per_socket():
     layout = Layout(2, 8, 2)
     p, chunks = layout.ranks, 3
-    for gdrcopy, remote_reads in ((True, 1), (False, 4)):
-        s = hfreduce_allreduce(layout, chunks=chunks, gdrcopy=gdrcopy)
+    for h2d, remote_reads in (("gdrcopy", 1), ("memcpy", 4)):
+        s = hfreduce_allreduce(layout, chunks=chunks, h2d=h2d)
         one_read = (s.group < 0) | (s.group == np.arange(s.num_ops))  # a multicast reads its source once
         from_nic = (s.kind == XFER) & np.isin(s.src, layout.host(np.arange(2), 1)) & one_read
         to_socket0 = np.isin(s.dst, layout.host(np.arange(2), 0)) | (s.dst % 8 < 4) & (s.dst < p)
@@ -151,3 +154,30 @@ def test_double_binary_tree_shape():
 def test_bad_parameters_name_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_finite_staging_slots_hold_back_the_next_d2h():
+    """buffers=2: chunk 2's D2H into g<j> waits for the reduce that read chunk 0's slot, and chunk 2's reduce for
+    chunk 0 to have left ``sum`` (its H2D); fewer slots never make the pipeline faster."""
+    layout = Layout(2, 4, 2)
+    s = hfreduce_allreduce(layout, chunks=4, buffers=2)
+    verify(s)
+    reduces = [i for i in range(s.num_ops) if s.kind[i] == REDUCE and s.dst[i] == layout.host(0, 1)
+               and s.buffers[s.out[i]] == "sum" and len(s.op_inputs(i)) == 4]
+    first_d2h_chunk2 = next(i for i in range(s.num_ops) if s.kind[i] == XFER and s.src[i] == 0
+                            and s.lo[i] == 2 and s.den[i] == 4)
+    assert reduces[0] in s.deps(first_d2h_chunk2).tolist()
+    h2d_chunk0 = [i for i in range(s.num_ops) if s.kind[i] == XFER and s.dst[i] < 4 and s.src[i] >= layout.ranks
+                  and s.lo[i] == 0 and s.den[i] == 4 and s.dst[i] == 0]
+    assert set(h2d_chunk0) <= set(s.deps(reduces[2]).tolist())
+    graph = load("fireflyer2", gpus=16)
+    times = [simulate(hfreduce_allreduce(layout_of(graph), chunks=16, buffers=k), graph, 64 << 20).time
+             for k in (1, 4, 16)]
+    assert times[0] >= times[1] >= times[2]
+
+
+def test_h2d_and_buffers_are_checked():
+    with pytest.raises(ValueError, match="h2d must be one of gdrcopy, memcpy"):
+        hfreduce_allreduce(Layout(1, 8, 2), h2d="dma")
+    with pytest.raises(ValueError, match="buffers must be a positive integer"):
+        hfreduce_allreduce(Layout(1, 8, 2), buffers=0)

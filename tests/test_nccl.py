@@ -59,11 +59,14 @@ def test_transports_follow_the_flags():
 
 
 def test_nccl_search_fireflyer2_and_dgx():
-    graph = topologies.load("fireflyer2", gpus=16)
+    graph = topologies.load("fireflyer2", gpus=16, overrides={"nccl.version": "2.23", "nccl.net_gdr_level": "PXB"})
     lay = layout_of(graph)
     ff = search_of(graph, lay)
     assert ff.gdr is False                        # GPU-NIC through the CPU (PHB/SYS) > PXB
-    assert ff.p2p == ((5, 6),)                    # only the two GPUs below one root port; others PHB/SYS > PXB
+    assert ff.p2p == ((5, 6),)                    # 2.23: only the two GPUs below one root port; others PHB/SYS > PXB
+    era = search_of(topologies.load("fireflyer2", gpus=16))  # the preset: NCCL 2.10, NCCL_NET_GDR_LEVEL=PHB
+    assert era.p2p is True and era.gdr is True    # 2.10 on AMD: P2P level SYS; NIC-socket GPUs within PHB
+    assert search_of(graph, lay, nccl_version="2.10.3").p2p is True
     assert lay.gpu_paths[0][1] == "PHB" and lay.gpu_paths[0][4] == "SYS"
     order = paths.local_order(lay)
     assert order[0] in (4, 5, 6, 7) and order[-1] in (4, 5, 6, 7)  # NIC socket at the ends

@@ -122,7 +122,7 @@ def test_simulator_charges_remote_inputs_and_multicast_exactly():
       + N (one multicast read, not two) = 4N;
     - xGMI cpu0->cpu1: N (the remote read); cpu1->cpu0: N (the multicast's shared prefix, once);
     - host0->cpu0 link: N (the remote read); host1->cpu1 link: N (the multicast, once);
-    - cpu1 reduce: N; fabric cpu0->rp0 and cpu0->rp1: N each (the branches); GPU0 HBM: 2N, GPU1 HBM: N.
+    - cpu1 reduce threads: 3N (they stream 2 inputs and 1 output); fabric cpu0->rp0 and cpu0->rp1: N each (the branches); GPU0 HBM: 2N, GPU1 HBM: N.
     """
     graph = load("fireflyer2", gpus=8)
     layout = layout_of(graph)
@@ -139,9 +139,9 @@ def test_simulator_charges_remote_inputs_and_multicast_exactly():
         carried = dict(zip(run.routes.names, run.carried()))
         want = {"n0/host0 bandwidth": 2 * n, "n0/host1 bandwidth": 4 * n,
                 "n0/cpu0->n0/cpu1": n, "n0/cpu1->n0/cpu0": n, "n0/host0->n0/cpu0": n, "n0/host1->n0/cpu1": n,
-                "n0/cpu1 reduce_bandwidth": n, "n0/cpu0->n0/rp0": n, "n0/cpu0->n0/rp1": n,
+                "n0/cpu1 reduce threads": 3 * n, "n0/cpu0->n0/rp0": n, "n0/cpu0->n0/rp1": n,
                 "n0/gpu0 bandwidth": 2 * n, "n0/gpu1 bandwidth": n, "n0/gpu5 bandwidth": n}
         assert {k: carried.get(k, 0.0) for k in want} == want
-        assert "n0/cpu0 reduce_bandwidth" not in carried
+        assert "n0/cpu0 reduce threads" not in carried
         assert run.end_at[m[1, 0]] == run.end_at[m[0, 0]]  # the copies land together, as one flow
         assert run.op_bytes[m].tolist() == [[n], [n]]

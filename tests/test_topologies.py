@@ -6,6 +6,7 @@ import pytest
 
 from flyersim.topologies import Router, TopologyError, draw, format_summary, load, preset_names, summary, validate
 from flyersim.topologies.units import GB, parse_bandwidth, us
+from flyersim.topologies.config import read
 
 PRESETS = ["dgx-a100", "fat-tree", "fireflyer2", "ring", "single-switch", "torus"]
 
@@ -55,7 +56,7 @@ def test_fireflyer2_server_internals():
     assert len({rp(f"n0/gpu{j}")[0] for j in range(8)}) == 7
     assert g.nodes["n0/rp5"]["bandwidth"] == 37.5 * GB
     assert g.nodes["n0/cpu1"]["p2p_bandwidth"] == parse_bandwidth("9GiB/s")
-    assert g.nodes["n0/host0"]["bandwidth"] == 160 * GB and g.nodes["n0/host0"]["engine"] == "n0/cpu0"
+    assert g.nodes["n0/host0"]["bandwidth"] == 133 * GB and g.nodes["n0/host0"]["engine"] == "n0/cpu0"
     assert g.nodes["n0/nic0"]["server"] == 0 and g.graph["nvlink_pairs"] == ()
     socket1 = set(g.successors("n0/cpu1"))
     assert {"n0/rp4", "n0/rp5", "n0/rp6", "n0/rp7", "n0/cpu0", "n0/host1"} == socket1
@@ -159,7 +160,7 @@ def test_summary_and_draw(tmp_path):
     g = load("fireflyer2", gpus=10000)
     info = summary(g)
     assert info["gpus"] == 10000 and info["nodes_by_kind"]["nic"] == 1250
-    assert info["bisection_bandwidth"] == pytest.approx(66 * 25 * GB / 2)   # 33 inter-zone links per zone
+    assert info["bisection_bandwidth"] == pytest.approx(66 * 24.15 * GB / 2)   # 33 inter-zone links per zone, HDR effective rate
     assert "10000 GPUs" in format_summary(info)
     draw(g, tmp_path / "ff.png")
     assert (tmp_path / "ff.png").stat().st_size > 1000
@@ -277,3 +278,29 @@ def test_dgx_gpus_meet_on_nvswitch_not_on_their_shared_pcie_switch(nodes):
                 assert len(path) == 3 and g.nodes[path[1]]["kind"] == "nvswitch", path
     assert Router(g).path("n0/gpu0", "n0/gpu1") == router.path("n0/gpu0", "n0/gpu1")  # deterministic
     assert router.path("n0/gpu0", "n0/nic0") == ["n0/gpu0", "n0/pciesw0", "n0/nic0"]  # fewest hops still first
+
+
+def test_ranged_parameters_hold_their_value(tmp_path):
+    spec = read("fireflyer2")
+    assert spec.ranges["memory_bandwidth"] == (103 * GB, 143 * GB) and "pcie_bandwidth" not in spec.ranges
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "fireflyer2"\n[parameters]\nxgmi_bandwidth = { value = "200GB/s", range = ["64GB/s", "108GB/s"] }\n')
+    with pytest.raises(TopologyError, match="outside its range"):
+        read(str(bad))
+    bad.write_text('base = "fireflyer2"\n[parameters]\nxgmi_bandwidth = { value = "96GB/s", range = "64GB/s" }\n')
+    with pytest.raises(TopologyError, match=r"range: must be \[low, high\]"):
+        read(str(bad))
+    bad.write_text('base = "fireflyer2"\n[parameters]\nreduce_threads = { value = 2.5, range = [1, 4] }\n')
+    with pytest.raises(TopologyError, match="whole number"):
+        read(str(bad))
+
+
+@pytest.mark.parametrize("nccl,message", [
+    ({"nccl.version": 2.1}, "expected a release as a string"),
+    ({"nccl.net_gdr_level": "NEAR"}, "expected one of LOC, NVL, PIX, PXB, PHB, SYS"),
+    ({"nccl.gdr": "PXB"}, "unknown key 'nccl.gdr'"),
+])
+def test_nccl_platform_table_is_checked(nccl, message):
+    with pytest.raises(TopologyError, match=message):
+        load("fireflyer2", gpus=8, overrides=nccl)
+    assert load("fireflyer2", gpus=8).graph["nccl"] == {"version": (2, 10), "net_gdr_level": "PHB"}

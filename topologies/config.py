@@ -5,9 +5,17 @@ A file may name a ``base`` (preset or path) whose tables it deep-merges over;
 ``[parameters]`` are substituted where a value reads ``"$name"``, and every
 key is checked so a typo is an error, never silently ignored.
 
+An uncertain parameter carries its plausible range beside its value,
+``xgmi_bandwidth = { value = "96GB/s", range = ["64GB/s", "128GB/s"] }``; the
+range is parsed with the value's units and must hold the value.
+:attr:`Spec.ranges` lists the ranges of the parameters the description uses
+(``flyersim sensitivity`` sweeps them).
+
 >>> spec = read("ring", overrides={"network.link_bandwidth": "100Gb/s"})
 >>> spec.network["shape"], spec.network["link_bandwidth"]
 ('ring', 12500000000.0)
+>>> read("fireflyer2").ranges["xgmi_bandwidth"]
+(64000000000.0, 108000000000.0)
 >>> read("ring", overrides={"network.link_bandwith": "1GB/s"})
 Traceback (most recent call last):
 ...
@@ -25,19 +33,36 @@ from .errors import TopologyError
 from .facts import CPU_MODELS, GPU_MODELS
 from .units import parse_bandwidth, parse_time
 
+def parse_count(value):
+    """A whole number >= 1 (threads, buffers), as a float like every other parsed value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return float(value)
+
+
 POOLS = {
     "bandwidth": parse_bandwidth, "reduce_bandwidth": parse_bandwidth,
     "p2p_bandwidth": parse_bandwidth, "latency": parse_time, "reduce_latency": parse_time,
 }
+# CPU socket engines given as threads x per-thread rate (see sim.routes): key -> (threads, rate)
+THREAD_POOLS = {
+    "store_bandwidth": ("store_threads", "store_thread_bandwidth"),
+    "reduce_stream_bandwidth": ("reduce_threads", "reduce_thread_bandwidth"),
+}
+CPU_KEYS = {"p2p_gpu_bandwidth": parse_bandwidth, "store_threads": parse_count,
+            "store_thread_bandwidth": parse_bandwidth, "reduce_threads": parse_count,
+            "reduce_thread_bandwidth": parse_bandwidth}
 DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
     "memory": "host", "cpu": "cpu", "rootport": "rp", "nic": "nic",
     "pcieswitch": "pciesw", "nvswitch": "nvswitch",
 }
-_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network"}
+_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network", "nccl"}
+NCCL_KEYS = {"version", "net_gdr_level"}  # the NCCL a cluster runs: release, NCCL_NET_GDR_LEVEL
+NCCL_PATH_LEVELS = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")  # NCCL src/graph/topo.h PATH_* names
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
                 "gpu", "device", "link", "cpu_model", "gpu_model"}
 _GPU_KEYS = {"bandwidth", "reduce_bandwidth", "latency", "reduce_latency"}
-_DEVICE_KEYS = {"name", "kind", "engine", *POOLS}
+_DEVICE_KEYS = {"name", "kind", "engine", *POOLS, *CPU_KEYS}
 _LINK_KEYS = {"ends", "bandwidth", "latency", "kind"}
 _NET_COMMON = {"shape", "link_bandwidth", "link_latency"}
 NETWORK_KEYS = {  # shape -> allowed keys
@@ -64,6 +89,8 @@ class Spec:
     network: dict     # shape-specific keys, parsed
     cpu_model: str = None  # a key of facts.CPU_MODELS, None when not stated
     gpu_model: str = None  # a key of facts.GPU_MODELS, None when not stated
+    nccl: dict = None   # {"version": (2, 10), "net_gdr_level": "PHB"}, the keys given in [nccl]
+    ranges: dict = None  # parameter -> (low, high), parsed, for the parameters used that declare a range
 
 
 def preset_names():
@@ -207,13 +234,33 @@ class _Values:
 
     def __init__(self, parameters):
         self.parameters = parameters
+        self.ranges = {}
 
     def get(self, value, parser, where, optional=False):
         if isinstance(value, str) and value.startswith("$"):
-            if value[1:] not in self.parameters:
+            name = value[1:]
+            if name not in self.parameters:
                 raise TopologyError(f"{where}: unknown parameter {value!r} "
                                     f"(known: {', '.join(sorted(self.parameters)) or 'none'})")
-            value = self.parameters[value[1:]]
+            value = self.parameters[name]
+            if isinstance(value, dict):
+                return self._ranged(name, value, parser, where, optional)
+        return self._parse(value, parser, where, optional)
+
+    def _ranged(self, name, table, parser, where, optional):
+        """The value of ``{ value = ..., range = [low, high] }``; records the parsed range."""
+        _check_keys(table, {"value", "range"}, f"parameters.{name}.", "ranged parameter")
+        bounds = table.get("range")
+        if not (isinstance(bounds, list) and len(bounds) == 2):
+            raise TopologyError(f"parameters.{name}.range: must be [low, high], got {bounds!r}")
+        value = self._parse(table.get("value"), parser, f"parameters.{name}.value", optional)
+        low, high = (self._parse(b, parser, f"parameters.{name}.range", False) for b in bounds)
+        if value is not None and not low <= value <= high:
+            raise TopologyError(f"parameters.{name}: value {table['value']!r} is outside its range {bounds}")
+        self.ranges[name] = (low, high)
+        return value
+
+    def _parse(self, value, parser, where, optional):
         if value is None or value == "none":
             if optional:
                 return None
@@ -282,7 +329,32 @@ def _parse(raw):
         gpu=values.pools(server.get("gpu", {}), _GPU_KEYS, "server.gpu"),
         devices=devices, links=links, network=_network(net, values),
         cpu_model=_model(server, "cpu_model", CPU_MODELS), gpu_model=_model(server, "gpu_model", GPU_MODELS),
+        nccl=_nccl(raw.get("nccl", {})), ranges=values.ranges,
     )
+
+
+def _nccl(table):
+    """The ``[nccl]`` platform table: ``version = "2.10"`` (a release, as a tuple) and ``net_gdr_level``.
+
+    >>> _nccl({"version": "2.10.3", "net_gdr_level": "PHB"})
+    {'version': (2, 10, 3), 'net_gdr_level': 'PHB'}
+    """
+    if not isinstance(table, dict):
+        raise TopologyError("nccl: must be a table ([nccl])")
+    _check_keys(table, NCCL_KEYS, "nccl.", "nccl")
+    out = {}
+    if "version" in table:
+        text = table["version"]
+        parts = text.split(".") if isinstance(text, str) else []
+        if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):  # 2.10 as a number would read 2.1
+            raise TopologyError(f"nccl.version: expected a release as a string, \"2.10\" or 2.10.3, got {table['version']!r}")
+        out["version"] = tuple(int(p) for p in parts)
+    if "net_gdr_level" in table:
+        if table["net_gdr_level"] not in NCCL_PATH_LEVELS:
+            raise TopologyError(f"nccl.net_gdr_level: expected one of {', '.join(NCCL_PATH_LEVELS)}, "
+                                f"got {table['net_gdr_level']!r}")
+        out["net_gdr_level"] = table["net_gdr_level"]
+    return out
 
 
 def _model(server, key, known):
@@ -304,6 +376,20 @@ def _device(table, values):
     if not (name.startswith(prefix) and name[len(prefix):].isdigit()):
         raise TopologyError(f"{where}: a {kind} must be named {prefix}<number>")
     device = {"name": name, "kind": kind, **values.pools(table, POOLS.keys(), where)}
+    extra = CPU_KEYS.keys() & table.keys()
+    if extra and kind != "cpu":
+        raise TopologyError(f"{where}: {sorted(extra)[0]} applies to cpu devices only")
+    for key in extra:
+        parsed = values.get(table[key], CPU_KEYS[key], f"{where}.{key}", optional=True)
+        if parsed is not None:
+            device[key] = parsed
+    for pool, (threads, rate) in THREAD_POOLS.items():
+        if (threads in device) != (rate in device):
+            raise TopologyError(f"{where}: {threads} and {rate} go together")
+        if threads in device:
+            device[pool] = device[threads] * device[rate]
+    if "reduce_bandwidth" in device and "reduce_stream_bandwidth" in device:
+        raise TopologyError(f"{where}: give reduce_bandwidth or reduce_threads x reduce_thread_bandwidth, not both")
     if "engine" in table:
         if kind != "memory":
             raise TopologyError(f"{where}: only memory devices have an engine")

@@ -12,7 +12,8 @@ import networkx as nx
 
 from .units import GB
 
-POOLS = ("bandwidth", "reduce_bandwidth", "p2p_bandwidth", "latency", "reduce_latency")
+POOLS = ("bandwidth", "reduce_bandwidth", "p2p_bandwidth", "latency", "reduce_latency",
+              "reduce_stream_bandwidth", "store_bandwidth", "p2p_gpu_bandwidth")
 
 
 def summary(graph):

@@ -14,7 +14,8 @@ import networkx as nx
 from .errors import TopologyError
 
 KINDS = {"gpu", "memory", "cpu", "rootport", "pcieswitch", "nic", "nvswitch", "switch"}
-NODE_POOLS = ("bandwidth", "reduce_bandwidth", "p2p_bandwidth", "latency", "reduce_latency")
+NODE_POOLS = ("bandwidth", "reduce_bandwidth", "p2p_bandwidth", "latency", "reduce_latency",
+              "reduce_stream_bandwidth", "store_bandwidth", "p2p_gpu_bandwidth")
 GRAPH_KEYS = ("name", "nodes", "gpus_per_node", "sockets_per_node", "nvlink_pairs")
 
 

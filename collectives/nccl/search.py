@@ -89,12 +89,14 @@ def rate(routes, speeds):
     return speed, channels
 
 
-def search(layout, routes=None):
-    """NCCL's :class:`Search` on ``layout`` (whose facts give P2P and GDR) rated over ``routes``."""
+def search(layout, routes=None, version=None, gdr_level=paths.GDR_LEVEL):
+    """NCCL ``version``'s :class:`Search` on ``layout`` (whose facts give P2P and GDR, at ``gdr_level``:
+    ``NCCL_NET_GDR_LEVEL``) rated over ``routes``."""
     order = paths.local_order(layout)
-    allowed = paths.p2p_allowed(layout)
-    use_gdr = paths.gdr(layout, talkers={order[0], order[-1]})
-    p2p = paths.p2p_pairs(layout)
+    allowed = paths.p2p_allowed(layout, version)
+    talkers = {order[0], order[-1]}
+    use_gdr = paths.gdr(layout, talkers, gdr_level)
+    p2p = paths.p2p_pairs(layout, version)
     if routes is None:
         return Search(p2p, use_gdr, DEFAULT_CHANNELS, DEFAULT_GRAPH)
     g, nodes = layout.gpus_per_node, layout.nodes
@@ -134,7 +136,7 @@ def search(layout, routes=None):
         "tree": {"channels": min(tree_ch * multi_nic, MAX_SEARCH_CHANNELS) if inter else tree_ch,
                  "speed_intra": tree_speed, "speed_inter": tree_speed},
         "nvlink": nvlink,
-        "net_within_pxb": use_gdr,
+        "net_within_pxb": paths.gdr(layout, talkers, "PXB"),
         "compute_capability": layout.gpu_arch,
     }
     return Search(p2p, use_gdr, 2 * ring_channels, graph)

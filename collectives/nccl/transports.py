@@ -45,6 +45,8 @@ SHARED = (
     Param("local_order", (list, tuple), None, "order of a server's GPUs in the ring / chain (default: NCCL's, "
                                               "entering and leaving through the NIC's socket)"),
     Param("max_chunks", int, DEFAULT_MAX_CHUNKS, "cap on pipeline chunks (bounds the schedule's size)"),
+    Param("nccl_version", str, None, "NCCL release whose P2P rule the search applies, e.g. 2.10.3 (default: the "
+                                     "cluster's [nccl] version, else 2.23); runners pass it to the search"),
 )
 
 
@@ -55,8 +57,9 @@ def stage_buffers(tags):
 
 def from_search(layout, search, values):
     """``values`` with NCCL's search result filled in where None (``search`` None: searched on ``layout`` alone)."""
-    found = search or nccl_search(layout)
     out = dict(values)
+    version = out.pop("nccl_version")  # a runner's search already applied it
+    found = search or nccl_search(layout, version=version)
     for name in ("channels", "p2p", "gdr"):
         if out[name] is None:
             out[name] = getattr(found, name)

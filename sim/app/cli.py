@@ -15,7 +15,7 @@ from flyersim import collectives
 from flyersim.collectives.schedule import COLLECTIVES
 from flyersim import topologies
 from flyersim.topologies.config import preset_names
-from flyersim.sim.app import calibrate, compare, mpibench, validate
+from flyersim.sim.app import calibrate, compare, mpibench, sensitivity, validate
 from flyersim.sim.app.args import Parser, override, positive_int
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
@@ -218,6 +218,7 @@ def parser():
     _add_memory_arg(topo)
     topo.set_defaults(func=_cmd_topo)
 
+    sensitivity.add_parser(sub)
     mpibench.add_parser(sub, positive_int)
     calibrate.add_parser(sub, positive_int)
     validate.add_parser(sub, positive_int)

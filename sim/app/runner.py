@@ -10,7 +10,7 @@ when an algorithm that declares it needs it is run.
 import numpy as np
 
 from flyersim import collectives
-from flyersim.collectives.nccl import search as nccl_search
+from flyersim.collectives.nccl import paths as nccl_paths, search as nccl_search
 from flyersim.collectives.schedule import Layout
 from flyersim.sim.budget import check_run
 from flyersim.sim.engine import simulate
@@ -36,9 +36,13 @@ def layout_of(graph):
                   **{k: v for k, v in stated.items() if v is not None})
 
 
-def search_of(graph, layout=None):
-    """NCCL's search on ``graph`` (for the algorithms that declare they need it)."""
-    return nccl_search(layout or layout_of(graph), server_routes(graph))
+def search_of(graph, layout=None, nccl_version=None):
+    """NCCL's search on ``graph`` (for the algorithms that declare they need it), with the NCCL the cluster
+    declares in its ``[nccl]`` table (``nccl_version`` overrides the release)."""
+    declared = graph.graph.get("nccl") or {}
+    return nccl_search(layout or layout_of(graph), server_routes(graph),
+                       version=nccl_version or declared.get("version"),
+                       gdr_level=declared.get("net_gdr_level", nccl_paths.GDR_LEVEL))
 
 
 def split_params(algos, params, collective="allreduce"):
@@ -77,7 +81,7 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     router = Router(graph)
     mine = split_params(algos, dict(params or {}), collective)
     needs_search = any(collectives.get(a, collective).search for a in algos)
-    search = search_of(graph, layout) if needs_search else None
+    search = search_of(graph, layout, (params or {}).get("nccl_version")) if needs_search else None
     check_run(graph, layout, algos, sizes, collective, search, mine, max_memory)
     if check_only:
         return ([], []) if keep_runs else []
