@@ -46,10 +46,12 @@ class Run:
         return self.routes.carried(self.op_bytes)
 
 
-def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
+def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None):
     """Simulate ``schedule`` moving ``nbytes`` per rank on ``topology`` (a graph, or prebuilt :class:`Routes`).
 
     ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention).
+    ``share`` is each op's sharing weight under max-min (a traffic class's;
+    default 1 for every op): see :class:`sim.fluid.Network`.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
@@ -58,7 +60,7 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
     dep_ptr, dep_idx = _flow_deps(schedule)
     net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model])
+                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model], share=share)
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
