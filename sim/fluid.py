@@ -5,7 +5,12 @@ of *elements*, each naming a *resource* (an LMM *constraint*, with a
 capacity) and a consumption weight (bytes of the resource per byte of flow),
 plus a fixed latency. An op becomes ready when its dependencies are done,
 starts moving bytes ``latency`` seconds later, and ends when its bytes have
-drained at the rate the sharing policy gives it, chosen once per network:
+drained at the rate the sharing policy gives it. A route may list candidate
+routes (adaptive routing): an op on it takes, when it starts moving bytes,
+the candidate with the largest estimated fair share ``min(capacity / (weight
+x (active members + 1)))`` (ties to the first listed; the latency waited out
+is the listed route's) and keeps it to the end. The policy is chosen once per
+network:
 
 - ``MAXMIN`` (the flow model): weighted max-min fair sharing of every
   resource among the active flows that cross it. A flow may carry a *share*
@@ -57,9 +62,9 @@ _jit = njit(cache=True, error_model="numpy")
 
 Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
 Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
-Elements = namedtuple("Elements", "ptr cnst weight latency")
+Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
-after ``latency[r]`` seconds."""
+after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
 Variables = namedtuple("Variables", "remaining t_upd rate share bott in_set seen slot")
 Variables.__doc__ = """Per-op flow state: bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the
 flow's fair level), bottleneck resource, whether in the set being re-solved, last check round, and member slot
@@ -219,6 +224,9 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         var.slot[f] = s
         mem.var_of_slot[s] = f
         r = dag.route[f]
+        if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
+            r = _least_loaded(r, elem, cnst)
+            dag.route[f] = r
         _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
         var.rate[f] = 0.0
         var.t_upd[f] = now
@@ -227,6 +235,22 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         for j in range(ptr[r], ptr[r + 1]):
             _touch(res[j], touched_mark, touched, counts)
     return True
+
+
+@_jit
+def _least_loaded(r, elem, cnst):
+    """The candidate of route ``r`` with the largest fair share a new flow could expect (ties: the first)."""
+    ptr, res, weight, bound, count = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.count
+    best_r, best = -1, -1.0
+    for a in range(elem.alt_ptr[r], elem.alt_ptr[r + 1]):
+        c = elem.alt_idx[a]
+        est = np.inf
+        for j in range(ptr[c], ptr[c + 1]):
+            k = res[j]
+            est = min(est, bound[k] / (weight[j] * (count[k] + 1)))
+        if est > best:
+            best_r, best = c, est
+    return best_r
 
 
 @_jit
@@ -507,7 +531,9 @@ class Network:
     ``rlat[r]``. ``dep_ptr/dep_idx`` is the schedule's dependency CSR.
     ``sharing`` is ``"maxmin"`` (the flow model) or ``"isolated"`` (the
     analytic model); ``share`` gives each op's sharing weight under max-min
-    (its traffic class's; default 1 for all); ``check=True`` compares the incremental rates with a
+    (its traffic class's; default 1 for all); ``alt_ptr/alt_idx`` is a CSR of
+    candidate routes per route (adaptive routing: an op takes the least
+    loaded when it starts, see :attr:`route`); ``check=True`` compares the incremental rates with a
     full re-solve after every event time (slow; a debug aid).
 
     >>> import numpy as np
@@ -523,7 +549,7 @@ class Network:
     """
 
     def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, sharing="maxmin",
-                 check=False, share=None):
+                 check=False, share=None, alt_ptr=None, alt_idx=None):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
@@ -531,10 +557,17 @@ class Network:
         n = op_bytes.size
         dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
         dn_ptr, dn_idx = _dependents(dep_ptr, dep_idx, n)
-        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.ascontiguousarray(route, IDX),
+        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.array(route, IDX),
                        np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan))
+        nroutes = np.asarray(rlat).size
+        if alt_ptr is None:
+            alt_ptr, alt_idx = np.zeros(nroutes + 1, IDX), np.empty(0, IDX)
+        alt_ptr, alt_idx = np.asarray(alt_ptr, IDX), np.asarray(alt_idx, IDX)
+        if (alt_ptr.shape != (nroutes + 1,) or alt_ptr[0] != 0 or np.any(np.diff(alt_ptr) < 0)
+                or alt_ptr[-1] != alt_idx.size or np.any((alt_idx < 0) | (alt_idx >= nroutes))):
+            raise ValueError(f"alt_ptr/alt_idx must be a CSR of candidate routes over the {nroutes} routes")
         self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
-                             np.asarray(rlat, np.float64))
+                             np.asarray(rlat, np.float64), alt_ptr, alt_idx)
         share = np.ones(n) if share is None else np.array(share, np.float64)
         if share.shape != (n,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
             raise ValueError(f"share must hold one positive finite weight per op ({n})")
@@ -556,6 +589,7 @@ class Network:
     start_at = property(lambda self: self.dag.start_at)
     end_at = property(lambda self: self.dag.end_at)
     rate = property(lambda self: self.var.rate)
+    route = property(lambda self: self.dag.route, doc="Each op's route: the candidate it took, if it had any.")
 
     def _grow(self, slots):
         """Room for ``slots`` flows active at once (members are per slot)."""

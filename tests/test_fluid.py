@@ -197,3 +197,36 @@ def test_unit_shares_change_no_bit():
 def test_bad_shares_are_an_error(share):
     with pytest.raises(ValueError, match="share must hold"):
         _network([1.0, 1.0], [{0: 1.0}, {0: 1.0}], [4.0], share=share)
+
+
+# ---------------------------------------------------------------- route alternatives (adaptive routing)
+
+def test_two_flows_with_two_equal_paths_take_different_paths():
+    # routes 0 and 1: two equal paths (resources 0 and 1) between one pair; both ops list route 0
+    net = Network(np.full(2, 10.0), np.array([0, 0]), [0, 1, 2], [0, 1], [1.0, 1.0], [0.0, 0.0], [10.0, 10.0],
+                  np.zeros(3, np.int64), np.empty(0, np.int64), check=True, alt_ptr=[0, 2, 2], alt_idx=[0, 1])
+    assert _run(net).tolist() == [1.0, 1.0]   # each alone on its path: 10 B at 10 B/s
+    assert net.route.tolist() == [0, 1]       # the first takes the first listed (a tie), the second the idle one
+
+
+def test_a_new_flow_avoids_the_path_a_busy_flow_is_on():
+    # op 0 is pinned to path 0 (route 2, no candidates) from t=0; op 1 (route 0, candidates 0 and 1) starts at
+    # 0.5 s (its route's latency) and takes idle path 1: both end alone (on path 0 both would end at 1.5 s)
+    net = Network(np.array([10.0, 10.0]), np.array([2, 0]), [0, 1, 2, 3], [0, 1, 0], [1.0, 1.0, 1.0],
+                  [0.5, 0.5, 0.0], [10.0, 10.0], np.zeros(3, np.int64), np.empty(0, np.int64), check=True,
+                  alt_ptr=[0, 2, 2, 2], alt_idx=[0, 1])
+    assert _run(net).tolist() == [1.0, 1.5]
+    assert net.route.tolist() == [2, 1]
+
+
+def test_without_candidates_every_op_keeps_its_route():
+    net = Network(np.full(2, 10.0), np.array([0, 0]), [0, 1, 2], [0, 1], [1.0, 1.0], [0.0, 0.0], [10.0, 10.0],
+                  np.zeros(3, np.int64), np.empty(0, np.int64))
+    assert _run(net).tolist() == [2.0, 2.0]
+    assert net.route.tolist() == [0, 0]
+
+
+def test_bad_alternatives_are_an_error():
+    with pytest.raises(ValueError, match="CSR of candidate routes"):
+        Network(np.ones(1), np.zeros(1, int), [0, 1], [0], [1.0], [0.0], [1.0], [0, 0], [], alt_ptr=[0, 1],
+                alt_idx=[5])
