@@ -53,8 +53,8 @@ NEED_SLOTS = -1.0
 # sharing policies
 MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
-# Work.counts: sizes of the modified, touched and dirty lists, and the bottleneck-check round
-N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND = 0, 1, 2, 3
+# Work.counts: sizes of the modified, touched and dirty lists, the bottleneck-check round and the filling call
+N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
 IDX = np.int32  # op, resource, route and slot indices
 
@@ -71,15 +71,17 @@ flow's fair level), bottleneck resource, whether in the set being re-solved, las
 (-1: not moving)."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
-Members = namedtuple("Members", "width next prev var_of_slot free n_free")
-Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``s*width + j``
+Members = namedtuple("Members", "shift next prev var_of_slot free n_free")
+Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``(s << shift) + j``
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
 Heap.__doc__ = """A binary min-heap of ops indexed by op: ``pos[op]`` is its slot (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows top top_round")
+Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows fres fres_mark "
+                         "unfrozen frozen top top_round")
 Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), the filling's per-resource sums, and the highest rate
-on a resource (``top``) as found in check round ``top_round``."""
+the resources whose flows changed rate (``dirty``), the filling's per-resource sums, the resources it fills
+(``fres``, marked with the filling call) and flows it has not frozen yet or freezes this round, and the
+highest level on a resource (``top``) as found in check round ``top_round``."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -190,7 +192,7 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
             _touch(k, touched_mark, touched, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         s = slot[f]
-        _unlink(s, r, ptr, res, mem.width, mem.next, mem.prev, head, count)
+        _unlink(s, r, ptr, res, mem.shift, mem.next, mem.prev, head, count)
         for j in range(ptr[r], ptr[r + 1]):
             if count[res[j]] == 0:
                 usage[res[j]] = 0.0  # no rounding drift left behind on an idle resource
@@ -227,7 +229,7 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
             r = _least_loaded(r, elem, cnst)
             dag.route[f] = r
-        _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
+        _link(s, r, ptr, res, mem.shift, mem.next, mem.prev, cnst.head, cnst.count)
         var.rate[f] = 0.0
         var.t_upd[f] = now
         _add_modified(f, now, var, work.modified, counts)
@@ -288,11 +290,11 @@ def _advance(now, max_events, policy, dag, elem, var, cnst, mem, waiting, finish
 # ---------------------------------------------------------------- small helpers (plain arrays)
 
 @_jit
-def _link(slot, r, ptr, res, width, nxt, prev, head, count):
+def _link(slot, r, ptr, res, shift, nxt, prev, head, count):
     """Add the members of the flow in ``slot`` (route ``r``) to their resources' lists."""
     for jl in range(ptr[r + 1] - ptr[r]):
         k = res[ptr[r] + jl]
-        m = slot * width + jl
+        m = (slot << shift) + jl
         prev[m] = -1
         nxt[m] = head[k]
         if head[k] >= 0:
@@ -302,10 +304,10 @@ def _link(slot, r, ptr, res, width, nxt, prev, head, count):
 
 
 @_jit
-def _unlink(slot, r, ptr, res, width, nxt, prev, head, count):
+def _unlink(slot, r, ptr, res, shift, nxt, prev, head, count):
     for jl in range(ptr[r + 1] - ptr[r]):
         k = res[ptr[r] + jl]
-        m = slot * width + jl
+        m = (slot << shift) + jl
         if prev[m] >= 0:
             nxt[prev[m]] = nxt[m]
         else:
@@ -378,7 +380,7 @@ def _resolve(now, route, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
     rate, share, bott, in_set, seen = var.rate, var.share, var.bott, var.in_set, var.seen
-    width, nxt, var_of_slot = mem.width, mem.next, mem.var_of_slot
+    shift, nxt, var_of_slot = mem.shift, mem.next, mem.var_of_slot
     c, modified, dirty = work.counts, work.modified, work.dirty
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
@@ -392,7 +394,7 @@ def _resolve(now, route, elem, var, cnst, mem, work):
                 continue
             m = head[k]
             while m >= 0:
-                h = var_of_slot[m // width]
+                h = var_of_slot[m >> shift]
                 if not in_set[h] and rate[h] / share[h] > rate[f] / share[f] * (1.0 + RATE_RTOL):
                     _add_modified(h, now, var, modified, c)
                 m = nxt[m]
@@ -401,12 +403,12 @@ def _resolve(now, route, elem, var, cnst, mem, work):
         for t in range(c[N_DIRTY]):
             m = head[dirty[t]]
             while m >= 0:
-                g = var_of_slot[m // width]
+                g = var_of_slot[m >> shift]
                 if in_set[g] or seen[g] == c[ROUND]:
                     m = nxt[m]
                     continue
                 seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, width, nxt,
+                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt,
                                        var_of_slot, work.top, work.top_round, c[ROUND]):
                     _add_modified(g, now, var, modified, c)
                 m = nxt[m]
@@ -415,7 +417,7 @@ def _resolve(now, route, elem, var, cnst, mem, work):
 
 
 @_jit
-def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, var_of_slot, top, top_round, rnd):
     """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
 
     No rate changes during a check round, so a resource's highest level is found once per round.
@@ -430,7 +432,7 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt,
             best = 0.0
             m = head[k]
             while m >= 0:
-                h = var_of_slot[m // width]
+                h = var_of_slot[m >> shift]
                 best = max(best, rate[h] / share[h])
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
@@ -454,33 +456,38 @@ def _fill(route, elem, var, cnst, work):
     rate, share, bott = var.rate, var.share, var.bott
     c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
+    fres, fres_mark, unfrozen, frozen = work.fres, work.fres_mark, work.unfrozen, work.frozen
     n = c[N_MODIFIED]
-    for i in range(n):
-        r = route[modified[i]]
-        for j in range(ptr[r], ptr[r + 1]):
-            _touch(res[j], touched_mark, touched, c)
-    for t in range(c[N_TOUCHED]):
-        k = touched[t]
-        left[k] = bound[k] - usage[k]
-        sumw[k] = 0.0
-        nflows[k] = 0
+    c[FILL] += 1
+    n_fres = 0  # the resources the modified flows cross, each once
     for i in range(n):
         f = modified[i]
+        unfrozen[i] = f
         r = route[f]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
+            if fres_mark[k] != c[FILL]:
+                fres_mark[k] = c[FILL]
+                fres[n_fres] = k
+                n_fres += 1
+                _touch(k, touched_mark, touched, c)
+                left[k] = bound[k] - usage[k]
+                sumw[k] = 0.0
+                nflows[k] = 0
             left[k] += weight[j] * rate[f]
             sumw[k] += weight[j] * share[f]
             nflows[k] += 1
-    unfrozen = modified[:n].copy()
-    frozen = np.empty(n, IDX)
     n_unfrozen = n
     while n_unfrozen > 0:
         level = np.inf
-        for t in range(c[N_TOUCHED]):
-            k = touched[t]
+        keep = 0
+        for t in range(n_fres):  # resources left with no unfrozen flow drop out of the list
+            k = fres[t]
             if nflows[k] > 0:
+                fres[keep] = k
+                keep += 1
                 level = min(level, max(left[k], 0.0) / sumw[k])
+        n_fres = keep
         limit = level * (1.0 + RATE_RTOL)
         keep = 0
         n_frozen = 0
@@ -593,7 +600,8 @@ class Network:
 
     def _grow(self, slots):
         """Room for ``slots`` flows active at once (members are per slot)."""
-        w = max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
+        bits = max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
+        w = 1 << bits
         old = 0 if self.mem is None else self.mem.var_of_slot.size
         nxt, prev, var_of_slot = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
         free = np.empty(slots, IDX)
@@ -604,7 +612,7 @@ class Network:
             free[:n_free] = self.mem.free[:n_free]
         new = np.arange(slots - 1, old - 1, -1)
         free[n_free:n_free + new.size] = new
-        self.mem = Members(w, nxt, prev, var_of_slot, free, np.array([n_free + new.size], np.int64))
+        self.mem = Members(bits, nxt, prev, var_of_slot, free, np.array([n_free + new.size], np.int64))
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
@@ -680,8 +688,9 @@ def _new_heap(n):
 
 def _new_work(n, nres):
     """Empty work lists for ``n`` ops and ``nres`` resources."""
-    return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
+    return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
                 np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
+                np.empty(nres, IDX), np.zeros(nres, np.int64), np.empty(n, IDX), np.empty(n, IDX),
                 np.empty(nres), np.zeros(nres, np.int64))
 
 
