@@ -15,7 +15,7 @@ from flyersim import collectives
 from flyersim.collectives.schedule import COLLECTIVES
 from flyersim import topologies
 from flyersim.topologies.config import preset_names
-from flyersim.sim.app import calibrate, compare, mpibench, sensitivity, validate
+from flyersim.sim.app import calibrate, compare, faults, mpibench, sensitivity, validate
 from flyersim.sim.app.args import Parser, override, positive_int
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
@@ -104,10 +104,11 @@ def _cmd_run(args):
     if args.trace:
         check_writable(args.trace, "--trace")
     sizes = _sizes(args)
-    graph = _load_topology(args)
+    stragglers = faults.stragglers(args)
+    graph = faults.failed(_load_topology(args), args)
     params = _params(args)
     records, runs = run_sizes(graph, algos, sizes, args.dtype, args.model, args.collective, keep_runs=True,
-                              params=params, max_memory=memory_limit(args.max_memory))
+                              params=params, max_memory=memory_limit(args.max_memory), stragglers=stragglers)
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {plural(g['nodes'] * g['gpus_per_node'], 'GPU')} on "
@@ -115,6 +116,8 @@ def _cmd_run(args):
     print(render(records, args.format))
     if args.format == "table":
         print(footer(records))
+        if args.seeds > 1:
+            print(faults.seed_spread(records))
     if args.explain:
         mine = split_params(algos, params, args.collective)
         blocks = [collectives.help_params(a, args.collective, mine[a]) for a in algos] + [explain(run) for run in runs]
@@ -187,6 +190,7 @@ def parser():
                      help="list the parameters of the --algo algorithm(s): name, type, default, meaning; then exit")
     _add_param_arg(run)
     _add_memory_arg(run)
+    faults.add_arguments(run, positive_int)
     run.set_defaults(func=_cmd_run)
 
     comp = sub.add_parser("compare", help="run algorithms x GPU counts x sizes; one tidy table and a figure")
