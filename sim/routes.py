@@ -102,11 +102,12 @@ class Routes:
     rlat: np.ndarray
     op_route: np.ndarray  # route index of every op
     alt_ptr: np.ndarray = None  # CSR of candidates: route r may take alt_idx[alt_ptr[r]:alt_ptr[r+1]] (itself
-    alt_idx: np.ndarray = None  # first); None: every route is fixed (ecmp)
+    alt_idx: np.ndarray = None  # first; none listed: fixed); None: every route is fixed (ecmp)
 
-    def carried(self, op_bytes):
-        """Bytes each resource carries over the whole run (weights applied)."""
-        per_route = np.bincount(self.op_route, weights=op_bytes, minlength=self.rlat.size)
+    def carried(self, op_bytes, op_route=None):
+        """Bytes each resource carries over the whole run (weights applied), ops on ``op_route`` (default theirs)."""
+        op_route = self.op_route if op_route is None else op_route
+        per_route = np.bincount(op_route, weights=op_bytes, minlength=self.rlat.size)
         lengths = np.diff(self.rptr)
         return np.bincount(self.rres, weights=self.rw * np.repeat(per_route, lengths),
                            minlength=self.capacity.size)
@@ -203,11 +204,12 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
     add({}, 0.0)
     alt_ptr = alt_idx = None
     if routing == "adaptive":
-        candidates = [[r] for r in range(len(rlat))]
+        candidates = [[] for _ in rlat]
         for route, more, cpu in others:
             for path in more:
+                candidates[route] += [route] if not candidates[route] else []
                 candidates[route].append(len(rlat))
-                candidates.append([len(rlat)])
+                candidates.append([])
                 add(*_xfer_usage(graph, path, resources, cpu=cpu))
         alt_ptr = np.zeros(len(candidates) + 1, np.int64)
         np.cumsum([len(c) for c in candidates], out=alt_ptr[1:])

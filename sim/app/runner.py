@@ -65,7 +65,7 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None, max_memory=None, check_only=False, stragglers=None):
+              params=None, max_memory=None, check_only=False, stragglers=None, routing="ecmp"):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
@@ -74,6 +74,7 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     schedule is built; ``check_only`` stops after these checks (returns no records). ``stragglers``
     (a :class:`sim.stragglers.Stragglers`, or a list of them, e.g. one per noise seed) slows or delays
     parts of the run; every schedule runs once per item, records of a noisy one carrying its ``seed``.
+    ``routing`` is ``ecmp`` or ``adaptive`` (:mod:`sim.routes`).
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
@@ -98,10 +99,12 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
             key = collectives.schedule_key(algo, layout, size, collective, search)
             if key not in built:
                 schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
-                built[key] = schedule, build_routes(graph, schedule, router)
+                built[key] = schedule, build_routes(graph, schedule, router, routing)
             schedule, routes = built[key]
             for variant in variants:
-                run = simulate(variant.schedule(schedule), variant.routes(graph, routes), size, itemsize, model)
+                alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
+                run = simulate(variant.schedule(schedule), variant.routes(graph, routes), size, itemsize, model,
+                               alternatives=alternatives)
                 records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
                 if variant.noise:
                     records[-1]["seed"] = variant.seed
