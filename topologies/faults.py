@@ -158,5 +158,6 @@ def _known(graph, node):
                             f"servers (names as in --explain, e.g. n0/gpu0, {example}, n0/gpu0<->n0/rp0)")
 
 
-def _neighbours(graph, node):
-    return sorted(set(graph.successors(node)) | set(graph.predecessors(node)))
+def _neighbours(graph, node, shown=6):
+    names = sorted(set(graph.successors(node)) | set(graph.predecessors(node)))
+    return names if len(names) <= shown else names[:shown] + [f"... {len(names)} in all"]

@@ -108,7 +108,8 @@ def _cmd_run(args):
     graph = faults.failed(_load_topology(args), args)
     params = _params(args)
     records, runs = run_sizes(graph, algos, sizes, args.dtype, args.model, args.collective, keep_runs=True,
-                              params=params, max_memory=memory_limit(args.max_memory), stragglers=stragglers)
+                              params=params, max_memory=memory_limit(args.max_memory), stragglers=stragglers,
+                              routing=args.routing)
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {plural(g['nodes'] * g['gpus_per_node'], 'GPU')} on "

@@ -1,4 +1,5 @@
-"""The what-if options of ``flyersim run``: slow parts, late ranks, OS noise over seeds, failed switches and cables.
+"""The what-if options of ``flyersim run``: routing policy, slow parts, late ranks, OS noise over seeds, failed
+switches and cables.
 
 >>> slow("n3/gpu0<->n3/rp0=0.5"), slow("n0/nic0<->z0/leaf0=100Gb/s"), late("5=200us"), late("0=0.001")
 (('n3/gpu0<->n3/rp0', 0.5), ('n0/nic0<->z0/leaf0', '100Gb/s'), (5, 0.0002), (0, 0.001))
@@ -12,6 +13,7 @@ import math
 import statistics
 
 from flyersim.sim.app.args import literal
+from flyersim.sim.routes import ROUTING
 from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies.faults import check_reachable, fail
 from flyersim.topologies.units import parse_time
@@ -53,7 +55,11 @@ def noise(text):
 
 def add_arguments(parser, positive_int):
     """The what-if options, on ``parser`` (``flyersim run``)."""
-    group = parser.add_argument_group("what-ifs (stragglers and faults)")
+    group = parser.add_argument_group("what-ifs (routing, stragglers and faults)")
+    group.add_argument("--routing", default="ecmp", choices=ROUTING,
+                       help="ecmp: each transfer on the path a stable hash picks among its equal-cost ones "
+                            "(collisions included; default); adaptive: each flow takes the least loaded of them "
+                            "when it starts")
     group.add_argument("--slow", action="append", type=slow, default=[], metavar="TARGET=VALUE",
                        help="slow one component (its pools and links: n3/nic0=0.5) or link (n3/gpu0<->n3/rp0=0.5 "
                             "both directions, a->b one; or a bandwidth: n3/nic0<->z0/leaf0=100Gb/s); repeatable")
