@@ -14,10 +14,10 @@ off, when there are any.
 >>> g = load("fireflyer2", gpus=16)
 >>> target(g, "n0/gpu0<->n0/rp0").links
 (('n0/gpu0', 'n0/rp0'), ('n0/rp0', 'n0/gpu0'))
->>> target(g, "n1/nic0->z0/leaf1")
+>>> target(g, "n1/nic0->z0/spine0")
 Traceback (most recent call last):
 ...
-flyersim.topologies.errors.TopologyError: no link n1/nic0->z0/leaf1 (n1/nic0 links to n1/rp7, z0/leaf0)
+flyersim.topologies.errors.TopologyError: no link n1/nic0->z0/spine0 (n1/nic0 links to n1/rp7, z0/leaf0)
 >>> check_reachable(fail(g, ["n1/nic0<->z0/leaf0"]))
 Traceback (most recent call last):
 ...
