@@ -266,3 +266,32 @@ def test_a_run_with_a_failed_spine_completes_and_matches_ecmp_without_failures_e
     assert main(["run", "--gpus", "168", "--algo", "ring", "--sizes", "1MiB", "--fail", "z0/spine3",
                  "--format", "csv"]) == 0
     assert "z0/spine3" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- experiments/stragglers.py
+
+def test_stragglers_experiment_every_case_and_its_baseline(tmp_path):
+    from test_experiments import check_records, run
+    from flyersim.experiments import stragglers
+
+    rows = run(stragglers, tmp_path)
+    check_records(rows)
+    cases = list(stragglers.cases(2e-3))
+    assert {(r["case"], r["requested_algo"], r["gpus"]) for r in rows} == \
+        {(c, a, g) for c in cases for a in ("hfreduce", "nccl", "ring", "dbtree") for g in (16, 32)}
+    for r in rows:
+        if r["case"] == stragglers.BASE:
+            assert r["slowdown_pct"] == 0
+        if r["case"] == "late rank":  # at most its lateness, and 2 ms dwarfs a 1 MiB allreduce
+            base = next(b["time_s"] for b in rows if b["case"] == stragglers.BASE
+                        and (b["requested_algo"], b["gpus"]) == (r["requested_algo"], r["gpus"]))
+            assert 2e-3 <= r["time_s"] <= base + 2e-3
+
+
+def test_stragglers_experiment_refuses_a_bad_lateness(tmp_path, capsys):
+    from flyersim.experiments import stragglers
+
+    with pytest.raises(SystemExit) as stop:
+        stragglers.main(["--out", str(tmp_path), "--no-plot", "--late", "0s"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "expected a positive time" in err
