@@ -36,6 +36,7 @@ class Run:
     ready_at: np.ndarray
     start_at: np.ndarray
     end_at: np.ndarray
+    op_route: np.ndarray  # each op's route as run (the candidate it took where routes had alternatives)
 
     @property
     def nbytes(self):
@@ -43,13 +44,17 @@ class Run:
 
     def carried(self):
         """Bytes each resource carried (weights applied)."""
-        return self.routes.carried(self.op_bytes)
+        return self.routes.carried(self.op_bytes, self.op_route)
 
 
-def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
+def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, alternatives=None):
     """Simulate ``schedule`` moving ``nbytes`` per rank on ``topology`` (a graph, or prebuilt :class:`Routes`).
 
     ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention).
+    ``share`` is each op's sharing weight under max-min (a traffic class's;
+    default 1 for every op); ``alternatives`` a pair ``(alt_ptr, alt_idx)``,
+    the CSR of candidate routes of each route (adaptive routing: an op takes
+    the least loaded when it starts). See :class:`sim.fluid.Network`.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
@@ -58,7 +63,9 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
     dep_ptr, dep_idx = _flow_deps(schedule)
     net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model])
+                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model], share=share,
+                  alt_ptr=None if alternatives is None else alternatives[0],
+                  alt_idx=None if alternatives is None else alternatives[1])
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
@@ -67,7 +74,7 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
         raise RuntimeError(f"{stuck.size} ops never ran, first: {schedule.describe(stuck[0])}")
     time = float(net.end_at.max(initial=0.0))
     return Run(schedule, routes, model, count, itemsize, time, op_bytes,
-               net.ready_at, net.start_at, net.end_at)
+               net.ready_at, net.start_at, net.end_at, net.route)
 
 
 def _flow_deps(schedule):

@@ -91,9 +91,10 @@ class Routes:
     rlat: np.ndarray
     op_route: np.ndarray  # route index of every op
 
-    def carried(self, op_bytes):
-        """Bytes each resource carries over the whole run (weights applied)."""
-        per_route = np.bincount(self.op_route, weights=op_bytes, minlength=self.rlat.size)
+    def carried(self, op_bytes, op_route=None):
+        """Bytes each resource carries over the whole run (weights applied), ops on ``op_route`` (default theirs)."""
+        op_route = self.op_route if op_route is None else op_route
+        per_route = np.bincount(op_route, weights=op_bytes, minlength=self.rlat.size)
         lengths = np.diff(self.rptr)
         return np.bincount(self.rres, weights=self.rw * np.repeat(per_route, lengths),
                            minlength=self.capacity.size)
