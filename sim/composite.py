@@ -12,7 +12,8 @@ merges the parts into the inputs of one :class:`sim.fluid.Network`:
 - start times are zero-byte *timer* ops with no dependencies whose route is
   nothing but a latency: copy 0 waits for a timer of ``start``, copy k for
   one of ``start + k * period`` when the part has a period;
-- every op gets its part's sharing weight (its traffic class).
+- every op gets its part's sharing weight (its traffic class's), the
+  ``share`` of :class:`sim.fluid.Network`'s weighted max-min.
 
 So one part, one copy, no start time gives exactly the network
 :func:`sim.engine.simulate` builds for that schedule (tests compare every
@@ -61,7 +62,7 @@ class Composite:
     """The inputs of one :class:`Network` for all parts, and where each part's ops and resources went.
 
     ``ops[p][k]`` are the global op ids of copy k of part p (in the part's own op order); ``resources[p]``
-    maps part p's resource ids to global ones.
+    maps part p's resource ids to global ones, and part p's route r is global route ``route_base[p] + r``.
     """
 
     names: list
@@ -78,6 +79,7 @@ class Composite:
     share: np.ndarray
     ops: list
     resources: list
+    route_base: list
 
     @property
     def num_ops(self):
@@ -116,7 +118,7 @@ def compose(parts):
                 barrier = ops.add_gate(routes.latency_route(0.0), sinks + first)
         placed.append(copies)
     return Composite(names, classes, np.array(capacity, np.float64), *routes.arrays(), *ops.arrays(), placed,
-                     resources)
+                     resources, route_base)
 
 
 def run(composite):
@@ -127,10 +129,8 @@ def run(composite):
 def network(composite):
     """The :class:`Network` of a composite (not yet run)."""
     c = composite
-    if np.any(c.share != 1.0):  # until sim.fluid shares by weight (solver API: per-op share)
-        raise ValueError("traffic classes of different weights need weighted sharing, which this "
-                         "simulator does not have yet; give every class weight 1")
-    return Network(c.op_bytes, c.route, c.rptr, c.rres, c.rw, c.rlat, c.capacity, c.dep_ptr, c.dep_idx)
+    return Network(c.op_bytes, c.route, c.rptr, c.rres, c.rw, c.rlat, c.capacity, c.dep_ptr, c.dep_idx,
+                   share=c.share)
 
 
 def simulate(composite):

@@ -183,3 +183,44 @@ def test_csv_has_a_row_per_repeat(capsys, tmp_path):
     assert main(["run", "--scenario", str(path), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["repeat"] for r in rows] == [0, 1, 2] and {r["job"] for r in rows} == {"a"}
+
+
+# ---------------------------------------------------------------- traffic classes reach the solver
+
+def _reads(name, cls, server=3, rate="100GB/s", duration="1ms"):
+    return (f'[[background]]\nname = "{name}"\nkind = "storage-read"\nservers = [{server}]\nrate = "{rate}"\n'
+            f'duration = "{duration}"\nstorage_leaves = ["z0/leaf1"]\nclass = "{cls}"\n')
+
+
+def test_two_classes_on_one_link_share_it_by_weight_and_the_rest_goes_to_the_survivor():
+    classes = '[classes]\ngold = { weight = 3, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
+    out = run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"), _reads("b", "bronze")))
+    gold, bronze = out.background
+    assert gold.start_at[0] == bronze.start_at[0]
+    volume, link = gold.flows.nbytes[0], out.graph.edges["z0/leaf0", "n3/nic0"]["bandwidth"]
+    t0 = gold.start_at[0]
+    assert gold.end_at[0] - t0 == pytest.approx(volume / (0.75 * link), rel=1e-9)  # 3/4 of the link
+    assert bronze.end_at[0] - t0 == pytest.approx(2 * volume / link, rel=1e-9)    # then all of it: no waste
+    share = out.composite.share
+    assert set(share[np.concatenate(out.composite.ops[1])]) == {3.0}
+    assert set(share[np.concatenate(out.composite.ops[2])]) == {1.0}
+
+
+def test_a_job_in_a_heavier_class_suffers_less_from_storage():
+    def slowdown(weight):
+        classes = f'[classes]\ncompute = {{ weight = {weight} }}\n'
+        storage = ('[[background]]\nname = "s"\nkind = "storage-read"\njobs = ["a"]\nrate = "20GB/s"\n'
+                   'duration = "20ms"\nstorage_leaves = ["z0/leaf1"]\nstorage_nodes = 4\n')
+        j = run_scenario(scenario(classes, job("a", "hfreduce", "16MiB", gpus=32, **{"class": "compute"}),
+                                  storage)).jobs[0]
+        return j.runs[0].time / j.alone.time
+
+    assert 1.0 <= slowdown(8) < slowdown(1)
+
+
+def test_classes_of_weight_one_change_nothing():
+    plain = run_scenario(scenario(job("a", gpus=16), job("b", gpus=16)))
+    named = run_scenario(scenario('[classes]\nx = { weight = 1, sl = 3 }\n', job("a", gpus=16, **{"class": "x"}),
+                                  job("b", gpus=16)))
+    for p, n in zip(plain.jobs, named.jobs):
+        assert np.array_equal(p.runs[0].end_at, n.runs[0].end_at)

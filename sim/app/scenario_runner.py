@@ -138,7 +138,9 @@ def run_scenario(scenario, max_memory=None):
                  for i, (e, f) in enumerate(zip(scenario.background, entries))]
     carried = np.zeros((len(parts), len(composite.names)))
     for i, part in enumerate(parts):
-        np.add.at(carried[i], composite.resources[i], part.routes.carried(part.op_bytes) * len(composite.ops[i]))
+        for ops in composite.ops[i]:  # each copy on the routes it took
+            own = part.routes.carried(part.op_bytes, net.route[ops] - composite.route_base[i])
+            np.add.at(carried[i], composite.resources[i], own)
     return Outcome(scenario, graph, composite, carried, float(net.end_at.max(initial=0.0)), net.start_at, net.end_at,
                    jobs, flows_out)
 
@@ -206,6 +208,7 @@ def _job_outcome(index, plan, composite, net, graph):
         t0 = float(net.ready_at[ops].min())
         end = net.end_at[ops] - t0
         runs.append(Run(schedule, routes, "flow", count, plan["itemsize"], float(end.max()), op_bytes,
-                        net.ready_at[ops] - t0, net.start_at[ops] - t0, end))
+                        net.ready_at[ops] - t0, net.start_at[ops] - t0, end,
+                        net.route[ops] - composite.route_base[index]))
         starts.append(t0)
     return JobOutcome(job, plan["servers"], alone, runs, np.array(starts), index)
