@@ -179,8 +179,12 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_points(points, jobs=1, desc="points", progress=None):
-    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers."""
+def run_points(points, jobs=1, desc="points", progress=None, func=None):
+    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers.
+
+    ``func`` (a module-level function, default :func:`run_point`) turns one point into its rows.
+    """
+    func = func or run_point
     if progress is None:
         progress = sys.stderr.isatty()
     mpi = _mpi_executor()
@@ -188,7 +192,7 @@ def run_points(points, jobs=1, desc="points", progress=None):
     if pool:  # the workers share this machine's memory
         share = machine_memory() // jobs
         points = [{"max_memory": share, **pt} for pt in points]
-    results = mpi.map(run_point, points) if mpi else pool.imap(run_point, points) if pool else map(run_point, points)
+    results = mpi.map(func, points) if mpi else pool.imap(func, points) if pool else map(func, points)
     if progress:
         from tqdm import tqdm
 

@@ -219,6 +219,29 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
                   np.array(rlat, np.float64), op_route, alt_ptr, alt_idx)
 
 
+def path_routes(graph, paths):
+    """Routes of plain copies along given node paths, route ``i`` (and op ``i``) along ``paths[i]``: traffic
+    that is no schedule's, e.g. a storage node's reads (:mod:`sim.background`).
+
+    >>> from flyersim.topologies import Router, load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> r = path_routes(g, [Router(g).path("n0/host1", "n1/host1")])
+    >>> "n0/nic0->z0/leaf0" in r.names, r.op_route.tolist()
+    (True, [0])
+    """
+    resources = _Resources()
+    rptr, rres, rw, rlat = [0], [], [], []
+    for path in paths:
+        usage, latency = _xfer_usage(graph, path, resources)
+        rres.extend(usage.keys())
+        rw.extend(usage.values())
+        rptr.append(len(rres))
+        rlat.append(latency)
+    return Routes(resources.names, resources.classes, np.array(resources.capacity, np.float64),
+                  np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
+                  np.array(rlat, np.float64), np.arange(len(paths), dtype=np.int64))
+
+
 def flow_bytes(schedule, op_bytes):
     """Bytes each op's flow moves: a multicast's further copies move none (its first copy moves them all)."""
     if schedule.group is None:
