@@ -91,63 +91,6 @@ def failed(graph, args):
     return check_reachable(fail(graph, args.fail)) if args.fail else graph
 
 
-def from_tables(routing, faults, stragglers, where="scenario"):
-    """``(routing policy, failed parts, Stragglers)`` of a scenario's ``[routing]``, ``[[faults]]`` and
-    ``[[stragglers]]`` tables (already TOML); a mistake is one ``ValueError`` naming the key.
-
-    ``[routing] policy = "ecmp" | "adaptive"``; each ``[[faults]]`` entry is ``fail = "z0/spine3"`` (a switch
-    or cable, as ``--fail``); each ``[[stragglers]]`` entry is ``slow = TARGET`` with ``factor = 0.5`` or
-    ``bandwidth = "100Gb/s"`` (as ``--slow``), or ``noise = MEAN`` with an optional ``seed`` (as ``--noise``).
-
-    >>> from_tables({"policy": "adaptive"}, [{"fail": "z0/spine3"}],
-    ...             [{"slow": "n0/gpu0", "factor": 0.5}, {"noise": 0.05, "seed": 2}])
-    ('adaptive', ['z0/spine3'], Stragglers(slow=(('n0/gpu0', 0.5),), late=(), noise=0.05, seed=2))
-    >>> from_tables({}, [], [{"slow": "n0/gpu0", "factor": 0.5, "bandwidth": "1GB/s"}])
-    Traceback (most recent call last):
-    ValueError: scenario: stragglers[0]: give factor or bandwidth, not both
-    """
-    def keys(table, allowed, at):
-        if not isinstance(table, dict):
-            raise ValueError(f"{where}: {at}: must be a table")
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise ValueError(f"{where}: unknown key '{at}.{unknown[0]}' ({at.split('[')[0]} keys: "
-                             f"{', '.join(sorted(allowed))})")
-
-    keys(routing, {"policy"}, "routing")
-    policy = routing.get("policy", "ecmp")
-    if policy not in ROUTING:
-        raise ValueError(f"{where}: routing.policy: unknown policy {policy!r} (choose from {', '.join(ROUTING)})")
-    failed = []
-    for i, entry in enumerate(faults):
-        keys(entry, {"fail"}, f"faults[{i}]")
-        if not isinstance(entry.get("fail"), str):
-            raise ValueError(f"{where}: faults[{i}].fail: name a switch or cable, e.g. \"z0/spine3\"")
-        failed.append(entry["fail"])
-    slow, mean, seed = [], 0.0, 0
-    for i, entry in enumerate(stragglers):
-        at = f"stragglers[{i}]"
-        keys(entry, {"slow", "factor", "bandwidth", "noise", "seed"}, at)
-        if "slow" in entry:
-            if ("factor" in entry) == ("bandwidth" in entry):
-                raise ValueError(f"{where}: {at}: give factor or bandwidth, not both" if "factor" in entry else
-                                 f"{where}: {at}: give factor = 0.5 or bandwidth = \"100Gb/s\" with slow")
-            if not isinstance(entry["slow"], str):
-                raise ValueError(f"{where}: {at}.slow: name a component or link, e.g. \"n3/gpu0<->n3/rp0\"")
-            slow.append((entry["slow"], entry.get("factor", entry.get("bandwidth"))))
-        elif "noise" in entry:
-            try:
-                mean = noise(str(entry["noise"]))
-            except argparse.ArgumentTypeError as err:
-                raise ValueError(f"{where}: {at}.noise: {err}") from None
-            seed = entry.get("seed", 0)
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"{where}: {at}.seed: must be a whole number >= 0, got {seed!r}")
-        else:
-            raise ValueError(f"{where}: {at}: give slow = TARGET (with factor or bandwidth) or noise = MEAN")
-    return policy, failed, Stragglers(slow=tuple(slow), noise=mean, seed=seed)
-
-
 def seed_spread(rows):
     """Lines giving, per algorithm and size run over several seeds, the min / median / max time and busbw.
 
