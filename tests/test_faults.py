@@ -361,3 +361,20 @@ def test_a_scenario_job_alone_under_what_ifs_is_flyersim_run_with_the_same_optio
     if failed:
         used = {routes.names[k] for k in routes.rres}
         assert not any("z0/spine0" in name or "z0/leaf1->z0/spine1" == name for name in used)
+
+
+def test_the_example_scenarios_what_if_tables_run_when_uncommented(tmp_path, capsys):
+    import re
+    from pathlib import Path
+
+    from flyersim.sim.app.cli import main
+
+    example = Path(__file__).parents[1] / "experiments" / "scenarios" / "shared_cluster.toml"
+    head, tail = example.read_text().split("# Routing, failed parts")
+    tail = re.sub(r"^# (\[|\w+ = )", r"\1", tail, flags=re.M)
+    assert "[routing]" in tail and "[[faults]]" in tail and tail.count("[[stragglers]]") == 2
+    path = tmp_path / "what_if.toml"
+    path.write_text(head + "# Routing, failed parts" + tail)
+    assert main(["run", "--scenario", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "z0/spine3" not in out and "hfreduce" in out
