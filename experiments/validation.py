@@ -26,8 +26,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flyersim.experiments import plots, sweep
-from flyersim.sim.outputs import atomic_path
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.outputs import atomic_path
 
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",

@@ -32,7 +32,7 @@ from flyersim.collectives.costs import busbw_factor
 from flyersim.collectives.schedule import Layout
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
-from flyersim.sim.app.sizes import size_list
+from flyersim.sim.app.args import names, sizes
 
 BASELINE = "mpi"
 
@@ -44,9 +44,10 @@ class _Agreed(Exception):
 def add_parser(sub, positive_int):
     """Register ``flyersim mpi`` on the CLI's subparsers."""
     p = sub.add_parser("mpi", help="run algorithms on real MPI ranks (under mpiexec) and time them, OSU style")
-    p.add_argument("--algos", default=f"ring,{BASELINE}",
+    p.add_argument("--algos", "--algo", dest="algos", type=names, default=f"ring,{BASELINE}",
                    help=f"comma-separated: {', '.join(collectives.names())}, or {BASELINE} (the library's Allreduce)")
-    p.add_argument("--sizes", default="4KiB,1MiB,16MiB", help="comma-separated message sizes")
+    p.add_argument("--sizes", "--size", dest="sizes", type=sizes, default="4KiB,1MiB,16MiB",
+                   help="comma-separated message sizes")
     p.add_argument("--iters", type=positive_int, default=20, help="timed iterations per size (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default 5)")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
@@ -82,13 +83,10 @@ class Plan:
 
 
 def plan_of(args):
-    """The :class:`Plan` of ``flyersim mpi``'s arguments; ValueError on a bad list."""
-    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
-    if not algos:
-        raise ValueError(f"no algorithms in {args.algos!r}")
+    """The :class:`Plan` of ``flyersim mpi``'s arguments; ValueError on a bad value."""
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
-    return Plan(algos, tuple(size_list(args.sizes)), args.iters, args.warmup, args.dtype, args.gpus_per_node,
+    return Plan(tuple(args.algos), tuple(args.sizes), args.iters, args.warmup, args.dtype, args.gpus_per_node,
                 not args.no_shared_memory)
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flyersim.sim.app import calibrate, mpibench
+from flyersim.sim.app.args import names, sizes
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
@@ -70,8 +71,10 @@ def add_parser(sub, positive_int):
     p = sub.add_parser("validate", help="simulate vs measure on MPI ranks: per-size and geometric-mean error")
     p.add_argument("--topology", metavar="FILE.toml",
                    help="cluster of this job (default: calibrate per message size, see flyersim calibrate)")
-    p.add_argument("--algos", default="ring", help=f"comma-separated algorithms, or {mpibench.BASELINE}")
-    p.add_argument("--sizes", default="1MiB,16MiB", help="comma-separated message sizes")
+    p.add_argument("--algos", "--algo", dest="algos", type=names, default="ring",
+                   help=f"comma-separated algorithms, or {mpibench.BASELINE}")
+    p.add_argument("--sizes", "--size", dest="sizes", type=sizes, default="1MiB,16MiB",
+                   help="comma-separated message sizes")
     p.add_argument("--iters", type=positive_int, default=20, help="timed rounds per size; the median is kept")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per calibration benchmark")
@@ -120,16 +123,11 @@ def mpich_choice(nbytes, itemsize, ranks):
 
 def plan_of(args):
     """The :class:`Plan` of the command line; ValueError on a bad value."""
-    from flyersim.sim.app.sizes import size_list
-
-    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
-    if not algos:
-        raise ValueError(f"no algorithms in {args.algos!r}")
     if not 0 < args.tolerance < math.inf:
         raise ValueError(f"--tolerance must be a fraction above 0 (0.1 = 10 %), got {args.tolerance}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
-    return Plan(algos, tuple(size_list(args.sizes)), args.topology, args.iters, args.warmup, args.repeats,
+    return Plan(tuple(args.algos), tuple(args.sizes), args.topology, args.iters, args.warmup, args.repeats,
                 args.gpus_per_node, args.dtype, args.model, args.tolerance, args.leaf_size)
 
 
@@ -255,8 +253,8 @@ def _size_rows(comm, plan, size, graph):
         return []
     itemsize = np.dtype(plan.dtype).itemsize
     modelled = {a: mpich_choice(size, itemsize, comm.size) if a == mpibench.BASELINE else a for a in plan.algos}
-    names = list(dict.fromkeys(modelled.values()))
-    predicted = dict(zip(names, run_sizes(graph, names, [size], plan.dtype, plan.model)))
+    concrete = list(dict.fromkeys(modelled.values()))
+    predicted = dict(zip(concrete, run_sizes(graph, concrete, [size], plan.dtype, plan.model)))
     rows = []
     for m in measured:
         p = predicted[modelled[m["algo"]]]
