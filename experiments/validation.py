@@ -9,8 +9,9 @@ two leaves, ``--leaf-size NODES/2``; needs root and this repository's ``tests/cl
 job per size.
 
 CSV columns: algo, schedule, bytes, measured_us (median), measured_p25_us, measured_p75_us,
-measured_iqr_pct, measured_min_us, measured_max_us, predicted_us, log_error (ln predicted/measured),
-error_pct (100 sign(x)(e^|x| - 1) of it; see ``flyersim.sim.app.validate``).
+measured_iqr_pct, measured_blocks_pct, measured_spread_pct (the larger of the two), measured_min_us,
+measured_max_us, predicted_us, log_error (ln predicted/measured), error_pct (100 sign(x)(e^|x| - 1) of
+it; see ``flyersim.sim.app.validate``).
 
     mpiexec -n 4 flyersim validate --algos ring,hfreduce --sizes 64KiB,1MiB,16MiB --format json > v.json
     python experiments/validation.py --input v.json
@@ -34,7 +35,8 @@ with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
 
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",
-           "measured_min_us", "measured_max_us", "predicted_us", "log_error", "error_pct"]
+           "measured_blocks_pct", "measured_spread_pct", "measured_min_us", "measured_max_us", "predicted_us",
+           "log_error", "error_pct"]
 TEXT = ("algo", "schedule")
 REQUIRED = ("algo", "bytes", "measured_us", "predicted_us")  # files of older versions lack the rest
 
@@ -142,6 +144,14 @@ def rows_of(args):
     return read_validate(args.input if args.input else run_validate(args))
 
 
+def _spread(row):
+    """A row's spread in %: ``measured_spread_pct``, else (older files) its IQR/median, else 0."""
+    for key in ("measured_spread_pct", "measured_iqr_pct"):
+        if row.get(key, "") != "":
+            return row[key]
+    return 0.0
+
+
 def plot(rows, png, tolerance=0.10):
     """Left: measured (quartile bars) and predicted time; right: error per size (bars: measured spread).
 
@@ -165,9 +175,9 @@ def plot(rows, png, tolerance=0.10):
                       markersize=3.5, label=f"{algo} predicted")
             logs = [math.log(r["predicted_us"] / r["measured_us"]) for r in mine]
             geo = math.expm1(sum(map(abs, logs)) / len(logs))
-            noisy = any(r["measured_iqr_pct"] != "" and r["measured_iqr_pct"] > 100 * tolerance for r in mine)
+            spread = [_spread(r) for r in mine]
+            noisy = any(v > 100 * tolerance for v in spread)
             width = 0.8 / len(algos)
-            spread = [r["measured_iqr_pct"] if r["measured_iqr_pct"] != "" else 0.0 for r in mine]
             right.bar([math.log2(r["bytes"]) + (k - (len(algos) - 1) / 2) * width for r in mine],
                       [math.copysign(100 * math.expm1(abs(v)), v) for v in logs], width, yerr=spread,
                       color=f"C{k}", ecolor="0.3", capsize=1.5, label=f"{algo} (geo-mean {100 * geo:.0f}%"
@@ -179,7 +189,7 @@ def plot(rows, png, tolerance=0.10):
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])
     right.axhline(0, color="black", linewidth=0.8)
-    right.set_ylabel("error (%) = 100 sign(x)(e^|x| - 1), x = ln(pred/meas)\nbars: measured IQR/median (%)",
+    right.set_ylabel("error (%) = 100 sign(x)(e^|x| - 1), x = ln(pred/meas)\nbars: measured spread (%)",
                      fontsize=7)
     right.legend(fontsize=7)
     for ax in (left, right):

@@ -172,3 +172,15 @@ def test_a_bad_size_or_empty_algorithm_list_is_a_usage_error(capsys):
             cli.parser().parse_args(argv)
         assert stop.value.code == 2
         assert capsys.readouterr().err.startswith(f"flyersim {argv[0]}: error: argument")
+
+
+def test_a_block_whose_median_moved_widens_the_spread_the_pooled_iqr_hides():
+    from types import SimpleNamespace
+
+    from flyersim.sim.app.mpibench import _record
+
+    times = np.array([1.0] * 10 + [1.3] * 3)  # blocks of 5, 5 and 3 rounds: the third block's buffers ran slower
+    row = _record(COMM, SimpleNamespace(gpus_per_node=1, host_memory=""), "ring", 4, np.dtype("float32"), times,
+                  [1.0, 1.0, 1.3])
+    assert row["iqr_pct"] == 0.0 and row["blocks"] == 3
+    assert row["blocks_pct"] == pytest.approx(30.0) and row["spread_pct"] == row["blocks_pct"]
