@@ -9,16 +9,24 @@ import math
 import sys
 import tomllib
 
+import pytest
+
 from flyersim import topologies
+
+
+NOISY = 0.10  # a spread (IQR or blocks' range over the median) above this cannot judge a 10 % model
 
 
 def test_calibrated_two_node_topology_predicts_a_two_rank_ring_within_the_measured_spread(emulated_cluster):
     """One capacity convention: links per direction, the NIC's pool both directions together (with one
-    direction's rate as the pool, the old calibration, the ring was predicted 2x too slow)."""
+    direction's rate as the pool, the old calibration, the ring was predicted 2x too slow).
+
+    On a machine too busy to measure (the run's own spread, or the calibrated link's, above 10 %) the
+    comparison says nothing and is skipped with the figures; the plumbing is still checked."""
     cluster = emulated_cluster(2, rate="200mbit")
     code, out, err = cluster.mpiexec(
         [sys.executable, "-m", "flyersim", "validate", "--algos", "ring", "--sizes", "2MiB", "--iters", "9",
-         "--warmup", "2", "--repeats", "9", "--tolerance", "1e9", "--format", "json"], timeout=120)
+         "--warmup", "2", "--blocks", "3", "--repeats", "9", "--tolerance", "1e9", "--format", "json"], timeout=120)
     assert code == 0, err
     report = json.loads(out)
     (row,) = report["rows"]
@@ -26,6 +34,10 @@ def test_calibrated_two_node_topology_predicts_a_two_rank_ring_within_the_measur
     assert link[0] < 1.3 * 200e6 / 8  # the shaped link, not shared memory
     nic = report["calibrations"]["2097152"]["nic_bandwidth"]
     assert link[0] <= nic[0] < 2.6 * link[0]  # both directions of a full-duplex link, measured
+    link_spread = (link[2] - link[1]) / link[0]
+    if row["measured_spread_pct"] > 100 * NOISY or link_spread > NOISY:
+        pytest.skip(f"machine too noisy to judge the model: the ring's spread {row['measured_spread_pct']:.1f} %, "
+                    f"the link calibration's {100 * link_spread:.1f} % (above {100 * NOISY:g} %)")
     measured_spread = math.log(row["measured_p75_us"] / row["measured_p25_us"])
     calibration_spread = math.log(link[2] / link[1])
     assert abs(row["log_error"]) <= max(measured_spread + calibration_spread, math.log(1.10)), row
