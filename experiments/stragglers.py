@@ -18,9 +18,12 @@ CSV columns: case, the keys of ``flyersim run --format csv`` with ``requested_al
 import argparse
 import sys
 
-from flyersim.experiments import plots, sweep
-from flyersim.experiments.scaling import algo_cap
-from flyersim.topologies.units import parse_time
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
+    from flyersim.experiments.scaling import algo_cap
+    from flyersim.topologies.units import parse_time
 
 NAME = "stragglers"
 COLUMNS = ["case", *sweep.RECORD_COLUMNS, "slowdown_pct"]
