@@ -5,12 +5,21 @@ of *elements*, each naming a *resource* (an LMM *constraint*, with a
 capacity) and a consumption weight (bytes of the resource per byte of flow),
 plus a fixed latency. An op becomes ready when its dependencies are done,
 starts moving bytes ``latency`` seconds later, and ends when its bytes have
-drained at the rate the sharing policy gives it, chosen once per network:
+drained at the rate the sharing policy gives it. A route may list candidate
+routes (adaptive routing): an op on it takes, when it starts moving bytes,
+the candidate with the largest estimated fair share ``min(capacity / (weight
+x (active members + 1)))`` (ties to the first listed; the latency waited out
+is the listed route's) and keeps it to the end. The policy is chosen once per
+network:
 
 - ``MAXMIN`` (the flow model): weighted max-min fair sharing of every
-  resource among the active flows that cross it;
+  resource among the active flows that cross it. A flow may carry a *share*
+  (a traffic class's weight, 1 by default): it gets ``share x level``, where
+  ``level`` is the fair level of its bottleneck, and a resource is full when
+  ``sum(weight x share x level)`` reaches its capacity; an idle class leaves
+  its share to the others;
 - ``ISOLATED`` (the analytic model): each flow gets its route's bottleneck
-  ``min(capacity / weight)`` as if it were alone.
+  ``min(capacity / weight)`` as if it were alone (shares play no part).
 
 Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
@@ -54,12 +63,13 @@ _jit = njit(error_model="numpy")
 
 Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
 Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
-Elements = namedtuple("Elements", "ptr cnst weight latency")
+Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
-after ``latency[r]`` seconds."""
-Variables = namedtuple("Variables", "remaining t_upd rate bott in_set seen slot")
-Variables.__doc__ = """Per-op flow state: bytes left as of ``t_upd``, rate, bottleneck resource, whether in the set
-being re-solved, last check round, and member slot (-1: not moving)."""
+after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
+Variables = namedtuple("Variables", "remaining t_upd rate share bott in_set seen slot")
+Variables.__doc__ = """Per-op flow state: bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the
+flow's fair level), bottleneck resource, whether in the set being re-solved, last check round, and member slot
+(-1: not moving)."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
 Members = namedtuple("Members", "width next prev var_of_slot free n_free")
@@ -215,6 +225,9 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         var.slot[f] = s
         mem.var_of_slot[s] = f
         r = dag.route[f]
+        if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
+            r = _least_loaded(r, elem, cnst)
+            dag.route[f] = r
         _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
         var.rate[f] = 0.0
         var.t_upd[f] = now
@@ -223,6 +236,22 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         for j in range(ptr[r], ptr[r + 1]):
             _touch(res[j], touched_mark, touched, counts)
     return True
+
+
+@_jit
+def _least_loaded(r, elem, cnst):
+    """The candidate of route ``r`` with the largest fair share a new flow could expect (ties: the first)."""
+    ptr, res, weight, bound, count = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.count
+    best_r, best = -1, -1.0
+    for a in range(elem.alt_ptr[r], elem.alt_ptr[r + 1]):
+        c = elem.alt_idx[a]
+        est = np.inf
+        for j in range(ptr[c], ptr[c + 1]):
+            k = res[j]
+            est = min(est, bound[k] / (weight[j] * (count[k] + 1)))
+        if est > best:
+            best_r, best = c, est
+    return best_r
 
 
 @_jit
@@ -349,14 +378,14 @@ def _isolate(route, elem, var, cnst, work):
 def _resolve(now, route, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
-    rate, bott, in_set, seen = var.rate, var.bott, var.in_set, var.seen
+    rate, share, bott, in_set, seen = var.rate, var.share, var.bott, var.in_set, var.seen
     width, nxt, var_of_slot = mem.width, mem.next, mem.var_of_slot
     c, modified, dirty = work.counts, work.modified, work.dirty
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(route, elem, var, cnst, work)
         before = c[N_MODIFIED]
-        # a re-solved flow must get the most on its bottleneck; faster neighbours there join
+        # a re-solved flow must get the highest level on its bottleneck; neighbours above it there join
         for i in range(before):
             f = modified[i]
             k = bott[f]
@@ -365,7 +394,7 @@ def _resolve(now, route, elem, var, cnst, mem, work):
             m = head[k]
             while m >= 0:
                 h = var_of_slot[m // width]
-                if not in_set[h] and rate[h] > rate[f] * (1.0 + RATE_RTOL):
+                if not in_set[h] and rate[h] / share[h] > rate[f] / share[f] * (1.0 + RATE_RTOL):
                     _add_modified(h, now, var, modified, c)
                 m = nxt[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
@@ -378,8 +407,8 @@ def _resolve(now, route, elem, var, cnst, mem, work):
                     m = nxt[m]
                     continue
                 seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route[g], ptr, res, rate, bound, usage, head, width, nxt, var_of_slot,
-                                       work.top, work.top_round, c[ROUND]):
+                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, width, nxt,
+                                       var_of_slot, work.top, work.top_round, c[ROUND]):
                     _add_modified(g, now, var, modified, c)
                 m = nxt[m]
         if c[N_MODIFIED] == before:
@@ -387,10 +416,10 @@ def _resolve(now, route, elem, var, cnst, mem, work):
 
 
 @_jit
-def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
-    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow gets more.
+def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
 
-    No rate changes during a check round, so a resource's highest rate is found once per round.
+    No rate changes during a check round, so a resource's highest level is found once per round.
     """
     if ptr[r] == ptr[r + 1]:
         return True
@@ -402,10 +431,11 @@ def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of
             best = 0.0
             m = head[k]
             while m >= 0:
-                best = max(best, rate[var_of_slot[m // width]])
+                h = var_of_slot[m // width]
+                best = max(best, rate[h] / share[h])
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
-        if rate[g] >= top[k] * (1.0 - RATE_RTOL):
+        if rate[g] / share[g] >= top[k] * (1.0 - RATE_RTOL):
             return True
     return False
 
@@ -414,14 +444,15 @@ def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of
 def _fill(route, elem, var, cnst, work):
     """Progressive filling of the modified flows over what the other flows leave free.
 
-    Each round finds the smallest fair share ``left / sumw`` over the
-    resources the modified flows cross, freezes every flow crossing a
-    resource at that share (recording it as the flow's bottleneck), and
-    removes their usage. Updates ``rate`` and ``usage``; marks every resource
+    Each round finds the smallest fair level ``left / sumw`` over the
+    resources the modified flows cross (``sumw`` sums weight x share),
+    freezes every flow crossing a resource at that level (rate ``share x
+    level``, recording the resource as the flow's bottleneck), and removes
+    their usage. Updates ``rate`` and ``usage``; marks every resource
     crossed as touched, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
-    rate, bott = var.rate, var.bott
+    rate, share, bott = var.rate, var.share, var.bott
     c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
     n = c[N_MODIFIED]
@@ -440,7 +471,7 @@ def _fill(route, elem, var, cnst, work):
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
             left[k] += weight[j] * rate[f]
-            sumw[k] += weight[j]
+            sumw[k] += weight[j] * share[f]
             nflows[k] += 1
     unfrozen = modified[:n].copy()
     frozen = np.empty(n, IDX)
@@ -472,15 +503,16 @@ def _fill(route, elem, var, cnst, work):
         for i in range(n_frozen):
             f = frozen[i]
             r = route[f]
+            new = share[f] * level
             for j in range(ptr[r], ptr[r + 1]):
                 k = res[j]
-                left[k] -= weight[j] * level
-                sumw[k] -= weight[j]
+                left[k] -= weight[j] * new
+                sumw[k] -= weight[j] * share[f]
                 nflows[k] -= 1
-                usage[k] += weight[j] * (level - rate[f])
-            if abs(level - rate[f]) > RATE_RTOL * level:
+                usage[k] += weight[j] * (new - rate[f])
+            if abs(new - rate[f]) > RATE_RTOL * new:
                 _mark_dirty(r, ptr, res, dirty_mark, dirty, c)
-            rate[f] = level
+            rate[f] = new
         n_unfrozen = keep
 
 
@@ -499,7 +531,10 @@ class Network:
     ``rres[rptr[r]:rptr[r+1]]`` with weights ``rw[...]`` after latency
     ``rlat[r]``. ``dep_ptr/dep_idx`` is the schedule's dependency CSR.
     ``sharing`` is ``"maxmin"`` (the flow model) or ``"isolated"`` (the
-    analytic model); ``check=True`` compares the incremental rates with a
+    analytic model); ``share`` gives each op's sharing weight under max-min
+    (its traffic class's; default 1 for all); ``alt_ptr/alt_idx`` is a CSR of
+    candidate routes per route (adaptive routing: an op takes the least
+    loaded when it starts, see :attr:`route`); ``check=True`` compares the incremental rates with a
     full re-solve after every event time (slow; a debug aid).
 
     >>> import numpy as np
@@ -515,7 +550,7 @@ class Network:
     """
 
     def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, sharing="maxmin",
-                 check=False):
+                 check=False, share=None, alt_ptr=None, alt_idx=None):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
@@ -523,12 +558,22 @@ class Network:
         n = op_bytes.size
         dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
         dn_ptr, dn_idx = _dependents(dep_ptr, dep_idx, n)
-        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.ascontiguousarray(route, IDX),
+        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.array(route, IDX),
                        np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan))
+        nroutes = np.asarray(rlat).size
+        if alt_ptr is None:
+            alt_ptr, alt_idx = np.zeros(nroutes + 1, IDX), np.empty(0, IDX)
+        alt_ptr, alt_idx = np.asarray(alt_ptr, IDX), np.asarray(alt_idx, IDX)
+        if (alt_ptr.shape != (nroutes + 1,) or alt_ptr[0] != 0 or np.any(np.diff(alt_ptr) < 0)
+                or alt_ptr[-1] != alt_idx.size or np.any((alt_idx < 0) | (alt_idx >= nroutes))):
+            raise ValueError(f"alt_ptr/alt_idx must be a CSR of candidate routes over the {nroutes} routes")
         self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
-                             np.asarray(rlat, np.float64))
-        self.var = Variables(np.asarray(op_bytes, np.float64).copy(), np.zeros(n), np.zeros(n), np.full(n, -1, IDX),
-                             np.zeros(n, np.bool_), np.zeros(n, np.int64), np.full(n, -1, IDX))
+                             np.asarray(rlat, np.float64), alt_ptr, alt_idx)
+        share = np.ones(n) if share is None else np.array(share, np.float64)
+        if share.shape != (n,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
+            raise ValueError(f"share must hold one positive finite weight per op ({n})")
+        self.var = Variables(np.asarray(op_bytes, np.float64).copy(), np.zeros(n), np.zeros(n), share,
+                             np.full(n, -1, IDX), np.zeros(n, np.bool_), np.zeros(n, np.int64), np.full(n, -1, IDX))
         nres = np.asarray(capacity).size
         self.cnst = Constraints(np.asarray(capacity, np.float64), np.zeros(nres), np.full(nres, -1, IDX),
                                 np.zeros(nres, IDX))
@@ -545,6 +590,7 @@ class Network:
     start_at = property(lambda self: self.dag.start_at)
     end_at = property(lambda self: self.dag.end_at)
     rate = property(lambda self: self.var.rate)
+    route = property(lambda self: self.dag.route, doc="Each op's route: the candidate it took, if it had any.")
 
     def _grow(self, slots):
         """Room for ``slots`` flows active at once (members are per slot)."""
