@@ -10,6 +10,8 @@ A *point* is a plain dict (so it pickles to any worker) naming one simulation:
 ``labels``     extra columns copied into every row (series name, variant, ...);
 ``skip_unsupported``  when true, an algorithm that raises ValueError (cannot serve the rank count) is
                reported on stderr and left out instead of failing the sweep;
+``stragglers`` (optional) the keyword arguments of a :class:`sim.stragglers.Stragglers` (slow parts, late
+               ranks, noise) applied to every run of the point;
 ``max_memory`` (optional) bytes a point may take (default: what the machine has available; with
                ``--jobs N`` local workers, 1/N of it each), checked before anything is built.
 
@@ -34,10 +36,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numba.core.event import install_timer
 
 from flyersim import collectives
 from flyersim import topologies
 from flyersim.sim.metrics import utilisation
+from flyersim.sim.stragglers import Stragglers
 from flyersim.sim.app.runner import run_sizes
 from flyersim.sim.app.args import Parser, int_list, names, override, positive_int, size, sizes  # noqa: F401 (scripts use sweep.X)
 from flyersim.sim.budget import check_topology, machine_memory
@@ -94,22 +98,29 @@ def load(pt):
 
 
 def run_point(pt):
-    """Simulate one point; its rows (labels first), with ``wall_s``: the simulator's own seconds per algorithm."""
+    """Simulate one point; its rows (labels first), with ``wall_s``: the simulator's own seconds per algorithm.
+
+    ``wall_s`` leaves out the time numba spends loading (or compiling) machine code: once per process
+    and kernel, whichever point comes first, not a cost of that point.
+    """
     graph = load(pt)
     classes = pt.get("measure", "records") == "classes"
     rows = []
     for algo in pt["algos"]:
+        one_off = []  # seconds holding numba's compiler lock: every cache load and compilation takes it
         start = time.perf_counter()
         try:
-            out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
-                            params=pt.get("params"), max_memory=pt.get("max_memory"))
+            with install_timer("numba:compiler_lock", one_off.append):
+                out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
+                                params=pt.get("params"), max_memory=pt.get("max_memory"),
+                                stragglers=Stragglers(**pt["stragglers"]) if pt.get("stragglers") else None)
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise
             print(f"# skipped {algo} on {pt['gpus']} GPUs: {err}", file=sys.stderr)
             continue
         records, runs = out if classes else (out, None)
-        wall = (time.perf_counter() - start) / len(records)
+        wall = (time.perf_counter() - start - sum(one_off)) / len(records)
         base = {**pt.get("labels", {}), "zones": graph.graph.get("zones", 1), "requested_algo": algo}
         if classes:  # the runs hold every op's timeline: summarise them here, ship only the rows
             rows += [{**base, **rec, **cls} for rec, run in zip(records, runs) for cls in class_rows(run)]
@@ -175,8 +186,12 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_points(points, jobs=1, desc="points", progress=None):
-    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers."""
+def run_points(points, jobs=1, desc="points", progress=None, func=None):
+    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers.
+
+    ``func`` (a module-level function, default :func:`run_point`) turns one point into its rows.
+    """
+    func = func or run_point
     if progress is None:
         progress = sys.stderr.isatty()
     mpi = _mpi_executor()
@@ -184,7 +199,7 @@ def run_points(points, jobs=1, desc="points", progress=None):
     if pool:  # the workers share this machine's memory
         share = machine_memory() // jobs
         points = [{"max_memory": share, **pt} for pt in points]
-    results = mpi.map(run_point, points) if mpi else pool.imap(run_point, points) if pool else map(run_point, points)
+    results = mpi.map(func, points) if mpi else pool.imap(func, points) if pool else map(func, points)
     if progress:
         from tqdm import tqdm
 

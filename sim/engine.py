@@ -7,6 +7,11 @@ has millions of event times, so each wake-up hands the numba core up to
 ``EVENTS_PER_WAKEUP`` consecutive event times at once: results are identical
 for any value, only the Python overhead per event shrinks. Nothing here knows
 which algorithm produced the schedule.
+
+An op's ``release`` time (a schedule may carry one, see
+:mod:`collectives.schedule`) becomes a dependency on a *gate*: an empty op
+whose route crosses nothing and takes that many seconds, one gate per
+distinct time, so the op is ready no earlier.
 """
 
 from dataclasses import dataclass
@@ -62,19 +67,49 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, a
     count = int(nbytes) // itemsize
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
     dep_ptr, dep_idx = _flow_deps(schedule)
-    net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model], share=share,
-                  alt_ptr=None if alternatives is None else alternatives[0],
-                  alt_idx=None if alternatives is None else alternatives[1])
+    flows, route, rptr, rlat = flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rlat
+    alt_ptr, alt_idx = (None, None) if alternatives is None else alternatives
+    if schedule.release is not None and np.any(schedule.release > 0):
+        flows, route, rptr, rlat, dep_ptr, dep_idx = _gates(schedule.release, flows, route, rptr, rlat,
+                                                            dep_ptr, dep_idx)
+        share = None if share is None else np.concatenate([share, np.ones(flows.size - share.size)])
+        alt_ptr = None if alt_ptr is None else np.concatenate([alt_ptr, np.full(rlat.size + 1 - alt_ptr.size,
+                                                                               alt_ptr[-1])])
+    net = Network(flows, route, rptr, routes.rres, routes.rw, rlat, routes.capacity, dep_ptr, dep_idx,
+                  sharing=SHARING[model], share=share, alt_ptr=alt_ptr, alt_idx=alt_idx)
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
+    m = schedule.num_ops
     stuck = net.unfinished()
     if stuck.size:
         raise RuntimeError(f"{stuck.size} ops never ran, first: {schedule.describe(stuck[0])}")
-    time = float(net.end_at.max(initial=0.0))
+    time = float(net.end_at[:m].max(initial=0.0))
     return Run(schedule, routes, model, count, itemsize, time, op_bytes,
-               net.ready_at, net.start_at, net.end_at, net.route)
+               net.ready_at[:m], net.start_at[:m], net.end_at[:m], net.route[:m])
+
+
+def _gates(release, flows, route, rptr, rlat, dep_ptr, dep_idx):
+    """The flow arrays with one gate op per distinct positive ``release`` time, after the ops, and every
+    released op depending on its gate."""
+    m = flows.size
+    times, gate_of = np.unique(release, return_inverse=True)
+    gate_of = gate_of.ravel() - (times[0] == 0.0)  # -1: released at 0, no gate
+    times = times[times > 0]
+    gate_route = rlat.size + np.arange(times.size)
+    flows = np.concatenate([flows, np.zeros(times.size)])
+    route = np.concatenate([route, gate_route])
+    rptr = np.concatenate([rptr, np.full(times.size, rptr[-1])])
+    rlat = np.concatenate([rlat, times])
+    extra = (gate_of >= 0).astype(np.int64)
+    new_ptr = np.zeros(m + times.size + 1, np.int64)
+    np.cumsum(np.concatenate([np.diff(dep_ptr) + extra, np.zeros(times.size, np.int64)]), out=new_ptr[1:])
+    new_idx = np.empty(new_ptr[-1], np.int64)
+    owner = np.repeat(np.arange(m), np.diff(dep_ptr))
+    new_idx[new_ptr[owner] + (np.arange(owner.size) - dep_ptr[owner])] = dep_idx
+    gated = np.flatnonzero(extra)
+    new_idx[new_ptr[gated + 1] - 1] = m + gate_of[gated]
+    return flows, route, rptr, rlat, new_ptr, new_idx
 
 
 def _flow_deps(schedule):

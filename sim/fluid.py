@@ -42,7 +42,8 @@ driver (:mod:`sim.engine`) owns the clock.
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+
+from flyersim.jit import njit
 
 # Times closer than this (relative) are one event.
 TIME_RTOL = 1e-12
@@ -58,9 +59,9 @@ N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
 IDX = np.int32  # op, resource, route and slot indices
 
-_jit = njit(cache=True, error_model="numpy")
+_jit = njit(error_model="numpy")
 # inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
-_inline = njit(cache=True, error_model="numpy", inline="always")
+_inline = njit(error_model="numpy", inline="always")
 
 Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
 Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""

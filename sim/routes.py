@@ -7,9 +7,10 @@ direction) and the shared pools of its nodes:
 direction's (each direction is its own resource); a node's ``bandwidth`` pool
 counts everything crossing the node, both directions together. So a NIC of
 200 Gb/s per direction, full duplex, is ``nic_bandwidth = "50GB/s"`` (the
-presets) and its wire to the switch ``link_bandwidth = "200Gb/s"``; a NIC that
-``flyersim calibrate`` measured at r per direction is written as pool 2r and
-links r. ``--explain`` reports each pool's utilisation against that
+presets) and its wire to the switch ``link_bandwidth = "200Gb/s"``;
+``flyersim calibrate`` writes links at the one-way rate r it measured and the
+NIC's pool at what both directions carried together (2r when full duplex).
+``--explain`` reports each pool's utilisation against that
 both-directions capacity.
 
 - ``bandwidth`` of a node: taken with weight 1 by every transfer that crosses
@@ -41,6 +42,14 @@ also gets its direction, by the kinds of its ends: ``pcie up (gpu)`` carries
 bytes from a GPU toward the CPU (host side: cpu, memory, root port, then PCIe
 switch, in that order), ``pcie down (gpu)`` toward it (see :func:`link_class`).
 
+**Routing.** ``ecmp`` (the default) gives every transfer the one path the
+topology's router hashes it onto (:meth:`topologies.Router.path`),
+collisions included. ``adaptive`` adds, for each transfer between servers,
+its equal-cost alternatives (:meth:`topologies.Router.paths`, at most
+``MAX_ALTERNATIVES`` with the ECMP path first) as further routes, listed per
+route in a CSR (``alt_ptr``, ``alt_idx``): each flow takes the candidate
+with the largest estimated fair share when it starts (:mod:`sim.fluid`).
+
 A multicast reads its source once and takes the union of its copies' paths
 (each resource once). A transfer's latency is the sum of the ``latency`` of every node and link on
 its path (per-hop latency plus per-message overheads); a reduce's is its
@@ -53,6 +62,9 @@ import numpy as np
 
 from flyersim.collectives.schedule import ENGINES, REDUCE
 from flyersim.topologies import Router
+from flyersim.topologies.routing import MAX_ALTERNATIVES
+
+ROUTING = ("ecmp", "adaptive")  # routing policies, see the module docstring
 
 _POOL_CLASS = {"memory": "dram", "gpu": "hbm", "rootport": "rootport", "nic": "nic"}
 # PCIe distance of a node kind from the CPU; every other kind is a device at the far end
@@ -90,6 +102,8 @@ class Routes:
     rw: np.ndarray
     rlat: np.ndarray
     op_route: np.ndarray  # route index of every op
+    alt_ptr: np.ndarray = None  # CSR of candidates: route r may take alt_idx[alt_ptr[r]:alt_ptr[r+1]] (itself
+    alt_idx: np.ndarray = None  # first; none listed: fixed); None: every route is fixed (ecmp)
 
     def carried(self, op_bytes, op_route=None):
         """Bytes each resource carries over the whole run (weights applied), ops on ``op_route`` (default theirs)."""
@@ -113,14 +127,19 @@ class _Resources:
         return self.index[key]
 
 
-def build_routes(graph, schedule, router=None):
+def build_routes(graph, schedule, router=None, routing="ecmp"):
     """Routes of every op of ``schedule`` (whose layout names graph nodes) on ``graph``.
 
     One route per distinct op shape: an xfer by (source, destination); a
     reduce by its location and the sorted locations of its inputs; a
     multicast by its source and its destinations, on its first copy, while
-    the other copies get an empty route (see :func:`flow_bytes`).
+    the other copies get an empty route (see :func:`flow_bytes`). With
+    ``routing="adaptive"`` the equal-cost alternatives of every xfer follow
+    as further routes (the routes and resources before them are the
+    ``ecmp`` ones, in the same order).
     """
+    if routing not in ROUTING:
+        raise ValueError(f"unknown routing {routing!r} (choose from {', '.join(ROUTING)})")
     router = router or Router(graph)
     names = schedule.layout.location_names()
     missing = [n for n in names if n not in graph]
@@ -147,9 +166,16 @@ def build_routes(graph, schedule, router=None):
     key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
     unique, inverse = np.unique(key, return_inverse=True)
     op_route[plain] = inverse.ravel()
+    others = []  # (route, [further equal-cost paths], cpu) for adaptive routing
     for k in unique.tolist():
         pair, cpu = divmod(k, 2)
-        add(*_xfer_usage(graph, router.path(names[pair // nloc], names[pair % nloc]), resources, cpu=bool(cpu)))
+        src, dst = names[pair // nloc], names[pair % nloc]
+        if routing == "adaptive":
+            path, *more = router.paths(src, dst, MAX_ALTERNATIVES)
+            others.append((len(rlat), more, bool(cpu)))
+        else:
+            path = router.path(src, dst)
+        add(*_xfer_usage(graph, path, resources, cpu=bool(cpu)))
     # reduces: location, then the sorted locations of the inputs
     rows = np.flatnonzero(is_reduce)
     if rows.size:
@@ -177,9 +203,44 @@ def build_routes(graph, schedule, router=None):
     # further copies of a multicast: moved by the first copy's flow
     op_route[follower] = len(rlat)
     add({}, 0.0)
+    alt_ptr = alt_idx = None
+    if routing == "adaptive":
+        candidates = [[] for _ in rlat]
+        for route, more, cpu in others:
+            for path in more:
+                candidates[route] += [route] if not candidates[route] else []
+                candidates[route].append(len(rlat))
+                candidates.append([])
+                add(*_xfer_usage(graph, path, resources, cpu=cpu))
+        alt_ptr = np.zeros(len(candidates) + 1, np.int64)
+        np.cumsum([len(c) for c in candidates], out=alt_ptr[1:])
+        alt_idx = np.array([r for c in candidates for r in c], np.int64)
     return Routes(resources.names, resources.classes, np.array(resources.capacity),
                   np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
-                  np.array(rlat, np.float64), op_route)
+                  np.array(rlat, np.float64), op_route, alt_ptr, alt_idx)
+
+
+def path_routes(graph, paths):
+    """Routes of plain copies along given node paths, route ``i`` (and op ``i``) along ``paths[i]``: traffic
+    that is no schedule's, e.g. a storage node's reads (:mod:`sim.background`).
+
+    >>> from flyersim.topologies import Router, load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> r = path_routes(g, [Router(g).path("n0/host1", "n1/host1")])
+    >>> "n0/nic0->z0/leaf0" in r.names, r.op_route.tolist()
+    (True, [0])
+    """
+    resources = _Resources()
+    rptr, rres, rw, rlat = [0], [], [], []
+    for path in paths:
+        usage, latency = _xfer_usage(graph, path, resources)
+        rres.extend(usage.keys())
+        rw.extend(usage.values())
+        rptr.append(len(rres))
+        rlat.append(latency)
+    return Routes(resources.names, resources.classes, np.array(resources.capacity, np.float64),
+                  np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
+                  np.array(rlat, np.float64), np.arange(len(paths), dtype=np.int64))
 
 
 def flow_bytes(schedule, op_bytes):

@@ -16,6 +16,7 @@ from flyersim.sim.budget import check_run
 from flyersim.sim.engine import simulate
 from flyersim.sim.metrics import record
 from flyersim.sim.routes import build_routes
+from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.facts import server_facts, server_routes
 
@@ -64,19 +65,25 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None, max_memory=None, check_only=False):
+              params=None, max_memory=None, check_only=False, stragglers=None, routing="ecmp"):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
     declares, and a parameter that no algorithm run declares is an error. Work whose estimated memory
     exceeds ``max_memory`` bytes (default: what this machine has available) is refused before any
-    schedule is built; ``check_only`` stops after these checks (returns no records).
+    schedule is built; ``check_only`` stops after these checks (returns no records). ``stragglers``
+    (a :class:`sim.stragglers.Stragglers`, or a list of them, e.g. one per noise seed) slows or delays
+    parts of the run; every schedule runs once per item, records of a noisy one carrying its ``seed``.
+    ``routing`` is ``ecmp`` or ``adaptive`` (:mod:`sim.routes`).
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     itemsize = np.dtype(dtype).itemsize
     if min(sizes) < itemsize:
         raise ValueError(f"size {min(sizes)} B is smaller than one {dtype} element")
+    variants = [stragglers or Stragglers()] if not isinstance(stragglers, (list, tuple)) else list(stragglers)
+    for variant in variants:
+        variant.check(graph)
     layout = layout_of(graph)
     router = Router(graph)
     mine = split_params(algos, dict(params or {}), collective)
@@ -92,10 +99,15 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
             key = collectives.schedule_key(algo, layout, size, collective, search)
             if key not in built:
                 schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
-                built[key] = schedule, build_routes(graph, schedule, router)
+                built[key] = schedule, build_routes(graph, schedule, router, routing)
             schedule, routes = built[key]
-            run = simulate(schedule, routes, size, itemsize, model)
-            records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
-            if keep_runs:
-                runs.append(run)
+            for variant in variants:
+                alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
+                run = simulate(variant.schedule(schedule), variant.routes(graph, routes), size, itemsize, model,
+                               alternatives=alternatives)
+                records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+                if variant.noise:
+                    records[-1]["seed"] = variant.seed
+                if keep_runs:
+                    runs.append(run)
     return (records, runs) if keep_runs else records
