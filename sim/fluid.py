@@ -25,18 +25,29 @@ Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
 has a *bottleneck*: a saturated resource on which no flow gets more. When
 flows start or end, only the flows on the resources they touch are re-solved
-(progressive filling over what the others leave free); then any flow next to
-them that lost its bottleneck, or that outruns a re-solved flow on that
-flow's bottleneck, joins the set and the set is re-solved, until every flow
-has a bottleneck again. In a large collective most events touch a handful of
-flows, so an event costs little however many flows are active.
-:meth:`Network.solve` with ``full=True`` solves every active flow from
-scratch instead: the oracle of the tests, and the ``check=True`` debug mode.
+(progressive filling over what the others leave free, scanning only the
+resources those flows cross); then, in a check round, any flow next to them
+that lost its bottleneck, or that outruns a re-solved flow on that flow's
+bottleneck, joins the set and the set is re-solved, until every flow has a
+bottleneck again. A neighbour that passed the previous round's check is
+checked again only if the last filling touched a resource on its route (the
+only place rates and usage change between rounds). In a large collective
+most events touch a handful of flows, so an event costs little however many
+flows are active. :meth:`Network.solve` with ``full=True`` solves every
+active flow from scratch instead: the oracle of the tests, and the
+``check=True`` debug mode. The incremental rates agree with it to
+``RATE_RTOL``, not bit for bit: both accumulate floating-point sums in an
+order that depends on the path taken.
 
-State lives in named groups of arrays (:class:`Dag`, :class:`Elements`,
-:class:`Variables`, :class:`Constraints`, :class:`Members`, two
-:class:`Heap` and a :class:`Work` scratch set), all indices int32. The
-driver (:mod:`sim.engine`) owns the clock.
+State lives in named groups of arrays (:class:`Dag` and :class:`Demand` per
+op, :class:`Elements` per route, :class:`Constraints` per resource,
+:class:`Variables`, :class:`Members` and the finishing :class:`Heap` per
+*slot*, the waiting :class:`Heap` and a :class:`Work` scratch set), all
+indices int32. A slot holds one active flow: a few thousand slots serve
+millions of ops, so the state the solver's hot loops touch stays in the
+caches. The per-event kernels are inlined into one loop (:func:`_advance`)
+and unpack each group once: numba reference-counts an array each time it is
+read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
 """
 
 from collections import namedtuple
