@@ -621,11 +621,12 @@ class Network:
             raise ValueError(f"share must hold one positive finite weight per op ({n})")
         self.dem = Demand(np.asarray(op_bytes, np.float64), share)
         nres = np.asarray(capacity).size
-        self.cnst = Constraints(np.asarray(capacity, np.float64), np.zeros(nres), np.full(nres, -1, IDX),
-                                np.zeros(nres, IDX))
+        table = _resource_table(nres)
+        table["bound"][:], table["head"][:] = capacity, -1
+        self.cnst = Constraints(table["bound"], table["usage"], table["head"], table["count"])
         self.waiting = _new_heap(n)    # ops waiting out their latency, by start time
         self.var = self.mem = self.finishing = None  # active flows by slot, their members, by finish time
-        self.work = _new_work(0, nres)
+        self.work = _new_work(0, table)
         self._grow(max(min(n, 1024), 1))
         _initial_heap(self.dag, self.elem, self.waiting)
         self.next_time = self.waiting.keys[0] if self.waiting.size[0] else np.inf
@@ -704,14 +705,15 @@ class Network:
         if not full:
             out[self.var.op[slots]] = self.var.rate[slots]
             return out
-        work = _new_work(self.var.op.size, self.cnst.bound.size)
+        table = _resource_table(self.cnst.bound.size)
+        work = _new_work(self.var.op.size, table)
         work.modified[:slots.size] = slots
         work.counts[N_MODIFIED] = slots.size
         var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
         if self.policy == ISOLATED:
             _isolate(self.elem, var, self.cnst, work)
         else:
-            _fill(self.elem, var, self.cnst._replace(usage=np.zeros(self.cnst.bound.size)), work)
+            _fill(self.elem, var, self.cnst._replace(usage=table["usage"]), work)
         out[self.var.op[slots]] = var.rate[slots]
         return out
 
@@ -741,12 +743,24 @@ def _new_heap(n):
     return Heap(np.empty(n), np.empty(n, IDX), np.full(n, -1, IDX), np.zeros(1, np.int64))
 
 
-def _new_work(n, nres):
-    """Empty work lists for ``n`` slots and ``nres`` resources."""
+def _resource_table(nres):
+    """Zeroed per-resource state as named column views of row-major tables.
+
+    The fields one resource's check or filling reads together share a row (a
+    cache line or two), where separate arrays would cost a cache miss each.
+    """
+    f, i, c = np.zeros((nres, 5)), np.zeros((nres, 3), IDX), np.zeros((nres, 2), np.int64)
+    return {"bound": f[:, 0], "usage": f[:, 1], "left": f[:, 2], "sumw": f[:, 3], "top": f[:, 4],
+            "head": i[:, 0], "count": i[:, 1], "nflows": i[:, 2], "fres_mark": c[:, 0], "top_round": c[:, 1]}
+
+
+def _new_work(n, table):
+    """Empty work lists for ``n`` slots, over the resources of ``table`` (:func:`_resource_table`)."""
+    nres = table["bound"].size
     return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
-                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
-                np.empty(nres, IDX), np.zeros(nres, np.int64), np.empty(n, IDX), np.empty(n, IDX),
-                np.empty(nres), np.zeros(nres, np.int64))
+                np.empty(nres, IDX), np.zeros(nres, np.bool_), table["left"], table["sumw"], table["nflows"],
+                np.empty(nres, IDX), table["fres_mark"], np.empty(n, IDX), np.empty(n, IDX), table["top"],
+                table["top_round"])
 
 
 def _dependents(dep_ptr, dep_idx, n):
