@@ -22,10 +22,12 @@ examples in ``experiments/scenarios/``):
   ``"all-to-all"`` (each chosen server sends ``rate`` spread evenly over the
   others); the servers are ``servers = [...]``, ``leaves = ["z0/leaf0"]``
   or ``jobs = ["name"]``; ``start``, ``duration`` and ``class``.
-- ``[routing]``, ``[[faults]]``, ``[[stragglers]]``: routing policy, failed
-  parts and slow parts, kept as given for :func:`apply_faults`, the one seam
-  where the routing/faults module wires them in (``routing.policy`` is
-  ``"ecmp"``, today's static routing by a stable hash, until then).
+- ``[routing]``: ``policy = "ecmp"`` (static routing by a stable hash, the
+  default) or ``"adaptive"`` (each flow, background ones too, takes the
+  least loaded of its equal-cost paths when it starts; :mod:`sim.routes`).
+- ``[[faults]]``, ``[[stragglers]]``: failed and slow parts, kept as given
+  for :func:`apply_faults`, the one seam where the routing/faults module
+  (``sim.app.faults``, ``sim.stragglers``) wires them in; refused until then.
 
 Every key is checked: an unknown key, a bad number or a name used twice is
 one ``ValueError`` naming the file and the key. Placement and the sizes
@@ -56,11 +58,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flyersim.collectives.schedule import COLLECTIVES
+from flyersim.sim.routes import ROUTING
 from flyersim.topologies.units import parse_bandwidth, parse_size, parse_time
 
 PLACEMENTS = ("packed", "spread", "random")
 BACKGROUND_KINDS = ("storage-read", "all-to-all")
-ROUTING_POLICIES = ("ecmp",)  # the routing/faults module adds "adaptive"
+ROUTING_POLICIES = ROUTING  # ecmp, adaptive
 DTYPES = ("float32", "float64", "float16", "int32")
 DEFAULT_CLASS = "default"
 MAX_SERVICE_LEVEL = 15  # InfiniBand has 16 service levels, SL0-SL15 (IBTA spec, vol. 1, 7.6.5)
@@ -216,15 +219,18 @@ def _parse(raw, where, base):
                     dict(routing), tuple(faults), tuple(stragglers))
 
 
-def apply_faults(graph, scenario, router_class):
-    """The router of ``graph`` under the scenario's ``[routing]``, ``[[faults]]`` and ``[[stragglers]]``.
+def apply_faults(graph, scenario):
+    """What the scenario's ``[routing]``, ``[[faults]]`` and ``[[stragglers]]`` change: ``(graph, policy)``.
 
-    The one seam for routing policies, failed parts and slow parts: today the
-    policy is ``ecmp`` (``router_class(graph)``, static routing by a stable
-    hash) and the fault tables are refused while they are parsed; the
-    routing/faults module replaces this body with calls into its own.
+    The one seam for routing policies, failed parts and slow parts, called
+    once on the loaded cluster before jobs are placed: it returns the graph
+    to run on (today ``graph`` itself) and the routing policy every job and
+    background flow is routed with (``build_routes(..., routing=policy)``).
+    The fault tables are refused while they are parsed until the
+    routing/faults module replaces that refusal and this body with calls
+    into its own.
     """
-    return router_class(graph)
+    return graph, scenario.routing.get("policy", "ecmp")
 
 
 # ---------------------------------------------------------------- tables

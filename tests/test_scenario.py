@@ -224,3 +224,26 @@ def test_classes_of_weight_one_change_nothing():
                                   job("b", gpus=16)))
     for p, n in zip(plain.jobs, named.jobs):
         assert np.array_equal(p.runs[0].end_at, n.runs[0].end_at)
+
+
+# ---------------------------------------------------------------- routing policies
+
+@pytest.mark.parametrize("algo", ["ring", "hfreduce"])
+def test_one_adaptive_job_is_flyersim_run_routing_adaptive_bit_for_bit(algo):
+    out = run_scenario(scenario(job("a", algo, "4MiB", gpus=168), '[routing]\npolicy = "adaptive"\n', gpus=168))
+    _, runs = run_sizes(load("fireflyer2", gpus=168), [algo], [4 << 20], keep_runs=True, routing="adaptive")
+    assert np.array_equal(out.jobs[0].runs[0].end_at, runs[0].end_at)
+    assert np.array_equal(out.jobs[0].runs[0].op_route, runs[0].op_route)
+
+
+def test_adaptive_storage_reads_spread_over_the_spines_static_ones_collide():
+    def achieved(policy):
+        text = ('[[background]]\nname = "s"\nkind = "storage-read"\nleaves = ["z0/leaf0"]\nrate = "20GB/s"\n'
+                'duration = "1ms"\nstorage_leaves = ["z0/leaf1"]\nstorage_nodes = 20\n'
+                f'[routing]\npolicy = "{policy}"\n')
+        f = run_scenario(scenario(job("a", servers=[0]), text, gpus=160)).background[0]
+        return f.flows.nbytes / (f.end_at - f.start_at)
+
+    static, adaptive = achieved("ecmp"), achieved("adaptive")
+    assert static.min() < 0.75 * 20e9  # two or more reads hashed onto one 24.15 GB/s spine link
+    assert adaptive.min() == pytest.approx(20e9, rel=1e-6)  # 20 reads over 20 spines: each at its rate limit

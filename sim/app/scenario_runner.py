@@ -1,7 +1,8 @@
 """Run a scenario (:mod:`sim.scenario`): its jobs and background flows together, and each job alone.
 
 The steps, each refusing bad input in one line before the expensive ones:
-load the cluster (its size checked first), place the jobs
+load the cluster (its size checked first), apply the routing policy and
+what-ifs (:func:`sim.scenario.apply_faults`), place the jobs
 (:mod:`sim.placement`), check each job's algorithm, parameters and size,
 estimate the memory of every schedule copy and flow (:mod:`sim.budget`),
 add the storage nodes and build the background flows
@@ -80,6 +81,7 @@ def run_scenario(scenario, max_memory=None):
     t = scenario.topology
     graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
                             check_size=lambda what, elements: check_topology(what, elements, limit))
+    graph, routing = apply_faults(graph, scenario)
     placements = place(scenario.jobs, graph)
     base = layout_of(graph)
     searches, plans = {}, []
@@ -102,7 +104,7 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    router = apply_faults(graph, scenario, Router)
+    router = Router(graph)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
@@ -112,7 +114,7 @@ def run_scenario(scenario, max_memory=None):
             built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
                                            search=plan["search"], **job.params)
         schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
-        routes = build_routes(graph, schedule, router)
+        routes = build_routes(graph, schedule, router, routing)
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
@@ -123,9 +125,9 @@ def run_scenario(scenario, max_memory=None):
     for entry, servers in zip(scenario.background, selections):
         if entry.kind == "storage-read":
             flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate, entry.duration,
-                                     router)
+                                     router, routing)
         else:
-            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router)
+            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
         n = len(flows.paths)
         entries.append(flows)
         parts.append(Part(entry.name, flows.routes(graph), flows.nbytes, np.zeros(n + 1, np.int64),
@@ -202,7 +204,8 @@ def _job_outcome(index, plan, composite, net, graph):
     job = plan["job"]
     schedule, routes, op_bytes = plan["schedule"], plan["routes"], plan["op_bytes"]
     count = job.size // plan["itemsize"]
-    alone = simulate(schedule, routes, job.size, plan["itemsize"])
+    alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
+    alone = simulate(schedule, routes, job.size, plan["itemsize"], alternatives=alternatives)
     runs, starts = [], []
     for ops in composite.ops[index]:
         t0 = float(net.ready_at[ops].min())
