@@ -5,6 +5,7 @@ The anchor: one job, no background, one class gives exactly what ``flyersim run`
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +248,19 @@ def test_adaptive_storage_reads_spread_over_the_spines_static_ones_collide():
     static, adaptive = achieved("ecmp"), achieved("adaptive")
     assert static.min() < 0.75 * 20e9  # two or more reads hashed onto one 24.15 GB/s spine link
     assert adaptive.min() == pytest.approx(20e9, rel=1e-6)  # 20 reads over 20 spines: each at its rate limit
+
+
+# ---------------------------------------------------------------- the documented examples
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "experiments" / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_scenario_runs(path, capsys):
+    assert main(["run", "--scenario", str(path), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["slowdown"] >= 1 - 1e-9 and r["busbw_GBps"] > 0 for r in rows)
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 2
