@@ -82,8 +82,8 @@ class Composite:
     ops: list
     resources: list
     route_base: list
-    alt_ptr: np.ndarray = None  # candidates of each route (adaptive routing), None when no route has any
-    alt_idx: np.ndarray = None
+    alt_ptr: np.ndarray = None  # candidate routes of each route (adaptive routing), as sim.fluid.Network takes
+    alt_idx: np.ndarray = None  # them; None when no part has any
 
     @property
     def num_ops(self):
@@ -155,15 +155,13 @@ class _RouteTable:
     def __init__(self):
         self.rptr, self.rres, self.rw, self.rlat = [np.zeros(1, np.int64)], [], [], []
         self.count, self.elements, self.latency = 0, 0, {}
-        self.alt_counts, self.alt_idx, self.adaptive = [], [], False
+        self.alt_counts, self.alt_idx = [], []  # candidates per route (a part's routes may list some)
 
     def add_routes(self, routes, ids):
         base = self.count
-        n = routes.rlat.size
         if routes.alt_ptr is None:
-            self.alt_counts.append(np.zeros(n, np.int64))
+            self.alt_counts.append(np.zeros(routes.rlat.size, np.int64))
         else:
-            self.adaptive = True
             self.alt_counts.append(np.diff(routes.alt_ptr))
             self.alt_idx.append(routes.alt_idx + base)
         self.rptr.append(routes.rptr[1:] + self.elements)
@@ -184,8 +182,8 @@ class _RouteTable:
         return self.latency[seconds]
 
     def alternatives(self):
-        """``(alt_ptr, alt_idx)`` over every route, or ``(None, None)`` when no part has alternatives."""
-        if not self.adaptive:
+        """``(alt_ptr, alt_idx)`` over all routes, or ``(None, None)`` when no route has candidates."""
+        if not self.alt_idx:
             return None, None
         alt_ptr = np.concatenate([[0], np.cumsum(np.concatenate(self.alt_counts))]).astype(np.int64)
         return alt_ptr, np.concatenate(self.alt_idx).astype(np.int64)

@@ -103,8 +103,10 @@ _NOT_WITH_SCENARIO = {
     "collective": ("--collective", "allreduce"), "sizes": ("--sizes", None), "begin": ("-b", None),
     "end": ("-e", None), "factor": ("-f", None), "increment": ("-i", None), "dtype": ("--dtype", "float32"),
     "model": ("--model", "flow"), "explain": ("--explain", False), "help_params": ("--help-params", False),
-    "params": ("--param", []), "routing": ("--routing", "ecmp"), "slow": ("--slow", []), "late": ("--late", []),
-    "noise": ("--noise", 0.0), "seed": ("--seed", 0), "seeds": ("--seeds", 1), "fail": ("--fail", []),
+    "params": ("--param", []),
+    # what-ifs: a scenario gives them in [routing], [[faults]] and [[stragglers]]
+    "routing": ("--routing", "ecmp"), "slow": ("--slow", []), "late": ("--late", []), "noise": ("--noise", 0.0),
+    "seed": ("--seed", 0), "seeds": ("--seeds", 1), "fail": ("--fail", []),
 }
 
 

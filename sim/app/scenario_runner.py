@@ -1,8 +1,7 @@
 """Run a scenario (:mod:`sim.scenario`): its jobs and background flows together, and each job alone.
 
 The steps, each refusing bad input in one line before the expensive ones:
-load the cluster (its size checked first), apply the routing policy and
-what-ifs (:func:`sim.scenario.apply_faults`), place the jobs
+load the cluster (its size checked first), place the jobs
 (:mod:`sim.placement`), check each job's algorithm, parameters and size,
 estimate the memory of every schedule copy and flow (:mod:`sim.budget`),
 add the storage nodes and build the background flows
@@ -81,7 +80,6 @@ def run_scenario(scenario, max_memory=None):
     t = scenario.topology
     graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
                             check_size=lambda what, elements: check_topology(what, elements, limit))
-    graph, routing = apply_faults(graph, scenario)
     placements = place(scenario.jobs, graph)
     base = layout_of(graph)
     searches, plans = {}, []
@@ -104,7 +102,8 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    router = Router(graph)
+    used = {s for servers in [*placements.values(), *selections] for s in servers}
+    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, used)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
@@ -114,7 +113,7 @@ def run_scenario(scenario, max_memory=None):
             built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
                                            search=plan["search"], **job.params)
         schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
-        routes = build_routes(graph, schedule, router, routing)
+        routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
@@ -130,7 +129,8 @@ def run_scenario(scenario, max_memory=None):
             flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
         n = len(flows.paths)
         entries.append(flows)
-        parts.append(Part(entry.name, flows.routes(graph), flows.nbytes, np.zeros(n + 1, np.int64),
+        parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,
+                          np.zeros(n + 1, np.int64),
                           np.empty(0, np.int64), start=entry.start, share=weight[entry.cls]))
     composite = compose(parts)
     net = simulate_composite(composite)
