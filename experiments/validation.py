@@ -184,14 +184,14 @@ def repeatability(reports, tolerance=0.10):
     ...                     "log_error": 0.1}
     >>> print(repeatability([{"rows": [row(100.0, 2.0)]}, {"rows": [row(103.0, 4.0)]}]))
     # 2 runs of flyersim validate: median (spread %) per run; range = (max - min) / median of the medians; agree = range <= the largest spread
-            size  algo                     run 1           run 2   range  agree
-           1 MiB  ring             100.0us (2.0)   103.0us (4.0)    2.9%  yes
+            size  algo                       run 1             run 2   range  agree
+           1 MiB  ring               100.0us (2.0)     103.0us (4.0)    2.9%  yes
     # geometric-mean error per run, all sizes: ring 10.5% / 10.5%
     """
     n = len(reports)
     lines = [f"# {n} runs of flyersim validate: median (spread %) per run; range = (max - min) / median of the "
              "medians; agree = range <= the largest spread",
-             f"{'size':>12}  {'algo':<14}" + "".join(f"{f'run {k + 1}':>16}" for k in range(n))
+             f"{'size':>12}  {'algo':<14}" + "".join(f"{f'run {k + 1}':>18}" for k in range(n))
              + f"{'range':>8}  agree"]
     keys = list(dict.fromkeys((r["algo"], r["bytes"]) for r in reports[0]["rows"]))
     for algo, nbytes in keys:
@@ -201,7 +201,7 @@ def repeatability(reports, tolerance=0.10):
         t = [r["measured_us"] for r in mine]
         spread = [_spread(r) for r in mine]
         rng = 100 * (max(t) - min(t)) / sorted(t)[len(t) // 2]
-        cells = "".join(f"{_time(v) + f' ({s:.1f})':>16}" for v, s in zip(t, spread))
+        cells = "".join(f" {_time(v) + f' ({s:.1f})':>17}" for v, s in zip(t, spread))
         lines.append(f"{sweep.nice_bytes(nbytes):>12}  {algo:<14}{cells}{rng:>7.1f}%  "
                      f"{'yes' if rng <= max(spread) else 'no'}")
     algos = list(dict.fromkeys(a for a, _ in keys))
