@@ -13,5 +13,5 @@ python experiments/uncertainty.py --jobs 2 --out docs/gallery
 python experiments/validation.py --ranks 2 --algos ring,hfreduce,rabenseifner,mpi --sizes 64KiB,1MiB,16MiB --out docs/gallery
 # Emulated nodes need root (network namespaces; see tests/cluster) and about ten minutes:
 if [ "$(id -u)" = 0 ]; then
-python experiments/validation.py --emulated 4x2 --rate 1gbit --algos ring,rabenseifner,hier,hfreduce,mpi --sizes 1MiB,4MiB,16MiB,64MiB --iters 7 --out docs/gallery/emulated
+python experiments/validation.py --emulated 4x2 --rate 1gbit --algos ring,rabenseifner,hier,hfreduce,mpi --sizes 1MiB,4MiB,16MiB,64MiB --iters 8 --warmup 2 --blocks 2 --out docs/gallery/emulated
 else echo "# not root: emulated validation skipped"; fi

@@ -21,8 +21,11 @@ slowdown_pct.
 
 import sys
 
-from flyersim.experiments import plots, sweep
-from flyersim.experiments.scaling import algo_cap
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
+    from flyersim.experiments.scaling import algo_cap
 
 NAME = "stragglers"
 COLUMNS = ["case", "severity", *sweep.RECORD_COLUMNS, "slowdown_pct"]
