@@ -8,6 +8,7 @@ python experiments/crossover.py --gpus 128 --factor 4 --jobs 2 --out docs/galler
 python experiments/scaling.py --gpus 16,64,256,1024,4096,10000 --max-gpus ring=1024 --max-gpus dbtree=1024 --jobs 2 --out docs/gallery
 python experiments/bottlenecks.py --gpus 256 --jobs 2 --out docs/gallery
 python experiments/node_design.py --gpus 128 --jobs 2 --out docs/gallery
+python experiments/stragglers.py --jobs 2 --out docs/gallery
 python experiments/uncertainty.py --jobs 2 --out docs/gallery
 python experiments/validation.py --ranks 2 --algos ring,hfreduce,rabenseifner,mpi --sizes 64KiB,1MiB,16MiB --out docs/gallery
 # Emulated nodes need root (network namespaces; see tests/cluster) and about ten minutes:

@@ -44,6 +44,7 @@ class Router:
         self._local_paths = {}
         self._nic_hops = {}
         self._dist = {}
+        self._below = {}
 
     def path(self, src, dst):
         """Node names from ``src`` to ``dst`` inclusive."""
@@ -155,10 +156,12 @@ class Router:
             dist = self._dist[goal] = _bfs(self._net, goal)
         if src not in dist:
             raise TopologyError(f"no network path from {src} to {dst}")
-        below = {goal: 1}  # shortest paths from a node to goal, filled closest first
-        for node in sorted((n for n in dist if dist[n] <= dist[src]), key=dist.get):
-            if node != goal:
-                below[node] = sum(below.get(n, 0) for n in self._net[node] if dist.get(n) == dist[node] - 1)
+        below = self._below.get(goal)
+        if below is None:  # shortest paths from each node to goal, filled closest first
+            below = self._below[goal] = {goal: 1}
+            for node in sorted(dist, key=dist.get):
+                if node != goal:
+                    below[node] = sum(below.get(n, 0) for n in self._net[node] if dist.get(n) == dist[node] - 1)
         total = below[src]
         count = min(limit, total)
         picks = [i * total // count for i in range(count)]

@@ -104,6 +104,9 @@ _NOT_WITH_SCENARIO = {
     "end": ("-e", None), "factor": ("-f", None), "increment": ("-i", None), "dtype": ("--dtype", "float32"),
     "model": ("--model", "flow"), "explain": ("--explain", False), "help_params": ("--help-params", False),
     "params": ("--param", []),
+    # what-ifs: a scenario gives them in [routing], [[faults]] and [[stragglers]]
+    "routing": ("--routing", "ecmp"), "slow": ("--slow", []), "late": ("--late", []), "noise": ("--noise", 0.0),
+    "seed": ("--seed", 0), "seeds": ("--seeds", 1), "fail": ("--fail", []),
 }
 
 

@@ -102,7 +102,8 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    router = apply_faults(graph, scenario, Router)
+    used = {s for servers in [*placements.values(), *selections] for s in servers}
+    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, used)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
@@ -112,7 +113,7 @@ def run_scenario(scenario, max_memory=None):
             built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
                                            search=plan["search"], **job.params)
         schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
-        routes = build_routes(graph, schedule, router)
+        routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
@@ -128,7 +129,8 @@ def run_scenario(scenario, max_memory=None):
             flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router)
         n = len(flows.paths)
         entries.append(flows)
-        parts.append(Part(entry.name, flows.routes(graph), flows.nbytes, np.zeros(n + 1, np.int64),
+        parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,
+                          np.zeros(n + 1, np.int64),
                           np.empty(0, np.int64), start=entry.start, share=weight[entry.cls]))
     composite = compose(parts)
     net = simulate_composite(composite)
@@ -202,7 +204,8 @@ def _job_outcome(index, plan, composite, net, graph):
     job = plan["job"]
     schedule, routes, op_bytes = plan["schedule"], plan["routes"], plan["op_bytes"]
     count = job.size // plan["itemsize"]
-    alone = simulate(schedule, routes, job.size, plan["itemsize"])
+    alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
+    alone = simulate(schedule, routes, job.size, plan["itemsize"], alternatives=alternatives)
     runs, starts = [], []
     for ops in composite.ops[index]:
         t0 = float(net.ready_at[ops].min())
