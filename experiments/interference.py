@@ -23,13 +23,16 @@ import json
 import math
 import sys
 
-from flyersim.experiments import plots, sweep
-from flyersim.sim.app import scenario_report
-from flyersim.sim.app.scenario_runner import run_scenario
-from flyersim.sim.scenario import loads
-from flyersim.topologies.build import fat_tree_shape
-from flyersim.topologies.config import read
-from flyersim.topologies.units import format_size
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.app import scenario_report
+    from flyersim.sim.app.scenario_runner import run_scenario
+    from flyersim.sim.scenario import loads
+    from flyersim.topologies.build import fat_tree_shape
+    from flyersim.topologies.config import read
+    from flyersim.topologies.units import format_size
 
 NAME = "interference"
 COLUMNS = ["algo", "requested_algo", "classes", "load_pct", "gpus", "bytes", "offered_GBps", "storage_GBps",

@@ -22,15 +22,17 @@ import json
 import math
 import sys
 
-import numpy as np
+from flyersim.experiments import loading
 
-from flyersim.experiments import plots, sweep
-from flyersim.sim.app import scenario_report
-from flyersim.sim.app.scenario_runner import run_scenario
-from flyersim.sim.scenario import ROUTING_POLICIES, loads
-from flyersim.topologies.build import fat_tree_shape
-from flyersim.topologies.config import read
-from flyersim.topologies.units import format_size
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    import numpy as np
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.app import scenario_report
+    from flyersim.sim.app.scenario_runner import run_scenario
+    from flyersim.sim.scenario import ROUTING_POLICIES, loads
+    from flyersim.topologies.build import fat_tree_shape
+    from flyersim.topologies.config import read
+    from flyersim.topologies.units import format_size
 
 NAME = "placement"
 COLUMNS = ["algo", "requested_algo", "oversubscription", "placement", "routing", "jobs", "job", "servers", "leaves", "gpus", "bytes",

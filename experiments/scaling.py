@@ -15,7 +15,10 @@ CSV columns: the keys of ``flyersim run --format csv`` with ``requested_algo``, 
 import argparse
 import sys
 
-from flyersim.experiments import plots, sweep
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
 
 NAME = "scaling"
 COLUMNS = [*sweep.RECORD_COLUMNS, "zones", "wall_s"]

@@ -25,18 +25,29 @@ Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
 has a *bottleneck*: a saturated resource on which no flow gets more. When
 flows start or end, only the flows on the resources they touch are re-solved
-(progressive filling over what the others leave free); then any flow next to
-them that lost its bottleneck, or that outruns a re-solved flow on that
-flow's bottleneck, joins the set and the set is re-solved, until every flow
-has a bottleneck again. In a large collective most events touch a handful of
-flows, so an event costs little however many flows are active.
-:meth:`Network.solve` with ``full=True`` solves every active flow from
-scratch instead: the oracle of the tests, and the ``check=True`` debug mode.
+(progressive filling over what the others leave free, scanning only the
+resources those flows cross); then, in a check round, any flow next to them
+that lost its bottleneck, or that outruns a re-solved flow on that flow's
+bottleneck, joins the set and the set is re-solved, until every flow has a
+bottleneck again. A neighbour that passed the previous round's check is
+checked again only if the last filling touched a resource on its route (the
+only place rates and usage change between rounds). In a large collective
+most events touch a handful of flows, so an event costs little however many
+flows are active. :meth:`Network.solve` with ``full=True`` solves every
+active flow from scratch instead: the oracle of the tests, and the
+``check=True`` debug mode. The incremental rates agree with it to
+``RATE_RTOL``, not bit for bit: both accumulate floating-point sums in an
+order that depends on the path taken.
 
-State lives in named groups of arrays (:class:`Dag`, :class:`Elements`,
-:class:`Variables`, :class:`Constraints`, :class:`Members`, two
-:class:`Heap` and a :class:`Work` scratch set), all indices int32. The
-driver (:mod:`sim.engine`) owns the clock.
+State lives in named groups of arrays (:class:`Dag` and :class:`Demand` per
+op, :class:`Elements` per route, :class:`Constraints` per resource,
+:class:`Variables`, :class:`Members` and the finishing :class:`Heap` per
+*slot*, the waiting :class:`Heap` and a :class:`Work` scratch set), all
+indices int32. A slot holds one active flow: a few thousand slots serve
+millions of ops, so the state the solver's hot loops touch stays in the
+caches. The per-event kernels are inlined into one loop (:func:`_advance`)
+and unpack each group once: numba reference-counts an array each time it is
+read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
 """
 
 from collections import namedtuple
@@ -54,33 +65,39 @@ NEED_SLOTS = -1.0
 # sharing policies
 MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
-# Work.counts: sizes of the modified, touched and dirty lists, and the bottleneck-check round
-N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND = 0, 1, 2, 3
+# Work.counts: sizes of the modified, touched and dirty lists, the bottleneck-check round and the filling call
+N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
 IDX = np.int32  # op, resource, route and slot indices
 
 _jit = njit(error_model="numpy")
+# inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
+_inline = njit(error_model="numpy", inline="always")
 
 Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
 Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
 Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
-Variables = namedtuple("Variables", "remaining t_upd rate share bott in_set seen slot")
-Variables.__doc__ = """Per-op flow state: bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the
-flow's fair level), bottleneck resource, whether in the set being re-solved, last check round, and member slot
-(-1: not moving)."""
+Demand = namedtuple("Demand", "nbytes share")
+Demand.__doc__ = """Per op: the bytes its flow moves and its sharing weight."""
+Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen")
+Variables.__doc__ = """The active flows, one per *slot* (compact: a few thousand slots serve millions of ops): the op
+in it (-1: free), its route, bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the flow's fair
+level), bottleneck resource, whether in the set being re-solved, and last check round."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
-Members = namedtuple("Members", "width next prev var_of_slot free n_free")
-Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``s*width + j``
+Members = namedtuple("Members", "shift next prev free n_free")
+Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``(s << shift) + j``
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
-Heap.__doc__ = """A binary min-heap of ops indexed by op: ``pos[op]`` is its slot (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows top top_round")
-Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), the filling's per-resource sums, and the highest rate
-on a resource (``top``) as found in check round ``top_round``."""
+Heap.__doc__ = """A binary min-heap of ops (waiting) or slots (finishing): ``pos[i]`` is where ``i`` is (-1: absent)."""
+Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows fres fres_mark "
+                         "unfrozen frozen top top_round")
+Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources they touch,
+the resources whose flows changed rate (``dirty``), the filling's per-resource sums, the resources it fills
+(``fres``, marked with the filling call) and flows it has not frozen yet or freezes this round, and the
+highest level on a resource (``top``) as found in check round ``top_round``."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -117,9 +134,8 @@ def _heap_sift(keys, ops, pos, size, i):
 
 
 @_jit
-def _heap_set(h, op, key):
-    """Insert ``op`` with ``key`` or move it to ``key``."""
-    keys, ops, pos, size = h
+def _heap_set(keys, ops, pos, size, op, key):
+    """Insert ``op`` with ``key`` or move it to ``key`` (the heap's arrays: see :class:`Heap`)."""
     i = pos[op]
     if i < 0:
         i = size[0]
@@ -130,8 +146,7 @@ def _heap_set(h, op, key):
 
 
 @_jit
-def _heap_remove(h, op):
-    keys, ops, pos, size = h
+def _heap_remove(keys, ops, pos, size, op):
     i = pos[op]
     pos[op] = -1
     size[0] -= 1
@@ -144,8 +159,8 @@ def _heap_remove(h, op):
 
 # ---------------------------------------------------------------- the event step
 
-@_jit
-def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
+@_inline
+def _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
     Returns ``NEED_SLOTS`` (before starting a flow it has no slot for) when
@@ -154,14 +169,14 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
     _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
-    if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
+    if not _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
     c = work.counts
     if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
         if policy == MAXMIN:
-            _resolve(now, dag.route, elem, var, cnst, mem, work)
+            _resolve(now, elem, var, cnst, mem, work)
         else:
-            _isolate(dag.route, elem, var, cnst, work)
+            _isolate(elem, var, cnst, work)
         _reschedule(now, var, finishing, work)
     nxt = np.inf
     if waiting.size[0] > 0:
@@ -171,67 +186,75 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     return nxt
 
 
-@_jit
+@_inline
 def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Flows that drained by ``horizon`` end: free their resources and members, release their dependents."""
     ptr, res, weight = elem.ptr, elem.cnst, elem.weight
     usage, head, count = cnst.usage, cnst.head, cnst.count
-    rate, slot = var.rate, var.slot
-    fkeys, fops = finishing.keys, finishing.ops
+    rate, vop, vroute = var.rate, var.op, var.route
+    fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
+    end_at, ndeps, dn_ptr, dn_idx, route, ready_at, latency = (dag.end_at, dag.ndeps, dag.dn_ptr, dag.dn_idx,
+                                                               dag.route, dag.ready_at, elem.latency)
     touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
                                                          work.dirty, work.counts)
-    while finishing.size[0] > 0 and fkeys[0] <= horizon:
-        f = fops[0]
-        _heap_remove(finishing, f)
-        dag.end_at[f] = now
-        r = dag.route[f]
+    while fsize[0] > 0 and fkeys[0] <= horizon:
+        s = fops[0]
+        _heap_remove(fkeys, fops, fpos, fsize, s)
+        f = vop[s]
+        end_at[f] = now
+        r = vroute[s]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
-            usage[k] -= weight[j] * rate[f]
+            usage[k] -= weight[j] * rate[s]
             _touch(k, touched_mark, touched, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
-        s = slot[f]
-        _unlink(s, r, ptr, res, mem.width, mem.next, mem.prev, head, count)
+        _unlink(s, r, ptr, res, shift, nxt, prev, head, count)
         for j in range(ptr[r], ptr[r + 1]):
             if count[res[j]] == 0:
                 usage[res[j]] = 0.0  # no rounding drift left behind on an idle resource
-        slot[f] = -1
-        mem.free[mem.n_free[0]] = s
-        mem.n_free[0] += 1
-        _release(f, now, dag, elem.latency, waiting)
+        vop[s] = -1
+        free[n_free[0]] = s
+        n_free[0] += 1
+        _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize)
 
 
-@_jit
-def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
+@_inline
+def _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
     """Ops whose latency has elapsed by ``horizon`` start moving bytes (empty ones end at once).
 
     False when a flow needs a member slot and none is free.
     """
-    ptr, res = elem.ptr, elem.cnst
-    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
-                                                         work.dirty, work.counts)
-    while waiting.size[0] > 0 and waiting.keys[0] <= horizon:
-        if mem.n_free[0] == 0:
+    ptr, res, alt_ptr, head, count = elem.ptr, elem.cnst, elem.alt_ptr, cnst.head, cnst.count
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
+    route, start_at, end_at, nbytes, share = dag.route, dag.start_at, dag.end_at, dem.nbytes, dem.share
+    ndeps, dn_ptr, dn_idx, ready_at, latency = dag.ndeps, dag.dn_ptr, dag.dn_idx, dag.ready_at, elem.latency
+    vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
+    bott, in_set, seen = var.bott, var.in_set, var.seen
+    touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
+                                                                   work.dirty, work.counts, work.modified)
+    while wsize[0] > 0 and wkeys[0] <= horizon:
+        if n_free[0] == 0:
             return False
-        f = waiting.ops[0]
-        _heap_remove(waiting, f)
-        dag.start_at[f] = now
-        if var.remaining[f] <= 0.0:
-            dag.end_at[f] = now
-            _release(f, now, dag, elem.latency, waiting)
+        f = wops[0]
+        _heap_remove(wkeys, wops, wpos, wsize, f)
+        start_at[f] = now
+        if nbytes[f] <= 0.0:
+            end_at[f] = now
+            _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize)
             continue
-        mem.n_free[0] -= 1
-        s = mem.free[mem.n_free[0]]
-        var.slot[f] = s
-        mem.var_of_slot[s] = f
-        r = dag.route[f]
-        if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
+        n_free[0] -= 1
+        s = free[n_free[0]]
+        r = route[f]
+        if alt_ptr[r + 1] > alt_ptr[r]:
             r = _least_loaded(r, elem, cnst)
-            dag.route[f] = r
-        _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
-        var.rate[f] = 0.0
-        var.t_upd[f] = now
-        _add_modified(f, now, var, work.modified, counts)
+            route[f] = r
+        _link(s, r, ptr, res, shift, nxt, prev, head, count)
+        vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[f], share[f]
+        rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
+        _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         for j in range(ptr[r], ptr[r + 1]):
             _touch(res[j], touched_mark, touched, counts)
@@ -254,32 +277,35 @@ def _least_loaded(r, elem, cnst):
     return best_r
 
 
-@_jit
+@_inline
 def _reschedule(now, var, finishing, work):
     """Move every re-solved flow to its new finish time and empty the work lists."""
-    c = work.counts
+    c, modified, touched, touched_mark, dirty, dirty_mark = (work.counts, work.modified, work.touched,
+                                                             work.touched_mark, work.dirty, work.dirty_mark)
+    in_set, remaining, rate = var.in_set, var.remaining, var.rate
+    fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
     for i in range(c[N_MODIFIED]):
-        f = work.modified[i]
-        var.in_set[f] = False
-        _heap_set(finishing, f, now + var.remaining[f] / var.rate[f])
+        s = modified[i]
+        in_set[s] = False
+        _heap_set(fkeys, fops, fpos, fsize, s, now + remaining[s] / rate[s])
     for i in range(c[N_TOUCHED]):
-        work.touched_mark[work.touched[i]] = False
+        touched_mark[touched[i]] = False
     for i in range(c[N_DIRTY]):
-        work.dirty_mark[work.dirty[i]] = False
+        dirty_mark[dirty[i]] = False
     c[N_MODIFIED] = 0
     c[N_TOUCHED] = 0
     c[N_DIRTY] = 0
 
 
 @_jit
-def _advance(now, max_events, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
+def _advance(now, max_events, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work):
     """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
 
     Returns (last time handled, next event time); the next time is
     ``NEED_SLOTS`` when the member lists must grow before going on.
     """
     for _ in range(max_events):
-        nxt = _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work)
+        nxt = _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work)
         if nxt == NEED_SLOTS or nxt == np.inf:
             return now, nxt
         now = nxt
@@ -289,11 +315,11 @@ def _advance(now, max_events, policy, dag, elem, var, cnst, mem, waiting, finish
 # ---------------------------------------------------------------- small helpers (plain arrays)
 
 @_jit
-def _link(slot, r, ptr, res, width, nxt, prev, head, count):
+def _link(slot, r, ptr, res, shift, nxt, prev, head, count):
     """Add the members of the flow in ``slot`` (route ``r``) to their resources' lists."""
     for jl in range(ptr[r + 1] - ptr[r]):
         k = res[ptr[r] + jl]
-        m = slot * width + jl
+        m = (slot << shift) + jl
         prev[m] = -1
         nxt[m] = head[k]
         if head[k] >= 0:
@@ -303,10 +329,10 @@ def _link(slot, r, ptr, res, width, nxt, prev, head, count):
 
 
 @_jit
-def _unlink(slot, r, ptr, res, width, nxt, prev, head, count):
+def _unlink(slot, r, ptr, res, shift, nxt, prev, head, count):
     for jl in range(ptr[r + 1] - ptr[r]):
         k = res[ptr[r] + jl]
-        m = slot * width + jl
+        m = (slot << shift) + jl
         if prev[m] >= 0:
             nxt[prev[m]] = nxt[m]
         else:
@@ -336,54 +362,56 @@ def _touch(k, touched_mark, touched, counts):
 
 
 @_jit
-def _add_modified(f, now, var, modified, counts):
-    """Put flow ``f`` in the set being re-solved, settling the bytes it moved so far."""
-    in_set, remaining, t_upd = var.in_set, var.remaining, var.t_upd
-    if not in_set[f]:
-        in_set[f] = True
-        modified[counts[N_MODIFIED]] = f
+def _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts):
+    """Put the flow in slot ``s`` in the set being re-solved, settling the bytes it moved so far."""
+    if not in_set[s]:
+        in_set[s] = True
+        modified[counts[N_MODIFIED]] = s
         counts[N_MODIFIED] += 1
-        remaining[f] -= var.rate[f] * (now - t_upd[f])
-        t_upd[f] = now
+        remaining[s] -= rate[s] * (now - t_upd[s])
+        t_upd[s] = now
 
 
-@_jit
-def _release(f, now, dag, latency, waiting):
-    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency."""
-    dn_ptr, dn_idx, ndeps = dag.dn_ptr, dag.dn_idx, dag.ndeps
+@_inline
+def _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize):
+    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency (heap ``w*``)."""
     for j in range(dn_ptr[f], dn_ptr[f + 1]):
         d = dn_idx[j]
         ndeps[d] -= 1
         if ndeps[d] == 0:
-            dag.ready_at[d] = now
-            _heap_set(waiting, d, now + latency[dag.route[d]])
+            ready_at[d] = now
+            _heap_set(wkeys, wops, wpos, wsize, d, now + latency[route[d]])
 
 
 # ---------------------------------------------------------------- sharing policies
 
-@_jit
-def _isolate(route, elem, var, cnst, work):
+@_inline
+def _isolate(elem, var, cnst, work):
     """The isolated policy: every re-solved flow gets its route's bottleneck as if alone."""
     ptr, res, weight, bound = elem.ptr, elem.cnst, elem.weight, cnst.bound
+    modified, route, rate = work.modified, var.route, var.rate
     for i in range(work.counts[N_MODIFIED]):
-        f = work.modified[i]
-        r = route[f]
+        s = modified[i]
+        r = route[s]
         best = np.inf
         for j in range(ptr[r], ptr[r + 1]):
             best = min(best, bound[res[j]] / weight[j])
-        var.rate[f] = best
+        rate[s] = best
 
 
-@_jit
-def _resolve(now, route, elem, var, cnst, mem, work):
+@_inline
+def _resolve(now, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
-    rate, share, bott, in_set, seen = var.rate, var.share, var.bott, var.in_set, var.seen
-    width, nxt, var_of_slot = mem.width, mem.next, mem.var_of_slot
-    c, modified, dirty = work.counts, work.modified, work.dirty
+    route, rate, share, bott, in_set, seen = var.route, var.rate, var.share, var.bott, var.in_set, var.seen
+    remaining, t_upd = var.remaining, var.t_upd
+    shift, nxt = mem.shift, mem.next
+    c, modified, dirty, fres_mark, top, top_round = (work.counts, work.modified, work.dirty, work.fres_mark,
+                                                     work.top, work.top_round)
+    first = c[ROUND] + 1  # the first check round of this re-solve
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
-        _fill(route, elem, var, cnst, work)
+        _fill(elem, var, cnst, work)
         before = c[N_MODIFIED]
         # a re-solved flow must get the highest level on its bottleneck; neighbours above it there join
         for i in range(before):
@@ -393,30 +421,44 @@ def _resolve(now, route, elem, var, cnst, mem, work):
                 continue
             m = head[k]
             while m >= 0:
-                h = var_of_slot[m // width]
+                h = m >> shift
                 if not in_set[h] and rate[h] / share[h] > rate[f] / share[f] * (1.0 + RATE_RTOL):
-                    _add_modified(h, now, var, modified, c)
+                    _add_modified(h, now, in_set, remaining, rate, t_upd, modified, c)
                 m = nxt[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
         c[ROUND] += 1  # a new round: check each neighbour once
         for t in range(c[N_DIRTY]):
             m = head[dirty[t]]
             while m >= 0:
-                g = var_of_slot[m // width]
+                g = m >> shift
                 if in_set[g] or seen[g] == c[ROUND]:
                     m = nxt[m]
                     continue
+                passed = seen[g] >= first  # it had a bottleneck last round
                 seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, width, nxt,
-                                       var_of_slot, work.top, work.top_round, c[ROUND]):
-                    _add_modified(g, now, var, modified, c)
+                if passed and not _crosses_filled(route[g], ptr, res, fres_mark, c[FILL]):
+                    m = nxt[m]  # and nothing it depends on changed since
+                    continue
+                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt,
+                                       top, top_round, c[ROUND]):
+                    _add_modified(g, now, in_set, remaining, rate, t_upd, modified, c)
                 m = nxt[m]
         if c[N_MODIFIED] == before:
             return
 
 
 @_jit
-def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+def _crosses_filled(r, ptr, res, fres_mark, fill):
+    """Whether route ``r`` crosses a resource of filling call ``fill``: the only place where usage and rates
+    change between two check rounds of a re-solve."""
+    for j in range(ptr[r], ptr[r + 1]):
+        if fres_mark[res[j]] == fill:
+            return True
+    return False
+
+
+@_jit
+def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round, rnd):
     """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
 
     No rate changes during a check round, so a resource's highest level is found once per round.
@@ -431,7 +473,7 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt,
             best = 0.0
             m = head[k]
             while m >= 0:
-                h = var_of_slot[m // width]
+                h = m >> shift
                 best = max(best, rate[h] / share[h])
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
@@ -440,8 +482,8 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt,
     return False
 
 
-@_jit
-def _fill(route, elem, var, cnst, work):
+@_inline
+def _fill(elem, var, cnst, work):
     """Progressive filling of the modified flows over what the other flows leave free.
 
     Each round finds the smallest fair level ``left / sumw`` over the
@@ -452,36 +494,41 @@ def _fill(route, elem, var, cnst, work):
     crossed as touched, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
-    rate, share, bott = var.rate, var.share, var.bott
+    route, rate, share, bott = var.route, var.rate, var.share, var.bott
     c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
+    fres, fres_mark, unfrozen, frozen = work.fres, work.fres_mark, work.unfrozen, work.frozen
     n = c[N_MODIFIED]
-    for i in range(n):
-        r = route[modified[i]]
-        for j in range(ptr[r], ptr[r + 1]):
-            _touch(res[j], touched_mark, touched, c)
-    for t in range(c[N_TOUCHED]):
-        k = touched[t]
-        left[k] = bound[k] - usage[k]
-        sumw[k] = 0.0
-        nflows[k] = 0
+    c[FILL] += 1
+    n_fres = 0  # the resources the modified flows cross, each once
     for i in range(n):
         f = modified[i]
+        unfrozen[i] = f
         r = route[f]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
+            if fres_mark[k] != c[FILL]:
+                fres_mark[k] = c[FILL]
+                fres[n_fres] = k
+                n_fres += 1
+                _touch(k, touched_mark, touched, c)
+                left[k] = bound[k] - usage[k]
+                sumw[k] = 0.0
+                nflows[k] = 0
             left[k] += weight[j] * rate[f]
             sumw[k] += weight[j] * share[f]
             nflows[k] += 1
-    unfrozen = modified[:n].copy()
-    frozen = np.empty(n, IDX)
     n_unfrozen = n
     while n_unfrozen > 0:
         level = np.inf
-        for t in range(c[N_TOUCHED]):
-            k = touched[t]
+        keep = 0
+        for t in range(n_fres):  # resources left with no unfrozen flow drop out of the list
+            k = fres[t]
             if nflows[k] > 0:
+                fres[keep] = k
+                keep += 1
                 level = min(level, max(left[k], 0.0) / sumw[k])
+        n_fres = keep
         limit = level * (1.0 + RATE_RTOL)
         keep = 0
         n_frozen = 0
@@ -521,7 +568,7 @@ def _initial_heap(dag, elem, waiting):
     for op in range(dag.ndeps.size):
         if dag.ndeps[op] == 0:
             dag.ready_at[op] = 0.0
-            _heap_set(waiting, op, elem.latency[dag.route[op]])
+            _heap_set(waiting.keys, waiting.ops, waiting.pos, waiting.size, op, elem.latency[dag.route[op]])
 
 
 class Network:
@@ -572,16 +619,14 @@ class Network:
         share = np.ones(n) if share is None else np.array(share, np.float64)
         if share.shape != (n,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
             raise ValueError(f"share must hold one positive finite weight per op ({n})")
-        self.var = Variables(np.asarray(op_bytes, np.float64).copy(), np.zeros(n), np.zeros(n), share,
-                             np.full(n, -1, IDX), np.zeros(n, np.bool_), np.zeros(n, np.int64), np.full(n, -1, IDX))
+        self.dem = Demand(np.asarray(op_bytes, np.float64), share)
         nres = np.asarray(capacity).size
         self.cnst = Constraints(np.asarray(capacity, np.float64), np.zeros(nres), np.full(nres, -1, IDX),
                                 np.zeros(nres, IDX))
         self.waiting = _new_heap(n)    # ops waiting out their latency, by start time
-        self.finishing = _new_heap(n)  # active flows, by finish time
-        self.work = _new_work(n, nres)
-        self.mem = None
-        self._grow(min(n, 1024))
+        self.var = self.mem = self.finishing = None  # active flows by slot, their members, by finish time
+        self.work = _new_work(0, nres)
+        self._grow(max(min(n, 1024), 1))
         _initial_heap(self.dag, self.elem, self.waiting)
         self.next_time = self.waiting.keys[0] if self.waiting.size[0] else np.inf
 
@@ -589,23 +634,39 @@ class Network:
     ready_at = property(lambda self: self.dag.ready_at)
     start_at = property(lambda self: self.dag.start_at)
     end_at = property(lambda self: self.dag.end_at)
-    rate = property(lambda self: self.var.rate)
+
+    @property
+    def rate(self):
+        """Each op's rate (0 when not moving)."""
+        return self.solve()
     route = property(lambda self: self.dag.route, doc="Each op's route: the candidate it took, if it had any.")
 
     def _grow(self, slots):
-        """Room for ``slots`` flows active at once (members are per slot)."""
-        w = max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
-        old = 0 if self.mem is None else self.mem.var_of_slot.size
-        nxt, prev, var_of_slot = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
-        free = np.empty(slots, IDX)
+        """Room for ``slots`` flows active at once: their variables, members, finish heap and work lists."""
+        bits = max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
+        w = 1 << bits
+        old = 0 if self.var is None else self.var.op.size
+        fresh = Variables(np.full(slots, -1, IDX), np.empty(slots, IDX), np.empty(slots), np.empty(slots),
+                          np.empty(slots), np.empty(slots), np.empty(slots, IDX), np.zeros(slots, np.bool_),
+                          np.zeros(slots, np.int64))
+        heap = _new_heap(slots)
+        nxt, prev, free = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
+        modified, unfrozen, frozen = np.empty(slots, IDX), np.empty(slots, IDX), np.empty(slots, IDX)
         n_free = 0
         if old:
-            nxt[:old * w], prev[:old * w], var_of_slot[:old] = self.mem.next, self.mem.prev, self.mem.var_of_slot
+            for a, b in zip(fresh, self.var):
+                a[:old] = b
+            for a, b in zip(heap, self.finishing):
+                a[:b.size] = b
+            nxt[:old * w], prev[:old * w] = self.mem.next, self.mem.prev
             n_free = self.mem.n_free[0]
             free[:n_free] = self.mem.free[:n_free]
+            modified[:old] = self.work.modified
         new = np.arange(slots - 1, old - 1, -1)
         free[n_free:n_free + new.size] = new
-        self.mem = Members(w, nxt, prev, var_of_slot, free, np.array([n_free + new.size], np.int64))
+        self.var, self.finishing = fresh, heap
+        self.mem = Members(bits, nxt, prev, free, np.array([n_free + new.size], np.int64))
+        self.work = self.work._replace(modified=modified, unfrozen=unfrozen, frozen=frozen)
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
@@ -620,11 +681,11 @@ class Network:
                     break
             return now
         while True:
-            last, nxt = _advance(now, max_events, self.policy, self.dag, self.elem, self.var, self.cnst, self.mem,
-                                 self.waiting, self.finishing, self.work)
+            last, nxt = _advance(now, max_events, self.policy, self.dag, self.dem, self.elem, self.var, self.cnst,
+                                 self.mem, self.waiting, self.finishing, self.work)
             if nxt != NEED_SLOTS:
                 break
-            self._grow(min(2 * self.mem.var_of_slot.size, self.var.remaining.size))
+            self._grow(min(2 * self.var.op.size, self.dem.nbytes.size))
             now = last
         self.next_time = nxt
         if self.check:
@@ -638,25 +699,21 @@ class Network:
         (SimGrid's ``lmm::System::solve`` with every variable modified); it
         changes no state.
         """
-        rate = np.zeros_like(self.var.rate)
-        active = self.active()
+        out = np.zeros(self.dem.nbytes.size)
+        slots = self._active_slots()
         if not full:
-            rate[active] = self.var.rate[active]
-            return rate
+            out[self.var.op[slots]] = self.var.rate[slots]
+            return out
+        work = _new_work(self.var.op.size, self.cnst.bound.size)
+        work.modified[:slots.size] = slots
+        work.counts[N_MODIFIED] = slots.size
+        var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
         if self.policy == ISOLATED:
-            work = _new_work(self.var.rate.size, self.cnst.bound.size)
-            work.modified[:active.size] = active
-            work.counts[N_MODIFIED] = active.size
-            _isolate(self.dag.route, self.elem, self.var._replace(rate=rate), self.cnst, work)
-            return rate
-        n, nres = rate.size, self.cnst.bound.size
-        var = self.var._replace(rate=rate, bott=np.full(n, -1, IDX))
-        cnst = self.cnst._replace(usage=np.zeros(nres))
-        work = _new_work(n, nres)
-        work.modified[:active.size] = active
-        work.counts[N_MODIFIED] = active.size
-        _fill(self.dag.route, self.elem, var, cnst, work)
-        return rate
+            _isolate(self.elem, var, self.cnst, work)
+        else:
+            _fill(self.elem, var, self.cnst._replace(usage=np.zeros(self.cnst.bound.size)), work)
+        out[self.var.op[slots]] = var.rate[slots]
+        return out
 
     def _check(self):
         inc, full = self.solve(), self.solve(full=True)
@@ -665,9 +722,14 @@ class Network:
             f = bad[0]
             raise AssertionError(f"incremental rate of op {f} is {inc[f]!r}, a full solve gives {full[f]!r}")
 
+    def _active_slots(self):
+        """Slots of the flows moving bytes, in the order of their ops."""
+        slots = self.finishing.ops[:self.finishing.size[0]]
+        return slots[np.argsort(self.var.op[slots], kind="stable")]
+
     def active(self):
         """Ops moving bytes right now."""
-        return np.flatnonzero(self.finishing.pos >= 0)
+        return self.var.op[self._active_slots()].astype(np.int64)
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
@@ -675,14 +737,15 @@ class Network:
 
 
 def _new_heap(n):
-    """An empty indexed heap for ``n`` ops."""
+    """An empty indexed heap for ``n`` ops or slots."""
     return Heap(np.empty(n), np.empty(n, IDX), np.full(n, -1, IDX), np.zeros(1, np.int64))
 
 
 def _new_work(n, nres):
-    """Empty work lists for ``n`` ops and ``nres`` resources."""
-    return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
+    """Empty work lists for ``n`` slots and ``nres`` resources."""
+    return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
                 np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
+                np.empty(nres, IDX), np.zeros(nres, np.int64), np.empty(n, IDX), np.empty(n, IDX),
                 np.empty(nres), np.zeros(nres, np.int64))
 
 
