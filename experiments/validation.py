@@ -12,8 +12,9 @@ measurements.
 
 CSV columns: algo, schedule, bytes, measured_us (median), measured_p25_us, measured_p75_us,
 measured_iqr_pct, measured_blocks_pct, measured_spread_pct (the larger of the two), measured_min_us,
-measured_max_us, predicted_us, log_error (ln predicted/measured), error_pct (100 sign(x)(e^|x| - 1) of
-it; see ``flyersim.sim.app.validate``).
+measured_max_us, predicted_us, predicted_fast_us and predicted_slow_us (the calibration's quartiles),
+log_error (ln predicted/measured), error_pct (100 sign(x)(e^|x| - 1) of it; see
+``flyersim.sim.app.validate``).
 
     mpiexec -n 4 flyersim validate --algos ring,hfreduce --sizes 64KiB,1MiB,16MiB --format json > v.json
     python experiments/validation.py --input v.json
@@ -38,7 +39,7 @@ with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",
            "measured_blocks_pct", "measured_spread_pct", "measured_min_us", "measured_max_us", "predicted_us",
-           "log_error", "error_pct"]
+           "predicted_fast_us", "predicted_slow_us", "log_error", "error_pct"]
 TEXT = ("algo", "schedule")
 REQUIRED = ("algo", "bytes", "measured_us", "predicted_us")  # files of older versions lack the rest
 
@@ -251,6 +252,10 @@ def plot(rows, png, tolerance=0.10):
         if mine:
             left.plot([r["bytes"] for r in mine], [r["predicted_us"] for r in mine], "s--", color=f"C{k}",
                       markersize=3.5, label=f"{algo} predicted")
+            band = [r for r in mine if r["predicted_fast_us"] != "" and r["predicted_slow_us"] != ""]
+            if band:
+                left.fill_between([r["bytes"] for r in band], [r["predicted_fast_us"] for r in band],
+                                  [r["predicted_slow_us"] for r in band], color=f"C{k}", alpha=0.12, linewidth=0)
             logs = [math.log(r["predicted_us"] / r["measured_us"]) for r in mine]
             geo = math.expm1(sum(map(abs, logs)) / len(logs))
             spread = [_spread(r) for r in mine]
@@ -262,7 +267,8 @@ def plot(rows, png, tolerance=0.10):
                       + (f"; too noisy for {100 * tolerance:g}%)" if noisy else ")"))
     plots.bytes_axis(left, [r["bytes"] for r in rows])
     left.set_yscale("log")
-    left.set_ylabel("time (us); bars = measured quartiles", fontsize=8)
+    left.set_ylabel("time (us); bars = measured quartiles,\nshade = predicted from the calibration's quartiles",
+                    fontsize=7)
     left.legend(fontsize=7)
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])
