@@ -25,18 +25,29 @@ Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
 has a *bottleneck*: a saturated resource on which no flow gets more. When
 flows start or end, only the flows on the resources they touch are re-solved
-(progressive filling over what the others leave free); then any flow next to
-them that lost its bottleneck, or that outruns a re-solved flow on that
-flow's bottleneck, joins the set and the set is re-solved, until every flow
-has a bottleneck again. In a large collective most events touch a handful of
-flows, so an event costs little however many flows are active.
-:meth:`Network.solve` with ``full=True`` solves every active flow from
-scratch instead: the oracle of the tests, and the ``check=True`` debug mode.
+(progressive filling over what the others leave free, scanning only the
+resources those flows cross); then, in a check round, any flow next to them
+that lost its bottleneck, or that outruns a re-solved flow on that flow's
+bottleneck, joins the set and the set is re-solved, until every flow has a
+bottleneck again. A neighbour that passed the previous round's check is
+checked again only if the last filling touched a resource on its route (the
+only place rates and usage change between rounds). In a large collective
+most events touch a handful of flows, so an event costs little however many
+flows are active. :meth:`Network.solve` with ``full=True`` solves every
+active flow from scratch instead: the oracle of the tests, and the
+``check=True`` debug mode. The incremental rates agree with it to
+``RATE_RTOL``, not bit for bit: both accumulate floating-point sums in an
+order that depends on the path taken.
 
-State lives in named groups of arrays (:class:`Dag`, :class:`Elements`,
-:class:`Variables`, :class:`Constraints`, :class:`Members`, two
-:class:`Heap` and a :class:`Work` scratch set), all indices int32. The
-driver (:mod:`sim.engine`) owns the clock.
+State lives in named groups of arrays (:class:`Dag` and :class:`Demand` per
+op, :class:`Elements` per route, :class:`Constraints` per resource,
+:class:`Variables`, :class:`Members` and the finishing :class:`Heap` per
+*slot*, the waiting :class:`Heap` and a :class:`Work` scratch set), all
+indices int32. A slot holds one active flow: a few thousand slots serve
+millions of ops, so the state the solver's hot loops touch stays in the
+caches. The per-event kernels are inlined into one loop (:func:`_advance`)
+and unpack each group once: numba reference-counts an array each time it is
+read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
 """
 
 from collections import namedtuple
@@ -60,6 +71,8 @@ N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 IDX = np.int32  # op, resource, route and slot indices
 
 _jit = njit(error_model="numpy")
+# inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
+_inline = njit(error_model="numpy", inline="always")
 
 Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
 Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
@@ -121,9 +134,8 @@ def _heap_sift(keys, ops, pos, size, i):
 
 
 @_jit
-def _heap_set(h, op, key):
-    """Insert ``op`` with ``key`` or move it to ``key``."""
-    keys, ops, pos, size = h
+def _heap_set(keys, ops, pos, size, op, key):
+    """Insert ``op`` with ``key`` or move it to ``key`` (the heap's arrays: see :class:`Heap`)."""
     i = pos[op]
     if i < 0:
         i = size[0]
@@ -134,8 +146,7 @@ def _heap_set(h, op, key):
 
 
 @_jit
-def _heap_remove(h, op):
-    keys, ops, pos, size = h
+def _heap_remove(keys, ops, pos, size, op):
     i = pos[op]
     pos[op] = -1
     size[0] -= 1
@@ -148,7 +159,7 @@ def _heap_remove(h, op):
 
 # ---------------------------------------------------------------- the event step
 
-@_jit
+@_inline
 def _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
@@ -175,65 +186,75 @@ def _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work)
     return nxt
 
 
-@_jit
+@_inline
 def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Flows that drained by ``horizon`` end: free their resources and members, release their dependents."""
     ptr, res, weight = elem.ptr, elem.cnst, elem.weight
     usage, head, count = cnst.usage, cnst.head, cnst.count
     rate, vop, vroute = var.rate, var.op, var.route
-    fkeys, fops = finishing.keys, finishing.ops
+    fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
+    end_at, ndeps, dn_ptr, dn_idx, route, ready_at, latency = (dag.end_at, dag.ndeps, dag.dn_ptr, dag.dn_idx,
+                                                               dag.route, dag.ready_at, elem.latency)
     touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
                                                          work.dirty, work.counts)
-    while finishing.size[0] > 0 and fkeys[0] <= horizon:
+    while fsize[0] > 0 and fkeys[0] <= horizon:
         s = fops[0]
-        _heap_remove(finishing, s)
+        _heap_remove(fkeys, fops, fpos, fsize, s)
         f = vop[s]
-        dag.end_at[f] = now
+        end_at[f] = now
         r = vroute[s]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
             usage[k] -= weight[j] * rate[s]
             _touch(k, touched_mark, touched, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
-        _unlink(s, r, ptr, res, mem.shift, mem.next, mem.prev, head, count)
+        _unlink(s, r, ptr, res, shift, nxt, prev, head, count)
         for j in range(ptr[r], ptr[r + 1]):
             if count[res[j]] == 0:
                 usage[res[j]] = 0.0  # no rounding drift left behind on an idle resource
         vop[s] = -1
-        mem.free[mem.n_free[0]] = s
-        mem.n_free[0] += 1
-        _release(f, now, dag, elem.latency, waiting)
+        free[n_free[0]] = s
+        n_free[0] += 1
+        _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize)
 
 
-@_jit
+@_inline
 def _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
     """Ops whose latency has elapsed by ``horizon`` start moving bytes (empty ones end at once).
 
     False when a flow needs a member slot and none is free.
     """
-    ptr, res = elem.ptr, elem.cnst
-    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
-                                                         work.dirty, work.counts)
-    while waiting.size[0] > 0 and waiting.keys[0] <= horizon:
-        if mem.n_free[0] == 0:
+    ptr, res, alt_ptr, head, count = elem.ptr, elem.cnst, elem.alt_ptr, cnst.head, cnst.count
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
+    route, start_at, end_at, nbytes, share = dag.route, dag.start_at, dag.end_at, dem.nbytes, dem.share
+    ndeps, dn_ptr, dn_idx, ready_at, latency = dag.ndeps, dag.dn_ptr, dag.dn_idx, dag.ready_at, elem.latency
+    vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
+    bott, in_set, seen = var.bott, var.in_set, var.seen
+    touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
+                                                                   work.dirty, work.counts, work.modified)
+    while wsize[0] > 0 and wkeys[0] <= horizon:
+        if n_free[0] == 0:
             return False
-        f = waiting.ops[0]
-        _heap_remove(waiting, f)
-        dag.start_at[f] = now
-        if dem.nbytes[f] <= 0.0:
-            dag.end_at[f] = now
-            _release(f, now, dag, elem.latency, waiting)
+        f = wops[0]
+        _heap_remove(wkeys, wops, wpos, wsize, f)
+        start_at[f] = now
+        if nbytes[f] <= 0.0:
+            end_at[f] = now
+            _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize)
             continue
-        mem.n_free[0] -= 1
-        s = mem.free[mem.n_free[0]]
-        r = dag.route[f]
-        if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
+        n_free[0] -= 1
+        s = free[n_free[0]]
+        r = route[f]
+        if alt_ptr[r + 1] > alt_ptr[r]:
             r = _least_loaded(r, elem, cnst)
-            dag.route[f] = r
-        _link(s, r, ptr, res, mem.shift, mem.next, mem.prev, cnst.head, cnst.count)
-        var.op[s], var.route[s], var.remaining[s], var.share[s] = f, r, dem.nbytes[f], dem.share[f]
-        var.rate[s], var.t_upd[s], var.bott[s], var.seen[s] = 0.0, now, -1, 0
-        _add_modified(s, now, var.in_set, var.remaining, var.rate, var.t_upd, work.modified, counts)
+            route[f] = r
+        _link(s, r, ptr, res, shift, nxt, prev, head, count)
+        vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[f], share[f]
+        rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
+        _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         for j in range(ptr[r], ptr[r + 1]):
             _touch(res[j], touched_mark, touched, counts)
@@ -256,18 +277,21 @@ def _least_loaded(r, elem, cnst):
     return best_r
 
 
-@_jit
+@_inline
 def _reschedule(now, var, finishing, work):
     """Move every re-solved flow to its new finish time and empty the work lists."""
-    c = work.counts
+    c, modified, touched, touched_mark, dirty, dirty_mark = (work.counts, work.modified, work.touched,
+                                                             work.touched_mark, work.dirty, work.dirty_mark)
+    in_set, remaining, rate = var.in_set, var.remaining, var.rate
+    fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
     for i in range(c[N_MODIFIED]):
-        s = work.modified[i]
-        var.in_set[s] = False
-        _heap_set(finishing, s, now + var.remaining[s] / var.rate[s])
+        s = modified[i]
+        in_set[s] = False
+        _heap_set(fkeys, fops, fpos, fsize, s, now + remaining[s] / rate[s])
     for i in range(c[N_TOUCHED]):
-        work.touched_mark[work.touched[i]] = False
+        touched_mark[touched[i]] = False
     for i in range(c[N_DIRTY]):
-        work.dirty_mark[work.dirty[i]] = False
+        dirty_mark[dirty[i]] = False
     c[N_MODIFIED] = 0
     c[N_TOUCHED] = 0
     c[N_DIRTY] = 0
@@ -348,41 +372,43 @@ def _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts):
         t_upd[s] = now
 
 
-@_jit
-def _release(f, now, dag, latency, waiting):
-    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency."""
-    dn_ptr, dn_idx, ndeps = dag.dn_ptr, dag.dn_idx, dag.ndeps
+@_inline
+def _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize):
+    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency (heap ``w*``)."""
     for j in range(dn_ptr[f], dn_ptr[f + 1]):
         d = dn_idx[j]
         ndeps[d] -= 1
         if ndeps[d] == 0:
-            dag.ready_at[d] = now
-            _heap_set(waiting, d, now + latency[dag.route[d]])
+            ready_at[d] = now
+            _heap_set(wkeys, wops, wpos, wsize, d, now + latency[route[d]])
 
 
 # ---------------------------------------------------------------- sharing policies
 
-@_jit
+@_inline
 def _isolate(elem, var, cnst, work):
     """The isolated policy: every re-solved flow gets its route's bottleneck as if alone."""
     ptr, res, weight, bound = elem.ptr, elem.cnst, elem.weight, cnst.bound
+    modified, route, rate = work.modified, var.route, var.rate
     for i in range(work.counts[N_MODIFIED]):
-        s = work.modified[i]
-        r = var.route[s]
+        s = modified[i]
+        r = route[s]
         best = np.inf
         for j in range(ptr[r], ptr[r + 1]):
             best = min(best, bound[res[j]] / weight[j])
-        var.rate[s] = best
+        rate[s] = best
 
 
-@_jit
+@_inline
 def _resolve(now, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
     route, rate, share, bott, in_set, seen = var.route, var.rate, var.share, var.bott, var.in_set, var.seen
     remaining, t_upd = var.remaining, var.t_upd
     shift, nxt = mem.shift, mem.next
-    c, modified, dirty = work.counts, work.modified, work.dirty
+    c, modified, dirty, fres_mark, top, top_round = (work.counts, work.modified, work.dirty, work.fres_mark,
+                                                     work.top, work.top_round)
+    first = c[ROUND] + 1  # the first check round of this re-solve
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(elem, var, cnst, work)
@@ -408,13 +434,27 @@ def _resolve(now, elem, var, cnst, mem, work):
                 if in_set[g] or seen[g] == c[ROUND]:
                     m = nxt[m]
                     continue
+                passed = seen[g] >= first  # it had a bottleneck last round
                 seen[g] = c[ROUND]
+                if passed and not _crosses_filled(route[g], ptr, res, fres_mark, c[FILL]):
+                    m = nxt[m]  # and nothing it depends on changed since
+                    continue
                 if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt,
-                                       work.top, work.top_round, c[ROUND]):
+                                       top, top_round, c[ROUND]):
                     _add_modified(g, now, in_set, remaining, rate, t_upd, modified, c)
                 m = nxt[m]
         if c[N_MODIFIED] == before:
             return
+
+
+@_jit
+def _crosses_filled(r, ptr, res, fres_mark, fill):
+    """Whether route ``r`` crosses a resource of filling call ``fill``: the only place where usage and rates
+    change between two check rounds of a re-solve."""
+    for j in range(ptr[r], ptr[r + 1]):
+        if fres_mark[res[j]] == fill:
+            return True
+    return False
 
 
 @_jit
@@ -442,7 +482,7 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt,
     return False
 
 
-@_jit
+@_inline
 def _fill(elem, var, cnst, work):
     """Progressive filling of the modified flows over what the other flows leave free.
 
@@ -528,7 +568,7 @@ def _initial_heap(dag, elem, waiting):
     for op in range(dag.ndeps.size):
         if dag.ndeps[op] == 0:
             dag.ready_at[op] = 0.0
-            _heap_set(waiting, op, elem.latency[dag.route[op]])
+            _heap_set(waiting.keys, waiting.ops, waiting.pos, waiting.size, op, elem.latency[dag.route[op]])
 
 
 class Network:
