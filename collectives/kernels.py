@@ -106,10 +106,11 @@ def check_op(op, dtype):
 
 
 def _fold_numba(out, first, rest, op):
+    """``out = op(first, *rest)`` by the numba kernels, up to GROUP inputs of ``rest`` per pass."""
     code = OPS.index(op)
     for lo in range(0, len(rest), GROUP):
         group = tuple(rest[lo:lo + GROUP])
-        if first.ctypes.data == out.ctypes.data:
+        if first.ctypes.data == out.ctypes.data and first.strides == out.strides:
             _fold_into(code, out, group)
         else:
             _fold(code, out, first, group)

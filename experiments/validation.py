@@ -12,8 +12,9 @@ measurements.
 
 CSV columns: algo, schedule, bytes, measured_us (median), measured_p25_us, measured_p75_us,
 measured_iqr_pct, measured_blocks_pct, measured_spread_pct (the larger of the two), measured_min_us,
-measured_max_us, predicted_us, log_error (ln predicted/measured), error_pct (100 sign(x)(e^|x| - 1) of
-it; see ``flyersim.sim.app.validate``).
+measured_max_us, predicted_us, predicted_fast_us and predicted_slow_us (the calibration's quartiles),
+log_error (ln predicted/measured), error_pct (100 sign(x)(e^|x| - 1) of it; see
+``flyersim.sim.app.validate``).
 
     mpiexec -n 4 flyersim validate --algos ring,hfreduce --sizes 64KiB,1MiB,16MiB --format json > v.json
     python experiments/validation.py --input v.json
@@ -38,7 +39,7 @@ with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",
            "measured_blocks_pct", "measured_spread_pct", "measured_min_us", "measured_max_us", "predicted_us",
-           "log_error", "error_pct"]
+           "predicted_fast_us", "predicted_slow_us", "log_error", "error_pct"]
 TEXT = ("algo", "schedule")
 REQUIRED = ("algo", "bytes", "measured_us", "predicted_us")  # files of older versions lack the rest
 
@@ -184,14 +185,14 @@ def repeatability(reports, tolerance=0.10):
     ...                     "log_error": 0.1}
     >>> print(repeatability([{"rows": [row(100.0, 2.0)]}, {"rows": [row(103.0, 4.0)]}]))
     # 2 runs of flyersim validate: median (spread %) per run; range = (max - min) / median of the medians; agree = range <= the largest spread
-            size  algo                     run 1           run 2   range  agree
-           1 MiB  ring             100.0us (2.0)   103.0us (4.0)    2.9%  yes
+            size  algo                       run 1             run 2   range  agree
+           1 MiB  ring               100.0us (2.0)     103.0us (4.0)    2.9%  yes
     # geometric-mean error per run, all sizes: ring 10.5% / 10.5%
     """
     n = len(reports)
     lines = [f"# {n} runs of flyersim validate: median (spread %) per run; range = (max - min) / median of the "
              "medians; agree = range <= the largest spread",
-             f"{'size':>12}  {'algo':<14}" + "".join(f"{f'run {k + 1}':>16}" for k in range(n))
+             f"{'size':>12}  {'algo':<14}" + "".join(f"{f'run {k + 1}':>18}" for k in range(n))
              + f"{'range':>8}  agree"]
     keys = list(dict.fromkeys((r["algo"], r["bytes"]) for r in reports[0]["rows"]))
     for algo, nbytes in keys:
@@ -201,7 +202,7 @@ def repeatability(reports, tolerance=0.10):
         t = [r["measured_us"] for r in mine]
         spread = [_spread(r) for r in mine]
         rng = 100 * (max(t) - min(t)) / sorted(t)[len(t) // 2]
-        cells = "".join(f"{_time(v) + f' ({s:.1f})':>16}" for v, s in zip(t, spread))
+        cells = "".join(f" {_time(v) + f' ({s:.1f})':>17}" for v, s in zip(t, spread))
         lines.append(f"{sweep.nice_bytes(nbytes):>12}  {algo:<14}{cells}{rng:>7.1f}%  "
                      f"{'yes' if rng <= max(spread) else 'no'}")
     algos = list(dict.fromkeys(a for a, _ in keys))
@@ -251,6 +252,10 @@ def plot(rows, png, tolerance=0.10):
         if mine:
             left.plot([r["bytes"] for r in mine], [r["predicted_us"] for r in mine], "s--", color=f"C{k}",
                       markersize=3.5, label=f"{algo} predicted")
+            band = [r for r in mine if r["predicted_fast_us"] != "" and r["predicted_slow_us"] != ""]
+            if band:
+                left.fill_between([r["bytes"] for r in band], [r["predicted_fast_us"] for r in band],
+                                  [r["predicted_slow_us"] for r in band], color=f"C{k}", alpha=0.12, linewidth=0)
             logs = [math.log(r["predicted_us"] / r["measured_us"]) for r in mine]
             geo = math.expm1(sum(map(abs, logs)) / len(logs))
             spread = [_spread(r) for r in mine]
@@ -262,7 +267,8 @@ def plot(rows, png, tolerance=0.10):
                       + (f"; too noisy for {100 * tolerance:g}%)" if noisy else ")"))
     plots.bytes_axis(left, [r["bytes"] for r in rows])
     left.set_yscale("log")
-    left.set_ylabel("time (us); bars = measured quartiles", fontsize=8)
+    left.set_ylabel("time (us); bars = measured quartiles,\nshade = predicted from the calibration's quartiles",
+                    fontsize=7)
     left.legend(fontsize=7)
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])

@@ -13,7 +13,9 @@ merges the parts into the inputs of one :class:`sim.fluid.Network`:
   nothing but a latency: copy 0 waits for a timer of ``start``, copy k for
   one of ``start + k * period`` when the part has a period;
 - every op gets its part's sharing weight (its traffic class's), the
-  ``share`` of :class:`sim.fluid.Network`'s weighted max-min.
+  ``share`` of :class:`sim.fluid.Network`'s weighted max-min;
+- a part whose routes list alternatives (adaptive routing) keeps them,
+  renumbered: its flows choose among them as they start.
 
 So one part, one copy, no start time gives exactly the network
 :func:`sim.engine.simulate` builds for that schedule (tests compare every
@@ -28,7 +30,7 @@ and timers are ordinary ops.
 >>> a = Part("a", link, np.array([100.0]), *deps, repeat=2)
 >>> b = Part("b", link, np.array([50.0]), *deps, start=5.0)
 >>> c = compose([a, b])
->>> end = run(c)
+>>> end = simulate(c).end_at
 >>> [[float(end[ops].max()) for ops in copies] for copies in c.ops]  # b joins a's link at 5 s
 [[15.0, 25.0], [15.0]]
 """
@@ -121,11 +123,6 @@ def compose(parts):
         placed.append(copies)
     return Composite(names, classes, np.array(capacity, np.float64), *routes.arrays(), *ops.arrays(), placed,
                      resources, route_base, *routes.alternatives())
-
-
-def run(composite):
-    """Simulate a :class:`Composite`; every op's end time (``network(composite)``'s, once it has run)."""
-    return simulate(composite).end_at
 
 
 def network(composite):

@@ -23,9 +23,9 @@ examples in ``experiments/scenarios/``):
   others); the servers are ``servers = [...]``, ``leaves = ["z0/leaf0"]``
   or ``jobs = ["name"]``; ``start``, ``duration`` and ``class``.
 - ``[routing]``, ``[[faults]]``, ``[[stragglers]]``: ``policy = "ecmp"``
-  (static routing by a stable hash, the default) or ``"adaptive"`` (each
-  job's flows take the least loaded equal-cost path when they start;
-  background flows keep their ECMP paths); failed switches and cables
+  (static routing by a stable hash, the default) or ``"adaptive"`` (every
+  flow, background ones too, takes the least loaded of its equal-cost paths
+  when it starts); failed switches and cables
   (``fail = "z0/spine3"``, as ``--fail``); slow parts (``slow = TARGET`` with
   ``factor`` or ``bandwidth``, as ``--slow``) and OS noise (``noise = MEAN``,
   ``seed``, as ``--noise``), read by :func:`sim.stragglers.read_tables` and

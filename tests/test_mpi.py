@@ -167,7 +167,8 @@ def test_mpi_commands_take_both_spellings_of_algos_and_sizes(command):
 
 
 def test_a_bad_size_or_empty_algorithm_list_is_a_usage_error(capsys):
-    for argv in (["mpi", "--sizes", "1e400"], ["validate", "--algos", ","], ["calibrate", "--out", "x", "--size", "1,2"]):
+    for argv in (["mpi", "--sizes", "1e400"], ["validate", "--algos", ","],
+                 ["calibrate", "--out", "x", "--size", "1,2"]):
         with pytest.raises(SystemExit) as stop:
             cli.parser().parse_args(argv)
         assert stop.value.code == 2

@@ -48,6 +48,7 @@ def test_rows_errors_and_geomean_follow_from_measured_and_predicted(capsys):
         assert r["measured_iqr_pct"] == pytest.approx(
             100 * (r["measured_p75_us"] - r["measured_p25_us"]) / r["measured_us"])
         assert r["measured_spread_pct"] == max(r["measured_iqr_pct"], r["measured_blocks_pct"])
+        assert r["predicted_fast_us"] <= r["predicted_us"] * (1 + 1e-9) <= r["predicted_slow_us"] * (1 + 2e-9)
         x = math.log(r["predicted_us"] / r["measured_us"])
         assert r["log_error"] == pytest.approx(x)
         assert r["error_pct"] == pytest.approx(math.copysign(100 * (math.exp(abs(x)) - 1), x))

@@ -44,7 +44,7 @@ switch_bandwidth   with 3 nodes or more, one switch: everything the network
                    other); the switch's pool, all directions together
 uplink_bandwidth   with ``--leaf-size K``: per direction, every rank of leaf 0's
                    nodes sending to its counterpart on leaf 1's at once; written
-                   as one spine link of that rate per leaf
+                   as one spine link of that rate per leaf (and no switch pool)
 =================  ==============================================================
 
 Every network figure moves all ranks of the nodes involved at once, as a

@@ -114,8 +114,8 @@ def _cmd_run(args):
     if args.scenario:
         given = [option for dest, (option, default) in _NOT_WITH_SCENARIO.items() if getattr(args, dest) != default]
         if given:
-            raise ValueError(f"--scenario: the scenario file gives the cluster, algorithms and sizes; drop "
-                             f"{', '.join(given)}")
+            raise ValueError(f"--scenario: the scenario file gives the cluster, algorithms, sizes and routing; "
+                             f"drop {', '.join(given)}")
         return scenario_report.command(args, memory_limit(args.max_memory))
     if args.plot:
         raise ValueError("--plot: flyersim run draws a scenario's timeline only (give --scenario; "

@@ -88,7 +88,8 @@ def run_scenario(scenario, max_memory=None):
     selections = [_servers_of(entry, graph, placements) for entry in scenario.background]
     flows_count = sum(len(s) if e.kind == "storage-read" else len(s) * (len(s) - 1)
                       for e, s in zip(scenario.background, selections))
-    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count
+    # every copy of every job and every flow at once, then one job alone beside them (its run alone)
+    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count + max(p["ops"] for p in plans)
     copies = sum(p["job"].repeat for p in plans)
     what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
             f"{flows_count} background flows)")
@@ -124,9 +125,9 @@ def run_scenario(scenario, max_memory=None):
     for entry, servers in zip(scenario.background, selections):
         if entry.kind == "storage-read":
             flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate, entry.duration,
-                                     router)
+                                     router, routing)
         else:
-            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router)
+            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
         n = len(flows.paths)
         entries.append(flows)
         parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,

@@ -13,6 +13,12 @@ Allreduce, is predicted by modelling MPICH's classic choice (:func:`mpich_choice
 
 What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
 
+**How far the calibration's own noise moves a prediction.** Calibrated per
+size, each row also carries ``predicted_fast_us`` and ``predicted_slow_us``:
+the same schedule on the model with every calibrated figure at the quartile
+that makes it fast (bandwidths' upper, latencies' lower) or slow (the
+reverse), a deliberately wide band (every figure at its end at once).
+
 **One error definition.** Per row, ``log_error = ln(predicted / measured)``;
 ``error_pct`` is derived from it, symmetric in the two directions:
 ``100 sign(x) (e^|x| - 1)``, so a prediction half the measured time is -100 %
@@ -241,12 +247,33 @@ def calibrated(comm, nbytes, gpus, repeats, leaf_size=None):
     from flyersim import topologies
 
     params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size)
-    text = calibrate.toml(params, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})", notes,
-                          leaf_size)
-    graph = topologies.loads(text, where=f"calibration at {nbytes} B")
+
+    def model(figures):
+        text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})",
+                              notes, leaf_size)
+        return topologies.loads(text, where=f"calibration at {nbytes} B")
+    graph = model(params)
     graph.graph["calibrated_at"] = nbytes
     graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in params.items()}
+    graph.graph["ends"] = {end: model(quartile_end(params, end)) for end in ("fast", "slow")}
     return graph
+
+
+def quartile_end(params, end):
+    """``params`` with every figure at the quartile that makes the model ``end`` ("fast" or "slow"):
+    fast takes each bandwidth's upper and each latency's lower quartile, slow the reverse.
+
+    >>> from flyersim.sim.app.microbench import Figure
+    >>> p = {"link_bandwidth": (Figure(2.0, 1.0, 3.0), "B/s", ""), "gpu_latency": (Figure(2.0, 1.0, 3.0), "s", "")}
+    >>> {k: f.value for k, (f, _, _) in quartile_end(p, "slow").items()}
+    {'link_bandwidth': 1.0, 'gpu_latency': 3.0}
+    """
+    from flyersim.sim.app.microbench import Figure
+
+    def pick(fig, unit):
+        high = (unit == "B/s") == (end == "fast")
+        return Figure(fig.high if high else fig.low, fig.low, fig.high)
+    return {name: (pick(fig, unit), unit, how) for name, (fig, unit, how) in params.items()}
 
 
 def _size_rows(comm, plan, size, graph):
@@ -263,16 +290,20 @@ def _size_rows(comm, plan, size, graph):
     modelled = {a: mpich_choice(size, itemsize, comm.size) if a == mpibench.BASELINE else a for a in plan.algos}
     concrete = list(dict.fromkeys(modelled.values()))
     predicted = dict(zip(concrete, run_sizes(graph, concrete, [size], plan.dtype, plan.model)))
+    ends = {end: dict(zip(concrete, run_sizes(g, concrete, [size], plan.dtype, plan.model)))
+            for end, g in graph.graph.get("ends", {}).items()}
     rows = []
     for m in measured:
         p = predicted[modelled[m["algo"]]]
+        band = [ends[e][modelled[m["algo"]]]["time_s"] * 1e6 if ends else None for e in ("fast", "slow")]
         t, guess = m["p50_us"], p["time_s"] * 1e6
         x = log_error(guess, t)
         rows.append({"algo": m["algo"], "bytes": m["bytes"], "measured_us": t,
                      "measured_p25_us": m["p25_us"], "measured_p75_us": m["p75_us"],
                      "measured_iqr_pct": m["iqr_pct"], "measured_blocks_pct": m["blocks_pct"],
                      "measured_spread_pct": m["spread_pct"], "measured_min_us": m["min_us"],
-                     "measured_max_us": m["max_us"], "predicted_us": guess, "log_error": x, "error_pct": error_pct(x),
+                     "measured_max_us": m["max_us"], "predicted_us": guess, "predicted_fast_us": band[0],
+                     "predicted_slow_us": band[1], "log_error": x, "error_pct": error_pct(x),
                      "noisy": m["spread_pct"] > 100 * plan.tolerance, "schedule": p["algo"], "model": plan.model,
                      "calibrated_at": graph.graph.get("calibrated_at", ""), "host_memory": m["host_memory"]})
     return rows
