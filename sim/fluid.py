@@ -45,7 +45,8 @@ op, :class:`Elements` per route, :class:`Constraints` per resource,
 *slot*, the waiting :class:`Heap` and a :class:`Work` scratch set), all
 indices int32. A slot holds one active flow: a few thousand slots serve
 millions of ops, so the state the solver's hot loops touch stays in the
-caches. The per-event kernels are inlined into one loop (:func:`_advance`)
+caches; the per-resource arrays (of ``Constraints`` and ``Work``) are column
+views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`)
 and unpack each group once: numba reference-counts an array each time it is
 read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
 """
