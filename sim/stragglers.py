@@ -13,10 +13,11 @@ simulator already takes, so the simulator special-cases none of it:
 - ``noise``: OS noise. Each server's CPU-driven engines (CPU reduce, reduce
   threads, GDRCopy store threads; classes in ``NOISY_CLASSES``) run at
   ``1 / (1 + X)`` of their rate, X drawn once per server and run from an
-  exponential distribution of mean ``noise`` with seed ``seed`` (an
-  exponential tail: most servers lose little, a few lose much, as OS noise
-  measurements show: Petrini et al., "The Case of the Missing Supercomputer
-  Performance", SC03). ``noise=0`` draws nothing.
+  exponential distribution of mean ``noise`` with seed ``seed``. The
+  exponential is a modelling choice, not a fit: most servers lose little, a
+  few lose much, the shape OS-noise studies report (Petrini et al., "The Case
+  of the Missing Supercomputer Performance", SC03: rare long interruptions
+  on a few nodes dominate). ``noise=0`` draws nothing.
 
 >>> from flyersim import topologies
 >>> g = topologies.load("fireflyer2", gpus=16)

@@ -393,3 +393,18 @@ def test_a_server_with_several_nics_routes_around_a_failed_one():
     for path in router.paths("n1/gpu3", "n2/gpu3") + [router.path("n2/gpu0", "n1/gpu3")]:
         assert "n1/nic7" not in path and all(broken.has_edge(u, v) for u, v in zip(path, path[1:]))
     assert Router(graph).path("n2/gpu0", "n3/gpu1") == router.path("n2/gpu0", "n3/gpu1")  # elsewhere as before
+
+
+def test_the_readme_noise_example_is_what_the_command_prints(capsys):
+    from pathlib import Path
+
+    from flyersim.sim.app.cli import main
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    command = "flyersim run --gpus 128 --algo hfreduce,nccl --noise 0.05 --seeds 8"
+    assert f"$ {command}\n" in readme
+    assert main(command.split()[1:]) == 0
+    spread = [line for line in capsys.readouterr().out.splitlines() if "over 8 seeds" in line]
+    assert len(spread) == 2
+    for line in spread:
+        assert line in readme, f"README's noise example is stale; the command now prints:\n{line}"
