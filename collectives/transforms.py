@@ -23,15 +23,14 @@ def late_start(schedule, late):
     A late rank's first ops, those that read or write its GPU and follow no
     other op that does, are released no earlier than its lateness (see
     ``release`` in :mod:`collectives.schedule`); everything after them waits
-    through the dependencies, as on a real cluster.
+    through the dependencies, as on a real cluster. The times are checked by
+    :meth:`sim.stragglers.Stragglers.check`.
     """
     ranks = schedule.layout.ranks
     release = np.zeros(schedule.num_ops) if schedule.release is None else schedule.release.copy()
     for rank, seconds in dict(late).items():
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < ranks:
             raise ValueError(f"late rank {rank!r} is not a rank 0..{ranks - 1}")
-        if not np.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"rank {rank} starts {seconds!r} s late: must be a finite time >= 0")
         first = np.flatnonzero(_first_touching(schedule.src, schedule.dst, schedule.in_ptr, schedule.in_loc,
                                 schedule.dep_ptr, schedule.dep_idx, rank))
         release[first] = np.maximum(release[first], seconds)

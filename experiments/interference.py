@@ -18,6 +18,7 @@ CSV columns: one row per algorithm, load and class setting.
     python experiments/interference.py --jobs 2 --out docs/gallery
 """
 
+import argparse
 import json
 import sys
 
@@ -28,7 +29,7 @@ with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
     from flyersim.sim.app.args import number_list, positive_number
     from flyersim.sim.app import scenario_report
     from flyersim.sim.app.scenario_runner import run_scenario
-    from flyersim.sim.scenario import loads
+    from flyersim.sim.scenario import MAX_WEIGHT, MIN_WEIGHT, loads
     from flyersim.topologies.build import fat_tree_shape
     from flyersim.topologies.config import read
     from flyersim.topologies.units import format_size
@@ -46,6 +47,15 @@ def leaf_facts(preset, overrides):
     nics = [d for d in spec.devices if d["kind"] == "nic"]
     down, up, _ = fat_tree_shape(spec.network, nics)
     return down // len(nics), up * spec.network["link_bandwidth"]
+
+
+def weight(text):
+    """argparse type: a class weight in the range a scenario accepts (:data:`sim.scenario.MAX_WEIGHT`)."""
+    value = positive_number(text)
+    if not MIN_WEIGHT <= value <= MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"a weight is {MIN_WEIGHT:g}..{MAX_WEIGHT:g} (InfiniBand VL arbitration "
+                                         f"weights are 0..255), got {text!r}")
+    return value
 
 
 def scenario_text(preset, overrides, algo, gpus, size, rate, weight, duration):
@@ -141,8 +151,9 @@ def main(argv=None):
                    help="comma-separated algorithms (default hfreduce,nccl)")
     p.add_argument("--loads", type=number_list("loads in %", 0, 1000), default=[0, 20, 40, 60, 80, 100],
                    help="storage loads in %% of leaf uplink capacity (default 0,20,40,60,80,100)")
-    p.add_argument("--compute-weight", type=positive_number, default=4.0,
-                   help="the job's class weight against the storage class's 1 with separate SLs (default 4)")
+    p.add_argument("--compute-weight", type=weight, default=4.0,
+                   help=f"the job's class weight against the storage class's 1 with separate SLs, "
+                        f"{MIN_WEIGHT:g}..{MAX_WEIGHT:g} as a scenario's class weights (default 4)")
     p.add_argument("--duration", default="1s",
                    help="how long the storage reads last, longer than the job (default 1s)")
     return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, rows=rows)

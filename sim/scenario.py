@@ -55,14 +55,13 @@ Traceback (most recent call last):
 ValueError: <text>: unknown key 'jobs.a.repeats' (jobs keys: algo, class, collective, dtype, gpus, name, nodes, params, period, placement, repeat, seed, servers, size, start)
 """
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flyersim.collectives.schedule import COLLECTIVES
 from flyersim.sim.routes import ROUTING
-from flyersim.sim.stragglers import read_tables
+from flyersim.sim.stragglers import check_time, read_tables
 from flyersim.topologies.faults import check_reachable, fail
 from flyersim.topologies.units import parse_bandwidth, parse_size, parse_time
 
@@ -73,6 +72,10 @@ DTYPES = ("float32", "float64", "float16", "int32")
 DEFAULT_CLASS = "default"
 MAX_SERVICE_LEVEL = 15  # InfiniBand has 16 service levels, SL0-SL15 (IBTA spec, vol. 1, 7.6.5)
 MAX_REPEAT = 10**6
+# Class weights: InfiniBand VL arbitration weights are 0..255 (IBTA spec, vol. 1, 7.6.9), so real ratios
+# between classes stay within ~1e-3..1e3; beyond it the weighted max-min shares differ by more than float64
+# keeps (1e308 never finished, 1e-300 gave a 3.5e300 us makespan).
+MIN_WEIGHT, MAX_WEIGHT = 1e-3, 1e3
 
 _TOP = {"name", "description", "topology", "classes", "jobs", "background", "routing", "faults", "stragglers"}
 _TOPOLOGY = {"preset", "file", "gpus", "nodes", "zones", "set"}
@@ -242,7 +245,7 @@ def _classes(table):
     for name, spec in table.items():
         spec = _table(spec, f"classes.{name}")
         _keys(spec, _CLASS, f"classes.{name}.", "classes")
-        weight = _opt(spec, "weight", _positive_number, f"classes.{name}.")
+        weight = _opt(spec, "weight", _weight, f"classes.{name}.")
         sl = _opt(spec, "sl", _whole0, f"classes.{name}.")
         if sl is not None and sl > MAX_SERVICE_LEVEL:
             raise _KeyError(f"classes.{name}.sl: a service level is 0..{MAX_SERVICE_LEVEL}, got {sl}")
@@ -325,7 +328,7 @@ def _background(table, i, classes):
     rate = _value(table["rate"], parse_bandwidth, f"{at}rate")
     if rate <= 0:
         raise _KeyError(f"{at}rate: must be positive, got {table['rate']!r}")
-    duration = _value(table["duration"], parse_time, f"{at}duration")
+    duration = _time(table["duration"], f"{at}duration")
     if duration <= 0:
         raise _KeyError(f"{at}duration: must be positive, got {table['duration']!r}")
     storage = kind == "storage-read"
@@ -390,9 +393,10 @@ def _whole0(value, where):
     return value
 
 
-def _positive_number(value, where):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise _KeyError(f"{where}: must be a positive finite number, got {value!r}")
+def _weight(value, where):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not MIN_WEIGHT <= value <= MAX_WEIGHT:
+        raise _KeyError(f"{where}: a weight is a number in {MIN_WEIGHT:g}..{MAX_WEIGHT:g} (InfiniBand VL "
+                        f"arbitration weights are 0..255), got {value!r}")
     return float(value)
 
 
@@ -400,7 +404,10 @@ def _time(value, where):
     t = _value(value, parse_time, where)
     if t < 0:
         raise _KeyError(f"{where}: must not be negative, got {value!r}")
-    return t
+    try:
+        return check_time(t, where)
+    except ValueError as err:
+        raise _KeyError(str(err)) from None
 
 
 def _string(value, where):

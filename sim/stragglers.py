@@ -43,6 +43,31 @@ from flyersim.topologies.faults import target
 from flyersim.topologies.units import parse_bandwidth
 
 NOISY_CLASSES = ("cpu reduce", "cpu reduce threads", "cpu stores (gdrcopy)")  # CPU-driven engines (sim.routes)
+# The longest start, lateness, period or duration a what-if takes: one day. Simulated times are float64
+# seconds; at 1 day their resolution is ~1e-11 s, while at 1e12 s it is ~1e-4 s and the microseconds a
+# collective lasts are lost (a job starting at "1e12s" reported a 0.000x slowdown).
+MAX_TIME = 86400.0
+# The smallest --slow factor: 1e-6 of a 400 Gb/s link is 400 kb/s, far below any part that still works
+# (a dead part is --fail); smaller factors only push finish times past MAX_TIME.
+MIN_FACTOR = 1e-6
+
+
+def check_time(seconds, where):
+    """``seconds`` if a finite time in 0..MAX_TIME, else one ``ValueError`` naming ``where``.
+
+    >>> check_time(1e-3, "late"), check_time(86400, "start")
+    (0.001, 86400.0)
+    >>> check_time(1e12, "start")
+    Traceback (most recent call last):
+    ValueError: start: at most 1 day (86400 s; float64 times lose the microseconds beyond it), got 1e+12 s
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds < 0:
+        raise ValueError(f"{where}: must be a finite time >= 0, got {seconds!r}")
+    if seconds > MAX_TIME:
+        raise ValueError(f"{where}: at most 1 day ({MAX_TIME:.0f} s; float64 times lose the microseconds beyond "
+                         f"it), got {seconds:g} s")
+    return float(seconds)
 
 
 @dataclass(frozen=True)
@@ -66,8 +91,7 @@ class Stragglers:
         for rank, seconds in self.late:
             if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
                 raise ValueError(f"--late {rank}: no such rank (this cluster has ranks 0..{ranks - 1})")
-            if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
-                raise ValueError(f"--late {rank}={seconds!r}: must be a finite time >= 0")
+            check_time(seconds, f"--late {rank}={seconds!r}")
         if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"--noise {self.noise!r}: the mean slowdown must be a finite number >= 0")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -125,6 +149,9 @@ def _capacity(graph, text, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"--slow {text}={value!r}: expected a factor > 0 (0.5: half rate) or a link bandwidth "
                          f"such as 100Gb/s")
+    if not MIN_FACTOR <= value <= 1:
+        raise ValueError(f"--slow {text}={value!r}: a factor slows, {MIN_FACTOR:g} <= factor <= 1 (0.5: half rate); "
+                         f"give a link a new bandwidth with its unit, e.g. 400Gb/s")
     return {f"{u}->{v}" for u, v in t.links}, None if t.node is None else f"{t.node} ", lambda c: c * value
 
 

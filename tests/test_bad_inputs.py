@@ -65,6 +65,10 @@ COMMANDS = [
     ("run --gpus 16 --late x=1ms", ["--late", "RANK=TIME"]),
     ("run --gpus 16 --late 3=-1us", ["--late", "malformed time"]),
     ("run --gpus 16 --late 3=1e400", ["--late", "finite"]),
+    ("run --gpus 16 --late 0=1e300s", ["--late 0=", "at most 1 day"]),
+    ("run --gpus 16 --late 0=-0.001", ["--late 0=-0.001", ">= 0"]),
+    ("run --gpus 16 --slow n0/gpu0=2", ["--slow n0/gpu0=2", "factor <= 1", "bandwidth with its unit"]),
+    ("run --gpus 16 --slow n0/gpu0=1e-300", ["--slow n0/gpu0=1e-300", "1e-06 <= factor"]),
     ("run --gpus 16 --noise -0.1", ["--noise", "mean slowdown >= 0"]),
     ("run --gpus 16 --noise inf", ["--noise", "mean slowdown >= 0"]),
     ("run --gpus 16 --seeds 4", ["--seeds needs --noise"]),
@@ -246,6 +250,15 @@ def test_bad_experiment_arguments(tmp_path, capsys, argv, words):
     assert all(word in err for word in words), err
 
 
+@pytest.mark.parametrize("weight", ["1e308", "1e-300", "0"])
+def test_interference_refuses_a_weight_out_of_range(capsys, weight):
+    from flyersim.experiments import interference
+    with pytest.raises(SystemExit) as exit_:
+        interference.main(["--compute-weight", weight])
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert exit_.value.code == 2 and "--compute-weight" in err, err
+
+
 def test_crossover_refuses_a_nan_factor(tmp_path, capsys):
     from flyersim.experiments import crossover
 
@@ -367,8 +380,16 @@ SCENARIOS = [
      ["jobs.a.start", "malformed time"]),
     ("NaN rate", _scene('rate = "5GB/s"', "rate = nan"), ["background.s.rate", "finite"]),
     ("zero duration", _scene('duration = "1ms"', 'duration = "0s"'), ["background.s.duration", "positive"]),
-    ("negative weight", _scene("weight = 1", "weight = -1"), ["classes.fast.weight", "positive"]),
-    ("infinite weight", _scene("weight = 1", "weight = inf"), ["classes.fast.weight", "finite"]),
+    ("negative weight", _scene("weight = 1", "weight = -1"), ["classes.fast.weight", "0.001..1000"]),
+    ("infinite weight", _scene("weight = 1", "weight = inf"), ["classes.fast.weight", "0.001..1000"]),
+    ("huge weight", _scene("weight = 1", "weight = 1e308"), ["classes.fast.weight", "0.001..1000", "0..255"]),
+    ("tiny weight", _scene("weight = 1", "weight = 1e-300"), ["classes.fast.weight", "0.001..1000"]),
+    ("start after a day", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nstart = "1e12s"\nclass'),
+     ["jobs.a.start", "at most 1 day"]),
+    ("period over a day", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nrepeat = 2\nperiod = "1e6s"\nclass'),
+     ["jobs.a.period", "at most 1 day"]),
+    ("background for 1e30 s", _scene('duration = "1ms"', 'duration = "1e30s"'),
+     ["background.s.duration", "at most 1 day"]),
     ("service level 16", _scene("sl = 2", "sl = 16"), ["classes.fast.sl", "0..15"]),
     ("float gpus", _scene("gpus = 16\nalgo", "gpus = 16.5\nalgo"), ["jobs.a.gpus", "whole number"]),
     # sizes of work
