@@ -233,7 +233,8 @@ def apply_faults(graph, scenario, router_class, servers=None):
     """
     policy, failed, stragglers = read_tables(scenario.routing, scenario.faults, scenario.stragglers)
     if failed:
-        graph = check_reachable(fail(graph, failed), servers)
+        graph = check_reachable(fail(graph, failed, [f"faults[{i}].fail ({t})" for i, t in enumerate(failed)]),
+                                servers)
     stragglers.check(graph)
     return graph, router_class(graph), policy, stragglers
 

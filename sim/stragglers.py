@@ -32,7 +32,7 @@ ValueError: --slow n0/nic0=100Gb/s: a component takes a factor (e.g. 0.5); give 
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,6 +78,8 @@ class Stragglers:
     late: tuple = ()   # ((rank, seconds), ...)
     noise: float = 0.0  # mean of the exponential per-server slowdown X of CPU-driven engines
     seed: int = 0
+    # what an error names: a scenario's keys ({slow index | "noise" | "seed": key}); default the options
+    keys: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def active(self):
@@ -85,17 +87,19 @@ class Stragglers:
 
     def check(self, graph):
         """Raise ``ValueError`` (one line) on a target ``graph`` lacks, a bad value, or a rank it lacks."""
-        for text, value in self.slow:
-            _capacity(graph, text, value)
+        for i, (text, value) in enumerate(self.slow):
+            _capacity(graph, text, value, self.keys.get(i))
         ranks = graph.graph["nodes"] * graph.graph["gpus_per_node"]
         for rank, seconds in self.late:
             if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
                 raise ValueError(f"--late {rank}: no such rank (this cluster has ranks 0..{ranks - 1})")
             check_time(seconds, f"--late {rank}={seconds!r}")
-        if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise >= 0):
-            raise ValueError(f"--noise {self.noise!r}: the mean slowdown must be a finite number >= 0")
+        noise, seed = self.keys.get("noise", f"--noise {self.noise!r}"), self.keys.get("seed", f"--seed {self.seed!r}")
+        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or \
+                not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"{noise}: must be a finite mean slowdown >= 0 such as 0.05, got {self.noise!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"--seed {self.seed!r}: must be a whole number >= 0")
+            raise ValueError(f"{seed}: must be a whole number >= 0, got {self.seed!r}")
         return self
 
     def routes(self, graph, routes):
@@ -103,8 +107,8 @@ class Stragglers:
         if not (self.slow or self.noise):
             return routes
         capacity = routes.capacity.copy()
-        for text, value in self.slow:
-            links, pools, change = _capacity(graph, text, value)
+        for i, (text, value) in enumerate(self.slow):
+            links, pools, change = _capacity(graph, text, value, self.keys.get(i))
             for i, name in enumerate(routes.names):
                 if name in links or (pools and name.startswith(pools)):
                     capacity[i] = change(capacity[i])
@@ -126,31 +130,33 @@ class Stragglers:
         return late_start(schedule, dict(self.late)) if self.late else schedule
 
 
-def _capacity(graph, text, value):
+def _capacity(graph, text, value, key=None):
     """For ``--slow text=value``: the link resource names, the name prefix of the component's pools (its
-    resources are named ``"<node> <pool>"`` in :mod:`sim.routes`; None for a link) and capacity -> new capacity."""
+    resources are named ``"<node> <pool>"`` in :mod:`sim.routes`; None for a link) and capacity -> new capacity.
+    An error names ``key`` (default the option)."""
+    key = key or f"--slow {text}={value}"
     try:
         t = target(graph, text)
     except TopologyError as err:
-        raise ValueError(f"--slow {text}={value}: {err}") from None
+        raise ValueError(f"{key}: {err}") from None
     if isinstance(value, str):
         try:
             bandwidth = parse_bandwidth(value)
         except ValueError:
             bandwidth = math.nan
         if not (math.isfinite(bandwidth) and bandwidth > 0):
-            raise ValueError(f"--slow {text}={value}: expected a factor > 0 (0.5: half rate) or a positive link "
+            raise ValueError(f"{key}: expected a factor > 0 (0.5: half rate) or a positive link "
                              f"bandwidth such as 100Gb/s")
         if t.node is not None:
             example = f"{t.node}<->{t.links[0][1]}"
-            raise ValueError(f"--slow {text}={value}: a component takes a factor (e.g. 0.5); give a bandwidth to "
+            raise ValueError(f"{key}: a component takes a factor (e.g. 0.5); give a bandwidth to "
                              f"a link, e.g. {example}={value}")
         return {f"{u}->{v}" for u, v in t.links}, None, lambda _: bandwidth
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"--slow {text}={value!r}: expected a factor > 0 (0.5: half rate) or a link bandwidth "
+        raise ValueError(f"{key}: expected a factor > 0 (0.5: half rate) or a link bandwidth "
                          f"such as 100Gb/s")
     if not MIN_FACTOR <= value <= 1:
-        raise ValueError(f"--slow {text}={value!r}: a factor slows, {MIN_FACTOR:g} <= factor <= 1 (0.5: half rate); "
+        raise ValueError(f"{key}: a factor slows, {MIN_FACTOR:g} <= factor <= 1 (0.5: half rate); "
                          f"give a link a new bandwidth with its unit, e.g. 400Gb/s")
     return {f"{u}->{v}" for u, v in t.links}, None if t.node is None else f"{t.node} ", lambda c: c * value
 
@@ -187,24 +193,41 @@ def read_tables(routing, faults, stragglers):
         if not isinstance(entry.get("fail"), str):
             raise ValueError(f'faults[{i}].fail: name a switch or cable, e.g. "z0/spine3"')
         failed.append(entry["fail"])
-    slow, mean, seed = [], 0.0, 0
+    slow, keys_of, noise = [], {}, None
     for i, entry in enumerate(stragglers):
         at = f"stragglers[{i}]"
         keys(entry, {"slow", "factor", "bandwidth", "noise", "seed"}, at)
+        if "slow" in entry and "noise" in entry:
+            raise ValueError(f"{at}: give slow or noise, not both (one [[stragglers]] table each)")
         if "slow" in entry:
+            if "seed" in entry:
+                raise ValueError(f"{at}.seed: only a noise table takes a seed")
             if "factor" in entry and "bandwidth" in entry:
                 raise ValueError(f"{at}: give factor or bandwidth, not both")
             if "factor" not in entry and "bandwidth" not in entry:
                 raise ValueError(f'{at}: give factor = 0.5 or bandwidth = "100Gb/s" with slow')
             if not isinstance(entry["slow"], str):
                 raise ValueError(f'{at}.slow: name a component or link, e.g. "n3/gpu0<->n3/rp0"')
-            slow.append((entry["slow"], entry.get("factor", entry.get("bandwidth"))))
+            key = "factor" if "factor" in entry else "bandwidth"
+            value = entry[key]
+            if key == "factor" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f'{at}.factor: a number such as 0.5 (a new bandwidth goes in bandwidth = '
+                                 f'"100Gb/s"), got {value!r}')
+            if key == "bandwidth" and not isinstance(value, str):
+                raise ValueError(f'{at}.bandwidth: a bandwidth with its unit such as "100Gb/s" (a number is a '
+                                 f'factor = 0.5), got {value!r}')
+            keys_of[len(slow)] = f"{at}.{key} ({entry['slow']}={value})"
+            slow.append((entry["slow"], value))
         elif "noise" in entry:
-            mean, seed = entry["noise"], entry.get("seed", 0)
-            if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not (math.isfinite(mean) and mean >= 0):
-                raise ValueError(f"{at}.noise: a mean slowdown >= 0 such as 0.05, got {mean!r}")
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"{at}.seed: must be a whole number >= 0, got {seed!r}")
+            if noise is not None:
+                raise ValueError(f"{at}.noise: stragglers[{noise}] already gives the noise (one noise table per "
+                                 f"scenario)")
+            noise = i
+            keys_of["noise"], keys_of["seed"] = f"{at}.noise", f"{at}.seed"
         else:
+            if "seed" in entry:
+                raise ValueError(f"{at}.seed: only a noise table takes a seed")
             raise ValueError(f"{at}: give slow = TARGET (with factor or bandwidth) or noise = MEAN")
-    return policy, tuple(failed), Stragglers(slow=tuple(slow), noise=float(mean), seed=seed)
+    entry = stragglers[noise] if noise is not None else {}
+    return policy, tuple(failed), Stragglers(slow=tuple(slow), noise=entry.get("noise", 0.0), seed=entry.get("seed", 0),
+                                             keys=keys_of)

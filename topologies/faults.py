@@ -66,21 +66,22 @@ def target(graph, text):
     return Target(text, text, tuple(sorted(set(links), key=lambda e: (e[0] != text, e))))
 
 
-def fail(graph, texts):
+def fail(graph, texts, keys=None):
     """A copy of ``graph`` without the failed switches and cables ``texts`` name (a NIC: its network cables).
 
-    A cable fails in both directions, so ``a->b`` and ``a<->b`` name the same failure.
+    A cable fails in both directions, so ``a->b`` and ``a<->b`` name the same failure. An error names the
+    text's entry of ``keys`` (a scenario's key), default ``--fail TEXT``.
     """
     out = graph.copy()
-    for text in texts:
+    for text, key in zip(texts, keys or [f"--fail {t}" for t in texts]):
         try:
             t = target(graph, text)
         except TopologyError as err:
-            raise TopologyError(f"--fail {text}: {err}") from None
+            raise TopologyError(f"{key}: {err}") from None
         where = [t.node] if t.node else [v for link in t.links for v in link]
         inside = [v for v in where if graph.nodes[v]["kind"] not in NETWORK_KINDS]
         if inside:
-            raise TopologyError(f"--fail {text}: only network switches and cables fail ({inside[0]} is inside "
+            raise TopologyError(f"{key}: only network switches and cables fail ({inside[0]} is inside "
                                 f"a server; slow it down with --slow instead)")
         if t.node and graph.nodes[t.node]["kind"] == "switch":
             out.remove_nodes_from([t.node])
