@@ -224,17 +224,19 @@ def _parse(raw, where, base):
                     dict(routing), tuple(faults), tuple(stragglers))
 
 
-def apply_faults(graph, scenario, router_class, servers=None):
+def apply_faults(graph, scenario, router_class, groups=()):
     """``(graph, router, routing policy, stragglers)`` under the scenario's ``[routing]``, ``[[faults]]`` and
-    ``[[stragglers]]``: the graph without its failed parts (an error names the ranks of ``servers``, default
-    all, they cut off), its
-    router, the policy for :func:`sim.routes.build_routes` and the :class:`sim.stragglers.Stragglers` whose
-    ``routes`` every part's routes go through. No tables: ``graph`` itself, ``ecmp`` and no stragglers.
+    ``[[stragglers]]``: the graph without its failed parts, its router, the policy for
+    :func:`sim.routes.build_routes` and the :class:`sim.stragglers.Stragglers` whose ``routes`` every part's
+    routes go through. ``groups`` are ``(name, servers)`` pairs, one per job or background entry: each must
+    still reach its own servers (an error names it and its own ranks cut off). No tables: ``graph`` itself,
+    ``ecmp`` and no stragglers.
     """
     policy, failed, stragglers = read_tables(scenario.routing, scenario.faults, scenario.stragglers)
     if failed:
-        graph = check_reachable(fail(graph, failed, [f"faults[{i}].fail ({t})" for i, t in enumerate(failed)]),
-                                servers)
+        graph = fail(graph, failed, [f"faults[{i}].fail ({t})" for i, t in enumerate(failed)])
+        for name, servers in groups:
+            check_reachable(graph, servers, name)
     stragglers.check(graph)
     return graph, router_class(graph), policy, stragglers
 

@@ -336,7 +336,7 @@ SCENARIOS = [
     ("unknown failed switch", SCENARIO + '[[faults]]\nfail = "z0/spine99"\n', ["faults[0].fail (z0/spine99)",
                                                                               "no component"]),
     ("failure cuts a job off", SCENARIO + '[[faults]]\nfail = "n2/nic0"\n',
-     ["cannot complete", "ranks 16-23 (server n2)", "cut off"]),
+     ["job b cannot complete", "its ranks 0-7 (server n2)", "cut off"]),
     ("straggler without a factor", SCENARIO + '[[stragglers]]\nslow = "n0/gpu0"\n',
      ["stragglers[0]", "give factor = 0.5 or bandwidth"]),
     ("straggler on an unknown part", SCENARIO + '[[stragglers]]\nslow = "n9/gpu0"\nfactor = 0.5\n',
@@ -421,6 +421,14 @@ def test_bad_scenario_is_one_line_naming_the_file_and_key(tmp_path, capsys, case
     assert err.startswith(f"flyersim: error: {path}: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert all(word in err for word in words), err
     assert out == ""
+
+
+def test_a_failure_is_checked_per_job(tmp_path, capsys):
+    """Job b alone on n2 needs no network: failing n2's NIC cuts no job off, so the scenario runs."""
+    path = tmp_path / "ok.toml"
+    path.write_text(_scene("servers = [2, 3]", "servers = [2]") + '[[faults]]\nfail = "n2/nic0"\n')
+    code, out, err = _cli(capsys, ["run", "--scenario", str(path)])
+    assert code == 0 and err == "" and "2 jobs, 1 background" in out, err
 
 
 def test_the_corpus_scenario_is_good(tmp_path, capsys):

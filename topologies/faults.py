@@ -95,13 +95,14 @@ def fail(graph, texts, keys=None):
     return out
 
 
-def check_reachable(graph, servers=None):
+def check_reachable(graph, servers=None, who=None):
     """Raise a :class:`TopologyError` naming the ranks cut off when the servers no longer all reach each other.
 
     The servers (``servers``, default all) are grouped by the piece of the
     network their NICs still reach; the piece with most of them (the first
     server's on a tie) runs the collective, and every other rank is cut off.
-    Returns ``graph``.
+    With ``who`` (a job's name) the error names it and numbers the ranks in
+    the order of ``servers``, as that job does. Returns ``graph``.
     """
     nodes, per = graph.graph["nodes"], graph.graph["gpus_per_node"]
     used = sorted(set(range(nodes) if servers is None else servers))
@@ -125,10 +126,12 @@ def check_reachable(graph, servers=None):
     main = max(sorted(sizes), key=lambda k: (sizes[k], -min(s for s, p in reach.items() if k in p)), default=None)
     cut = [s for s in used if main not in reach[s]]
     if cut:
-        ranks = [s * per + j for s in cut for j in range(per)]
+        order = list(servers) if who is not None else list(range(nodes))
+        ranks = sorted(order.index(s) * per + j for s in cut for j in range(per))
         why = ", ".join(graph.graph.get("failed", ())) or "the topology"
         rest = f"the other {(len(used) - len(cut)) * per} ranks" if len(cut) < len(used) else "each other"
-        raise TopologyError(f"the collective cannot complete: ranks {spans(ranks)} "
+        raise TopologyError(f"{'the collective' if who is None else who} cannot complete: "
+                            f"{'its ' * (who is not None)}ranks {spans(ranks)} "
                             f"({'server' if len(cut) == 1 else 'servers'} {spans(cut, 'n')}) are cut off from "
                             f"{rest} by the failure of {why}")
     return graph

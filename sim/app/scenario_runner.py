@@ -103,8 +103,9 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    used = {s for servers in [*placements.values(), *selections] for s in servers}
-    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, used)
+    groups = [(f"job {name}", servers) for name, servers in placements.items()] + \
+        [(f"background {e.name}", servers) for e, servers in zip(scenario.background, selections)]
+    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, groups)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
