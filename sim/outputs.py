@@ -4,7 +4,8 @@
 suffix, so matplotlib picks the format from it) and renames it into place only
 when the block ends without error; an interrupted or failed write leaves the
 old file, if any, and no partial one.  :func:`check_writable` refuses, before a
-long run, a path whose folder is missing or read-only.
+long run, a path whose folder is missing or read-only; :func:`check_figure`
+also a figure name whose format matplotlib cannot write.
 
 >>> import os, tempfile
 >>> folder = tempfile.mkdtemp()
@@ -23,6 +24,9 @@ RuntimeError: interrupted
 >>> check_writable(os.path.join(folder, "nosuch", "x.png"), "--plot")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ValueError: --plot: folder ... of x.png does not exist
+>>> check_figure(os.path.join(folder, "x.txt"), "--plot")
+Traceback (most recent call last):
+ValueError: --plot: cannot draw a figure as x.txt (give a name ending .png, .pdf, .svg, ...)
 """
 
 import contextlib
@@ -41,6 +45,20 @@ def atomic_path(path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+# The formats matplotlib's savefig writes (FigureCanvasBase.get_supported_filetypes(); a test keeps them equal),
+# listed here so the check before a run needs no matplotlib import.
+FIGURE_FORMATS = ("avif", "eps", "gif", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw", "rgba", "svg", "svgz",
+                  "tif", "tiff", "webp")
+
+
+def check_figure(path, option):
+    """:func:`check_writable`, and refuse a name whose suffix is no format matplotlib writes."""
+    name = Path(path).name
+    if Path(path).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+        raise ValueError(f"{option}: cannot draw a figure as {name} (give a name ending .png, .pdf, .svg, ...)")
+    check_writable(path, option)
 
 
 def check_writable(path, option, make_folder=False):

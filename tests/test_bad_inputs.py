@@ -423,6 +423,13 @@ def test_bad_scenario_is_one_line_naming_the_file_and_key(tmp_path, capsys, case
     assert out == ""
 
 
+def test_the_figure_formats_are_matplotlibs():
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from flyersim.sim.outputs import FIGURE_FORMATS
+    assert set(FIGURE_FORMATS) == set(FigureCanvasBase.get_supported_filetypes())
+
+
 def test_a_failure_is_checked_per_job(tmp_path, capsys):
     """Job b alone on n2 needs no network: failing n2's NIC cuts no job off, so the scenario runs."""
     path = tmp_path / "ok.toml"
@@ -445,6 +452,8 @@ def test_the_corpus_scenario_is_good(tmp_path, capsys):
      ["--scenario", "drop --routing, --slow"]),
     (["run", "--plot", "/tmp/x.png"], ["--plot", "give --scenario"]),
     (["run", "--scenario", "x.toml", "--plot", "/no/such/dir/x.png"], ["--plot", "does not exist"]),
+    (["run", "--scenario", "x.toml", "--plot", "x.txt"], ["--plot", "cannot draw a figure as x.txt"]),
+    (["compare", "--gpus", "16", "--plot", "grid.txt"], ["--plot", "cannot draw a figure as grid.txt"]),
 ])
 def test_bad_scenario_command_lines(capsys, argv, words):
     code, out, err = _cli(capsys, argv)

@@ -19,7 +19,7 @@ from flyersim.sim.app import calibrate, compare, faults, mpibench, scenario_repo
 from flyersim.sim.app.args import Parser, override, positive_int
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
-from flyersim.sim.outputs import atomic_path, check_writable
+from flyersim.sim.outputs import atomic_path, check_figure, check_writable
 from flyersim.sim.app.report import FORMATS, footer, plural, render
 from flyersim.sim.app.runner import DTYPES, run_sizes, split_params
 from flyersim.sim.app.sizes import size_list, sweep
@@ -159,7 +159,7 @@ def _cmd_compare(args):
                                                                                  "--algos")
     sizes = size_list(args.sizes)
     if args.plot:
-        check_writable(args.plot, "--plot")
+        check_figure(args.plot, "--plot")
 
     def load(n):
         return _load_topology(argparse.Namespace(**{**vars(args), "gpus": n, "nodes": None}))

@@ -236,12 +236,13 @@ def command(args, max_memory):
     """``flyersim run --scenario FILE``: check the output paths, run, print, draw and trace."""
     from flyersim.sim.app.report import render
     from flyersim.sim.app.scenario_runner import run_scenario
-    from flyersim.sim.outputs import atomic_path, check_writable
+    from flyersim.sim.outputs import atomic_path, check_figure, check_writable
     from flyersim.sim.scenario import load
 
-    for path, option in ((args.trace, "--trace"), (args.plot, "--plot")):
-        if path:
-            check_writable(path, option)
+    if args.trace:
+        check_writable(args.trace, "--trace")
+    if args.plot:
+        check_figure(args.plot, "--plot")
     scenario = load(args.scenario)
     try:
         outcome = run_scenario(scenario, max_memory)
