@@ -89,7 +89,16 @@ class Stragglers:
         """Raise ``ValueError`` (one line) on a target ``graph`` lacks, a bad value, or a rank it lacks."""
         for i, (text, value) in enumerate(self.slow):
             _capacity(graph, text, value, self.keys.get(i))
+            before = next((k for k in range(i) if self.slow[k][0] == text), None)
+            if before is not None:
+                raise ValueError(f"{self.keys.get(i, f'--slow {text}={value}')}: {text} is already slowed by "
+                                 f"{self.keys.get(before, f'--slow {text}={self.slow[before][1]}')} (give each "
+                                 f"part once)")
         ranks = graph.graph["nodes"] * graph.graph["gpus_per_node"]
+        late = [rank for rank, _ in self.late]
+        twice = next((rank for rank in late if late.count(rank) > 1), None)
+        if twice is not None:
+            raise ValueError(f"--late {twice}: given twice (give each rank one lateness)")
         for rank, seconds in self.late:
             if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
                 raise ValueError(f"--late {rank}: no such rank (this cluster has ranks 0..{ranks - 1})")

@@ -65,6 +65,9 @@ COMMANDS = [
     ("run --gpus 16 --late x=1ms", ["--late", "RANK=TIME"]),
     ("run --gpus 16 --late 3=-1us", ["--late", "malformed time"]),
     ("run --gpus 16 --late 3=1e400", ["--late", "finite"]),
+    ("run --gpus 16 --slow n0/gpu0=0.5 --slow n0/gpu0=0.25", ["--slow n0/gpu0=0.25", "already slowed by "
+                                                              "--slow n0/gpu0=0.5"]),
+    ("run --gpus 16 --late 0=2ms --late 0=1ms", ["--late 0", "given twice"]),
     ("run --gpus 16 --late 0=1e300s", ["--late 0=", "at most 1 day"]),
     ("run --gpus 16 --late 0=-0.001", ["--late 0=-0.001", ">= 0"]),
     ("run --gpus 16 --slow n0/gpu0=2", ["--slow n0/gpu0=2", "factor <= 1", "bandwidth with its unit"]),
@@ -354,6 +357,8 @@ SCENARIOS = [
      ["stragglers[0]", "slow or noise, not both"]),
     ("two noise tables", SCENARIO + '[[stragglers]]\nnoise = 0.1\n[[stragglers]]\nnoise = 0.2\n',
      ["stragglers[1].noise", "stragglers[0] already gives the noise"]),
+    ("one part slowed twice", SCENARIO + '[[stragglers]]\nslow = "n0/gpu0"\nfactor = 0.5\n'
+     '[[stragglers]]\nslow = "n0/gpu0"\nfactor = 0.25\n', ["stragglers[1].factor", "already slowed by stragglers[0]"]),
     ("a seed without noise", SCENARIO + '[[stragglers]]\nslow = "n0/gpu0"\nfactor = 0.5\nseed = 3\n',
      ["stragglers[0].seed", "only a noise table"]),
     ("a negative noise seed", SCENARIO + '[[stragglers]]\nnoise = 0.1\nseed = -1\n', ["stragglers[0].seed", ">= 0"]),
