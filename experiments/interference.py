@@ -63,7 +63,7 @@ def scenario_text(preset, overrides, algo, gpus, size, rate, weight, duration):
     per_leaf, _ = leaf_facts(preset, overrides)
     lines = ["[topology]", f"preset = {json.dumps(preset)}", f"nodes = {2 * per_leaf}",
              f"set = {{ {', '.join(f'{json.dumps(k)} = {json.dumps(v)}' for k, v in overrides.items())} }}",
-             "[classes]", f"compute = {{ weight = {weight} }}",
+             "[classes]", f"compute = {{ weight = {weight}, sl = 1 }}",
              "[[jobs]]", 'name = "job"', f"gpus = {gpus}", 'placement = "spread"', f"algo = {json.dumps(algo)}",
              f'size = {size}', 'class = "compute"']
     if rate > 0:

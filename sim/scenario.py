@@ -55,6 +55,7 @@ Traceback (most recent call last):
 ValueError: <text>: unknown key 'jobs.a.repeats' (jobs keys: algo, class, collective, dtype, gpus, name, nodes, params, period, placement, repeat, seed, servers, size, start)
 """
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ MAX_REPEAT = 10**6
 # keeps (1e308 never finished, 1e-300 gave a 3.5e300 us makespan).
 MIN_WEIGHT, MAX_WEIGHT = 1e-3, 1e3
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # entry names: no '/', ',' or spaces (they name nodes)
+_NODE_LIKE = re.compile(r"[nz][0-9]+")  # servers' and zones' names, the prefixes of their nodes (n3/gpu0, z0/leaf1)
 _TOP = {"name", "description", "topology", "classes", "jobs", "background", "routing", "faults", "stragglers"}
 _TOPOLOGY = {"preset", "file", "gpus", "nodes", "zones", "set"}
 _CLASS = {"weight", "sl"}
@@ -220,7 +223,8 @@ def _parse(raw, where, base):
         read_tables(routing, faults, stragglers)
     except ValueError as err:
         raise _KeyError(str(err)) from None
-    return Scenario(where, str(raw.get("name", Path(where).stem)), topology, jobs, background, classes,
+    title = _string(raw["name"], "name") if "name" in raw else Path(where).stem
+    return Scenario(where, title, topology, jobs, background, classes,
                     dict(routing), tuple(faults), tuple(stragglers))
 
 
@@ -253,13 +257,24 @@ def _classes(table):
         if sl is not None and sl > MAX_SERVICE_LEVEL:
             raise _KeyError(f"classes.{name}.sl: a service level is 0..{MAX_SERVICE_LEVEL}, got {sl}")
         out[name] = TrafficClass(name, 1.0 if weight is None else weight, sl or 0)
+    by_sl = {}
+    for c in out.values():  # one SL, one arbitration weight: two weights on one SL contradict each other
+        other = by_sl.setdefault(c.sl, c)
+        if other.weight != c.weight:
+            raise _KeyError(f"classes.{c.name}: SL{c.sl} already has weight {other.weight:g} (class {other.name}"
+                            f"{', SL0 weight 1 without a table' * (other.name == DEFAULT_CLASS)}); give it "
+                            f"weight {other.weight:g} or another sl")
     return out
 
 
 def _entry_name(table, i, what):
     name = table.get("name")
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "\n,"):
-        raise _KeyError(f"{what}[{i}].name: every entry needs a name (a string without commas), got {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise _KeyError(f"{what}[{i}].name: every entry needs a name of letters, digits, '_', '-' and '.', "
+                        f"starting with a letter or digit, got {name!r}")
+    if _NODE_LIKE.fullmatch(name):
+        raise _KeyError(f"{what}[{i}].name: {name!r} is a server's or zone's name (n0, z1, ...), the prefix of "
+                        f"its nodes, and storage nodes are named after their entry; choose another")
     return name
 
 
@@ -305,6 +320,8 @@ def _job(table, i, classes):
     period = _opt(table, "period", _time, at)
     if period is not None and period <= 0:
         raise _KeyError(f"{at}period: must be positive, got {table['period']!r}")
+    if period is not None and (repeat or 1) == 1:
+        raise _KeyError(f"{at}period: spaces repeats, and the job runs once (give repeat > 1 or drop period)")
     return Job(name=name, algo=_string(table["algo"], f"{at}algo"), size=size,
                servers=_servers(table["servers"], f"{at}servers") if "servers" in table else None,
                gpus=_opt(table, "gpus", _whole, at), nodes=_opt(table, "nodes", _whole, at), placement=placement,
@@ -345,7 +362,8 @@ def _background(table, i, classes):
                       leaves=_names(table["leaves"], f"{at}leaves") if "leaves" in table else None,
                       jobs=_names(table["jobs"], f"{at}jobs") if "jobs" in table else None,
                       start=_opt(table, "start", _time, at) or 0.0, cls=_cls(table, at, classes),
-                      storage_leaves=_names(table["storage_leaves"], f"{at}storage_leaves") if storage else (),
+                      storage_leaves=_unique(_names(table["storage_leaves"], f"{at}storage_leaves"),
+                                             f"{at}storage_leaves") if storage else (),
                       storage_nodes=_opt(table, "storage_nodes", _whole, at) or 1)
 
 
@@ -427,6 +445,13 @@ def _servers(value, where):
     if twice is not None:
         raise _KeyError(f"{where}: server {twice} is listed twice")
     return servers
+
+
+def _unique(names, where):
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise _KeyError(f"{where}: {twice!r} is listed twice")
+    return names
 
 
 def _names(value, where):

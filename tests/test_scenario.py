@@ -208,7 +208,7 @@ def test_two_classes_on_one_link_share_it_by_weight_and_the_rest_goes_to_the_sur
 
 def test_a_job_in_a_heavier_class_suffers_less_from_storage():
     def slowdown(weight):
-        classes = f'[classes]\ncompute = {{ weight = {weight} }}\n'
+        classes = f'[classes]\ncompute = {{ weight = {weight}, sl = 1 }}\n'
         storage = ('[[background]]\nname = "s"\nkind = "storage-read"\njobs = ["a"]\nrate = "20GB/s"\n'
                    'duration = "20ms"\nstorage_leaves = ["z0/leaf1"]\nstorage_nodes = 4\n')
         j = run_scenario(scenario(classes, job("a", "hfreduce", "16MiB", gpus=32, **{"class": "compute"}),

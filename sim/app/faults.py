@@ -17,6 +17,8 @@ from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies.faults import check_reachable, fail
 from flyersim.topologies.units import parse_time
 
+MAX_SEEDS = 1000  # --seeds: each seed reruns every point; a spread needs tens, not millions
+
 
 def slow(text):
     """argparse type: ``TARGET=VALUE``, VALUE a factor (``0.5``) or a link bandwidth (``100Gb/s``)."""
@@ -73,6 +75,8 @@ def add_arguments(parser, positive_int):
 
 def stragglers(args):
     """The :class:`Stragglers` of ``args``, one per seed."""
+    if args.seeds > MAX_SEEDS:
+        raise ValueError(f"--seeds {args.seeds}: at most {MAX_SEEDS} (each seed is a whole run of every point)")
     if args.seeds > 1 and not args.noise:
         raise ValueError("--seeds needs --noise (without noise every seed gives the same answer)")
     base = Stragglers(slow=tuple(args.slow), late=tuple(args.late), noise=args.noise, seed=args.seed)

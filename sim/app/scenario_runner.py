@@ -94,9 +94,12 @@ def run_scenario(scenario, max_memory=None):
     what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
             f"{flows_count} background flows)")
     check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(), limit)
-    storage = {}
+    storage, prefixes = {}, {n.split("/", 1)[0] for n in graph}
     for entry in scenario.background:
         if entry.kind == "storage-read":
+            if entry.name in prefixes:  # its storage nodes {name}/st{k} would join that part of the topology
+                raise ValueError(f"background.{entry.name}: the topology already names nodes {entry.name}/...; "
+                                 f"give the entry another name")
             radix = read(t.ref, t.overrides).network.get("radix", 0)
             try:
                 storage[entry.name] = [name for leaf in entry.storage_leaves for name in
