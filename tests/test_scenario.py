@@ -265,3 +265,20 @@ def test_every_example_scenario_runs(path, capsys):
 
 def test_there_are_examples():
     assert len(EXAMPLES) >= 2
+
+
+def test_the_nccl_search_is_shared_only_by_jobs_of_the_same_layout_and_params(monkeypatch):
+    from flyersim.sim.app import scenario_runner
+    calls = []
+
+    def counting(graph, layout, version):
+        calls.append(version)
+        return search_of(graph, layout, version)
+
+    search_of = scenario_runner.search_of
+    monkeypatch.setattr(scenario_runner, "search_of", counting)
+    versions = ['"2.10.3"', '"2.23"', '"2.23"']
+    tables = "".join(f'[[jobs]]\nname = "j{i}"\nalgo = "nccl"\nsize = "1MiB"\ngpus = 16\n'
+                     f'params = {{ nccl_version = {v} }}\n' for i, v in enumerate(versions))
+    run_scenario(scenario(tables, gpus=48))
+    assert calls == ["2.10.3", "2.23"]  # one search per distinct params, the third job reuses the second's

@@ -169,9 +169,10 @@ def _plan(job, graph, base, servers, searches):
         raise ValueError(f"{at}.size: {job.size} B is smaller than one {job.dtype} element")
     search = None
     if record.search:
-        if layout.nodes not in searches:
-            searches[layout.nodes] = search_of(graph, layout, job.params.get("nccl_version"))
-        search = searches[layout.nodes]
+        key = (layout, repr(sorted(job.params.items())))  # all a search depends on: the job's layout and params
+        if key not in searches:
+            searches[key] = search_of(graph, layout, job.params.get("nccl_version"))
+        search = searches[key]
     try:
         key = collectives.schedule_key(job.algo, layout, job.size, job.collective, search)
         ops = op_bound(job.algo, layout, job.size, job.collective, search, **job.params)
