@@ -408,3 +408,12 @@ def test_the_readme_noise_example_is_what_the_command_prints(capsys):
     assert len(spread) == 2
     for line in spread:
         assert line in readme, f"README's noise example is stale; the command now prints:\n{line}"
+
+
+def test_the_table_of_a_run_over_seeds_has_a_seed_column():
+    from flyersim.sim.app.report import table
+    row = {"bytes": 1024, "count": 256, "type": "float32", "algo": "hfreduce", "time_s": 1e-3, "algbw_GBps": 1.0,
+           "busbw_GBps": 1.0, "bottleneck": "x", "bottleneck_util": 0.9}
+    head, *lines = table([{**row, "seed": 0}, {**row, "seed": 7}]).splitlines()
+    assert head.split()[4] == "seed" and [line.split()[4] for line in lines] == ["0", "7"]
+    assert "seed" not in table([row])

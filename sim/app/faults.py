@@ -69,8 +69,8 @@ def add_arguments(parser, positive_int):
     group.add_argument("--seeds", type=positive_int, default=1,
                        help="run every point with this many noise seeds and report their spread (default 1)")
     group.add_argument("--fail", action="append", default=[], metavar="SWITCH|LINK",
-                       help="a failed switch (z0/spine3) or cable (n3/nic0<->z0/leaf0); routes avoid it "
-                            "(repeatable)")
+                       help="a failed switch (z0/spine3) or network link, a cable (n3/nic0<->z0/leaf0; failing a "
+                            "NIC, n3/nic0, fails its cables); routes avoid it (repeatable)")
 
 
 def stragglers(args):

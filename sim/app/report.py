@@ -46,13 +46,16 @@ def bottleneck_label(row):
 
 
 def table(rows):
-    """Fixed-width table, one line per record."""
-    head = (f"{'size':>16}{'count':>15}{'type':>9}  {'algo':<16}{'time(us)':>14}{'algbw(GB/s)':>13}"
-            f"{'busbw(GB/s)':>13}  bottleneck")
+    """Fixed-width table, one line per record; a ``seed`` column when records carry one (``--seeds``)."""
+    seeds = any("seed" in r for r in rows)
+    head = (f"{'size':>16}{'count':>15}{'type':>9}  {'algo':<16}{'seed' if seeds else '':>{6 * seeds}}{'time(us)':>14}"
+            f"{'algbw(GB/s)':>13}{'busbw(GB/s)':>13}  bottleneck")
     lines = [head]
     for r in rows:
-        lines.append(f"{r['bytes']:>16d}{r['count']:>15d}{r['type']:>9}  {r['algo']:<16}{r['time_s'] * 1e6:>14.2f}"
-                     f"{r['algbw_GBps']:>13.3f}{r['busbw_GBps']:>13.3f}  {bottleneck_label(r)}")
+        seed = f"{r.get('seed', ''):>6}" if seeds else ""
+        lines.append(f"{r['bytes']:>16d}{r['count']:>15d}{r['type']:>9}  {r['algo']:<16}{seed}"
+                     f"{r['time_s'] * 1e6:>14.2f}{r['algbw_GBps']:>13.3f}{r['busbw_GBps']:>13.3f}  "
+                     f"{bottleneck_label(r)}")
     return "\n".join(lines)
 
 
