@@ -10,7 +10,7 @@ non-blocking leaves (20 servers, 20 uplinks) with leaves of fewer uplinks
 (``network.oversubscription``: 3 gives 30 servers and 10 uplinks). Routing: static ECMP by a stable hash (collisions
 included); adaptive routing (each flow on the least-loaded equal-cost path
 when it starts) is drawn when the scenario format offers it
-(``sim.scenario.ROUTING_POLICIES``).
+(``sim.routes.ROUTING``).
 
 CSV columns: one row per job of every (algorithm, job count, placement, routing) point.
 
@@ -29,7 +29,8 @@ with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
     from flyersim.sim.app.args import number_list
     from flyersim.sim.app import scenario_report
     from flyersim.sim.app.scenario_runner import run_scenario
-    from flyersim.sim.scenario import ROUTING_POLICIES, loads
+    from flyersim.sim.routes import ROUTING
+    from flyersim.sim.scenario import loads
     from flyersim.topologies.build import fat_tree_shape
     from flyersim.topologies.config import read
     from flyersim.topologies.units import format_size
@@ -143,12 +144,12 @@ def main(argv=None):
                    help="numbers of concurrent jobs (default 2,4,6,8)")
     p.add_argument("--oversubscription", type=number_list("oversubscriptions", 1, 39), default=[1],
                    help="leaf oversubscriptions down:up to compare, e.g. 1,3 (default 1, the preset's)")
-    p.add_argument("--routing", type=sweep.names, default=list(ROUTING_POLICIES),
-                   help=f"routing policies ({', '.join(ROUTING_POLICIES)}; default all)")
+    p.add_argument("--routing", type=sweep.names, default=list(ROUTING),
+                   help=f"routing policies ({', '.join(ROUTING)}; default all)")
     args = p.parse_args(argv)
-    unknown = [r for r in args.routing if r not in ROUTING_POLICIES]
+    unknown = [r for r in args.routing if r not in ROUTING]
     if unknown:
-        p.error(f"--routing: unknown policy {unknown[0]!r} (choose from {', '.join(ROUTING_POLICIES)})")
+        p.error(f"--routing: unknown policy {unknown[0]!r} (choose from {', '.join(ROUTING)})")
     return sweep.main(NAME, args, COLUMNS, plot, rows=rows)
 
 

@@ -68,7 +68,6 @@ from flyersim.topologies.units import parse_bandwidth, parse_size, parse_time
 
 PLACEMENTS = ("packed", "spread", "random")
 BACKGROUND_KINDS = ("storage-read", "all-to-all")
-ROUTING_POLICIES = ROUTING
 DTYPES = ("float32", "float64", "float16", "int32")
 DEFAULT_CLASS = "default"
 MAX_SERVICE_LEVEL = 15  # InfiniBand has 16 service levels, SL0-SL15 (IBTA spec, vol. 1, 7.6.5)

@@ -81,7 +81,7 @@ def test_jobs_on_their_own_leaves_never_meet():
     assert all(j.runs[0].time == j.alone.time for j in out.jobs)
 
 
-def test_spread_jobs_meet_on_spine_links_and_here_neither_speeds_up():
+def test_spread_jobs_meet_on_spine_links_and_here_neither_speeds_up(monkeypatch):
     # Not a general law: fair sharing is not monotone in the order of flows, and elsewhere sharing makes a
     # spread job up to 0.013 % faster than alone (docs/gallery/placement.csv); in this case neither is.
     out = run_scenario(scenario(job("a", "hfreduce", "16MiB", gpus=64, placement="spread"),
@@ -91,6 +91,11 @@ def test_spread_jobs_meet_on_spine_links_and_here_neither_speeds_up():
     for name, cls, util, shares in rows:
         assert 0 < util <= 1 + 1e-9 and shares.sum() == pytest.approx(1.0) and (shares > 0).sum() >= 2
     assert all(j.runs[0].time >= j.alone.time * (1 - 1e-9) for j in out.jobs)
+    lines = report.text(out).splitlines()
+    assert lines[1].split()[:2] == ["job", "algo"]  # one-letter job names do not glue the header
+    monkeypatch.setattr(report, "MET_ROWS", 1)  # a cut list says how many it leaves out
+    assert len(rows) == 2 and report.text(out).splitlines()[-1] == \
+        "  ... and 1 more resource carried bytes of more than one part"
 
 
 # ---------------------------------------------------------------- background flows

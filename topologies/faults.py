@@ -137,11 +137,11 @@ def check_reachable(graph, servers=None, who=None):
     return graph
 
 
-def spans(values, prefix=""):
+def spans(values, prefix="", sep=", "):
     """Sorted integers as ranges: ``spans([0, 1, 2, 5]) == '0-2, 5'``.
 
-    >>> spans([0, 1, 2, 5, 7, 8], "n")
-    'n0-n2, n5, n7-n8'
+    >>> spans([0, 1, 2, 5, 7, 8], "n"), spans([0, 1, 2, 3, 7, 9, 10], "n", ",")
+    ('n0-n2, n5, n7-n8', 'n0-n3,n7,n9-n10')
     """
     values, out, start = sorted(values), [], None
     for i, v in enumerate(values):
@@ -150,7 +150,7 @@ def spans(values, prefix=""):
         if i + 1 == len(values) or values[i + 1] != v + 1:
             out.append(f"{prefix}{start}" if start == v else f"{prefix}{start}-{prefix}{v}")
             start = None
-    return ", ".join(out)
+    return sep.join(out)
 
 
 def _network(graph, node):

@@ -27,25 +27,15 @@ import numpy as np
 
 from flyersim.sim.metrics import record
 from flyersim.sim.trace import events, write_events
+from flyersim.topologies.faults import spans
 from flyersim.topologies.units import format_size
 
 MET_ROWS = 12  # resources listed under "where jobs met"
 
 
 def servers_label(servers):
-    """Compact server list: ``n0-n15,n20``.
-
-    >>> servers_label((0, 1, 2, 3, 7, 9, 10))
-    'n0-n3,n7,n9-n10'
-    """
-    runs, start = [], None
-    for i, s in enumerate(servers):
-        if start is None:
-            start = s
-        if i + 1 == len(servers) or servers[i + 1] != s + 1:
-            runs.append(f"n{start}" if start == s else f"n{start}-n{s}")
-            start = None
-    return ",".join(runs)
+    """Compact server list: ``n0-n15,n20`` (:func:`topologies.faults.spans`)."""
+    return spans(servers, "n", ",")
 
 
 def job_records(outcome):
@@ -64,7 +54,7 @@ def job_records(outcome):
 
 
 def summary(outcome):
-    """Per job: name, algo, gpus, servers, repeats, size, alone and scenario times and busbw, slowdowns, class."""
+    """Per job: name, algo, gpus, servers, repeats, size, alone and scenario times and busbw, slowdown (mean over alone), class."""
     out = []
     rows = job_records(outcome)
     for j in outcome.jobs:
@@ -76,13 +66,13 @@ def summary(outcome):
                     "alone_time_s": alone, "time_s": float(times.mean()), "worst_time_s": float(times.max()),
                     "alone_busbw_GBps": mine[0]["alone_busbw_GBps"],
                     "busbw_GBps": float(np.mean([r["busbw_GBps"] for r in mine])),
-                    "slowdown": float(times.mean() / alone) if alone > 0 else 1.0,
-                    "worst_slowdown": float(times.max() / alone) if alone > 0 else 1.0, "class": j.job.cls})
+                    "slowdown": float(times.mean() / alone) if alone > 0 else 1.0, "class": j.job.cls})
     return out
 
 
 def met(outcome, limit=MET_ROWS):
-    """Resources that carried bytes of more than one part, busiest first: ``(name, class, util, shares)``."""
+    """Resources that carried bytes of more than one part, busiest first (the first ``limit``, None: all):
+    ``(name, class, util, shares)``."""
     c = outcome.composite
     carried = outcome.carried
     total = carried.sum(axis=0)
@@ -106,7 +96,7 @@ def text(outcome):
              f"servers; {len(outcome.jobs)} job{'s' * (len(outcome.jobs) != 1)}, {len(outcome.background)} "
              f"background; classes {classes}; makespan {outcome.makespan * 1e6:.2f} us"]
     rows = summary(outcome)
-    jw = max(len(r["job"]) for r in rows) + 2
+    jw = max(max(len(r["job"]) for r in rows), len("job")) + 2
     sw = max(max(len(r["servers"]) for r in rows), 7) + 2
     lines.append(f"{'job':<{jw}}{'algo':<16}{'gpus':>6}  {'servers':<{sw}}{'repeats':>8}{'size':>9}{'alone(us)':>13}"
                  f"{'scenario(us)':>14}{'worst(us)':>13}{'slowdown':>10}{'busbw alone':>13}{'busbw':>9}  class")
@@ -123,7 +113,8 @@ def text(outcome):
             lines.append(f"  {e.name:<14}{e.kind:<14}{len(f.flows.paths):>6}{e.rate / 1e9:>12.3f}"
                          f"{e.start * 1e6:>12.2f}{(e.start + e.duration) * 1e6:>17.2f}{f.end_at.max() * 1e6:>13.2f}"
                          f"{f.flows.nbytes.sum() / 1e9:>11.3f}  {e.cls}")
-    rows = met(outcome)
+    rows = met(outcome, None)
+    more, rows = len(rows) - MET_ROWS, rows[:MET_ROWS]
     names = part_names(outcome)
     if rows:
         lines.append("# where jobs met: resources that carried bytes of more than one job or background entry, "
@@ -133,6 +124,8 @@ def text(outcome):
         for name, cls, util, shares in rows:
             lines.append(f"  {name:<{width}}{cls:<16}{util:>6.0%}" + "".join(
                 f"{'-' if x == 0 else f'{x:.0%}':>11}" for x in shares))
+        if more > 0:
+            lines.append(f"  ... and {more} more resource{'s' * (more != 1)} carried bytes of more than one part")
     else:
         lines.append("# where jobs met: nowhere (no resource carried bytes of more than one job or entry)")
     return "\n".join(lines)

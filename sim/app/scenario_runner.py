@@ -47,7 +47,6 @@ class JobOutcome:
     alone: Run
     runs: list
     starts: np.ndarray  # when each copy started, seconds from the scenario's start
-    part: int           # index of its part in the composite
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,6 @@ class FlowOutcome:
     flows: object
     start_at: np.ndarray
     end_at: np.ndarray
-    part: int
 
 
 @dataclass(frozen=True)
@@ -95,12 +93,13 @@ def run_scenario(scenario, max_memory=None):
             f"{flows_count} background flows)")
     check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(), limit)
     storage, prefixes = {}, {n.split("/", 1)[0] for n in graph}
+    reads = [e for e in scenario.background if e.kind == "storage-read"]
+    radix = read(t.ref, t.overrides).network.get("radix", 0) if reads else 0
     for entry in scenario.background:
         if entry.kind == "storage-read":
             if entry.name in prefixes:  # its storage nodes {name}/st{k} would join that part of the topology
                 raise ValueError(f"background.{entry.name}: the topology already names nodes {entry.name}/...; "
                                  f"give the entry another name")
-            radix = read(t.ref, t.overrides).network.get("radix", 0)
             try:
                 storage[entry.name] = [name for leaf in entry.storage_leaves for name in
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
@@ -141,7 +140,7 @@ def run_scenario(scenario, max_memory=None):
     net = simulate_composite(composite)
     jobs = [_job_outcome(i, plan, composite, net, graph) for i, plan in enumerate(plans)]
     flows_out = [FlowOutcome(e, f, net.start_at[composite.ops[len(plans) + i][0]],
-                             net.end_at[composite.ops[len(plans) + i][0]], len(plans) + i)
+                             net.end_at[composite.ops[len(plans) + i][0]])
                  for i, (e, f) in enumerate(zip(scenario.background, entries))]
     carried = np.zeros((len(parts), len(composite.names)))
     for i, part in enumerate(parts):
@@ -220,4 +219,4 @@ def _job_outcome(index, plan, composite, net, graph):
                         net.ready_at[ops] - t0, net.start_at[ops] - t0, end,
                         net.route[ops] - composite.route_base[index]))
         starts.append(t0)
-    return JobOutcome(job, plan["servers"], alone, runs, np.array(starts), index)
+    return JobOutcome(job, plan["servers"], alone, runs, np.array(starts))
