@@ -102,7 +102,7 @@ def run_point(pt):
         start = time.perf_counter()
         try:
             out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
-                            params=pt.get("params"), max_memory=pt.get("max_memory"))
+                            params=pt.get("params"), max_memory=pt.get("max_memory"), timeline=False)
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise

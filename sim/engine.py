@@ -7,6 +7,11 @@ has millions of event times, so each wake-up hands the numba core up to
 ``EVENTS_PER_WAKEUP`` consecutive event times at once: results are identical
 for any value, only the Python overhead per event shrinks. Nothing here knows
 which algorithm produced the schedule.
+
+A run keeps every op's timeline (ready, start and end times, and bytes:
+32 B per op) only when asked (``timeline=True``, the default here; ``flyersim
+run`` asks for it with ``--trace``); otherwise it keeps the aggregates every
+report needs: the run's time and the bytes each resource carried.
 """
 
 from dataclasses import dataclass
@@ -24,7 +29,8 @@ EVENTS_PER_WAKEUP = 4096
 
 @dataclass(frozen=True)
 class Run:
-    """Outcome of one simulated collective: its time and every op's timeline."""
+    """Outcome of one simulated collective: its time, the bytes each resource carried, and (if kept) every op's
+    timeline (``None`` when not kept)."""
 
     schedule: object
     routes: Routes
@@ -32,24 +38,31 @@ class Run:
     count: int          # elements per rank
     itemsize: int
     time: float         # seconds from start to the last op's end
-    op_bytes: np.ndarray
-    ready_at: np.ndarray
-    start_at: np.ndarray
-    end_at: np.ndarray
+    carried_bytes: np.ndarray  # per resource, weights applied
+    op_bytes: np.ndarray = None
+    ready_at: np.ndarray = None
+    start_at: np.ndarray = None
+    end_at: np.ndarray = None
 
     @property
     def nbytes(self):
         return self.count * self.itemsize
 
+    @property
+    def timeline(self):
+        """Whether every op's times were kept."""
+        return self.end_at is not None
+
     def carried(self):
         """Bytes each resource carried (weights applied)."""
-        return self.routes.carried(self.op_bytes)
+        return self.carried_bytes
 
 
-def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
+def simulate(schedule, topology, nbytes, itemsize=4, model="flow", timeline=True):
     """Simulate ``schedule`` moving ``nbytes`` per rank on ``topology`` (a graph, or prebuilt :class:`Routes`).
 
-    ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention).
+    ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention); ``timeline`` keeps every
+    op's bytes and times in the run (else only its time and per-resource bytes).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
@@ -57,16 +70,19 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow"):
     count = int(nbytes) // itemsize
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
     dep_ptr, dep_idx = _flow_deps(schedule)
+    carried = routes.carried(op_bytes)
     net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model])
+                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model], timeline=timeline)
+    del dep_ptr, dep_idx
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
     stuck = net.unfinished()
     if stuck.size:
         raise RuntimeError(f"{stuck.size} ops never ran, first: {schedule.describe(stuck[0])}")
-    time = float(net.end_at.max(initial=0.0))
-    return Run(schedule, routes, model, count, itemsize, time, op_bytes,
+    if not timeline:
+        return Run(schedule, routes, model, count, itemsize, net.time, carried)
+    return Run(schedule, routes, model, count, itemsize, net.time, carried, op_bytes,
                net.ready_at, net.start_at, net.end_at)
 
 

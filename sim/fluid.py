@@ -39,25 +39,32 @@ from numba import njit
 TIME_RTOL = 1e-12
 # A resource within this (relative) of capacity is saturated; rates this close are equal.
 RATE_RTOL = 1e-9
-# _step result besides a next event time: the member lists are full, grow them and call again.
+# _step result besides a next event time: the member lists or the flow table are full, grow them and call again.
 NEED_SLOTS = -1.0
 # sharing policies
 MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
 # Work.counts: sizes of the modified, touched and dirty lists, and the bottleneck-check round
 N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND = 0, 1, 2, 3
+# Dag.counts: free flow ids, ops ended, flow ids a step needs before it can go on
+N_FREE, N_ENDED, N_NEED = 0, 1, 2
 
 IDX = np.int32  # op, resource, route and slot indices
 
 _jit = njit(cache=True, error_model="numpy")
 
-Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
-Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
+Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route nbytes ready_at start_at end_at flow_op flow_route free counts "
+                       "last_end")
+Dag.__doc__ = """The ops and their flows. Per op: unmet dependencies, who waits for whom (CSR), route and bytes,
+and, when the timeline is kept, the three times (else empty arrays). Per *flow* (an op from the moment it is
+ready until it ends; flow ids are recycled, so the solver's state grows with the ops in flight, not with all
+ops): its op and route; ``free[:counts[N_FREE]]`` are free flow ids. ``counts`` also holds the ops ended
+and the flow ids a pending step needs; ``last_end[0]`` is the latest end time."""
 Elements = namedtuple("Elements", "ptr cnst weight latency")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds."""
 Variables = namedtuple("Variables", "remaining t_upd rate bott in_set seen slot")
-Variables.__doc__ = """Per-op flow state: bytes left as of ``t_upd``, rate, bottleneck resource, whether in the set
+Variables.__doc__ = """Per-flow state (indexed by flow id, see :class:`Dag`): bytes left as of ``t_upd``, rate, bottleneck resource, whether in the set
 being re-solved, last check round, and member slot (-1: not moving)."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
@@ -65,7 +72,7 @@ Members = namedtuple("Members", "width next prev var_of_slot free n_free")
 Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``s*width + j``
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
-Heap.__doc__ = """A binary min-heap of ops indexed by op: ``pos[op]`` is its slot (-1: absent)."""
+Heap.__doc__ = """A binary min-heap of flows indexed by flow id: ``pos[flow]`` is its slot (-1: absent)."""
 Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows top top_round")
 Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
 the resources whose flows changed rate (``dirty``), the filling's per-resource sums, and the highest rate
@@ -137,20 +144,22 @@ def _heap_remove(h, op):
 def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
-    Returns ``NEED_SLOTS`` (before starting a flow it has no slot for) when
-    the member lists are full; the caller grows them and calls again, which
-    resumes where this call stopped.
+    Returns ``NEED_SLOTS`` (before starting a flow it has no member slot for,
+    or ending an op whose dependents might need more flow ids than are free)
+    when the member lists or the flow table are full; the caller grows them
+    and calls again, which resumes where this call stopped.
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
-    _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
+    if not _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
+        return NEED_SLOTS
     if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
     c = work.counts
     if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
         if policy == MAXMIN:
-            _resolve(now, dag.route, elem, var, cnst, mem, work)
+            _resolve(now, dag.flow_route, elem, var, cnst, mem, work)
         else:
-            _isolate(dag.route, elem, var, cnst, work)
+            _isolate(dag.flow_route, elem, var, cnst, work)
         _reschedule(now, var, finishing, work)
     nxt = np.inf
     if waiting.size[0] > 0:
@@ -161,8 +170,22 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
 
 
 @_jit
+def _room_to_release(f, dag):
+    """Whether enough flow ids are free for every dependent of flow ``f``'s op to become ready; else ask for them."""
+    op = dag.flow_op[f]
+    need = dag.dn_ptr[op + 1] - dag.dn_ptr[op]
+    if need <= dag.counts[N_FREE]:
+        return True
+    dag.counts[N_NEED] = need
+    return False
+
+
+@_jit
 def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
-    """Flows that drained by ``horizon`` end: free their resources and members, release their dependents."""
+    """Flows that drained by ``horizon`` end: free their resources and members, release their dependents.
+
+    False (before ending a flow) when the flow table may be too small for its dependents.
+    """
     ptr, res, weight = elem.ptr, elem.cnst, elem.weight
     usage, head, count = cnst.usage, cnst.head, cnst.count
     rate, slot = var.rate, var.slot
@@ -171,9 +194,10 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
                                                          work.dirty, work.counts)
     while finishing.size[0] > 0 and fkeys[0] <= horizon:
         f = fops[0]
+        if not _room_to_release(f, dag):
+            return False
         _heap_remove(finishing, f)
-        dag.end_at[f] = now
-        r = dag.route[f]
+        r = dag.flow_route[f]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
             usage[k] -= weight[j] * rate[f]
@@ -187,14 +211,16 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
         slot[f] = -1
         mem.free[mem.n_free[0]] = s
         mem.n_free[0] += 1
-        _release(f, now, dag, elem.latency, waiting)
+        _end(f, now, dag, elem.latency, var, waiting)
+    return True
 
 
 @_jit
 def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
     """Ops whose latency has elapsed by ``horizon`` start moving bytes (empty ones end at once).
 
-    False when a flow needs a member slot and none is free.
+    False when a flow needs a member slot and none is free, or an empty op's dependents may need more
+    flow ids than are free.
     """
     ptr, res = elem.ptr, elem.cnst
     touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
@@ -203,17 +229,19 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         if mem.n_free[0] == 0:
             return False
         f = waiting.ops[0]
+        if var.remaining[f] <= 0.0 and not _room_to_release(f, dag):
+            return False
         _heap_remove(waiting, f)
-        dag.start_at[f] = now
+        if dag.start_at.size:
+            dag.start_at[dag.flow_op[f]] = now
         if var.remaining[f] <= 0.0:
-            dag.end_at[f] = now
-            _release(f, now, dag, elem.latency, waiting)
+            _end(f, now, dag, elem.latency, var, waiting)
             continue
         mem.n_free[0] -= 1
         s = mem.free[mem.n_free[0]]
         var.slot[f] = s
         mem.var_of_slot[s] = f
-        r = dag.route[f]
+        r = dag.flow_route[f]
         _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
         var.rate[f] = 0.0
         var.t_upd[f] = now
@@ -318,15 +346,37 @@ def _add_modified(f, now, var, modified, counts):
 
 
 @_jit
-def _release(f, now, dag, latency, waiting):
-    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency."""
+def _ready(op, now, dag, latency, var, waiting):
+    """Op ``op`` has no unmet dependency: it becomes a flow, waiting out its route's latency."""
+    c = dag.counts
+    c[N_FREE] -= 1
+    f = dag.free[c[N_FREE]]
+    dag.flow_op[f] = op
+    r = dag.route[op]
+    dag.flow_route[f] = r
+    var.remaining[f] = dag.nbytes[op]
+    if dag.ready_at.size:
+        dag.ready_at[op] = now
+    _heap_set(waiting, f, now + latency[r])
+
+
+@_jit
+def _end(f, now, dag, latency, var, waiting):
+    """Flow ``f`` ended: record its op's end, release the op's dependents, free the flow id."""
+    op = dag.flow_op[f]
+    if dag.end_at.size:
+        dag.end_at[op] = now
+    dag.last_end[0] = max(dag.last_end[0], now)
+    dag.counts[N_ENDED] += 1
     dn_ptr, dn_idx, ndeps = dag.dn_ptr, dag.dn_idx, dag.ndeps
-    for j in range(dn_ptr[f], dn_ptr[f + 1]):
+    for j in range(dn_ptr[op], dn_ptr[op + 1]):
         d = dn_idx[j]
         ndeps[d] -= 1
         if ndeps[d] == 0:
-            dag.ready_at[d] = now
-            _heap_set(waiting, d, now + latency[dag.route[d]])
+            _ready(d, now, dag, latency, var, waiting)
+    dag.flow_op[f] = -1
+    dag.free[dag.counts[N_FREE]] = f
+    dag.counts[N_FREE] += 1
 
 
 # ---------------------------------------------------------------- sharing policies
@@ -484,11 +534,10 @@ def _fill(route, elem, var, cnst, work):
 
 
 @_jit
-def _initial_heap(dag, elem, waiting):
+def _initial_heap(dag, elem, var, waiting):
     for op in range(dag.ndeps.size):
         if dag.ndeps[op] == 0:
-            dag.ready_at[op] = 0.0
-            _heap_set(waiting, op, elem.latency[dag.route[op]])
+            _ready(op, 0.0, dag, elem.latency, var, waiting)
 
 
 class Network:
@@ -499,7 +548,10 @@ class Network:
     ``rlat[r]``. ``dep_ptr/dep_idx`` is the schedule's dependency CSR.
     ``sharing`` is ``"maxmin"`` (the flow model) or ``"isolated"`` (the
     analytic model); ``check=True`` compares the incremental rates with a
-    full re-solve after every event time (slow; a debug aid).
+    full re-solve after every event time (slow; a debug aid). With
+    ``timeline=False`` no per-op time is kept: only :attr:`time` (the last
+    end) and the count of ops ended, so memory per op is its dependencies,
+    route and bytes.
 
     >>> import numpy as np
     >>> net = Network(op_bytes=np.array([100.0, 100.0]), route=np.array([0, 0]),
@@ -509,12 +561,12 @@ class Network:
     >>> t = net.next_time
     >>> while t < np.inf:
     ...     t = net.step(t)
-    >>> net.end_at.tolist()  # two equal flows on one link both finish at 2n/B
-    [20.0, 20.0]
+    >>> net.end_at.tolist(), net.time  # two equal flows on one link both finish at 2n/B
+    ([20.0, 20.0], 20.0)
     """
 
     def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, sharing="maxmin",
-                 check=False):
+                 check=False, timeline=True):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
@@ -522,28 +574,33 @@ class Network:
         n = op_bytes.size
         dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
         dn_ptr, dn_idx = _dependents(dep_ptr, dep_idx, n)
-        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.ascontiguousarray(route, IDX),
-                       np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan))
+        ndeps = np.diff(dep_ptr).astype(IDX)
+        times = [np.full(n if timeline else 0, np.nan) for _ in range(3)]
+        self.dag = Dag(ndeps, dn_ptr, dn_idx, np.ascontiguousarray(route, IDX), np.asarray(op_bytes, np.float64),
+                       *times, np.empty(0, np.int64), np.empty(0, IDX), np.empty(0, IDX), np.zeros(3, np.int64),
+                       np.zeros(1))
         self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
                              np.asarray(rlat, np.float64))
-        self.var = Variables(np.asarray(op_bytes, np.float64).copy(), np.zeros(n), np.zeros(n), np.full(n, -1, IDX),
-                             np.zeros(n, np.bool_), np.zeros(n, np.int64), np.full(n, -1, IDX))
         nres = np.asarray(capacity).size
         self.cnst = Constraints(np.asarray(capacity, np.float64), np.zeros(nres), np.full(nres, -1, IDX),
                                 np.zeros(nres, IDX))
-        self.waiting = _new_heap(n)    # ops waiting out their latency, by start time
-        self.finishing = _new_heap(n)  # active flows, by finish time
-        self.work = _new_work(n, nres)
-        self.mem = None
+        self.var = self.waiting = self.finishing = self.mem = None  # sized by _grow_flows and _grow
+        self.work = _new_work(0, nres)
+        self._grow_flows(min(n, max(1024, int(np.count_nonzero(ndeps == 0)))))
         self._grow(min(n, 1024))
-        _initial_heap(self.dag, self.elem, self.waiting)
+        _initial_heap(self.dag, self.elem, self.var, self.waiting)
         self.next_time = self.waiting.keys[0] if self.waiting.size[0] else np.inf
 
-    # the timeline and rates of every op
+    # the timeline of every op (empty arrays without ``timeline``)
     ready_at = property(lambda self: self.dag.ready_at)
     start_at = property(lambda self: self.dag.start_at)
     end_at = property(lambda self: self.dag.end_at)
-    rate = property(lambda self: self.var.rate)
+    time = property(lambda self: float(self.dag.last_end[0]), doc="The last end time so far.")
+
+    @property
+    def rate(self):
+        """Rate of every op (0 unless moving bytes); a copy, see :meth:`solve`."""
+        return self.solve()
 
     def _grow(self, slots):
         """Room for ``slots`` flows active at once (members are per slot)."""
@@ -559,6 +616,33 @@ class Network:
         new = np.arange(slots - 1, old - 1, -1)
         free[n_free:n_free + new.size] = new
         self.mem = Members(w, nxt, prev, var_of_slot, free, np.array([n_free + new.size], np.int64))
+
+    def _grow_flows(self, size):
+        """Room for ``size`` flows (ops ready, waiting out their latency or moving bytes) at once."""
+        old = 0 if self.var is None else self.var.rate.size
+        fresh = Variables(np.zeros(size), np.zeros(size), np.zeros(size), np.full(size, -1, IDX),
+                          np.zeros(size, np.bool_), np.zeros(size, np.int64), np.full(size, -1, IDX))
+        heaps = [_new_heap(size) for _ in range(2)]
+        dag = self.dag
+        flow_op, flow_route, free = np.full(size, -1, np.int64), np.zeros(size, IDX), np.empty(size, IDX)
+        n_free = 0
+        if old:
+            for new, cur in zip(fresh, self.var):
+                new[:old] = cur
+            for new, cur in zip(heaps, (self.waiting, self.finishing)):
+                new.keys[:old], new.ops[:old], new.pos[:old], new.size[:] = cur.keys, cur.ops, cur.pos, cur.size
+            flow_op[:old], flow_route[:old] = dag.flow_op, dag.flow_route
+            n_free = dag.counts[N_FREE]
+            free[:n_free] = dag.free[:n_free]
+        added = np.arange(size - 1, old - 1, -1, dtype=IDX)
+        free[n_free:n_free + added.size] = added
+        dag.counts[N_FREE] = n_free + added.size
+        self.dag = dag._replace(flow_op=flow_op, flow_route=flow_route, free=free)
+        self.var = fresh
+        self.waiting, self.finishing = heaps  # flows waiting out their latency by start time; moving, by finish
+        modified = np.empty(size, IDX)
+        modified[:old] = self.work.modified[:old]
+        self.work = self.work._replace(modified=modified)
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
@@ -577,7 +661,12 @@ class Network:
                                  self.waiting, self.finishing, self.work)
             if nxt != NEED_SLOTS:
                 break
-            self._grow(min(2 * self.mem.var_of_slot.size, self.var.remaining.size))
+            counts, size = self.dag.counts, self.var.rate.size
+            if counts[N_NEED] > counts[N_FREE]:
+                self._grow_flows(min(max(2 * size, size + int(counts[N_NEED])), self.dag.ndeps.size))
+                counts[N_NEED] = 0
+            if self.mem.n_free[0] == 0:
+                self._grow(min(2 * self.mem.var_of_slot.size, self.dag.ndeps.size))
             now = last
         self.next_time = nxt
         if self.check:
@@ -591,25 +680,24 @@ class Network:
         (SimGrid's ``lmm::System::solve`` with every variable modified); it
         changes no state.
         """
-        rate = np.zeros_like(self.var.rate)
-        active = self.active()
+        flows = self._moving()
+        ops = self.dag.flow_op[flows]
+        out = np.zeros(self.dag.ndeps.size)
         if not full:
-            rate[active] = self.var.rate[active]
-            return rate
+            out[ops] = self.var.rate[flows]
+            return out
+        size, nres = self.var.rate.size, self.cnst.bound.size
+        rate = np.zeros(size)
+        work = _new_work(size, nres)
+        work.modified[:flows.size] = flows
+        work.counts[N_MODIFIED] = flows.size
         if self.policy == ISOLATED:
-            work = _new_work(self.var.rate.size, self.cnst.bound.size)
-            work.modified[:active.size] = active
-            work.counts[N_MODIFIED] = active.size
-            _isolate(self.dag.route, self.elem, self.var._replace(rate=rate), self.cnst, work)
-            return rate
-        n, nres = rate.size, self.cnst.bound.size
-        var = self.var._replace(rate=rate, bott=np.full(n, -1, IDX))
-        cnst = self.cnst._replace(usage=np.zeros(nres))
-        work = _new_work(n, nres)
-        work.modified[:active.size] = active
-        work.counts[N_MODIFIED] = active.size
-        _fill(self.dag.route, self.elem, var, cnst, work)
-        return rate
+            _isolate(self.dag.flow_route, self.elem, self.var._replace(rate=rate), self.cnst, work)
+        else:
+            var = self.var._replace(rate=rate, bott=np.full(size, -1, IDX))
+            _fill(self.dag.flow_route, self.elem, var, self.cnst._replace(usage=np.zeros(nres)), work)
+        out[ops] = rate[flows]
+        return out
 
     def _check(self):
         inc, full = self.solve(), self.solve(full=True)
@@ -618,22 +706,34 @@ class Network:
             f = bad[0]
             raise AssertionError(f"incremental rate of op {f} is {inc[f]!r}, a full solve gives {full[f]!r}")
 
+    def _moving(self):
+        """Flow ids moving bytes right now."""
+        return np.flatnonzero(self.finishing.pos >= 0)
+
+    def flow_of(self, op):
+        """The flow id of ``op`` while it is ready or moving (-1 otherwise): the index of its solver state."""
+        hit = np.flatnonzero(self.dag.flow_op == op)
+        return int(hit[0]) if hit.size else -1
+
     def active(self):
         """Ops moving bytes right now."""
-        return np.flatnonzero(self.finishing.pos >= 0)
+        return np.sort(self.dag.flow_op[self._moving()])
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
-        return np.flatnonzero(np.isnan(self.dag.end_at))
+        if self.dag.counts[N_ENDED] == self.dag.ndeps.size:
+            return np.empty(0, np.int64)
+        held = self.dag.flow_op[self.dag.flow_op >= 0]
+        return np.union1d(np.flatnonzero(self.dag.ndeps > 0), held)
 
 
 def _new_heap(n):
-    """An empty indexed heap for ``n`` ops."""
+    """An empty indexed heap for ``n`` flows."""
     return Heap(np.empty(n), np.empty(n, IDX), np.full(n, -1, IDX), np.zeros(1, np.int64))
 
 
 def _new_work(n, nres):
-    """Empty work lists for ``n`` ops and ``nres`` resources."""
+    """Empty work lists for ``n`` flows and ``nres`` resources."""
     return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
                 np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
                 np.empty(nres), np.zeros(nres, np.int64))

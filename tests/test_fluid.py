@@ -130,7 +130,7 @@ def test_full_solve_and_check_mode():
     bad = _network([10.0] * 4, [{0: 1.0, 1: 1.0}, {0: 1.0}, {1: 1.0}, {2: 1.0}], [10.0, 4.0, 1.0],
                    latency=[0, 0, 0, 0.5], check=True)
     bad.step(bad.next_time)
-    bad.rate[1] = 3.0
+    bad.var.rate[bad.flow_of(1)] = 3.0
     with pytest.raises(AssertionError, match="full solve"):
         bad.step(bad.next_time)
 

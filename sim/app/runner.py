@@ -64,8 +64,10 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None, max_memory=None, check_only=False):
+              params=None, max_memory=None, check_only=False, timeline=None):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
+
+    ``timeline``: the runs keep every op's times (default: when ``keep_runs``; see :func:`sim.engine.simulate`).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
     declares, and a parameter that no algorithm run declares is an error. Work whose estimated memory
@@ -94,7 +96,7 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
                 schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
                 built[key] = schedule, build_routes(graph, schedule, router)
             schedule, routes = built[key]
-            run = simulate(schedule, routes, size, itemsize, model)
+            run = simulate(schedule, routes, size, itemsize, model, keep_runs if timeline is None else timeline)
             records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
             if keep_runs:
                 runs.append(run)
