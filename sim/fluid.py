@@ -46,20 +46,30 @@ MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
 # Work.counts: sizes of the modified, touched and dirty lists, and the bottleneck-check round
 N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND = 0, 1, 2, 3
-# Dag.counts: free flow ids, ops ended, flow ids a step needs before it can go on
-N_FREE, N_ENDED, N_NEED = 0, 1, 2
+# Dag.counts: free flow ids, ops ended, flow ids a step needs before it can go on, the window ``lo..hi-1``,
+# ops made ready so far, free edges, the first op that entered the window after it should have been ready,
+# the highest op made ready so far
+N_FREE, N_ENDED, N_NEED, LO, HI, N_READY, N_EDGE_FREE, LATE, TOP_READY = range(9)
+# _advance result: the window runs low on ops not yet ready; append more and call again
+NEED_OPS = -2.0
 
 IDX = np.int32  # op, resource, route and slot indices
 
 _jit = njit(cache=True, error_model="numpy")
 
-Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route nbytes ready_at start_at end_at flow_op flow_route free counts "
-                       "last_end")
-Dag.__doc__ = """The ops and their flows. Per op: unmet dependencies, who waits for whom (CSR), route and bytes,
-and, when the timeline is kept, the three times (else empty arrays). Per *flow* (an op from the moment it is
-ready until it ends; flow ids are recycled, so the solver's state grows with the ops in flight, not with all
-ops): its op and route; ``free[:counts[N_FREE]]`` are free flow ids. ``counts`` also holds the ops ended
-and the flow ids a pending step needs; ``last_end[0]`` is the latest end time."""
+Dag = namedtuple("Dag", "mask ndeps route nbytes done dn_head dn_tail dn_count edge_op edge_next edge_free "
+                       "ready_at start_at end_at flow_op flow_route free counts last_end")
+Dag.__doc__ = """The ops and their flows.
+
+Ops enter in batches (:func:`_append`, in op order; a dependency names an
+earlier op) and live in a *window*, a ring buffer over op ids ``lo..hi-1``
+(entry ``op & mask``): unmet dependencies, route, bytes, whether ended, and
+its dependents still waiting (a list of edges, in op order). Ops below ``lo``
+have all ended, so memory grows with the ops in flight, not with all ops.
+Per *flow* (an op from the moment it is ready until it ends; flow ids are
+recycled): its op and route; ``free[:counts[N_FREE]]`` are free flow ids.
+With the timeline kept, the three times of every op (else empty arrays).
+``counts``: see ``N_FREE``...; ``last_end[0]`` is the latest end time."""
 Elements = namedtuple("Elements", "ptr cnst weight latency")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds."""
@@ -172,8 +182,7 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
 @_jit
 def _room_to_release(f, dag):
     """Whether enough flow ids are free for every dependent of flow ``f``'s op to become ready; else ask for them."""
-    op = dag.flow_op[f]
-    need = dag.dn_ptr[op + 1] - dag.dn_ptr[op]
+    need = dag.dn_count[dag.flow_op[f] & dag.mask]
     if need <= dag.counts[N_FREE]:
         return True
     dag.counts[N_NEED] = need
@@ -270,15 +279,22 @@ def _reschedule(now, var, finishing, work):
 
 
 @_jit
-def _advance(now, max_events, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
+def _advance(now, max_events, low, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
 
     Returns (last time handled, next event time); the next time is
-    ``NEED_SLOTS`` when the member lists must grow before going on.
+    ``NEED_SLOTS`` when the member lists must grow before going on, and
+    ``NEED_OPS``, with the next time to handle instead of the last one
+    handled, when fewer than ``low`` ops follow the highest op made ready.
     """
+    c = dag.counts
     for _ in range(max_events):
         nxt = _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work)
-        if nxt == NEED_SLOTS or nxt == np.inf:
+        if nxt == NEED_SLOTS:
+            return now, nxt
+        if c[HI] - 1 - c[TOP_READY] < low:
+            return nxt, NEED_OPS
+        if nxt == np.inf:
             return now, nxt
         now = nxt
     return now, now
@@ -350,11 +366,13 @@ def _ready(op, now, dag, latency, var, waiting):
     """Op ``op`` has no unmet dependency: it becomes a flow, waiting out its route's latency."""
     c = dag.counts
     c[N_FREE] -= 1
+    c[N_READY] += 1
+    c[TOP_READY] = max(c[TOP_READY], op)
     f = dag.free[c[N_FREE]]
     dag.flow_op[f] = op
-    r = dag.route[op]
+    r = dag.route[op & dag.mask]
     dag.flow_route[f] = r
-    var.remaining[f] = dag.nbytes[op]
+    var.remaining[f] = dag.nbytes[op & dag.mask]
     if dag.ready_at.size:
         dag.ready_at[op] = now
     _heap_set(waiting, f, now + latency[r])
@@ -362,21 +380,76 @@ def _ready(op, now, dag, latency, var, waiting):
 
 @_jit
 def _end(f, now, dag, latency, var, waiting):
-    """Flow ``f`` ended: record its op's end, release the op's dependents, free the flow id."""
+    """Flow ``f`` ended: record its op's end, release the op's dependents, free the flow id and the window's
+    prefix of ended ops."""
     op = dag.flow_op[f]
+    mask, c = dag.mask, dag.counts
     if dag.end_at.size:
         dag.end_at[op] = now
     dag.last_end[0] = max(dag.last_end[0], now)
-    dag.counts[N_ENDED] += 1
-    dn_ptr, dn_idx, ndeps = dag.dn_ptr, dag.dn_idx, dag.ndeps
-    for j in range(dn_ptr[op], dn_ptr[op + 1]):
-        d = dn_idx[j]
-        ndeps[d] -= 1
-        if ndeps[d] == 0:
+    c[N_ENDED] += 1
+    w = op & mask
+    dag.done[w] = True
+    e = dag.dn_head[w]
+    while e >= 0:  # dependents in op order
+        d = dag.edge_op[e]
+        dag.ndeps[d & mask] -= 1
+        if dag.ndeps[d & mask] == 0:
             _ready(d, now, dag, latency, var, waiting)
+        nxt = dag.edge_next[e]
+        dag.edge_free[c[N_EDGE_FREE]] = e
+        c[N_EDGE_FREE] += 1
+        e = nxt
+    dag.dn_head[w] = -1
+    dag.dn_count[w] = 0
     dag.flow_op[f] = -1
-    dag.free[dag.counts[N_FREE]] = f
-    dag.counts[N_FREE] += 1
+    dag.free[c[N_FREE]] = f
+    c[N_FREE] += 1
+    while c[LO] < c[HI] and dag.done[c[LO] & mask]:
+        c[LO] += 1
+
+
+@_jit
+def _append(dag, first, route, nbytes, dep_ptr, dep_idx, latency, var, waiting, started):
+    """Ops ``first..`` (their routes, bytes and dependency CSR) enter the window; the caller made room for them,
+    their edges and (before the run starts) their flows. An op with no unmet dependency is ready at once before
+    the run starts (``started`` False); after, it came too late (its dependencies ended before it entered):
+    ``counts[LATE]`` names the first such op and the run must start again with a longer look-ahead."""
+    mask, c = dag.mask, dag.counts
+    for i in range(route.size):
+        op = first + i
+        w = op & mask
+        dag.route[w] = route[i]
+        dag.nbytes[w] = nbytes[i]
+        dag.done[w] = False
+        dag.dn_head[w] = -1
+        dag.dn_tail[w] = -1
+        dag.dn_count[w] = 0
+        unmet = 0
+        for j in range(dep_ptr[i], dep_ptr[i + 1]):
+            d = dep_idx[j]
+            if d < c[LO] or dag.done[d & mask]:
+                continue
+            unmet += 1
+            c[N_EDGE_FREE] -= 1
+            e = dag.edge_free[c[N_EDGE_FREE]]
+            dag.edge_op[e] = op
+            dag.edge_next[e] = -1
+            v = d & mask
+            if dag.dn_tail[v] >= 0:
+                dag.edge_next[dag.dn_tail[v]] = e
+            else:
+                dag.dn_head[v] = e
+            dag.dn_tail[v] = e
+            dag.dn_count[v] += 1
+        dag.ndeps[w] = unmet
+        c[HI] = op + 1
+        if unmet == 0:
+            if started:
+                if c[LATE] < 0:
+                    c[LATE] = op
+            else:
+                _ready(op, 0.0, dag, latency, var, waiting)
 
 
 # ---------------------------------------------------------------- sharing policies
@@ -533,13 +606,6 @@ def _fill(route, elem, var, cnst, work):
         n_unfrozen = keep
 
 
-@_jit
-def _initial_heap(dag, elem, var, waiting):
-    for op in range(dag.ndeps.size):
-        if dag.ndeps[op] == 0:
-            _ready(op, 0.0, dag, elem.latency, var, waiting)
-
-
 class Network:
     """The fluid state of one simulation: flows of ops over routes of resources.
 
@@ -550,8 +616,13 @@ class Network:
     analytic model); ``check=True`` compares the incremental rates with a
     full re-solve after every event time (slow; a debug aid). With
     ``timeline=False`` no per-op time is kept: only :attr:`time` (the last
-    end) and the count of ops ended, so memory per op is its dependencies,
-    route and bytes.
+    end) and the count of ops ended.
+
+    Ops may also come in batches: pass ``op_bytes=None`` (and no ``route``
+    or dependencies), then :meth:`append` batches in op order, setting
+    :attr:`feed` to a function that appends more when :meth:`advance` runs
+    low (and returns False when there are none left), and :meth:`set_routes`
+    when batches bring new routes. Only the ops in flight are held.
 
     >>> import numpy as np
     >>> net = Network(op_bytes=np.array([100.0, 100.0]), route=np.array([0, 0]),
@@ -565,37 +636,124 @@ class Network:
     ([20.0, 20.0], 20.0)
     """
 
-    def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, sharing="maxmin",
-                 check=False, timeline=True):
+    def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr=None, dep_idx=None,
+                 sharing="maxmin", check=False, timeline=True):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
         self.check = bool(check)
-        n = op_bytes.size
-        dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
-        dn_ptr, dn_idx = _dependents(dep_ptr, dep_idx, n)
-        ndeps = np.diff(dep_ptr).astype(IDX)
-        times = [np.full(n if timeline else 0, np.nan) for _ in range(3)]
-        self.dag = Dag(ndeps, dn_ptr, dn_idx, np.ascontiguousarray(route, IDX), np.asarray(op_bytes, np.float64),
-                       *times, np.empty(0, np.int64), np.empty(0, IDX), np.empty(0, IDX), np.zeros(3, np.int64),
-                       np.zeros(1))
+        self.timeline = bool(timeline)
+        self.feed = None      # appends more ops when the window runs low; False when none are left
+        self.low = 0          # advance stops when fewer ops than this are in the window and not ready
+        self.started = False
+        empty = np.empty(0)
+        self.dag = Dag(0, *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.bool_, IDX, IDX, IDX, np.int64, IDX,
+                                                      IDX)), empty, empty, empty, np.empty(0, np.int64),
+                       np.empty(0, IDX), np.empty(0, IDX), np.zeros(9, np.int64), np.zeros(1))
+        self.dag.counts[LATE] = -1
+        self.dag.counts[TOP_READY] = -1
+        self.var = self.waiting = self.finishing = self.mem = self.elem = self.cnst = None
+        self.work = _new_work(0, 0)
+        self.set_routes(rptr, rres, rw, rlat, capacity)
+        self._grow_flows(1024)
+        self._grow(1024)
+        self.next_time = np.inf
+        if op_bytes is not None:
+            self.append(0, route, op_bytes, dep_ptr, dep_idx)
+
+    def set_routes(self, rptr, rres, rw, rlat, capacity):
+        """The routes and resources as they are now (earlier routes and resources keep their numbers)."""
         self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
                              np.asarray(rlat, np.float64))
-        nres = np.asarray(capacity).size
-        self.cnst = Constraints(np.asarray(capacity, np.float64), np.zeros(nres), np.full(nres, -1, IDX),
-                                np.zeros(nres, IDX))
-        self.var = self.waiting = self.finishing = self.mem = None  # sized by _grow_flows and _grow
-        self.work = _new_work(0, nres)
-        self._grow_flows(min(n, max(1024, int(np.count_nonzero(ndeps == 0)))))
-        self._grow(min(n, 1024))
-        _initial_heap(self.dag, self.elem, self.var, self.waiting)
-        self.next_time = self.waiting.keys[0] if self.waiting.size[0] else np.inf
+        capacity = np.asarray(capacity, np.float64)
+        nres, old = capacity.size, 0 if self.cnst is None else self.cnst.bound.size
+        if nres != old or self.cnst is None:
+            fresh = Constraints(capacity, np.zeros(nres), np.full(nres, -1, IDX), np.zeros(nres, IDX))
+            if old:
+                for new, cur in zip(fresh[1:], self.cnst[1:]):
+                    new[:old] = cur
+            self.cnst = fresh
+            work = _new_work(self.work.modified.size, nres)
+            work.counts[:] = self.work.counts
+            work.modified[:] = self.work.modified
+            for name in ("touched", "touched_mark", "dirty", "dirty_mark", "top_round"):
+                getattr(work, name)[:old] = getattr(self.work, name)
+            self.work = work
+        if self.mem is not None and self._width() > self.mem.width:
+            self._grow(self.mem.var_of_slot.size)
+
+    def _width(self):
+        return max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
+
+    def append(self, first, route, op_bytes, dep_ptr, dep_idx):
+        """Ops ``first..`` enter: route and bytes of each, dependencies as a CSR of op ids (any earlier op).
+
+        Before the run starts, ops with no dependency are ready at time 0; after, an op whose dependencies
+        have all ended came too late and :class:`Late` is raised (append ops ahead of the run: :attr:`feed`).
+        """
+        m = len(route)
+        dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
+        c = self.dag.counts
+        if first != c[HI]:
+            raise ValueError(f"ops must enter in order: op {first} after op {c[HI] - 1}")
+        self._grow_window(first + m - c[LO], dep_idx.size)
+        if not self.started:
+            need = m - int(c[N_FREE])
+            if need > 0:
+                self._grow_flows(self.var.rate.size + need)
+        if self.timeline and self.dag.end_at.size < first + m:
+            size = max(first + m, 2 * self.dag.end_at.size)
+            times = []
+            for old in (self.dag.ready_at, self.dag.start_at, self.dag.end_at):
+                new = np.full(size, np.nan)
+                new[:old.size] = old
+                times.append(new)
+            self.dag = self.dag._replace(ready_at=times[0], start_at=times[1], end_at=times[2])
+        _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), dep_ptr, dep_idx,
+                self.elem.latency, self.var, self.waiting, self.started)
+        if c[LATE] >= 0:
+            raise Late(int(c[LATE]))
+        if not self.started and self.waiting.size[0]:
+            self.next_time = self.waiting.keys[0]
+
+    def _grow_window(self, span, edges):
+        """Room for ``span`` ops in the window and ``edges`` more dependency edges."""
+        dag, c = self.dag, self.dag.counts
+        size = dag.ndeps.size
+        if span > size:
+            new = 1 << max(int(span - 1).bit_length(), 10, (2 * size - 1).bit_length())
+            ops = np.arange(c[LO], c[HI], dtype=np.int64)
+            moved = {}
+            for name, fill in (("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("done", True), ("dn_head", -1),
+                               ("dn_tail", -1), ("dn_count", 0)):
+                old = getattr(dag, name)
+                arr = np.full(new, fill, old.dtype)
+                arr[ops & (new - 1)] = old[ops & dag.mask]
+                moved[name] = arr
+            dag = dag._replace(mask=new - 1, **moved)
+        if edges > c[N_EDGE_FREE]:
+            old = dag.edge_op.size
+            new = max(2 * old, old + edges - int(c[N_EDGE_FREE]), 1024)
+            edge_op, edge_next, edge_free = np.empty(new, np.int64), np.empty(new, IDX), np.empty(new, IDX)
+            edge_op[:old], edge_next[:old] = dag.edge_op, dag.edge_next
+            n_free = int(c[N_EDGE_FREE])
+            edge_free[:n_free] = dag.edge_free[:n_free]
+            added = np.arange(new - 1, old - 1, -1, dtype=IDX)
+            edge_free[n_free:n_free + added.size] = added
+            c[N_EDGE_FREE] = n_free + added.size
+            dag = dag._replace(edge_op=edge_op, edge_next=edge_next, edge_free=edge_free)
+        self.dag = dag
 
     # the timeline of every op (empty arrays without ``timeline``)
-    ready_at = property(lambda self: self.dag.ready_at)
-    start_at = property(lambda self: self.dag.start_at)
-    end_at = property(lambda self: self.dag.end_at)
+    ready_at = property(lambda self: self.dag.ready_at[:self.num_ops])
+    start_at = property(lambda self: self.dag.start_at[:self.num_ops])
+    end_at = property(lambda self: self.dag.end_at[:self.num_ops])
     time = property(lambda self: float(self.dag.last_end[0]), doc="The last end time so far.")
+    num_ops = property(lambda self: int(self.dag.counts[HI]), doc="Ops appended so far.")
+    num_ready = property(lambda self: int(self.dag.counts[N_READY]), doc="Ops that became ready so far.")
+    top_ready = property(lambda self: int(self.dag.counts[TOP_READY]), doc="The highest op made ready so far.")
+    num_ended = property(lambda self: int(self.dag.counts[N_ENDED]), doc="Ops that ended so far.")
+    window = property(lambda self: int(self.dag.ndeps.size), doc="Ops the window has room for.")
 
     @property
     def rate(self):
@@ -603,14 +761,23 @@ class Network:
         return self.solve()
 
     def _grow(self, slots):
-        """Room for ``slots`` flows active at once (members are per slot)."""
-        w = max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
+        """Room for ``slots`` flows active at once (members are per slot, ``width`` per flow: the longest route)."""
+        w = self._width()
         old = 0 if self.mem is None else self.mem.var_of_slot.size
         nxt, prev, var_of_slot = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
         free = np.empty(slots, IDX)
         n_free = 0
         if old:
-            nxt[:old * w], prev[:old * w], var_of_slot[:old] = self.mem.next, self.mem.prev, self.mem.var_of_slot
+            ow = self.mem.width
+            if w == ow:
+                nxt[:old * w], prev[:old * w] = self.mem.next, self.mem.prev
+            else:  # longer routes arrived: member s*ow+j moves to s*w+j (lists keep their order)
+                def moved(m):
+                    return np.where(m >= 0, m // ow * w + m % ow, m).astype(IDX)
+                at = moved(np.arange(old * ow))
+                nxt[at], prev[at] = moved(self.mem.next), moved(self.mem.prev)
+                self.cnst.head[:] = moved(self.cnst.head)
+            var_of_slot[:old] = self.mem.var_of_slot
             n_free = self.mem.n_free[0]
             free[:n_free] = self.mem.free[:n_free]
         new = np.arange(slots - 1, old - 1, -1)
@@ -656,17 +823,26 @@ class Network:
                 if now == np.inf:
                     break
             return now
+        if not self.started:
+            self.started = True
         while True:
-            last, nxt = _advance(now, max_events, self.policy, self.dag, self.elem, self.var, self.cnst, self.mem,
-                                 self.waiting, self.finishing, self.work)
+            last, nxt = _advance(now, max_events, self.low, self.policy, self.dag, self.elem, self.var, self.cnst,
+                                 self.mem, self.waiting, self.finishing, self.work)
+            if nxt == NEED_OPS:
+                if not self.feed():
+                    self.low = 0
+                now = nxt = last
+                if now == np.inf:
+                    break
+                continue
             if nxt != NEED_SLOTS:
                 break
             counts, size = self.dag.counts, self.var.rate.size
             if counts[N_NEED] > counts[N_FREE]:
-                self._grow_flows(min(max(2 * size, size + int(counts[N_NEED])), self.dag.ndeps.size))
+                self._grow_flows(max(2 * size, size + int(counts[N_NEED])))
                 counts[N_NEED] = 0
             if self.mem.n_free[0] == 0:
-                self._grow(min(2 * self.mem.var_of_slot.size, self.dag.ndeps.size))
+                self._grow(2 * self.mem.var_of_slot.size)
             now = last
         self.next_time = nxt
         if self.check:
@@ -682,7 +858,7 @@ class Network:
         """
         flows = self._moving()
         ops = self.dag.flow_op[flows]
-        out = np.zeros(self.dag.ndeps.size)
+        out = np.zeros(self.num_ops)
         if not full:
             out[ops] = self.var.rate[flows]
             return out
@@ -721,10 +897,16 @@ class Network:
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
-        if self.dag.counts[N_ENDED] == self.dag.ndeps.size:
-            return np.empty(0, np.int64)
-        held = self.dag.flow_op[self.dag.flow_op >= 0]
-        return np.union1d(np.flatnonzero(self.dag.ndeps > 0), held)
+        c = self.dag.counts
+        return np.array([op for op in range(c[LO], c[HI]) if not self.dag.done[op & self.dag.mask]], np.int64)
+
+
+class Late(Exception):
+    """An op entered the window after its dependencies had all ended: the look-ahead was too short."""
+
+    def __init__(self, op):
+        super().__init__(f"op {op} entered the window after it should have been ready")
+        self.op = op
 
 
 def _new_heap(n):
@@ -737,12 +919,3 @@ def _new_work(n, nres):
     return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
                 np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
                 np.empty(nres), np.zeros(nres, np.int64))
-
-
-def _dependents(dep_ptr, dep_idx, n):
-    """Reverse a dependency CSR: for each op, the ops that wait for it."""
-    owners = np.repeat(np.arange(n, dtype=IDX), np.diff(dep_ptr))
-    order = np.argsort(dep_idx, kind="stable")
-    dn_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(dep_idx, minlength=n), out=dn_ptr[1:])
-    return dn_ptr, owners[order]

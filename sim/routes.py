@@ -253,11 +253,14 @@ class RouteTable:
         return (resources.names, resources.classes, np.array(resources.capacity), rptr, rres, rw, rlat), renumber
 
 
-def flow_bytes(schedule, op_bytes):
-    """Bytes each op's flow moves: a multicast's further copies move none (its first copy moves them all)."""
+def flow_bytes(schedule, op_bytes, first=0):
+    """Bytes each op's flow moves: a multicast's further copies move none (its first copy moves them all).
+
+    ``first``: the op id of the schedule's first op (a batch of a stream).
+    """
     if schedule.group is None:
         return op_bytes
-    follower = (schedule.group >= 0) & (schedule.group != np.arange(schedule.num_ops))
+    follower = (schedule.group >= 0) & (schedule.group != first + np.arange(schedule.num_ops))
     return np.where(follower, 0.0, op_bytes)
 
 

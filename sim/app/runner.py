@@ -12,8 +12,9 @@ import numpy as np
 from flyersim import collectives
 from flyersim.collectives.nccl import paths as nccl_paths, search as nccl_search
 from flyersim.collectives.schedule import Layout
+from flyersim.collectives.stream import stream as stream_schedule
 from flyersim.sim.budget import check_run
-from flyersim.sim.engine import simulate
+from flyersim.sim.engine import simulate, simulate_stream
 from flyersim.sim.metrics import record
 from flyersim.sim.routes import build_routes
 from flyersim.topologies import Router
@@ -64,10 +65,12 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None, max_memory=None, check_only=False, timeline=None):
+              params=None, max_memory=None, check_only=False, timeline=None, stream=None):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
     ``timeline``: the runs keep every op's times (default: when ``keep_runs``; see :func:`sim.engine.simulate`).
+    ``stream``: build each schedule batch by batch as the simulation needs it, holding only the ops in flight
+    (:func:`sim.engine.simulate_stream`; the runs' schedules then hold no ops); default: unless ``keep_runs``.
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
     declares, and a parameter that no algorithm run declares is an error. Work whose estimated memory
@@ -89,14 +92,22 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
         return ([], []) if keep_runs else []
     records, runs = [], []
     built = {}  # schedule key -> (schedule, routes)
+    timeline = keep_runs if timeline is None else timeline
+    streamed = not keep_runs if stream is None else stream
     for algo in algos:
         for size in sizes:
             key = collectives.schedule_key(algo, layout, size, collective, search)
-            if key not in built:
-                schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
-                built[key] = schedule, build_routes(graph, schedule, router)
-            schedule, routes = built[key]
-            run = simulate(schedule, routes, size, itemsize, model, keep_runs if timeline is None else timeline)
+            if streamed:
+                def make(name=key[0], nbytes=key[1], algo=algo):
+                    return stream_schedule(name, layout, collective, nbytes=nbytes, search=search, **mine[algo])
+                run = simulate_stream(make, graph, size, itemsize, model, timeline, router)
+            else:
+                if key not in built:
+                    schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search,
+                                                 **mine[algo])
+                    built[key] = schedule, build_routes(graph, schedule, router)
+                schedule, routes = built[key]
+                run = simulate(schedule, routes, size, itemsize, model, timeline)
             records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
             if keep_runs:
                 runs.append(run)
