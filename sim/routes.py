@@ -148,6 +148,7 @@ class RouteTable:
         self.keys = []      # shape of each route, as found
         self.index = {}     # shape -> route
         self.usage = []     # (usage, latency) of each route
+        self.codes = {}     # kind -> (sorted int64 codes of shapes seen, their routes): a batch's lookup in numpy
 
     @property
     def size(self):
@@ -187,16 +188,25 @@ class RouteTable:
         # ordinary transfers
         key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
         unique, inverse = np.unique(key, return_inverse=True)
-        found = [self._route(("x", k // 2 // nloc, k // 2 % nloc, k % 2)) for k in unique.tolist()]
-        op_route[plain] = np.asarray(found, np.int64)[inverse.ravel()]
+        found = self._lookup("x", unique, lambda i: ("x", int(unique[i]) // 2 // nloc, int(unique[i]) // 2 % nloc,
+                                                     int(unique[i]) % 2))
+        op_route[plain] = found[inverse.ravel()]
         # reduces: location, then the sorted locations of the inputs
         rows = np.flatnonzero(is_reduce)
         if rows.size:
-            table = _padded(s.in_ptr, s.in_loc, rows)
-            unique, inverse = np.unique(np.column_stack([s.dst[rows], np.sort(table, axis=1)]), axis=0,
-                                        return_inverse=True)
-            found = [self._route(("r", row[0], tuple(x for x in row[1:] if x >= 0))) for row in unique.tolist()]
-            op_route[rows] = np.asarray(found, np.int64)[inverse.ravel()]
+            table = np.sort(_padded(s.in_ptr, s.in_loc, rows), axis=1)
+            if (nloc + 1.0) ** (table.shape[1] + 1) < 2.0**62:  # one int64 code per shape: sorted inputs, then dst
+                code = np.zeros(rows.size, np.int64)
+                for col in (*table.T, s.dst[rows]):
+                    code = code * (nloc + 1) + (col + 1)  # padding (-1) first: leading zero digits
+                unique, first_row, inverse = np.unique(code, return_index=True, return_inverse=True)
+                found = self._lookup("r", unique, lambda i: ("r", int(s.dst[rows[first_row[i]]]), tuple(
+                    int(x) for x in table[first_row[i]] if x >= 0)))
+            else:
+                unique, inverse = np.unique(np.column_stack([s.dst[rows], table]), axis=0, return_inverse=True)
+                found = np.array([self._route(("r", row[0], tuple(x for x in row[1:] if x >= 0)))
+                                  for row in unique.tolist()], np.int64)
+            op_route[rows] = found[inverse.ravel()]
         # multicasts: source, then the sorted destinations, on the first copy
         rows = np.flatnonzero(leader)
         if rows.size:
@@ -215,6 +225,20 @@ class RouteTable:
         if follower.any():
             op_route[follower] = self._route(("e",))
         return op_route
+
+    def _lookup(self, kind, codes, shape):
+        """Routes of the shapes of sorted unique int64 ``codes`` of ``kind``; ``shape(i)``: the shape of code i."""
+        known, routes = self.codes.get(kind, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        at = np.minimum(np.searchsorted(known, codes), max(known.size - 1, 0))
+        hit = (known[at] == codes) if known.size else np.zeros(codes.size, bool)
+        out = np.where(hit, routes[at] if known.size else 0, -1)
+        new = np.flatnonzero(~hit)
+        if new.size:
+            out[new] = [self._route(shape(i)) for i in new.tolist()]
+            known, routes = np.concatenate([known, codes[new]]), np.concatenate([routes, out[new]])
+            order = np.argsort(known, kind="stable")
+            self.codes[kind] = known[order], routes[order]
+        return out
 
     def elements(self):
         """The routes as found: CSR ``(rptr, rres, rw, rlat)`` and the resource capacities."""
