@@ -26,6 +26,9 @@ Op kinds:
   destination, GDRCopy). Only the simulator reads it (``sim.routes`` charges
   CPU-driven copies to the socket's store engine); verifier and executors
   ignore it.
+- an op's ``release`` (seconds, optional) is the earliest time it may become
+  ready, whatever its dependencies (a rank that starts late:
+  :func:`collectives.transforms.late_start`). Only the simulator reads it.
 - *multicast*: k XFERs of one source span to k destinations that share a
   ``group`` (the op id of the first; -1 for an ordinary op). Verifier and
   executors treat them as the k copies they are; the simulator moves them as
@@ -201,6 +204,7 @@ class Schedule:
     dep_idx: np.ndarray   # int64 op ids, all < i
     group: np.ndarray = None  # int64 multicast group of each op (op id of its first member), -1 if none
     engine: np.ndarray = None  # int8 index into ENGINES of each op (None: all "dma")
+    release: np.ndarray = None  # float64 seconds before which each op is not ready (None: all 0)
     inputs: tuple = ("data",)  # buffers holding each rank's input at its GPU
     expect: tuple = field(default=())
 

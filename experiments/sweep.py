@@ -10,6 +10,8 @@ A *point* is a plain dict (so it pickles to any worker) naming one simulation:
 ``labels``     extra columns copied into every row (series name, variant, ...);
 ``skip_unsupported``  when true, an algorithm that raises ValueError (cannot serve the rank count) is
                reported on stderr and left out instead of failing the sweep;
+``stragglers`` (optional) the keyword arguments of a :class:`sim.stragglers.Stragglers` (slow parts, late
+               ranks, noise) applied to every run of the point;
 ``max_memory`` (optional) bytes a point may take (default: what the machine has available; with
                ``--jobs N`` local workers, 1/N of it each), checked before anything is built.
 
@@ -38,6 +40,7 @@ import numpy as np
 from flyersim import collectives
 from flyersim import topologies
 from flyersim.sim.metrics import utilisation
+from flyersim.sim.stragglers import Stragglers
 from flyersim.sim.app.runner import run_sizes
 from flyersim.sim.app.args import Parser, int_list, names, override, positive_int, size, sizes  # noqa: F401 (scripts use sweep.X)
 from flyersim.sim.budget import check_topology, machine_memory
@@ -102,7 +105,8 @@ def run_point(pt):
         start = time.perf_counter()
         try:
             out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
-                            params=pt.get("params"), max_memory=pt.get("max_memory"), timeline=False)
+                            params=pt.get("params"), max_memory=pt.get("max_memory"), timeline=False,
+                            stragglers=Stragglers(**pt["stragglers"]) if pt.get("stragglers") else None)
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):
                 raise
@@ -175,8 +179,12 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_points(points, jobs=1, desc="points", progress=None):
-    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers."""
+def run_points(points, jobs=1, desc="points", progress=None, func=None):
+    """The rows of every point, in point order; ``jobs`` local processes or the MPI workers.
+
+    ``func`` (a module-level function, default :func:`run_point`) turns one point into its rows.
+    """
+    func = func or run_point
     if progress is None:
         progress = sys.stderr.isatty()
     mpi = _mpi_executor()
@@ -184,7 +192,7 @@ def run_points(points, jobs=1, desc="points", progress=None):
     if pool:  # the workers share this machine's memory
         share = machine_memory() // jobs
         points = [{"max_memory": share, **pt} for pt in points]
-    results = mpi.map(run_point, points) if mpi else pool.imap(run_point, points) if pool else map(run_point, points)
+    results = mpi.map(func, points) if mpi else pool.imap(func, points) if pool else map(func, points)
     if progress:
         from tqdm import tqdm
 

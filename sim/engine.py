@@ -20,6 +20,11 @@ have ended, so a ring's memory is linear in its ranks. Results are the same
 bits as :func:`simulate` of the whole schedule: an op that would enter the
 window after it should have become ready stops the run, which starts again
 with a longer look-ahead (in the end, the whole schedule).
+
+An op's ``release`` time (a schedule may carry one, see
+:mod:`collectives.schedule`) becomes a dependency on a *gate*: an empty op
+whose route crosses nothing and takes that many seconds, one gate per
+distinct time, so the op is ready no earlier.
 """
 
 from dataclasses import dataclass
@@ -47,12 +52,13 @@ class Run:
     count: int          # elements per rank
     itemsize: int
     time: float         # seconds from start to the last op's end
-    carried_bytes: np.ndarray  # per resource, weights applied
-    num_ops: int
     op_bytes: np.ndarray = None
     ready_at: np.ndarray = None
     start_at: np.ndarray = None
     end_at: np.ndarray = None
+    op_route: np.ndarray = None  # each op's route as run (the candidate it took where routes had alternatives)
+    carried_bytes: np.ndarray = None  # per resource, weights applied (None: from the timeline)
+    ops: int = None                   # op count (None: the schedule's)
 
     @property
     def nbytes(self):
@@ -65,14 +71,25 @@ class Run:
 
     def carried(self):
         """Bytes each resource carried (weights applied)."""
-        return self.carried_bytes
+        if self.carried_bytes is not None:
+            return self.carried_bytes
+        return self.routes.carried(self.op_bytes, self.op_route)
+
+    @property
+    def num_ops(self):
+        return self.schedule.num_ops if self.ops is None else self.ops
 
 
-def simulate(schedule, topology, nbytes, itemsize=4, model="flow", timeline=True):
+def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, alternatives=None, timeline=True):
     """Simulate ``schedule`` moving ``nbytes`` per rank on ``topology`` (a graph, or prebuilt :class:`Routes`).
 
-    ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention); ``timeline`` keeps every
-    op's bytes and times in the run (else only its time and per-resource bytes).
+    ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention).
+    ``share`` is each op's sharing weight under max-min (a traffic class's;
+    default 1 for every op); ``alternatives`` a pair ``(alt_ptr, alt_idx)``,
+    the CSR of candidate routes of each route (adaptive routing: an op takes
+    the least loaded when it starts). See :class:`sim.fluid.Network`.
+    ``timeline`` keeps every op's bytes, times and route in the run (else
+    only its time and per-resource bytes).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
@@ -80,20 +97,54 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow", timeline=True
     count = int(nbytes) // itemsize
     op_bytes = schedule.span_elements(count).astype(np.float64) * itemsize
     dep_ptr, dep_idx = _flow_deps(schedule)
-    carried = routes.carried(op_bytes)
-    net = Network(flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rres, routes.rw, routes.rlat,
-                  routes.capacity, dep_ptr, dep_idx, sharing=SHARING[model], timeline=timeline)
+    flows, route, rptr, rlat = flow_bytes(schedule, op_bytes), routes.op_route, routes.rptr, routes.rlat
+    alt_ptr, alt_idx = (None, None) if alternatives is None else alternatives
+    if schedule.release is not None and np.any(schedule.release > 0):
+        flows, route, rptr, rlat, dep_ptr, dep_idx = _gates(schedule.release, flows, route, rptr, rlat,
+                                                            dep_ptr, dep_idx)
+        share = None if share is None else np.concatenate([share, np.ones(flows.size - share.size)])
+        alt_ptr = None if alt_ptr is None else np.concatenate([alt_ptr, np.full(rlat.size + 1 - alt_ptr.size,
+                                                                               alt_ptr[-1])])
+    net = Network(flows, route, rptr, routes.rres, routes.rw, rlat, routes.capacity, dep_ptr, dep_idx,
+                  sharing=SHARING[model], share=share, alt_ptr=alt_ptr, alt_idx=alt_idx,
+                  timeline=timeline or alternatives is not None)
     del dep_ptr, dep_idx
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
+    m = schedule.num_ops
     stuck = net.unfinished()
     if stuck.size:
         raise RuntimeError(f"{stuck.size} ops never ran, first: {schedule.describe(stuck[0])}")
+    taken = routes.op_route if alternatives is None else net.route[:m]
+    carried = routes.carried(op_bytes, taken)
     if not timeline:
-        return Run(schedule, routes, model, count, itemsize, net.time, carried, schedule.num_ops)
-    return Run(schedule, routes, model, count, itemsize, net.time, carried, schedule.num_ops, op_bytes,
-               net.ready_at, net.start_at, net.end_at)
+        return Run(schedule, routes, model, count, itemsize, net.time, carried_bytes=carried, ops=m)
+    return Run(schedule, routes, model, count, itemsize, net.time, op_bytes,
+               net.ready_at[:m], net.start_at[:m], net.end_at[:m], taken, carried, m)
+
+
+def _gates(release, flows, route, rptr, rlat, dep_ptr, dep_idx):
+    """The flow arrays with one gate op per distinct positive ``release`` time, after the ops, and every
+    released op depending on its gate."""
+    m = flows.size
+    times, gate_of = np.unique(release, return_inverse=True)
+    gate_of = gate_of.ravel() - (times[0] == 0.0)  # -1: released at 0, no gate
+    times = times[times > 0]
+    gate_route = rlat.size + np.arange(times.size)
+    flows = np.concatenate([flows, np.zeros(times.size)])
+    route = np.concatenate([route, gate_route])
+    rptr = np.concatenate([rptr, np.full(times.size, rptr[-1])])
+    rlat = np.concatenate([rlat, times])
+    extra = (gate_of >= 0).astype(np.int64)
+    new_ptr = np.zeros(m + times.size + 1, np.int64)
+    np.cumsum(np.concatenate([np.diff(dep_ptr) + extra, np.zeros(times.size, np.int64)]), out=new_ptr[1:])
+    new_idx = np.empty(new_ptr[-1], np.int64)
+    owner = np.repeat(np.arange(m), np.diff(dep_ptr))
+    new_idx[new_ptr[owner] + (np.arange(owner.size) - dep_ptr[owner])] = dep_idx
+    gated = np.flatnonzero(extra)
+    new_idx[new_ptr[gated + 1] - 1] = m + gate_of[gated]
+    return flows, route, rptr, rlat, new_ptr, new_idx
 
 
 def simulate_stream(make_stream, graph, nbytes, itemsize=4, model="flow", timeline=False, router=None,
@@ -169,10 +220,10 @@ def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookah
     carried = routes.carried_by_route(ordered)
     schedule = stream.schedule
     if not timeline:
-        return Run(schedule, routes, model, count, itemsize, net.time, carried, stream.num_ops)
+        return Run(schedule, routes, model, count, itemsize, net.time, carried_bytes=carried, ops=stream.num_ops)
     op_bytes = np.concatenate(sizes) if sizes else np.zeros(0)
-    return Run(schedule, routes, model, count, itemsize, net.time, carried, stream.num_ops, op_bytes,
-               net.ready_at, net.start_at, net.end_at)
+    return Run(schedule, routes, model, count, itemsize, net.time, op_bytes, net.ready_at, net.start_at, net.end_at,
+               None, carried, stream.num_ops)
 
 
 def _flow_deps(schedule, first=0):

@@ -5,12 +5,21 @@ of *elements*, each naming a *resource* (an LMM *constraint*, with a
 capacity) and a consumption weight (bytes of the resource per byte of flow),
 plus a fixed latency. An op becomes ready when its dependencies are done,
 starts moving bytes ``latency`` seconds later, and ends when its bytes have
-drained at the rate the sharing policy gives it, chosen once per network:
+drained at the rate the sharing policy gives it. A route may list candidate
+routes (adaptive routing): an op on it takes, when it starts moving bytes,
+the candidate with the largest estimated fair share ``min(capacity / (weight
+x (active members + 1)))`` (ties to the first listed; the latency waited out
+is the listed route's) and keeps it to the end. The policy is chosen once per
+network:
 
 - ``MAXMIN`` (the flow model): weighted max-min fair sharing of every
-  resource among the active flows that cross it;
+  resource among the active flows that cross it. A flow may carry a *share*
+  (a traffic class's weight, 1 by default): it gets ``share x level``, where
+  ``level`` is the fair level of its bottleneck, and a resource is full when
+  ``sum(weight x share x level)`` reaches its capacity; an idle class leaves
+  its share to the others;
 - ``ISOLATED`` (the analytic model): each flow gets its route's bottleneck
-  ``min(capacity / weight)`` as if it were alone.
+  ``min(capacity / weight)`` as if it were alone (shares play no part).
 
 Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
@@ -57,25 +66,27 @@ IDX = np.int32  # op, resource, route and slot indices
 
 _jit = njit(cache=True, error_model="numpy")
 
-Dag = namedtuple("Dag", "mask ndeps route nbytes done dn_head dn_tail dn_count edge_op edge_next edge_free "
-                       "ready_at start_at end_at flow_op flow_route free counts last_end")
+Dag = namedtuple("Dag", "mask ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next edge_free "
+                       "ready_at start_at end_at taken flow_op flow_route free counts last_end")
 Dag.__doc__ = """The ops and their flows.
 
 Ops enter in batches (:func:`_append`, in op order; a dependency names an
 earlier op) and live in a *window*, a ring buffer over op ids ``lo..hi-1``
-(entry ``op & mask``): unmet dependencies, route, bytes, whether ended, and
-its dependents still waiting (a list of edges, in op order). Ops below ``lo``
-have all ended, so memory grows with the ops in flight, not with all ops.
-Per *flow* (an op from the moment it is ready until it ends; flow ids are
-recycled): its op and route; ``free[:counts[N_FREE]]`` are free flow ids.
-With the timeline kept, the three times of every op (else empty arrays).
+(entry ``op & mask``): unmet dependencies, route, bytes, sharing weight,
+whether ended, and its dependents still waiting (a list of edges, in op
+order). Ops below ``lo`` have all ended, so memory grows with the ops in
+flight, not with all ops. Per *flow* (an op from the moment it is ready until
+it ends; flow ids are recycled): its op and route (the candidate it took);
+``free[:counts[N_FREE]]`` are free flow ids. With the timeline kept, the
+three times and the route taken of every op (else empty arrays).
 ``counts``: see ``N_FREE``...; ``last_end[0]`` is the latest end time."""
-Elements = namedtuple("Elements", "ptr cnst weight latency")
+Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
-after ``latency[r]`` seconds."""
-Variables = namedtuple("Variables", "remaining t_upd rate bott in_set seen slot")
-Variables.__doc__ = """Per-flow state (indexed by flow id, see :class:`Dag`): bytes left as of ``t_upd``, rate, bottleneck resource, whether in the set
-being re-solved, last check round, and member slot (-1: not moving)."""
+after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
+Variables = namedtuple("Variables", "remaining t_upd rate share bott in_set seen slot")
+Variables.__doc__ = """Per-flow state (indexed by flow id, see :class:`Dag`): bytes left as of ``t_upd``, rate,
+sharing weight (``rate / share`` is the flow's fair level), bottleneck resource, whether in the set being
+re-solved, last check round, and member slot (-1: not moving)."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
 Members = namedtuple("Members", "width next prev var_of_slot free n_free")
@@ -251,6 +262,11 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         var.slot[f] = s
         mem.var_of_slot[s] = f
         r = dag.flow_route[f]
+        if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
+            r = _least_loaded(r, elem, cnst)
+            dag.flow_route[f] = r
+            if dag.taken.size:
+                dag.taken[dag.flow_op[f]] = r
         _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
         var.rate[f] = 0.0
         var.t_upd[f] = now
@@ -259,6 +275,22 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         for j in range(ptr[r], ptr[r + 1]):
             _touch(res[j], touched_mark, touched, counts)
     return True
+
+
+@_jit
+def _least_loaded(r, elem, cnst):
+    """The candidate of route ``r`` with the largest fair share a new flow could expect (ties: the first)."""
+    ptr, res, weight, bound, count = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.count
+    best_r, best = -1, -1.0
+    for a in range(elem.alt_ptr[r], elem.alt_ptr[r + 1]):
+        c = elem.alt_idx[a]
+        est = np.inf
+        for j in range(ptr[c], ptr[c + 1]):
+            k = res[j]
+            est = min(est, bound[k] / (weight[j] * (count[k] + 1)))
+        if est > best:
+            best_r, best = c, est
+    return best_r
 
 
 @_jit
@@ -373,8 +405,10 @@ def _ready(op, now, dag, latency, var, waiting):
     r = dag.route[op & dag.mask]
     dag.flow_route[f] = r
     var.remaining[f] = dag.nbytes[op & dag.mask]
+    var.share[f] = dag.share[op & dag.mask]
     if dag.ready_at.size:
         dag.ready_at[op] = now
+        dag.taken[op] = r
     _heap_set(waiting, f, now + latency[r])
 
 
@@ -410,27 +444,32 @@ def _end(f, now, dag, latency, var, waiting):
 
 
 @_jit
-def _append(dag, first, route, nbytes, dep_ptr, dep_idx, latency, var, waiting, started):
-    """Ops ``first..`` (their routes, bytes and dependency CSR) enter the window; the caller made room for them,
-    their edges and (before the run starts) their flows. An op with no unmet dependency is ready at once before
-    the run starts (``started`` False); after, it came too late (its dependencies ended before it entered):
-    ``counts[LATE]`` names the first such op and the run must start again with a longer look-ahead."""
+def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, var, waiting, started):
+    """Ops ``first..`` (their routes, bytes, shares and dependency CSR) enter the window; the caller made room for
+    them, their edges and (before the run starts) their flows. A dependency names an earlier op or one of the
+    same batch. An op with no unmet dependency is ready at once before the run starts (``started`` False);
+    after, it came too late (its dependencies ended before it entered): ``counts[LATE]`` names the first
+    such op and the run must start again with a longer look-ahead."""
     mask, c = dag.mask, dag.counts
+    lo = c[LO]
     for i in range(route.size):
-        op = first + i
-        w = op & mask
+        w = (first + i) & mask
         dag.route[w] = route[i]
         dag.nbytes[w] = nbytes[i]
+        dag.share[w] = share[i]
         dag.done[w] = False
         dag.dn_head[w] = -1
         dag.dn_tail[w] = -1
         dag.dn_count[w] = 0
-        unmet = 0
+        dag.ndeps[w] = 0
+    c[HI] = first + route.size
+    for i in range(route.size):
+        op = first + i
         for j in range(dep_ptr[i], dep_ptr[i + 1]):
             d = dep_idx[j]
-            if d < c[LO] or dag.done[d & mask]:
+            if d < lo or dag.done[d & mask]:
                 continue
-            unmet += 1
+            dag.ndeps[op & mask] += 1
             c[N_EDGE_FREE] -= 1
             e = dag.edge_free[c[N_EDGE_FREE]]
             dag.edge_op[e] = op
@@ -442,9 +481,9 @@ def _append(dag, first, route, nbytes, dep_ptr, dep_idx, latency, var, waiting, 
                 dag.dn_head[v] = e
             dag.dn_tail[v] = e
             dag.dn_count[v] += 1
-        dag.ndeps[w] = unmet
-        c[HI] = op + 1
-        if unmet == 0:
+    for i in range(route.size):
+        op = first + i
+        if dag.ndeps[op & mask] == 0:
             if started:
                 if c[LATE] < 0:
                     c[LATE] = op
@@ -471,14 +510,14 @@ def _isolate(route, elem, var, cnst, work):
 def _resolve(now, route, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
-    rate, bott, in_set, seen = var.rate, var.bott, var.in_set, var.seen
+    rate, share, bott, in_set, seen = var.rate, var.share, var.bott, var.in_set, var.seen
     width, nxt, var_of_slot = mem.width, mem.next, mem.var_of_slot
     c, modified, dirty = work.counts, work.modified, work.dirty
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(route, elem, var, cnst, work)
         before = c[N_MODIFIED]
-        # a re-solved flow must get the most on its bottleneck; faster neighbours there join
+        # a re-solved flow must get the highest level on its bottleneck; neighbours above it there join
         for i in range(before):
             f = modified[i]
             k = bott[f]
@@ -487,7 +526,7 @@ def _resolve(now, route, elem, var, cnst, mem, work):
             m = head[k]
             while m >= 0:
                 h = var_of_slot[m // width]
-                if not in_set[h] and rate[h] > rate[f] * (1.0 + RATE_RTOL):
+                if not in_set[h] and rate[h] / share[h] > rate[f] / share[f] * (1.0 + RATE_RTOL):
                     _add_modified(h, now, var, modified, c)
                 m = nxt[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
@@ -500,8 +539,8 @@ def _resolve(now, route, elem, var, cnst, mem, work):
                     m = nxt[m]
                     continue
                 seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route[g], ptr, res, rate, bound, usage, head, width, nxt, var_of_slot,
-                                       work.top, work.top_round, c[ROUND]):
+                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, width, nxt,
+                                       var_of_slot, work.top, work.top_round, c[ROUND]):
                     _add_modified(g, now, var, modified, c)
                 m = nxt[m]
         if c[N_MODIFIED] == before:
@@ -509,10 +548,10 @@ def _resolve(now, route, elem, var, cnst, mem, work):
 
 
 @_jit
-def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
-    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow gets more.
+def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
 
-    No rate changes during a check round, so a resource's highest rate is found once per round.
+    No rate changes during a check round, so a resource's highest level is found once per round.
     """
     if ptr[r] == ptr[r + 1]:
         return True
@@ -524,10 +563,11 @@ def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of
             best = 0.0
             m = head[k]
             while m >= 0:
-                best = max(best, rate[var_of_slot[m // width]])
+                h = var_of_slot[m // width]
+                best = max(best, rate[h] / share[h])
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
-        if rate[g] >= top[k] * (1.0 - RATE_RTOL):
+        if rate[g] / share[g] >= top[k] * (1.0 - RATE_RTOL):
             return True
     return False
 
@@ -536,14 +576,15 @@ def _has_bottleneck(g, r, ptr, res, rate, bound, usage, head, width, nxt, var_of
 def _fill(route, elem, var, cnst, work):
     """Progressive filling of the modified flows over what the other flows leave free.
 
-    Each round finds the smallest fair share ``left / sumw`` over the
-    resources the modified flows cross, freezes every flow crossing a
-    resource at that share (recording it as the flow's bottleneck), and
-    removes their usage. Updates ``rate`` and ``usage``; marks every resource
+    Each round finds the smallest fair level ``left / sumw`` over the
+    resources the modified flows cross (``sumw`` sums weight x share),
+    freezes every flow crossing a resource at that level (rate ``share x
+    level``, recording the resource as the flow's bottleneck), and removes
+    their usage. Updates ``rate`` and ``usage``; marks every resource
     crossed as touched, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
-    rate, bott = var.rate, var.bott
+    rate, share, bott = var.rate, var.share, var.bott
     c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
     n = c[N_MODIFIED]
@@ -562,7 +603,7 @@ def _fill(route, elem, var, cnst, work):
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
             left[k] += weight[j] * rate[f]
-            sumw[k] += weight[j]
+            sumw[k] += weight[j] * share[f]
             nflows[k] += 1
     unfrozen = modified[:n].copy()
     frozen = np.empty(n, IDX)
@@ -594,15 +635,16 @@ def _fill(route, elem, var, cnst, work):
         for i in range(n_frozen):
             f = frozen[i]
             r = route[f]
+            new = share[f] * level
             for j in range(ptr[r], ptr[r + 1]):
                 k = res[j]
-                left[k] -= weight[j] * level
-                sumw[k] -= weight[j]
+                left[k] -= weight[j] * new
+                sumw[k] -= weight[j] * share[f]
                 nflows[k] -= 1
-                usage[k] += weight[j] * (level - rate[f])
-            if abs(level - rate[f]) > RATE_RTOL * level:
+                usage[k] += weight[j] * (new - rate[f])
+            if abs(new - rate[f]) > RATE_RTOL * new:
                 _mark_dirty(r, ptr, res, dirty_mark, dirty, c)
-            rate[f] = level
+            rate[f] = new
         n_unfrozen = keep
 
 
@@ -613,10 +655,13 @@ class Network:
     ``rres[rptr[r]:rptr[r+1]]`` with weights ``rw[...]`` after latency
     ``rlat[r]``. ``dep_ptr/dep_idx`` is the schedule's dependency CSR.
     ``sharing`` is ``"maxmin"`` (the flow model) or ``"isolated"`` (the
-    analytic model); ``check=True`` compares the incremental rates with a
-    full re-solve after every event time (slow; a debug aid). With
-    ``timeline=False`` no per-op time is kept: only :attr:`time` (the last
-    end) and the count of ops ended.
+    analytic model); ``share`` gives each op's sharing weight under max-min
+    (its traffic class's; default 1 for all); ``alt_ptr/alt_idx`` is a CSR of
+    candidate routes per route (adaptive routing: an op takes the least
+    loaded when it starts, see :attr:`route`); ``check=True`` compares the
+    incremental rates with a full re-solve after every event time (slow; a
+    debug aid). With ``timeline=False`` no per-op time is kept: only
+    :attr:`time` (the last end) and the count of ops ended.
 
     Ops may also come in batches: pass ``op_bytes=None`` (and no ``route``
     or dependencies), then :meth:`append` batches in op order, setting
@@ -637,7 +682,7 @@ class Network:
     """
 
     def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr=None, dep_idx=None,
-                 sharing="maxmin", check=False, timeline=True):
+                 sharing="maxmin", check=False, share=None, alt_ptr=None, alt_idx=None, timeline=True):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
@@ -647,24 +692,31 @@ class Network:
         self.low = 0          # advance stops when fewer ops than this are in the window and not ready
         self.started = False
         empty = np.empty(0)
-        self.dag = Dag(0, *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.bool_, IDX, IDX, IDX, np.int64, IDX,
-                                                      IDX)), empty, empty, empty, np.empty(0, np.int64),
-                       np.empty(0, IDX), np.empty(0, IDX), np.zeros(9, np.int64), np.zeros(1))
+        self.dag = Dag(0, *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.float64, np.bool_, IDX, IDX, IDX,
+                                                      np.int64, IDX, IDX)), empty, empty, empty, np.empty(0, IDX),
+                       np.empty(0, np.int64), np.empty(0, IDX), np.empty(0, IDX), np.zeros(9, np.int64), np.zeros(1))
         self.dag.counts[LATE] = -1
         self.dag.counts[TOP_READY] = -1
         self.var = self.waiting = self.finishing = self.mem = self.elem = self.cnst = None
         self.work = _new_work(0, 0)
-        self.set_routes(rptr, rres, rw, rlat, capacity)
+        self.set_routes(rptr, rres, rw, rlat, capacity, alt_ptr, alt_idx)
         self._grow_flows(1024)
         self._grow(1024)
         self.next_time = np.inf
         if op_bytes is not None:
-            self.append(0, route, op_bytes, dep_ptr, dep_idx)
+            self.append(0, route, op_bytes, dep_ptr, dep_idx, share)
 
-    def set_routes(self, rptr, rres, rw, rlat, capacity):
+    def set_routes(self, rptr, rres, rw, rlat, capacity, alt_ptr=None, alt_idx=None):
         """The routes and resources as they are now (earlier routes and resources keep their numbers)."""
+        nroutes = np.asarray(rlat).size
+        if alt_ptr is None:
+            alt_ptr, alt_idx = np.zeros(nroutes + 1, IDX), np.empty(0, IDX)
+        alt_ptr, alt_idx = np.asarray(alt_ptr, IDX), np.asarray(alt_idx, IDX)
+        if (alt_ptr.shape != (nroutes + 1,) or alt_ptr[0] != 0 or np.any(np.diff(alt_ptr) < 0)
+                or alt_ptr[-1] != alt_idx.size or np.any((alt_idx < 0) | (alt_idx >= nroutes))):
+            raise ValueError(f"alt_ptr/alt_idx must be a CSR of candidate routes over the {nroutes} routes")
         self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
-                             np.asarray(rlat, np.float64))
+                             np.asarray(rlat, np.float64), alt_ptr, alt_idx)
         capacity = np.asarray(capacity, np.float64)
         nres, old = capacity.size, 0 if self.cnst is None else self.cnst.bound.size
         if nres != old or self.cnst is None:
@@ -685,17 +737,23 @@ class Network:
     def _width(self):
         return max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
 
-    def append(self, first, route, op_bytes, dep_ptr, dep_idx):
-        """Ops ``first..`` enter: route and bytes of each, dependencies as a CSR of op ids (any earlier op).
+    def append(self, first, route, op_bytes, dep_ptr, dep_idx, share=None):
+        """Ops ``first..`` enter: route, bytes and sharing weight (default 1) of each, dependencies as a CSR of
+        op ids (any earlier op).
 
         Before the run starts, ops with no dependency are ready at time 0; after, an op whose dependencies
         have all ended came too late and :class:`Late` is raised (append ops ahead of the run: :attr:`feed`).
         """
         m = len(route)
         dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
+        share = np.ones(m) if share is None else np.array(share, np.float64)
+        if share.shape != (m,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
+            raise ValueError(f"share must hold one positive finite weight per op ({m})")
         c = self.dag.counts
         if first != c[HI]:
             raise ValueError(f"ops must enter in order: op {first} after op {c[HI] - 1}")
+        if dep_idx.size and (dep_idx.max() >= first + m or dep_idx.min() < 0):
+            raise ValueError(f"a dependency of ops {first}..{first + m - 1} names no op entered so far")
         self._grow_window(first + m - c[LO], dep_idx.size)
         if not self.started:
             need = m - int(c[N_FREE])
@@ -708,8 +766,10 @@ class Network:
                 new = np.full(size, np.nan)
                 new[:old.size] = old
                 times.append(new)
-            self.dag = self.dag._replace(ready_at=times[0], start_at=times[1], end_at=times[2])
-        _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), dep_ptr, dep_idx,
+            taken = np.full(size, -1, IDX)
+            taken[:self.dag.taken.size] = self.dag.taken
+            self.dag = self.dag._replace(ready_at=times[0], start_at=times[1], end_at=times[2], taken=taken)
+        _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), share, dep_ptr, dep_idx,
                 self.elem.latency, self.var, self.waiting, self.started)
         if c[LATE] >= 0:
             raise Late(int(c[LATE]))
@@ -724,7 +784,8 @@ class Network:
             new = 1 << max(int(span - 1).bit_length(), 10, (2 * size - 1).bit_length())
             ops = np.arange(c[LO], c[HI], dtype=np.int64)
             moved = {}
-            for name, fill in (("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("done", True), ("dn_head", -1),
+            for name, fill in (("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("share", 1.0), ("done", True),
+                               ("dn_head", -1),
                                ("dn_tail", -1), ("dn_count", 0)):
                 old = getattr(dag, name)
                 arr = np.full(new, fill, old.dtype)
@@ -754,6 +815,9 @@ class Network:
     top_ready = property(lambda self: int(self.dag.counts[TOP_READY]), doc="The highest op made ready so far.")
     num_ended = property(lambda self: int(self.dag.counts[N_ENDED]), doc="Ops that ended so far.")
     window = property(lambda self: int(self.dag.ndeps.size), doc="Ops the window has room for.")
+
+    route = property(lambda self: self.dag.taken[:self.num_ops],
+                     doc="Each op's route as run: the candidate it took, if it had any (with the timeline).")
 
     @property
     def rate(self):
@@ -787,7 +851,7 @@ class Network:
     def _grow_flows(self, size):
         """Room for ``size`` flows (ops ready, waiting out their latency or moving bytes) at once."""
         old = 0 if self.var is None else self.var.rate.size
-        fresh = Variables(np.zeros(size), np.zeros(size), np.zeros(size), np.full(size, -1, IDX),
+        fresh = Variables(np.zeros(size), np.zeros(size), np.zeros(size), np.ones(size), np.full(size, -1, IDX),
                           np.zeros(size, np.bool_), np.zeros(size, np.int64), np.full(size, -1, IDX))
         heaps = [_new_heap(size) for _ in range(2)]
         dag = self.dag

@@ -41,6 +41,14 @@ also gets its direction, by the kinds of its ends: ``pcie up (gpu)`` carries
 bytes from a GPU toward the CPU (host side: cpu, memory, root port, then PCIe
 switch, in that order), ``pcie down (gpu)`` toward it (see :func:`link_class`).
 
+**Routing.** ``ecmp`` (the default) gives every transfer the one path the
+topology's router hashes it onto (:meth:`topologies.Router.path`),
+collisions included. ``adaptive`` adds, for each transfer between servers,
+its equal-cost alternatives (:meth:`topologies.Router.paths`, at most
+``MAX_ALTERNATIVES`` with the ECMP path first) as further routes, listed per
+route in a CSR (``alt_ptr``, ``alt_idx``): each flow takes the candidate
+with the largest estimated fair share when it starts (:mod:`sim.fluid`).
+
 A multicast reads its source once and takes the union of its copies' paths
 (each resource once). A transfer's latency is the sum of the ``latency`` of every node and link on
 its path (per-hop latency plus per-message overheads); a reduce's is its
@@ -53,6 +61,9 @@ import numpy as np
 
 from flyersim.collectives.schedule import ENGINES, REDUCE
 from flyersim.topologies import Router
+from flyersim.topologies.routing import MAX_ALTERNATIVES
+
+ROUTING = ("ecmp", "adaptive")  # routing policies, see the module docstring
 
 _POOL_CLASS = {"memory": "dram", "gpu": "hbm", "rootport": "rootport", "nic": "nic"}
 # PCIe distance of a node kind from the CPU; every other kind is a device at the far end
@@ -90,10 +101,13 @@ class Routes:
     rw: np.ndarray
     rlat: np.ndarray
     op_route: np.ndarray = None  # route index of every op (None: a streamed schedule's, never all at once)
+    alt_ptr: np.ndarray = None  # CSR of candidates: route r may take alt_idx[alt_ptr[r]:alt_ptr[r+1]] (itself
+    alt_idx: np.ndarray = None  # first; none listed: fixed); None: every route is fixed (ecmp)
 
-    def carried(self, op_bytes):
-        """Bytes each resource carries over the whole run (weights applied)."""
-        return self.carried_by_route(np.bincount(self.op_route, weights=op_bytes, minlength=self.rlat.size))
+    def carried(self, op_bytes, op_route=None):
+        """Bytes each resource carries over the whole run (weights applied), ops on ``op_route`` (default theirs)."""
+        op_route = self.op_route if op_route is None else op_route
+        return self.carried_by_route(np.bincount(op_route, weights=op_bytes, minlength=self.rlat.size))
 
     def carried_by_route(self, per_route):
         """Bytes each resource carries when route r carries ``per_route[r]`` bytes (weights applied)."""
@@ -115,27 +129,129 @@ class _Resources:
         return self.index[key]
 
 
-def build_routes(graph, schedule, router=None):
+def build_routes(graph, schedule, router=None, routing="ecmp"):
     """Routes of every op of ``schedule`` (whose layout names graph nodes) on ``graph``.
 
     One route per distinct op shape: an xfer by (source, destination); a
     reduce by its location and the sorted locations of its inputs; a
     multicast by its source and its destinations, on its first copy, while
-    the other copies get an empty route (see :func:`flow_bytes`).
+    the other copies get an empty route (see :func:`flow_bytes`). With
+    ``routing="adaptive"`` the equal-cost alternatives of every xfer follow
+    as further routes (the routes and resources before them are the
+    ``ecmp`` ones, in the same order).
     """
-    table = RouteTable(graph, schedule.layout, schedule.algo, router)
-    found = table.add(schedule)
-    routes, renumber = table.routes()
-    return Routes(*routes, op_route=renumber[found])
+    if routing not in ROUTING:
+        raise ValueError(f"unknown routing {routing!r} (choose from {', '.join(ROUTING)})")
+    router = router or Router(graph)
+    names = schedule.layout.location_names()
+    missing = [n for n in names if n not in graph]
+    if missing:
+        raise ValueError(f"topology has no location {missing[0]!r} needed by the {schedule.algo} schedule")
+    s, nloc, m = schedule, len(names), schedule.num_ops
+    group = s.group if s.group is not None else np.full(m, -1, np.int64)
+    follower = (group >= 0) & (group != np.arange(m))
+    leader = (group >= 0) & ~follower
+    is_reduce = (s.kind == REDUCE) & ~follower
+    plain = ~(is_reduce | leader | follower)
+    by_cpu = (s.engine == ENGINES.index("cpu")).astype(np.int64) if s.engine is not None else np.zeros(m, np.int64)
+    op_route = np.zeros(m, np.int64)
+    resources = _Resources()
+    rptr, rres, rw, rlat = [0], [], [], []
+
+    def add(usage, latency):
+        rres.extend(usage.keys())
+        rw.extend(usage.values())
+        rptr.append(len(rres))
+        rlat.append(latency)
+
+    # ordinary transfers
+    key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
+    unique, inverse = np.unique(key, return_inverse=True)
+    op_route[plain] = inverse.ravel()
+    others = []  # (route, [further equal-cost paths], cpu) for adaptive routing
+    for k in unique.tolist():
+        pair, cpu = divmod(k, 2)
+        src, dst = names[pair // nloc], names[pair % nloc]
+        if routing == "adaptive":
+            path, *more = router.paths(src, dst, MAX_ALTERNATIVES)
+            others.append((len(rlat), more, bool(cpu)))
+        else:
+            path = router.path(src, dst)
+        add(*_xfer_usage(graph, path, resources, cpu=bool(cpu)))
+    # reduces: location, then the sorted locations of the inputs
+    rows = np.flatnonzero(is_reduce)
+    if rows.size:
+        table = _padded(s.in_ptr, s.in_loc, rows)
+        unique, inverse = np.unique(np.column_stack([s.dst[rows], np.sort(table, axis=1)]), axis=0,
+                                    return_inverse=True)
+        op_route[rows] = len(rlat) + inverse.ravel()
+        for row in unique.tolist():
+            add(*_reduce_usage(graph, router, names, row[0], [x for x in row[1:] if x >= 0], resources))
+    # multicasts: source, then the sorted destinations, on the first copy
+    rows = np.flatnonzero(leader)
+    if rows.size:
+        members = np.flatnonzero(group >= 0)
+        members = members[np.lexsort((members, group[members]))]
+        lead = group[members]
+        first = np.searchsorted(lead, lead)  # index of each member's group start in ``members``
+        table = np.full((m, int(np.max(np.arange(members.size) - first)) + 1), -1, np.int64)
+        table[lead, np.arange(members.size) - first] = s.dst[members]
+        unique, inverse = np.unique(np.column_stack([by_cpu[rows], s.src[rows], np.sort(table[rows], axis=1)]),
+                                    axis=0, return_inverse=True)
+        op_route[rows] = len(rlat) + inverse.ravel()
+        for row in unique.tolist():
+            paths = [router.path(names[row[1]], names[d]) for d in row[2:] if d >= 0]
+            add(*_multicast_usage(graph, paths, resources, cpu=bool(row[0])))
+    # further copies of a multicast: moved by the first copy's flow
+    op_route[follower] = len(rlat)
+    add({}, 0.0)
+    alt_ptr = alt_idx = None
+    if routing == "adaptive":
+        candidates = [[] for _ in rlat]
+        for route, more, cpu in others:
+            for path in more:
+                candidates[route] += [route] if not candidates[route] else []
+                candidates[route].append(len(rlat))
+                candidates.append([])
+                add(*_xfer_usage(graph, path, resources, cpu=cpu))
+        alt_ptr = np.zeros(len(candidates) + 1, np.int64)
+        np.cumsum([len(c) for c in candidates], out=alt_ptr[1:])
+        alt_idx = np.array([r for c in candidates for r in c], np.int64)
+    return Routes(resources.names, resources.classes, np.array(resources.capacity),
+                  np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
+                  np.array(rlat, np.float64), op_route, alt_ptr, alt_idx)
+
+
+def path_routes(graph, paths):
+    """Routes of plain copies along given node paths, route ``i`` (and op ``i``) along ``paths[i]``: traffic
+    that is no schedule's, e.g. a storage node's reads (:mod:`sim.background`).
+
+    >>> from flyersim.topologies import Router, load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> r = path_routes(g, [Router(g).path("n0/host1", "n1/host1")])
+    >>> "n0/nic0->z0/leaf0" in r.names, r.op_route.tolist()
+    (True, [0])
+    """
+    resources = _Resources()
+    rptr, rres, rw, rlat = [0], [], [], []
+    for path in paths:
+        usage, latency = _xfer_usage(graph, path, resources)
+        rres.extend(usage.keys())
+        rw.extend(usage.values())
+        rptr.append(len(rres))
+        rlat.append(latency)
+    return Routes(resources.names, resources.classes, np.array(resources.capacity, np.float64),
+                  np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
+                  np.array(rlat, np.float64), np.arange(len(paths), dtype=np.int64))
 
 
 class RouteTable:
     """Routes of a schedule's ops found batch by batch (:mod:`collectives.stream`), numbered as found.
 
     :meth:`add` gives each op of a batch its route, building the routes of shapes not seen before;
-    :meth:`routes` numbers routes and resources as :func:`build_routes` would for the whole schedule at
-    once (shapes sorted: transfers, reduces, multicasts, then the empty route), so reports do not depend
-    on the batches; the order of resources never changes a simulated time.
+    :meth:`routes` numbers routes and resources as :func:`build_routes` (``ecmp``) would for the whole
+    schedule at once (shapes sorted: transfers, reduces, multicasts, then the empty route), so reports do
+    not depend on the batches; the order of resources never changes a simulated time.
     """
 
     def __init__(self, graph, layout, algo, router=None):

@@ -51,6 +51,30 @@ COMMANDS = [
     ("run --topology /no/such.toml", ["no such topology file"]),
     ("run --set server.nvlink_pairs=[[0,0]]", ["nvlink_pairs", "to itself"]),
     ("run --set server.nvlink_pairs=[[0,1],[1,0]]", ["nvlink_pairs", "twice"]),
+    # what-ifs: routing, stragglers and faults (sim/app/faults.py)
+    ("run --routing static", ["--routing", "invalid choice", "adaptive"]),
+    ("run --gpus 16 --slow n9/gpu0=0.5", ["--slow n9/gpu0=0.5", "no component 'n9/gpu0'", "2 servers"]),
+    ("run --gpus 16 --slow n0/gpu0<->n0/rp1=0.5", ["no link n0/gpu0<->n0/rp1", "links to n0/rp0"]),
+    ("run --gpus 16 --slow n0/gpu0=0", ["--slow n0/gpu0=0", "factor > 0"]),
+    ("run --gpus 16 --slow n0/gpu0=nan", ["--slow n0/gpu0=nan", "factor > 0"]),
+    ("run --gpus 16 --slow n0/gpu0=fast", ["--slow n0/gpu0=fast", "factor > 0"]),
+    ("run --gpus 16 --slow n0/nic0=100Gb/s", ["a component takes a factor", "n0/nic0<->"]),
+    ("run --gpus 16 --slow n0/nic0<->z0/leaf0=-1Gb/s", ["--slow", "factor > 0"]),
+    ("run --gpus 16 --slow =0.5", ["--slow", "TARGET=FACTOR"]),
+    ("run --gpus 16 --late 16=1ms", ["--late 16", "ranks 0..15"]),
+    ("run --gpus 16 --late x=1ms", ["--late", "RANK=TIME"]),
+    ("run --gpus 16 --late 3=-1us", ["--late", "malformed time"]),
+    ("run --gpus 16 --late 3=1e400", ["--late", "finite"]),
+    ("run --gpus 16 --noise -0.1", ["--noise", "mean slowdown >= 0"]),
+    ("run --gpus 16 --noise inf", ["--noise", "mean slowdown >= 0"]),
+    ("run --gpus 16 --seeds 4", ["--seeds needs --noise"]),
+    ("run --gpus 16 --noise 0.1 --seeds 0", ["--seeds", "positive integer"]),
+    ("run --gpus 16 --noise 0.1 --seed -1", ["--seed -1", ">= 0"]),
+    ("run --gpus 16 --fail z0/spine99", ["--fail z0/spine99", "no component"]),
+    ("run --gpus 16 --fail n0/gpu0", ["--fail n0/gpu0", "inside a server", "--slow"]),
+    ("run --gpus 16 --fail n0/gpu0<->n0/rp0", ["--fail", "inside a server"]),
+    ("run --gpus 16 --fail z0/leaf0", ["cannot complete", "ranks 0-15", "cut off", "z0/leaf0"]),
+    ("run --gpus 24 --fail n1/nic0", ["cannot complete", "ranks 8-15 (server n1)", "other 16 ranks"]),
     # output paths: checked before the work
     ("run --trace /no/such/dir/t.json", ["--trace", "/no/such/dir", "does not exist"]),
     ("compare --gpus 16 --plot /no/such/dir/x.png", ["--plot", "does not exist"]),
@@ -241,3 +265,130 @@ def test_jobs_above_the_cpu_count_are_capped_with_a_note(tmp_path, capsys):
     code, err = _script(capsys, ["--quick", "--no-plot", "--jobs", "1000", "--out", str(tmp_path)])
     assert code == 0, err
     assert "# --jobs 1000 capped at" in err and (tmp_path / "scaling.csv").is_file()
+
+
+# ---------------------------------------------------------------- scenario files (flyersim run --scenario)
+
+SCENARIO = """
+[topology]
+preset = "fireflyer2"
+gpus = 32
+[classes]
+fast = { weight = 1, sl = 2 }
+[[jobs]]
+name = "a"
+gpus = 16
+algo = "ring"
+size = "1MiB"
+class = "fast"
+[[jobs]]
+name = "b"
+servers = [2, 3]
+algo = "hfreduce"
+size = "1MiB"
+[[background]]
+name = "s"
+kind = "storage-read"
+jobs = ["a"]
+rate = "5GB/s"
+duration = "1ms"
+storage_leaves = ["z0/leaf1"]
+"""
+
+
+def _scene(old, new):
+    assert old in SCENARIO, old
+    return SCENARIO.replace(old, new, 1)
+
+
+SCENARIOS = [
+    # keys and names
+    ("unknown key", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nrepeats = 2\nclass'),
+     ["unknown key 'jobs.a.repeats'", "repeat"]),
+    ("unknown top-level key", "jbos = 1\n" + SCENARIO, ["unknown key 'jbos'"]),
+    ("missing topology", SCENARIO.replace('[topology]\npreset = "fireflyer2"\ngpus = 32\n', ""),
+     ["missing [topology] table"]),
+    ("no jobs", SCENARIO.split("[[jobs]]")[0], ["at least one [[jobs]]"]),
+    ("name twice", _scene('name = "b"', 'name = "a"'), ["name 'a' is used twice"]),
+    ("unknown algorithm", _scene('algo = "ring"', 'algo = "rign"'), ["jobs.a.algo", "unknown allreduce algorithm"]),
+    ("unknown parameter", _scene('algo = "hfreduce"', 'algo = "hfreduce"\nparams = { chunk = 4 }'),
+     ["jobs.b.params", "no parameter 'chunk'"]),
+    ("unknown class", _scene('class = "fast"', 'class = "slow"'), ["jobs.a.class", "unknown class 'slow'"]),
+    ("unknown placement", _scene('gpus = 16\nalgo', 'gpus = 16\nplacement = "tight"\nalgo'),
+     ["jobs.a.placement", "unknown policy 'tight'"]),
+    ("unknown background kind", _scene('kind = "storage-read"', 'kind = "backup"'), ["background.s.kind"]),
+    ("background of no job", _scene('jobs = ["a"]', 'jobs = ["c"]'), ["background.s.jobs", "no job named 'c'"]),
+    ("unknown routing policy", SCENARIO + '[routing]\npolicy = "magic"\n', ["routing.policy", "'magic'"]),
+    ("faults not yet", SCENARIO + '[[faults]]\nlink = "x"\n', ["faults", "not available yet"]),
+    ("malformed", SCENARIO + "[[jobs]\n", ["malformed TOML"]),
+    # placement
+    ("unknown server", _scene("servers = [2, 3]", "servers = [2, 99]"), ["jobs.b.servers", "no server 99",
+                                                                          "0..3"]),
+    ("overlapping placements", _scene("servers = [2, 3]", "servers = [0, 1]").replace(
+        'gpus = 16\nalgo = "ring"', 'servers = [1, 2]\nalgo = "ring"'), ["jobs.b.servers", "server 1",
+                                                                         "also in job a", "must not overlap"]),
+    ("job larger than the cluster", _scene("gpus = 16\nalgo", "gpus = 1024\nalgo"),
+     ["jobs.a", "needs 128 servers", "larger than the cluster's 4"]),
+    ("no servers left", _scene("gpus = 16\nalgo", "gpus = 24\nalgo"), ["jobs.a", "needs 3 servers",
+                                                                        "only 2 of the cluster's 4 are free"]),
+    ("not whole servers", _scene("gpus = 16\nalgo", "gpus = 12\nalgo"), ["jobs.a.gpus", "multiple of the 8"]),
+    ("server listed twice", _scene("servers = [2, 3]", "servers = [2, 2]"), ["jobs.b.servers", "twice"]),
+    ("both servers and gpus", _scene("servers = [2, 3]", "servers = [2, 3]\ngpus = 16"),
+     ["jobs.b", "one of servers, gpus or nodes"]),
+    ("storage on a spine", _scene('storage_leaves = ["z0/leaf1"]', 'storage_leaves = ["z0/spine0"]'),
+     ["background.s.storage_leaves", "'z0/spine0' is not a leaf"]),
+    ("storage beyond the leaf's ports", _scene('storage_leaves = ["z0/leaf1"]',
+                                                'storage_leaves = ["z0/leaf0"]\nstorage_nodes = 30'),
+     ["background.s.storage_leaves", "leaf z0/leaf0 has 16 free ports of 40"]),
+    ("background on an unknown leaf", _scene('jobs = ["a"]', 'leaves = ["z0/leaf7"]'),
+     ["background.s.leaves", "no servers on 'z0/leaf7'"]),
+    # numbers
+    ("negative size", _scene('size = "1MiB"\nclass', 'size = "-1MiB"\nclass'), ["jobs.a.size", "malformed size"]),
+    ("zero size", _scene('size = "1MiB"\nclass', 'size = 0\nclass'), ["jobs.a.size", "positive"]),
+    ("size below an element", _scene('size = "1MiB"\nclass', 'size = 2\nclass'), ["jobs.a.size", "one float32"]),
+    ("zero repeat", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nrepeat = 0\nclass'),
+     ["jobs.a.repeat", "whole number >= 1"]),
+    ("zero period", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nperiod = "0s"\nclass'),
+     ["jobs.a.period", "positive"]),
+    ("negative start", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nstart = "-1ms"\nclass'),
+     ["jobs.a.start", "malformed time"]),
+    ("NaN rate", _scene('rate = "5GB/s"', "rate = nan"), ["background.s.rate", "finite"]),
+    ("zero duration", _scene('duration = "1ms"', 'duration = "0s"'), ["background.s.duration", "positive"]),
+    ("negative weight", _scene("weight = 1", "weight = -1"), ["classes.fast.weight", "positive"]),
+    ("infinite weight", _scene("weight = 1", "weight = inf"), ["classes.fast.weight", "finite"]),
+    ("service level 16", _scene("sl = 2", "sl = 16"), ["classes.fast.sl", "0..15"]),
+    ("float gpus", _scene("gpus = 16\nalgo", "gpus = 16.5\nalgo"), ["jobs.a.gpus", "whole number"]),
+    # sizes of work
+    ("too many ops", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nrepeat = 1000000\nclass'),
+     ["scenario bad", "needs about", "limit of 8 GB"]),
+    ("huge cluster", _scene("gpus = 32", "gpus = 800000000"), ["100000000 servers", "needs about"]),
+]
+
+
+@pytest.mark.parametrize("case,text,words", SCENARIOS, ids=[c for c, _, _ in SCENARIOS])
+def test_bad_scenario_is_one_line_naming_the_file_and_key(tmp_path, capsys, case, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    code, out, err = _cli(capsys, ["run", "--scenario", str(path), "--max-memory", "8GB"])
+    assert code == 2, (code, err)
+    assert err.startswith(f"flyersim: error: {path}: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(word in err for word in words), err
+    assert out == ""
+
+
+def test_the_corpus_scenario_is_good(tmp_path, capsys):
+    path = tmp_path / "good.toml"
+    path.write_text(SCENARIO)
+    code, out, err = _cli(capsys, ["run", "--scenario", str(path)])
+    assert code == 0 and err == "" and "2 jobs, 1 background" in out
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["run", "--scenario", "/no/such.toml"], ["--scenario", "no such file"]),
+    (["run", "--scenario", "x.toml", "--algo", "ring", "--gpus", "16"], ["--scenario", "drop --gpus, --algo"]),
+    (["run", "--plot", "/tmp/x.png"], ["--plot", "give --scenario"]),
+    (["run", "--scenario", "x.toml", "--plot", "/no/such/dir/x.png"], ["--plot", "does not exist"]),
+])
+def test_bad_scenario_command_lines(capsys, argv, words):
+    code, out, err = _cli(capsys, argv)
+    assert code == 2 and err.count("\n") == 1 and all(word in err for word in words), err

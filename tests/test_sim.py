@@ -18,7 +18,7 @@ from flyersim.collectives.costs import ring_allreduce
 from flyersim.collectives.schedule import XFER, Layout, ScheduleBuilder
 from flyersim.sim.engine import simulate
 from flyersim.sim.metrics import bottleneck
-from flyersim.sim.routes import build_routes
+from flyersim.sim.routes import Routes, build_routes
 from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 from flyersim.topologies import Router, load
 from flyersim.topologies.units import MiB
@@ -189,6 +189,19 @@ def test_two_equal_flows_into_one_gpu_both_finish_at_2n_over_b(n):
     assert bottleneck(alone)[2] == pytest.approx(2.0, rel=1e-9)
     # the shared link ran full for the whole run
     assert bottleneck(run)[2] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_route_alternatives_spread_flows_and_carried_bytes_follow_the_route_taken():
+    # two xfers between one pair; a hand-made Routes gives their route (0, path "a") a candidate (1, path "b")
+    b = ScheduleBuilder(Layout(nodes=2, gpus_per_node=1), "allreduce", "two-flows", buffers=("data", "recv"))
+    b.xfer(src=0, dst=1, span=(0, 1, 1), dst_buf="recv")
+    b.xfer(src=0, dst=1, span=(0, 1, 1), dst_buf="data")
+    routes = Routes(["a", "b"], ["link", "link"], np.array([10.0, 10.0]), np.array([0, 1, 2]), np.array([0, 1]),
+                    np.array([1.0, 1.0]), np.zeros(2), np.array([0, 0]))
+    run = simulate(b.build(), routes, 100, 1, "flow", alternatives=([0, 2, 2], [0, 1]))
+    assert run.op_route.tolist() == [0, 1] and run.time == 10.0
+    assert run.carried().tolist() == [100.0, 100.0]
+    assert simulate(b.build(), routes, 100, 1, "flow").carried().tolist() == [200.0, 0.0]
 
 
 # --------------------------------------------------------------------------------------------

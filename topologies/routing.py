@@ -8,6 +8,11 @@ nearest NIC of the source server, over a shortest path of network nodes
 (switches and NICs) choosing among equal next hops by a stable hash of
 ``(src, dst)``, then from the nearest NIC of the destination server.
 
+:meth:`Router.paths` lists a route's equal-cost alternatives, the choices
+ECMP hashes among (nearest NICs at either end, every shortest network path
+between them), for adaptive routing: the ECMP path first, then at most
+``MAX_ALTERNATIVES - 1`` others spread evenly over the rest.
+
 >>> from flyersim.topologies import load
 >>> Router(load("single-switch", nodes=2)).path("n0/gpu0", "n1/gpu1")
 ['n0/gpu0', 'n0/cpu0', 'n0/nic0', 'sw0', 'n1/nic0', 'n1/cpu0', 'n1/gpu1']
@@ -19,6 +24,11 @@ import zlib
 import networkx as nx
 
 from .errors import TopologyError
+
+# Equal-cost alternatives kept per route (the ECMP path included). A flow's start scans every candidate, so
+# this bounds its cost; 32 covers every spine of a two-level fat-tree zone of radix up to 64 (fireflyer2:
+# 20 spines per zone), and a three-level tree's spine x core choices are sampled evenly down to it.
+MAX_ALTERNATIVES = 32
 
 
 class Router:
@@ -49,6 +59,50 @@ class Router:
         head = [src] if s_server is None else self._in_server(src, _local_name(s_nic))
         tail = [dst] if d_server is None else self._in_server(d_nic, _local_name(dst))
         return head[:-1] + self._network(s_nic, d_nic, key) + tail[1:]
+
+    def paths(self, src, dst, limit=MAX_ALTERNATIVES):
+        """Equal-cost paths ``src`` .. ``dst``: :meth:`path` first, then up to ``limit - 1`` other ECMP choices.
+
+        The choices are the nearest NICs of either server and every shortest
+        network path between them; when there are more than ``limit``, those
+        kept are spread evenly over the choices in order (every first hop
+        gets its share). Inside a server there is one path.
+
+        >>> from flyersim.topologies import load
+        >>> r = Router(load("fireflyer2", gpus=8 * 21))  # 21 servers: two leaves, 20 spines
+        >>> options = r.paths("n0/gpu0", "n20/gpu0")
+        >>> len(options), options[0] == r.path("n0/gpu0", "n20/gpu0"), len({p[7] for p in options})
+        (20, True, 20)
+        >>> len(r.paths("n0/gpu0", "n20/gpu0", limit=4)), r.paths("n0/gpu0", "n0/gpu1") == [r.path("n0/gpu0", "n0/gpu1")]
+        (4, True)
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a whole number >= 1, got {limit!r}")
+        first = self.path(src, dst)
+        s_server, d_server = self.graph.nodes[src]["server"], self.graph.nodes[dst]["server"]
+        if s_server is not None and s_server == d_server:
+            return [first]
+        key = zlib.crc32(f"{src}|{dst}".encode())
+        s_nics = [src] if s_server is None else self._nics_of(src, key)
+        d_nics = [dst] if d_server is None else self._nics_of(dst, key)
+        pairs = [(a, b) for a in s_nics for b in d_nics]
+        out, seen = [first], {tuple(first)}
+        quota = max(1, limit // len(pairs))
+        for s_nic, d_nic in pairs:
+            head = [src] if s_server is None else self._in_server(src, _local_name(s_nic))
+            tail = [dst] if d_server is None else self._in_server(d_nic, _local_name(dst))
+            for middle in self._network_paths(s_nic, d_nic, quota):
+                path = head[:-1] + middle + tail[1:]
+                if tuple(path) not in seen and len(out) < limit:
+                    seen.add(tuple(path))
+                    out.append(path)
+        return out
+
+    def _nics_of(self, node, key):
+        """The nearest NICs of ``node``, the one :meth:`path` picks first."""
+        first = self._nearest_nic(node, key)
+        prefix = node.split("/", 1)[0]
+        return [first] + [f"{prefix}/{n}" for n in self._nic_hops[_local_name(node)] if f"{prefix}/{n}" != first]
 
     def _in_server(self, src, local_dst):
         prefix, local_src = src.split("/", 1)
@@ -87,6 +141,40 @@ class Router:
             node = nexts[key % len(nexts)]
             path.append(node)
         return path if goal == dst else path + [dst]
+
+    def _network_paths(self, src, dst, limit):
+        """Up to ``limit`` shortest network paths ``src`` .. ``dst``, spread evenly over all of them in order.
+
+        Paths are numbered in order of next hops (each node's successors as
+        the graph lists them); path ``i * total // k`` (k = the smaller of ``limit`` and ``total``) is decoded from the
+        number of shortest paths below each node, so nothing lists them all.
+        """
+        goal = self._net[dst][0] if len(self._net[dst]) == 1 else dst
+        dist = self._dist.get(goal)
+        if dist is None:
+            dist = self._dist[goal] = _bfs(self._net, goal)
+        if src not in dist:
+            raise TopologyError(f"no network path from {src} to {dst}")
+        below = {goal: 1}  # shortest paths from a node to goal, filled closest first
+        for node in sorted((n for n in dist if dist[n] <= dist[src]), key=dist.get):
+            if node != goal:
+                below[node] = sum(below.get(n, 0) for n in self._net[node] if dist.get(n) == dist[node] - 1)
+        total = below[src]
+        count = min(limit, total)
+        picks = [i * total // count for i in range(count)]
+        out = []
+        for index in picks:
+            path, node = [src], src
+            while node != goal:
+                for n in self._net[node]:
+                    if dist.get(n) == dist[node] - 1:
+                        if index < below[n]:
+                            node = n
+                            break
+                        index -= below[n]
+                path.append(node)
+            out.append(path if goal == dst else path + [dst])
+        return out
 
 
 def ordered_subgraph(graph, nodes):

@@ -15,7 +15,7 @@ from flyersim import collectives
 from flyersim.collectives.schedule import COLLECTIVES
 from flyersim import topologies
 from flyersim.topologies.config import preset_names
-from flyersim.sim.app import calibrate, compare, mpibench, sensitivity, validate
+from flyersim.sim.app import calibrate, compare, faults, mpibench, scenario_report, sensitivity, validate
 from flyersim.sim.app.args import Parser, override, positive_int
 from flyersim.sim.engine import MODELS
 from flyersim.sim.explain import explain
@@ -96,7 +96,27 @@ def _sizes(args):
     return size_list(args.sizes or PAPER_SIZE)
 
 
+# options a scenario file replaces: dest -> (option, default)
+_NOT_WITH_SCENARIO = {
+    "preset": ("--preset", "fireflyer2"), "topology": ("--topology", None), "gpus": ("--gpus", None),
+    "nodes": ("--nodes", None), "zones": ("--zones", None), "overrides": ("--set", []), "algo": ("--algo", None),
+    "collective": ("--collective", "allreduce"), "sizes": ("--sizes", None), "begin": ("-b", None),
+    "end": ("-e", None), "factor": ("-f", None), "increment": ("-i", None), "dtype": ("--dtype", "float32"),
+    "model": ("--model", "flow"), "explain": ("--explain", False), "help_params": ("--help-params", False),
+    "params": ("--param", []),
+}
+
+
 def _cmd_run(args):
+    if args.scenario:
+        given = [option for dest, (option, default) in _NOT_WITH_SCENARIO.items() if getattr(args, dest) != default]
+        if given:
+            raise ValueError(f"--scenario: the scenario file gives the cluster, algorithms and sizes; drop "
+                             f"{', '.join(given)}")
+        return scenario_report.command(args, memory_limit(args.max_memory))
+    if args.plot:
+        raise ValueError("--plot: flyersim run draws a scenario's timeline only (give --scenario; "
+                         "flyersim compare --plot draws a grid)")
     algos = _algos(args.algo, args.collective, "--algo")
     if args.help_params:
         print("\n\n".join(collectives.help_params(a, args.collective) for a in algos))
@@ -104,10 +124,12 @@ def _cmd_run(args):
     if args.trace:
         check_writable(args.trace, "--trace")
     sizes = _sizes(args)
-    graph = _load_topology(args)
+    stragglers = faults.stragglers(args)
+    graph = faults.failed(_load_topology(args), args)
     params = _params(args)
     records, runs = run_sizes(graph, algos, sizes, args.dtype, args.model, args.collective, keep_runs=True,
-                              params=params, max_memory=memory_limit(args.max_memory), timeline=bool(args.trace))
+                              params=params, max_memory=memory_limit(args.max_memory), stragglers=stragglers,
+                              routing=args.routing, timeline=bool(args.trace), stream=not args.trace)
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {plural(g['nodes'] * g['gpus_per_node'], 'GPU')} on "
@@ -115,6 +137,8 @@ def _cmd_run(args):
     print(render(records, args.format))
     if args.format == "table":
         print(footer(records))
+        if args.seeds > 1:
+            print(faults.seed_spread(records))
     if args.explain:
         mine = split_params(algos, params, args.collective)
         blocks = [collectives.help_params(a, args.collective, mine[a]) for a in algos] + [explain(run) for run in runs]
@@ -180,6 +204,10 @@ def parser():
                      help="flow: max-min fair sharing of every resource; analytic: no contention")
     run.add_argument("--format", default="table", choices=FORMATS)
     run.add_argument("--trace", metavar="FILE.json", help="write a Chrome/Perfetto trace of every op")
+    run.add_argument("--scenario", metavar="FILE.toml",
+                     help="run several jobs, background traffic and traffic classes together on one cluster "
+                          "(examples in experiments/scenarios/); the file gives the cluster, algorithms and sizes")
+    run.add_argument("--plot", metavar="OUT.png", help="with --scenario: each job's busbw and traffic over time")
     run.add_argument("--explain", action="store_true",
                      help="each algorithm's parameter values, and per run the bytes each resource class carried "
                           "per message byte and the bottleneck (on stderr with --format csv/json)")
@@ -187,6 +215,7 @@ def parser():
                      help="list the parameters of the --algo algorithm(s): name, type, default, meaning; then exit")
     _add_param_arg(run)
     _add_memory_arg(run)
+    faults.add_arguments(run, positive_int)
     run.set_defaults(func=_cmd_run)
 
     comp = sub.add_parser("compare", help="run algorithms x GPU counts x sizes; one tidy table and a figure")

@@ -17,6 +17,7 @@ from flyersim.sim.budget import check_run
 from flyersim.sim.engine import simulate, simulate_stream
 from flyersim.sim.metrics import record
 from flyersim.sim.routes import build_routes
+from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.facts import server_facts, server_routes
 
@@ -65,23 +66,31 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None, max_memory=None, check_only=False, timeline=None, stream=None):
+              params=None, max_memory=None, check_only=False, stragglers=None, routing="ecmp", timeline=None,
+              stream=None):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
 
     ``timeline``: the runs keep every op's times (default: when ``keep_runs``; see :func:`sim.engine.simulate`).
     ``stream``: build each schedule batch by batch as the simulation needs it, holding only the ops in flight
     (:func:`sim.engine.simulate_stream`; the runs' schedules then hold no ops); default: unless ``keep_runs``.
+    Runs with stragglers or adaptive routing build whole schedules (their transforms need every op).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
     declares, and a parameter that no algorithm run declares is an error. Work whose estimated memory
     exceeds ``max_memory`` bytes (default: what this machine has available) is refused before any
-    schedule is built; ``check_only`` stops after these checks (returns no records).
+    schedule is built; ``check_only`` stops after these checks (returns no records). ``stragglers``
+    (a :class:`sim.stragglers.Stragglers`, or a list of them, e.g. one per noise seed) slows or delays
+    parts of the run; every schedule runs once per item, records of a noisy one carrying its ``seed``.
+    ``routing`` is ``ecmp`` or ``adaptive`` (:mod:`sim.routes`).
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     itemsize = np.dtype(dtype).itemsize
     if min(sizes) < itemsize:
         raise ValueError(f"size {min(sizes)} B is smaller than one {dtype} element")
+    variants = [stragglers or Stragglers()] if not isinstance(stragglers, (list, tuple)) else list(stragglers)
+    for variant in variants:
+        variant.check(graph)
     layout = layout_of(graph)
     router = Router(graph)
     mine = split_params(algos, dict(params or {}), collective)
@@ -97,18 +106,25 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     for algo in algos:
         for size in sizes:
             key = collectives.schedule_key(algo, layout, size, collective, search)
-            if streamed:
+            if streamed and not any(v.active for v in variants) and routing == "ecmp":
                 def make(name=key[0], nbytes=key[1], algo=algo):
                     return stream_schedule(name, layout, collective, nbytes=nbytes, search=search, **mine[algo])
                 run = simulate_stream(make, graph, size, itemsize, model, timeline, router)
-            else:
-                if key not in built:
-                    schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search,
-                                                 **mine[algo])
-                    built[key] = schedule, build_routes(graph, schedule, router)
-                schedule, routes = built[key]
-                run = simulate(schedule, routes, size, itemsize, model, timeline)
-            records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
-            if keep_runs:
-                runs.append(run)
+                records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+                if keep_runs:
+                    runs.append(run)
+                continue
+            if key not in built:
+                schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
+                built[key] = schedule, build_routes(graph, schedule, router, routing)
+            schedule, routes = built[key]
+            for variant in variants:
+                alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
+                run = simulate(variant.schedule(schedule), variant.routes(graph, routes), size, itemsize, model,
+                               alternatives=alternatives, timeline=timeline)
+                records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+                if variant.noise:
+                    records[-1]["seed"] = variant.seed
+                if keep_runs:
+                    runs.append(run)
     return (records, runs) if keep_runs else records

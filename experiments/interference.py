@@ -1,0 +1,172 @@
+"""How much storage traffic slows an allreduce job: HFReduce vs NCCL, with and without separate service levels.
+
+One job (default 128 GPUs, 186 MiB allreduce) spread over two leaves of a
+``fireflyer2`` fabric (half its servers on each, so its traffic crosses the
+leaves' uplinks), every server of those two leaves reading from 3FS-style
+storage nodes on two leaves of their own (:mod:`sim.background`). The
+storage load is the fraction of a leaf's uplink capacity it asks for: at
+100 % every server reads ``uplink capacity / servers per leaf`` (its NIC's
+whole line rate on a non-blocking leaf). "one class": job and storage share
+every resource max-min fairly flow by flow; "separate SLs": the job's class
+weighs ``--compute-weight`` times the storage class (weighted max-min on every
+resource, :mod:`sim.composite`; the weight is an input, the paper publishes
+none). Static ECMP routing, so storage flows may collide on spine links and
+arrive slower than asked (``storage_GBps``: what one server's read achieved).
+
+CSV columns: one row per algorithm, load and class setting.
+
+    python experiments/interference.py --jobs 2 --out docs/gallery
+"""
+
+import argparse
+import json
+import math
+import sys
+
+from flyersim.experiments import plots, sweep
+from flyersim.sim.app import scenario_report
+from flyersim.sim.app.scenario_runner import run_scenario
+from flyersim.sim.scenario import loads
+from flyersim.topologies.build import fat_tree_shape
+from flyersim.topologies.config import read
+from flyersim.topologies.units import format_size
+
+NAME = "interference"
+COLUMNS = ["algo", "requested_algo", "classes", "load_pct", "gpus", "bytes", "offered_GBps", "storage_GBps",
+           "time_s", "busbw_GBps", "alone_time_s", "alone_busbw_GBps", "slowdown", "bottleneck", "wall_s"]
+QUICK = {"gpus": 32, "size": 4 << 20, "loads": [0, 100]}
+SETTINGS = ("one class", "separate SLs")
+
+
+def leaf_facts(preset, overrides):
+    """(servers per leaf, uplink capacity of a leaf in B/s) of a fat-tree preset."""
+    spec = read(preset, overrides)
+    nics = [d for d in spec.devices if d["kind"] == "nic"]
+    down, up, _ = fat_tree_shape(spec.network, nics)
+    return down // len(nics), up * spec.network["link_bandwidth"]
+
+
+def scenario_text(preset, overrides, algo, gpus, size, rate, weight, duration):
+    """The scenario of one point: two leaves of servers, the job spread over them, storage on two more leaves."""
+    per_leaf, _ = leaf_facts(preset, overrides)
+    lines = ["[topology]", f"preset = {json.dumps(preset)}", f"nodes = {2 * per_leaf}",
+             f"set = {{ {', '.join(f'{json.dumps(k)} = {json.dumps(v)}' for k, v in overrides.items())} }}",
+             "[classes]", f"compute = {{ weight = {weight} }}",
+             "[[jobs]]", 'name = "job"', f"gpus = {gpus}", 'placement = "spread"', f"algo = {json.dumps(algo)}",
+             f'size = {size}', 'class = "compute"']
+    if rate > 0:
+        lines += ["[[background]]", 'name = "storage"', 'kind = "storage-read"', 'leaves = ["z0/leaf0", "z0/leaf1"]',
+                  f'rate = {rate}', 'storage_leaves = ["z0/leaf2", "z0/leaf3"]', f"storage_nodes = {per_leaf}",
+                  f'duration = {json.dumps(duration)}']
+    return "\n".join(lines) + "\n"
+
+
+def points(args):
+    gpus, size, loads_ = (QUICK["gpus"], QUICK["size"], QUICK["loads"]) if args.quick else \
+        (args.gpus, args.size, args.loads)
+    overrides = dict(args.overrides)
+    per_leaf, uplink = leaf_facts(args.preset, overrides)
+    out = []
+    for algo in args.algos:
+        for load in loads_:
+            for setting in SETTINGS if load else SETTINGS[:1]:
+                weight = args.compute_weight if setting == "separate SLs" else 1
+                rate = load / 100 * uplink / per_leaf
+                out.append({"text": scenario_text(args.preset, overrides, algo, gpus, size, rate, weight,
+                                                  args.duration),
+                            "labels": {"requested_algo": algo, "classes": setting, "load_pct": load,
+                                       "offered_GBps": rate / 1e9}})
+    return out
+
+
+def run(pt):
+    """One point's row (a module-level function, so worker processes can run it)."""
+    import time
+
+    start = time.perf_counter()
+    out = run_scenario(loads(pt["text"], "interference point"), pt.get("max_memory"))
+    job = scenario_report.summary(out)[0]
+    row = {**pt["labels"], **job, "gpus": job["gpus"], "wall_s": time.perf_counter() - start,
+           "bottleneck": scenario_report.job_records(out)[0]["bottleneck"], "storage_GBps": 0.0}
+    if out.background:
+        f = out.background[0]
+        if f.end_at.min() < out.jobs[0].starts[0] + out.jobs[0].runs[0].time:
+            raise ValueError("a storage read ended before the job: raise --duration")
+        row["storage_GBps"] = float((f.flows.nbytes / (f.end_at - f.start_at)).mean() / 1e9)
+    return [row]
+
+
+def rows(args):
+    pts = points(args)
+    return sweep.run_points(pts, sweep.capped_jobs(args.jobs), desc=NAME, func=run)
+
+
+def plot(rows_, png):
+    fig, (left, middle, right) = plots.figure(ncols=3, width=4.2)
+    for k, (algo, part) in enumerate(plots.groups(rows_, "requested_algo").items()):
+        base = [r for r in part if r["load_pct"] == 0]
+        for setting, style in zip(SETTINGS, ("-", "--")):
+            series = sorted(base + [r for r in part if r["classes"] == setting and r["load_pct"] > 0],
+                            key=lambda r: r["load_pct"])
+            x = [r["load_pct"] for r in series]
+            kw = {"color": f"C{k}", "marker": "o", "ms": 3.5, "label": f"{algo}, {setting}"}
+            left.plot(x, [r["busbw_GBps"] for r in series], style, **kw)
+            middle.plot(x, [r["slowdown"] for r in series], style, **kw)
+            right.plot(x, [r["storage_GBps"] for r in series], style, **kw)
+    loads_ = sorted({r["load_pct"] for r in rows_})
+    offered = {r["load_pct"]: r["offered_GBps"] for r in rows_}
+    right.plot(loads_, [offered[x] for x in loads_], ":", color="grey", label="asked")
+    left.set_ylabel("busbw in the scenario (GB/s)")
+    middle.set_ylabel("slowdown (time / time alone)")
+    right.set_ylabel("storage read per server (GB/s)")
+    for ax in (left, middle, right):
+        ax.set_xlabel("storage load (% of leaf uplinks)")
+        ax.legend(fontsize=6)
+    left.set_ylim(bottom=0)
+    r = rows_[0]
+    plots.save(fig, png, f"{r['gpus']}-GPU allreduce of {format_size(r['bytes'])} beside storage reads "
+                         f"(solid: one class; dashed: the job in its own SL)")
+
+
+def load_list(text):
+    """argparse type: comma-separated loads in % (0 to 1000), e.g. ``0,50,100``."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(0 <= v <= 1000 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated loads in % from 0 to 1000, got {text!r}")
+    return [int(v) if v == int(v) else v for v in values]
+
+
+def positive_number(text):
+    """argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def main(argv=None):
+    p = sweep.parser(NAME, __doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="fireflyer2", help="fat-tree preset or topology .toml (default fireflyer2)")
+    p.add_argument("--gpus", type=sweep.positive_int, default=128, help="GPUs of the job (default 128)")
+    p.add_argument("--size", type=sweep.size, default=186 << 20, help="message size per GPU (default 186MiB)")
+    p.add_argument("--set", dest="overrides", action="append", type=sweep.override, default=[], metavar="KEY=VALUE",
+                   help="override a topology parameter (repeatable), as in flyersim run")
+    p.add_argument("--algos", type=sweep.names, default=["hfreduce", "nccl"],
+                   help="comma-separated algorithms (default hfreduce,nccl)")
+    p.add_argument("--loads", type=load_list, default=[0, 20, 40, 60, 80, 100],
+                   help="storage loads in %% of leaf uplink capacity (default 0,20,40,60,80,100)")
+    p.add_argument("--compute-weight", type=positive_number, default=4.0,
+                   help="the job's class weight against the storage class's 1 with separate SLs (default 4)")
+    p.add_argument("--duration", default="1s",
+                   help="how long the storage reads last, longer than the job (default 1s)")
+    return sweep.main(NAME, p.parse_args(argv), COLUMNS, plot, rows=rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

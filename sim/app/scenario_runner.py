@@ -1,0 +1,214 @@
+"""Run a scenario (:mod:`sim.scenario`): its jobs and background flows together, and each job alone.
+
+The steps, each refusing bad input in one line before the expensive ones:
+load the cluster (its size checked first), place the jobs
+(:mod:`sim.placement`), check each job's algorithm, parameters and size,
+estimate the memory of every schedule copy and flow (:mod:`sim.budget`),
+add the storage nodes and build the background flows
+(:mod:`sim.background`), build each job's schedule on its own layout and
+route it on its servers, then simulate everything in one network
+(:mod:`sim.composite`) and every job alone on the same servers (exactly
+what ``flyersim run`` computes for it).
+
+>>> from flyersim.sim.scenario import loads
+>>> s = loads('[topology]\\npreset = "fireflyer2"\\ngpus = 32\\n'
+...           '[[jobs]]\\nname = "a"\\ngpus = 16\\nalgo = "ring"\\nsize = "1MiB"\\n'
+...           '[[jobs]]\\nname = "b"\\ngpus = 16\\nalgo = "ring"\\nsize = "1MiB"\\n')
+>>> out = run_scenario(s)
+>>> [j.servers for j in out.jobs], all(j.runs[0].time >= j.alone.time * (1 - 1e-12) for j in out.jobs)
+([(0, 1), (2, 3)], True)
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from flyersim import collectives, topologies
+from flyersim.collectives.sizing import op_bound
+from flyersim.sim import background as bg
+from flyersim.sim.app.runner import layout_of, search_of
+from flyersim.sim.budget import check_ops, check_topology, machine_memory
+from flyersim.sim.composite import Part, compose, simulate as simulate_composite
+from flyersim.sim.engine import Run, _flow_deps, simulate
+from flyersim.sim.placement import place, placed, server_leaves
+from flyersim.sim.routes import build_routes, flow_bytes
+from flyersim.sim.scenario import apply_faults
+from flyersim.topologies import Router
+from flyersim.topologies.config import read
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's servers, its run alone and its runs in the scenario (one per copy, times from the copy's start)."""
+
+    job: object
+    servers: tuple
+    alone: Run
+    runs: list
+    starts: np.ndarray  # when each copy started, seconds from the scenario's start
+    part: int           # index of its part in the composite
+
+
+@dataclass(frozen=True)
+class FlowOutcome:
+    """A background entry's flows and when each started and ended."""
+
+    entry: object
+    flows: object
+    start_at: np.ndarray
+    end_at: np.ndarray
+    part: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scenario: object
+    graph: object
+    composite: object
+    carried: np.ndarray  # bytes each part carried on each resource: (parts, resources)
+    makespan: float
+    start_at: np.ndarray  # every op's start and end (composite numbering)
+    end_at: np.ndarray
+    jobs: list
+    background: list
+
+
+def run_scenario(scenario, max_memory=None):
+    """Simulate ``scenario``; its :class:`Outcome`. ``max_memory`` in bytes (default: what is available)."""
+    limit = machine_memory() if max_memory is None else max_memory
+    t = scenario.topology
+    graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
+                            check_size=lambda what, elements: check_topology(what, elements, limit))
+    placements = place(scenario.jobs, graph)
+    base = layout_of(graph)
+    searches, plans = {}, []
+    for job in scenario.jobs:
+        plans.append(_plan(job, graph, base, placements[job.name], searches))
+    selections = [_servers_of(entry, graph, placements) for entry in scenario.background]
+    flows_count = sum(len(s) if e.kind == "storage-read" else len(s) * (len(s) - 1)
+                      for e, s in zip(scenario.background, selections))
+    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count
+    copies = sum(p["job"].repeat for p in plans)
+    what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
+            f"{flows_count} background flows)")
+    check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(), limit)
+    storage = {}
+    for entry in scenario.background:
+        if entry.kind == "storage-read":
+            radix = read(t.ref, t.overrides).network.get("radix", 0)
+            try:
+                storage[entry.name] = [name for leaf in entry.storage_leaves for name in
+                                       bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
+            except ValueError as err:
+                raise ValueError(f"background.{entry.name}.{err}") from None
+    router = apply_faults(graph, scenario, Router)
+    weight = {name: c.weight for name, c in scenario.classes.items()}
+    parts, built = [], {}
+    for plan in plans:
+        job = plan["job"]
+        key = (plan["key"], job.collective, tuple(sorted(job.params.items())), len(plan["servers"]))
+        if key not in built:
+            built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
+                                           search=plan["search"], **job.params)
+        schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
+        routes = build_routes(graph, schedule, router)
+        plan["schedule"], plan["routes"] = schedule, routes
+        count = job.size // plan["itemsize"]
+        plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
+        parts.append(Part(job.name, routes, flow_bytes(schedule, plan["op_bytes"]), *_flow_deps(schedule),
+                          repeat=job.repeat, start=job.start, period=job.period, share=weight[job.cls]))
+    host = _nic_host(base)
+    entries = []
+    for entry, servers in zip(scenario.background, selections):
+        if entry.kind == "storage-read":
+            flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate, entry.duration,
+                                     router)
+        else:
+            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router)
+        n = len(flows.paths)
+        entries.append(flows)
+        parts.append(Part(entry.name, flows.routes(graph), flows.nbytes, np.zeros(n + 1, np.int64),
+                          np.empty(0, np.int64), start=entry.start, share=weight[entry.cls]))
+    composite = compose(parts)
+    net = simulate_composite(composite)
+    jobs = [_job_outcome(i, plan, composite, net, graph) for i, plan in enumerate(plans)]
+    flows_out = [FlowOutcome(e, f, net.start_at[composite.ops[len(plans) + i][0]],
+                             net.end_at[composite.ops[len(plans) + i][0]], len(plans) + i)
+                 for i, (e, f) in enumerate(zip(scenario.background, entries))]
+    carried = np.zeros((len(parts), len(composite.names)))
+    for i, part in enumerate(parts):
+        for ops in composite.ops[i]:  # each copy on the routes it took
+            own = part.routes.carried(part.op_bytes, net.route[ops] - composite.route_base[i])
+            np.add.at(carried[i], composite.resources[i], own)
+    return Outcome(scenario, graph, composite, carried, float(net.end_at.max(initial=0.0)), net.start_at, net.end_at,
+                   jobs, flows_out)
+
+
+def _plan(job, graph, base, servers, searches):
+    """A job's layout, NCCL search, schedule key and op bound; its mistakes named by key."""
+    at = f"jobs.{job.name}"
+    layout = dataclasses.replace(base, nodes=len(servers))
+    try:
+        record = collectives.get(job.algo, job.collective)
+    except ValueError as err:
+        raise ValueError(f"{at}.algo: {err}") from None
+    try:
+        record.params.bind(job.params)
+    except ValueError as err:
+        raise ValueError(f"{at}.params: {err}") from None
+    itemsize = np.dtype(job.dtype).itemsize
+    if job.size < itemsize:
+        raise ValueError(f"{at}.size: {job.size} B is smaller than one {job.dtype} element")
+    search = None
+    if record.search:
+        if layout.nodes not in searches:
+            searches[layout.nodes] = search_of(graph, layout, job.params.get("nccl_version"))
+        search = searches[layout.nodes]
+    try:
+        key = collectives.schedule_key(job.algo, layout, job.size, job.collective, search)
+        ops = op_bound(job.algo, layout, job.size, job.collective, search, **job.params)
+    except ValueError as err:
+        raise ValueError(f"{at}: {err}") from None
+    return {"job": job, "servers": servers, "layout": layout, "search": search, "key": key, "ops": ops,
+            "itemsize": itemsize}
+
+
+def _servers_of(entry, graph, placements):
+    """The servers a background entry runs on, in increasing order."""
+    at = f"background.{entry.name}"
+    nodes = graph.graph["nodes"]
+    if entry.servers is not None:
+        bad = [s for s in entry.servers if s >= nodes]
+        if bad:
+            raise ValueError(f"{at}.servers: no server {bad[0]} (the cluster has servers 0..{nodes - 1})")
+        return sorted(entry.servers)
+    if entry.jobs is not None:
+        return sorted({s for name in entry.jobs for s in placements[name]})
+    leaves = server_leaves(graph)
+    known = list(dict.fromkeys(leaves))
+    for leaf in entry.leaves:
+        if leaf not in known:
+            raise ValueError(f"{at}.leaves: no servers on {leaf!r} (leaves with servers: {', '.join(known)})")
+    return [s for s in range(nodes) if leaves[s] in entry.leaves]
+
+
+def _nic_host(layout):
+    """Name of the host memory next to a server's NIC (where a NIC's DMA lands), by server index."""
+    return lambda server: f"n{server}/host{layout.nic_socket}"
+
+
+def _job_outcome(index, plan, composite, net, graph):
+    job = plan["job"]
+    schedule, routes, op_bytes = plan["schedule"], plan["routes"], plan["op_bytes"]
+    count = job.size // plan["itemsize"]
+    alone = simulate(schedule, routes, job.size, plan["itemsize"])
+    runs, starts = [], []
+    for ops in composite.ops[index]:
+        t0 = float(net.ready_at[ops].min())
+        end = net.end_at[ops] - t0
+        runs.append(Run(schedule, routes, "flow", count, plan["itemsize"], float(end.max()), op_bytes,
+                        net.ready_at[ops] - t0, net.start_at[ops] - t0, end,
+                        net.route[ops] - composite.route_base[index]))
+        starts.append(t0)
+    return JobOutcome(job, plan["servers"], alone, runs, np.array(starts), index)

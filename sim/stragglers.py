@@ -1,0 +1,126 @@
+"""Stragglers: one slow component or link, ranks that start late, random OS noise on CPU-driven stages.
+
+A :class:`Stragglers` holds what a what-if changes and applies it to what the
+simulator already takes, so the simulator special-cases none of it:
+
+- ``slow``: ``(target, value)`` pairs. A target is a component (``n3/nic0``:
+  its own pools and every link into or out of it) or a link (``a->b`` one
+  direction, ``a<->b`` both; :mod:`topologies.faults`). A value is a factor
+  on capacity (``0.5``: half rate) or, for a link, its new bandwidth
+  (``"100Gb/s"``). Applied to the capacities of :class:`sim.routes.Routes`.
+- ``late``: ``(rank, seconds)`` pairs; the rank's first ops are released
+  that late (:func:`collectives.transforms.late_start`).
+- ``noise``: OS noise. Each server's CPU-driven engines (CPU reduce, reduce
+  threads, GDRCopy store threads; classes in ``NOISY_CLASSES``) run at
+  ``1 / (1 + X)`` of their rate, X drawn once per server and run from an
+  exponential distribution of mean ``noise`` with seed ``seed`` (an
+  exponential tail: most servers lose little, a few lose much, as OS noise
+  measurements show: Petrini et al., "The Case of the Missing Supercomputer
+  Performance", SC03). ``noise=0`` draws nothing.
+
+>>> from flyersim import topologies
+>>> g = topologies.load("fireflyer2", gpus=16)
+>>> s = Stragglers(slow=(("n1/gpu0<->n1/rp0", 0.5), ("n0/nic0<->z0/leaf0", "100Gb/s")), late=((3, 1e-4),))
+>>> s.check(g) is s, Stragglers().active, s.active
+(True, False, True)
+>>> Stragglers(slow=(("n0/nic0", "100Gb/s"),)).check(g)
+Traceback (most recent call last):
+...
+ValueError: --slow n0/nic0=100Gb/s: a component takes a factor (e.g. 0.5); give a bandwidth to a link, e.g. n0/nic0<->n0/rp7=100Gb/s
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from flyersim.collectives.transforms import late_start
+from flyersim.topologies.errors import TopologyError
+from flyersim.topologies.faults import target
+from flyersim.topologies.units import parse_bandwidth
+
+NOISY_CLASSES = ("cpu reduce", "cpu reduce threads", "cpu stores (gdrcopy)")  # CPU-driven engines (sim.routes)
+
+
+@dataclass(frozen=True)
+class Stragglers:
+    """What a what-if slows down or delays (see the module docstring); the default changes nothing."""
+
+    slow: tuple = ()   # ((target, factor or bandwidth), ...)
+    late: tuple = ()   # ((rank, seconds), ...)
+    noise: float = 0.0  # mean of the exponential per-server slowdown X of CPU-driven engines
+    seed: int = 0
+
+    @property
+    def active(self):
+        return bool(self.slow or self.late or self.noise)
+
+    def check(self, graph):
+        """Raise ``ValueError`` (one line) on a target ``graph`` lacks, a bad value, or a rank it lacks."""
+        for text, value in self.slow:
+            _capacity(graph, text, value)
+        ranks = graph.graph["nodes"] * graph.graph["gpus_per_node"]
+        for rank, seconds in self.late:
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
+                raise ValueError(f"--late {rank}: no such rank (this cluster has ranks 0..{ranks - 1})")
+            if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+                raise ValueError(f"--late {rank}={seconds!r}: must be a finite time >= 0")
+        if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"--noise {self.noise!r}: the mean slowdown must be a finite number >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed {self.seed!r}: must be a whole number >= 0")
+        return self
+
+    def routes(self, graph, routes):
+        """``routes`` with the capacities of slowed and noisy resources changed (the same object if none)."""
+        if not (self.slow or self.noise):
+            return routes
+        capacity = routes.capacity.copy()
+        for text, value in self.slow:
+            links, pools, change = _capacity(graph, text, value)
+            for i, name in enumerate(routes.names):
+                if name in links or (pools and name.startswith(pools)):
+                    capacity[i] = change(capacity[i])
+        if self.noise:
+            capacity /= 1.0 + self.slowdowns(graph.graph["nodes"], routes)
+        return dataclasses.replace(routes, capacity=capacity)
+
+    def slowdowns(self, nodes, routes):
+        """Per resource of ``routes``: the noise X of its server if it is CPU-driven, else 0."""
+        draws = np.random.default_rng(self.seed).exponential(self.noise, nodes)
+        out = np.zeros(len(routes.names))
+        for i, (name, cls) in enumerate(zip(routes.names, routes.classes)):
+            if cls in NOISY_CLASSES:
+                out[i] = draws[int(name.split("/", 1)[0][1:])]
+        return out
+
+    def schedule(self, schedule):
+        """``schedule`` with the late ranks' first ops released late (the same object if none)."""
+        return late_start(schedule, dict(self.late)) if self.late else schedule
+
+
+def _capacity(graph, text, value):
+    """For ``--slow text=value``: the link resource names, the name prefix of the component's pools (its
+    resources are named ``"<node> <pool>"`` in :mod:`sim.routes`; None for a link) and capacity -> new capacity."""
+    try:
+        t = target(graph, text)
+    except TopologyError as err:
+        raise ValueError(f"--slow {text}={value}: {err}") from None
+    if isinstance(value, str):
+        try:
+            bandwidth = parse_bandwidth(value)
+        except ValueError:
+            bandwidth = math.nan
+        if not (math.isfinite(bandwidth) and bandwidth > 0):
+            raise ValueError(f"--slow {text}={value}: expected a factor > 0 (0.5: half rate) or a positive link "
+                             f"bandwidth such as 100Gb/s")
+        if t.node is not None:
+            example = f"{t.node}<->{t.links[0][1]}"
+            raise ValueError(f"--slow {text}={value}: a component takes a factor (e.g. 0.5); give a bandwidth to "
+                             f"a link, e.g. {example}={value}")
+        return {f"{u}->{v}" for u, v in t.links}, None, lambda _: bandwidth
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--slow {text}={value!r}: expected a factor > 0 (0.5: half rate) or a link bandwidth "
+                         f"such as 100Gb/s")
+    return {f"{u}->{v}" for u, v in t.links}, None if t.node is None else f"{t.node} ", lambda c: c * value

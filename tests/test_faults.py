@@ -1,0 +1,297 @@
+"""Routing policies, per-instance slowdowns, failures, late ranks and OS noise (issue 12 items 3 and 4)."""
+
+import numpy as np
+import pytest
+
+from flyersim import collectives, topologies
+from flyersim.sim.app.runner import layout_of
+from flyersim.sim.routes import build_routes
+from flyersim.topologies import Router
+from flyersim.topologies.routing import MAX_ALTERNATIVES
+
+
+# ---------------------------------------------------------------- equal-cost alternatives
+
+@pytest.mark.parametrize("preset, gpus, src, dst", [
+    ("fireflyer2", 8 * 21, "n0/gpu0", "n20/gpu3"),     # two leaves of one zone: 20 spines
+    ("fireflyer2", 8 * 21, "n0/gpu0", "n1/gpu0"),      # one leaf: one path
+    ("fat-tree", 4 * 64, "n0/gpu0", "n63/gpu1"),       # several zones
+    ("single-switch", 8, "n0/gpu0", "n1/gpu0"),
+])
+def test_alternatives_are_distinct_equal_cost_paths_ecmp_first(preset, gpus, src, dst):
+    graph = topologies.load(preset, gpus=gpus)
+    router = Router(graph)
+    paths = router.paths(src, dst)
+    assert paths[0] == router.path(src, dst)
+    assert 1 <= len(paths) <= MAX_ALTERNATIVES
+    assert len({tuple(p) for p in paths}) == len(paths)
+    assert {len(p) for p in paths} == {len(paths[0])}
+    for p in paths:
+        assert p[0] == src and p[-1] == dst and all(graph.has_edge(u, v) for u, v in zip(p, p[1:]))
+
+
+def test_alternatives_cover_every_spine_and_the_cap_spreads_them():
+    router = Router(topologies.load("fireflyer2", gpus=8 * 21))
+    spines = [p[7] for p in router.paths("n0/gpu0", "n20/gpu0")]
+    assert sorted(spines) == sorted(f"z0/spine{s}" for s in range(20))
+    few = [p[7] for p in router.paths("n0/gpu0", "n20/gpu0", limit=4)]
+    assert len(set(few)) == 4 and few[0] == spines[0]
+
+
+def test_inside_a_server_there_is_one_path():
+    router = Router(topologies.load("fireflyer2", gpus=16))
+    assert router.paths("n0/gpu0", "n0/gpu5") == [router.path("n0/gpu0", "n0/gpu5")]
+
+
+def test_adaptive_routes_keep_the_ecmp_routes_first_and_add_equal_latency_candidates():
+    graph = topologies.load("fireflyer2", gpus=8 * 21)
+    schedule = collectives.build("ring", layout_of(graph), "allreduce")
+    ecmp, adaptive = build_routes(graph, schedule), build_routes(graph, schedule, routing="adaptive")
+    n = ecmp.rlat.size
+    assert ecmp.alt_ptr is None
+    assert np.array_equal(ecmp.rptr, adaptive.rptr[:n + 1]) and ecmp.names == adaptive.names[:len(ecmp.names)]
+    assert np.array_equal(ecmp.op_route, adaptive.op_route)
+    sizes = np.diff(adaptive.alt_ptr)
+    assert sizes.size == adaptive.rlat.size and sizes.max() == 20 and sizes.min() == 0
+    assert not sizes[n:].any()  # the alternatives themselves are fixed
+    for r in np.flatnonzero(sizes):
+        options = adaptive.alt_idx[adaptive.alt_ptr[r]:adaptive.alt_ptr[r + 1]]
+        assert options[0] == r and len(set(options.tolist())) == options.size
+        assert np.allclose(adaptive.rlat[options], adaptive.rlat[r], rtol=1e-12)
+
+
+def test_unknown_routing_is_refused():
+    graph = topologies.load("fireflyer2", gpus=16)
+    schedule = collectives.build("ring", layout_of(graph), "allreduce")
+    with pytest.raises(ValueError, match="unknown routing 'static'"):
+        build_routes(graph, schedule, routing="static")
+
+
+# ---------------------------------------------------------------- adaptive routing vs ECMP
+
+def _two_transfers(graph, pairs):
+    from flyersim.collectives.schedule import ScheduleBuilder
+
+    layout = layout_of(graph)
+    b = ScheduleBuilder(layout, "allreduce", "two-flows")
+    names = layout.location_names()
+    for src, dst in pairs:
+        b.xfer(src=names.index(src), dst=names.index(dst), span=(0, 1, 1), src_buf="data", dst_buf="data")
+    return b.build()
+
+
+def _colliding_pairs(router, servers):
+    """Two GPU-to-GPU transfers between the first two leaves (distinct servers) that ECMP puts on one spine."""
+    by_spine = {}
+    for i in range(20):
+        for j in range(20, servers):
+            path = router.path(f"n{i}/gpu0", f"n{j}/gpu0")
+            by_spine.setdefault(path[7], []).append((i, j))
+    for spine, options in sorted(by_spine.items()):
+        for a, b in [(a, b) for a in options for b in options]:
+            if a[0] != b[0] and a[1] != b[1]:
+                return spine, [(f"n{a[0]}/gpu0", f"n{a[1]}/gpu0"), (f"n{b[0]}/gpu0", f"n{b[1]}/gpu0")]
+    raise AssertionError("no collision found")
+
+
+@pytest.mark.parametrize("model", ["flow", "analytic"])
+def test_adaptive_routing_splits_two_flows_that_ecmp_hashes_onto_one_spine(model):
+    from flyersim.sim.engine import simulate
+
+    # a network slower than everything inside the servers (6.25 GB/s), so the spine links bind
+    graph = topologies.load("fireflyer2", gpus=8 * 40, overrides={"network.link_bandwidth": "50Gb/s"})
+    spine, pairs = _colliding_pairs(Router(graph), 40)
+    schedule = _two_transfers(graph, pairs)
+    n = 1 << 26
+    ecmp = simulate(schedule, build_routes(graph, schedule), n, 4, model)
+    routes = build_routes(graph, schedule, routing="adaptive")
+    adaptive = simulate(schedule, routes, n, 4, model, alternatives=(routes.alt_ptr, routes.alt_idx))
+    alone = simulate(_two_transfers(graph, pairs[:1]), build_routes(graph, _two_transfers(graph, pairs[:1])),
+                     n, 4, model)
+    bandwidth = 50e9 / 8
+    assert (alone.end_at - alone.start_at)[0] == pytest.approx(n / bandwidth, rel=1e-9)
+    assert adaptive.time == pytest.approx(alone.time, rel=1e-12)  # the second flow took another spine
+    if model == "flow":  # under the hash they share the spine's links: each at half rate, 2n/B
+        assert (ecmp.end_at - ecmp.start_at) == pytest.approx([2 * n / bandwidth] * 2, rel=1e-9)
+    assert adaptive.time <= ecmp.time
+    taken = {routes.names[k] for r in adaptive.op_route for k in routes.rres[routes.rptr[r]:routes.rptr[r + 1]]}
+    assert sum(spine in name for name in taken) == 2  # one flow on the hashed spine (up and down links)
+
+
+# ---------------------------------------------------------------- one slow link: closed form
+
+def test_half_rate_pcie_under_the_network_rate_changes_nothing_and_a_fifth_gives_the_closed_form():
+    """The closed-form cluster of ``test_closed_forms`` (one GPU per server, PCIe 40 GB/s, network 10 GB/s).
+
+    Slowing GPU k's PCIe link (both directions) to beta_s makes every send from k and every send into k
+    take T_s = alpha + c beta_s (c = n/p), the others T_f. Ranks k-1 and k then step at T_s, each send
+    waiting for the previous (the ring's sendrecv order), while the fast ranks wait on them; with
+    T_s - T_f >= c gamma the reduce of each received piece hides behind the previous send except twice:
+    rank k's first reduce-scatter send after its first reduce, and the allgather's start, which waits for
+    the reduce at k+1 of the last piece k sent. So for p >= 3,
+    T = 2(p-1) (alpha + c beta_s) + 2 c gamma. At half rate (20 GB/s) the link is still faster than the
+    network and the ring's closed form holds unchanged.
+    """
+    from test_closed_forms import ALPHA, BETA, GAMMA, cluster
+    from flyersim.collectives import costs
+    from flyersim.sim.engine import simulate
+    from flyersim.sim.stragglers import Stragglers
+    from flyersim.topologies.units import GB
+
+    for p in (3, 4, 5, 8, 13):
+        graph = cluster(p)
+        schedule = collectives.build("ring", layout_of(graph))
+        n = 4 * p * 1024 * 3
+        c = n / p
+        routes = build_routes(graph, schedule)
+        for model in ("analytic", "flow"):
+            half = simulate(schedule, Stragglers(slow=(("n1/gpu0<->n1/cpu0", 0.5),)).routes(graph, routes), n, 4,
+                            model)
+            assert half.time == pytest.approx(costs.ring_allreduce(p, n, ALPHA, BETA, GAMMA), rel=1e-9)
+            fifth = simulate(schedule, Stragglers(slow=(("n1/gpu0<->n1/cpu0", 0.2),)).routes(graph, routes), n, 4,
+                             model)
+            beta_s = 1 / (8 * GB)
+            assert (beta_s - BETA) * c >= c * GAMMA  # the condition above
+            assert fifth.time == pytest.approx(2 * (p - 1) * (ALPHA + c * beta_s) + 2 * c * GAMMA, rel=1e-9), p
+
+
+def test_a_slow_component_scales_its_pools_and_links_and_a_link_takes_a_bandwidth():
+    from flyersim.sim.stragglers import Stragglers
+
+    graph = topologies.load("fireflyer2", gpus=16)
+    schedule = collectives.build("hfreduce", layout_of(graph), nbytes=1 << 24)
+    routes = build_routes(graph, schedule)
+    slowed = Stragglers(slow=(("n1/nic0", 0.5), ("n0/nic0->z0/leaf0", "100Gb/s"))).routes(graph, routes)
+    ratio = dict(zip(routes.names, slowed.capacity / routes.capacity))
+    assert ratio["n1/nic0 bandwidth"] == 0.5 and ratio["n1/nic0->n1/rp7"] == 0.5 and ratio["n1/rp7->n1/nic0"] == 0.5
+    assert ratio["z0/leaf0->n1/nic0"] == 0.5 and ratio["n1/nic0->z0/leaf0"] == 0.5
+    assert slowed.capacity[routes.names.index("n0/nic0->z0/leaf0")] == 100e9 / 8
+    assert ratio["z0/leaf0->n0/nic0"] == 1.0 and ratio["n0/nic0 bandwidth"] == 1.0
+    assert sum(r != 1.0 for r in ratio.values()) == 6
+    assert Stragglers().routes(graph, routes) is routes
+
+
+# ---------------------------------------------------------------- late ranks
+
+@pytest.mark.parametrize("algo", ["ring", "hfreduce", "nccl", "dbtree"])
+def test_a_late_rank_delays_the_collective_by_at_most_its_lateness(algo):
+    from flyersim.sim.app.runner import run_sizes
+    from flyersim.sim.stragglers import Stragglers
+
+    graph = topologies.load("fireflyer2", gpus=16)
+    late = [0.0, 1e-5, 1e-3, 2e-2]
+    records = run_sizes(graph, [algo], [1 << 24], stragglers=[Stragglers(late=((5, d),)) for d in late])
+    base = records[0]["time_s"]
+    assert base == run_sizes(graph, [algo], [1 << 24])[0]["time_s"]
+    for d, r in zip(late, records):
+        assert r["time_s"] <= base + d * (1 + 1e-12), (d, r["time_s"], base)
+        assert r["time_s"] >= d  # nothing of the late rank's finishes before it starts
+    assert records[-1]["time_s"] > base  # a lateness longer than the collective shows
+
+
+def test_late_start_releases_the_first_ops_touching_the_rank_only():
+    from flyersim.collectives.schedule import Layout
+    from flyersim.collectives.transforms import late_start
+
+    layout = Layout(nodes=1, gpus_per_node=4)
+    s = collectives.build("tree", layout, "broadcast")  # rank 3 is first touched by a send that waits for others
+    late = late_start(s, {3: 1e-3})
+    first = np.flatnonzero(late.release > 0)
+    assert first.size >= 1
+    assert all(3 in (s.src[op], s.dst[op]) for op in first)
+    touching = np.flatnonzero((s.src == 3) | (s.dst == 3))
+    assert first[0] == touching[0]
+    with pytest.raises(ValueError, match="late rank 4 is not a rank 0..3"):
+        late_start(s, {4: 1.0})
+
+
+# ---------------------------------------------------------------- OS noise
+
+def test_noise_slows_only_cpu_driven_engines_per_server_with_a_seed():
+    from flyersim.sim.app.runner import run_sizes
+    from flyersim.sim.stragglers import NOISY_CLASSES, Stragglers
+
+    graph = topologies.load("fireflyer2", gpus=32)
+    seeds = [Stragglers(noise=0.1, seed=s) for s in range(3)]
+    base = {a: run_sizes(graph, [a], [1 << 24])[0]["time_s"] for a in ("ring", "hfreduce")}
+    ring = run_sizes(graph, ["ring"], [1 << 24], stragglers=seeds)
+    assert [r["time_s"] for r in ring] == [base["ring"]] * 3 and [r["seed"] for r in ring] == [0, 1, 2]
+    hf = [r["time_s"] for r in run_sizes(graph, ["hfreduce"], [1 << 24], stragglers=seeds)]
+    assert min(hf) > base["hfreduce"] and len(set(hf)) == 3
+    assert hf == [r["time_s"] for r in run_sizes(graph, ["hfreduce"], [1 << 24], stragglers=seeds)]
+    routes = build_routes(graph, collectives.build("hfreduce", layout_of(graph), nbytes=1 << 24))
+    x = seeds[0].slowdowns(4, routes)
+    draws = np.random.default_rng(0).exponential(0.1, 4)
+    for name, cls, value in zip(routes.names, routes.classes, x):
+        assert value == (draws[int(name[1])] if cls in NOISY_CLASSES else 0.0)
+    noisy = seeds[0].routes(graph, routes)
+    assert np.allclose(noisy.capacity, routes.capacity / (1 + x), rtol=1e-15)
+
+
+# ---------------------------------------------------------------- failures
+
+def test_routes_avoid_a_failed_spine_and_a_failed_cable():
+    from flyersim.topologies.faults import check_reachable, fail
+
+    graph = topologies.load("fireflyer2", gpus=8 * 21)
+    router = Router(graph)
+    hashed = router.path("n0/gpu0", "n20/gpu0")
+    other = "z0/spine0" if hashed[7] != "z0/spine0" else "z0/spine1"
+    broken = check_reachable(fail(graph, [hashed[7], f"z0/leaf0<->{other}"]))
+    assert hashed[7] not in broken and not broken.has_edge("z0/leaf0", other) and broken.has_edge(other, "z0/leaf1")
+    for src, dst in [("n0/gpu0", "n20/gpu0"), ("n3/gpu5", "n20/gpu2"), ("n20/gpu1", "n7/gpu0")]:
+        for path in Router(broken).paths(src, dst):
+            assert hashed[7] not in path and all(broken.has_edge(u, v) for u, v in zip(path, path[1:]))
+    assert len(Router(broken).paths("n0/gpu0", "n20/gpu0")) == 18
+    assert graph.has_node(hashed[7])  # the original is untouched
+
+
+@pytest.mark.parametrize("fails, message", [
+    (["z0/leaf1"], "ranks 160-167 (server n20) are cut off from the other 160 ranks by the failure of z0/leaf1"),
+    (["n3/nic0"], "ranks 24-31 (server n3) are cut off from the other 160 ranks"),
+    (["n3/nic0<->z0/leaf0", "n4/nic0->z0/leaf0"], "ranks 24-39 (servers n3-n4) are cut off"),
+])
+def test_a_collective_that_cannot_complete_names_the_ranks_cut_off(fails, message):
+    from flyersim.topologies.errors import TopologyError
+    from flyersim.topologies.faults import check_reachable, fail
+
+    graph = topologies.load("fireflyer2", gpus=8 * 21)
+    with pytest.raises(TopologyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_reachable(fail(graph, fails))
+
+
+def test_a_run_with_a_failed_spine_completes_and_matches_ecmp_without_failures_elsewhere(capsys):
+    from flyersim.sim.app.cli import main
+
+    assert main(["run", "--gpus", "168", "--algo", "ring", "--sizes", "1MiB", "--fail", "z0/spine3",
+                 "--format", "csv"]) == 0
+    assert "z0/spine3" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- experiments/stragglers.py
+
+def test_stragglers_experiment_every_case_and_its_baseline(tmp_path):
+    from test_experiments import check_records, run
+    from flyersim.experiments import stragglers
+
+    rows = run(stragglers, tmp_path)
+    check_records(rows)
+    cases = list(stragglers.cases(2e-3))
+    assert {(r["case"], r["requested_algo"], r["gpus"]) for r in rows} == \
+        {(c, a, g) for c in cases for a in ("hfreduce", "nccl", "ring", "dbtree") for g in (16, 32)}
+    for r in rows:
+        if r["case"] == stragglers.BASE:
+            assert r["slowdown_pct"] == 0
+        if r["case"] == "late rank":  # at most its lateness, and 2 ms dwarfs a 1 MiB allreduce
+            base = next(b["time_s"] for b in rows if b["case"] == stragglers.BASE
+                        and (b["requested_algo"], b["gpus"]) == (r["requested_algo"], r["gpus"]))
+            assert 2e-3 <= r["time_s"] <= base + 2e-3
+
+
+def test_stragglers_experiment_refuses_a_bad_lateness(tmp_path, capsys):
+    from flyersim.experiments import stragglers
+
+    with pytest.raises(SystemExit) as stop:
+        stragglers.main(["--out", str(tmp_path), "--no-plot", "--late", "0s"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "expected a positive time" in err

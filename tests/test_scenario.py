@@ -1,0 +1,226 @@
+"""Scenarios: several jobs and background flows in one network (sim.scenario, sim.placement, sim.background,
+sim.composite, sim.app.scenario_runner and scenario_report).
+
+The anchor: one job, no background, one class gives exactly what ``flyersim run`` gives, op by op.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from flyersim.sim.app import scenario_report as report
+from flyersim.sim.app.cli import main
+from flyersim.sim.app.runner import run_sizes
+from flyersim.sim.app.scenario_runner import run_scenario
+from flyersim.sim.placement import pick, place, server_leaves
+from flyersim.sim.scenario import loads
+from flyersim.topologies import load
+
+TOPO = '[topology]\npreset = "fireflyer2"\ngpus = {gpus}\n'
+
+
+def job(name, algo="ring", size="1MiB", **keys):
+    """A [[jobs]] table; ``keys`` as TOML values (strings quoted)."""
+    body = {"name": name, "algo": algo, "size": size, **keys}
+    return "[[jobs]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in body.items())
+
+
+def scenario(*tables, gpus=32):
+    return loads(TOPO.format(gpus=gpus) + "".join(tables))
+
+
+# ---------------------------------------------------------------- one job is today's answer
+
+@pytest.mark.parametrize("algo", ["ring", "hfreduce", "nccl"])
+def test_one_job_alone_is_flyersim_run_bit_for_bit(algo):
+    out = run_scenario(scenario(job("a", algo, "4MiB", gpus=32)))
+    _, runs = run_sizes(load("fireflyer2", gpus=32), [algo], [4 << 20], keep_runs=True)
+    mine = out.jobs[0]
+    assert np.array_equal(mine.runs[0].end_at, runs[0].end_at)
+    assert np.array_equal(mine.alone.end_at, runs[0].end_at)
+    assert mine.runs[0].time == runs[0].time
+
+
+def test_one_job_scenario_prints_the_same_time_as_flyersim_run(tmp_path, capsys):
+    path = tmp_path / "one.toml"
+    path.write_text(TOPO.format(gpus=16) + job("a", "hfreduce", "16MiB", gpus=16))
+    assert main(["run", "--scenario", str(path), "--format", "csv"]) == 0
+    scenario_csv = capsys.readouterr().out.splitlines()
+    assert main(["run", "--gpus", "16", "--algo", "hfreduce", "--sizes", "16MiB", "--format", "csv"]) == 0
+    run_csv = capsys.readouterr().out.splitlines()
+    mine, theirs = (dict(zip(rows[0].split(","), rows[1].split(","))) for rows in (scenario_csv, run_csv))
+    assert mine["time_s"] == theirs["time_s"] and mine["busbw_GBps"] == theirs["busbw_GBps"]
+    assert mine["slowdown"] == "1.0"
+
+
+# ---------------------------------------------------------------- repeats and start times
+
+def test_repeats_run_back_to_back_and_each_takes_the_time_alone():
+    out = run_scenario(scenario(job("a", gpus=16, repeat=3)))
+    j = out.jobs[0]
+    for k, run in enumerate(j.runs):
+        assert run.time == pytest.approx(j.alone.time, rel=1e-9)
+        if k:  # copy k starts when copy k-1's last op ends
+            assert j.starts[k] == pytest.approx(j.starts[k - 1] + j.runs[k - 1].time, rel=1e-12)
+
+
+def test_start_and_period_delay_copies_with_zero_byte_timers():
+    out = run_scenario(scenario(job("a", gpus=16, repeat=2, start="1ms", period="50ms")))
+    j = out.jobs[0]
+    assert j.starts.tolist() == [pytest.approx(1e-3), pytest.approx(51e-3)]
+    assert j.runs[1].time == pytest.approx(j.alone.time, rel=1e-9)
+
+
+# ---------------------------------------------------------------- jobs that share and jobs that do not
+
+def test_jobs_on_their_own_leaves_never_meet():
+    out = run_scenario(scenario(job("a", gpus=128), job("b", gpus=128), gpus=320))  # packed: leaf0, leaf1
+    assert [report.servers_label(j.servers) for j in out.jobs] == ["n0-n15", "n20-n35"]
+    assert report.met(out) == []
+    assert all(j.runs[0].time == j.alone.time for j in out.jobs)
+
+
+def test_spread_jobs_meet_on_spine_links_and_nobody_speeds_up():
+    out = run_scenario(scenario(job("a", "hfreduce", "16MiB", gpus=64, placement="spread"),
+                                job("b", "hfreduce", "16MiB", gpus=64, placement="spread"), gpus=320))
+    rows = report.met(out)
+    assert rows and any("spine" in name for name, *_ in rows)
+    for name, cls, util, shares in rows:
+        assert 0 < util <= 1 + 1e-9 and shares.sum() == pytest.approx(1.0) and (shares > 0).sum() >= 2
+    assert all(j.runs[0].time >= j.alone.time * (1 - 1e-9) for j in out.jobs)
+
+
+# ---------------------------------------------------------------- background flows
+
+def test_a_rate_limited_storage_read_alone_takes_its_duration_plus_latency():
+    text = (job("a", gpus=16) + '[[background]]\nname = "s"\nkind = "storage-read"\nservers = [3]\n'
+            'rate = "5GB/s"\nduration = "2ms"\nstart = "1ms"\nstorage_leaves = ["z0/leaf1"]\n')
+    out = run_scenario(scenario(text))
+    f = out.background[0]
+    latency = out.composite.rlat[out.composite.route[out.composite.ops[1][0]]][0]
+    assert f.flows.labels == ["s/st0->n3/host1"] and f.flows.nbytes[0] == pytest.approx(1e7)
+    assert f.end_at[0] == pytest.approx(1e-3 + latency + 2e-3, rel=1e-12)
+    assert out.graph.has_edge("s/st0", "z0/leaf1") and out.graph.has_edge("z0/leaf1", "z0/spine0")
+
+
+def test_an_all_to_all_sends_rate_over_the_others():
+    text = (job("a", gpus=16) + '[[background]]\nname = "x"\nkind = "all-to-all"\nservers = [1, 2, 3]\n'
+            'rate = "6GB/s"\nduration = "1ms"\n')
+    f = run_scenario(scenario(text)).background[0]
+    assert len(f.flows.labels) == 6 and f.flows.rate.tolist() == [3e9] * 6
+
+
+def test_background_slows_a_job_that_shares_its_nics():
+    storage = ('[[background]]\nname = "s"\nkind = "storage-read"\njobs = ["a"]\nrate = "20GB/s"\n'
+               'duration = "20ms"\nstorage_leaves = ["z0/leaf1"]\nstorage_nodes = 4\n')
+    out = run_scenario(scenario(job("a", "hfreduce", "16MiB", gpus=32), storage))
+    j = out.jobs[0]
+    assert j.runs[0].time > j.alone.time * (1 + 1e-3)
+    assert any(name == "z0/leaf0->n0/nic0" for name, *_ in report.met(out))
+
+
+# ---------------------------------------------------------------- placement
+
+def test_placement_policies():
+    g = load("fireflyer2", nodes=60)
+    leaves = server_leaves(g)
+    free = list(range(5, 60))
+    assert pick("packed", 10, free, leaves) == tuple(range(5, 15))  # best fit: leaf0, 15 free
+    assert pick("packed", 16, free, leaves) == tuple(range(20, 36))  # leaf0 too small: leaf1
+    assert pick("packed", 45, free, leaves) == tuple(range(5, 10)) + tuple(range(20, 60))  # fullest leaves first
+    assert pick("spread", 3, free, leaves) == (5, 20, 40)
+    assert pick("random", 4, free, leaves, seed=3) == pick("random", 4, free, leaves, seed=3)
+    assert pick("random", 4, free, leaves, seed=3) != pick("random", 4, free, leaves, seed=4)
+
+
+def test_spread_alternates_zones():
+    g = load("fireflyer2", nodes=80, zones=2)
+    leaves = server_leaves(g)
+    chosen = pick("spread", 4, list(range(80)), leaves)
+    assert [leaves[s].split("/")[0] for s in chosen].count("z0") == 2
+
+
+def test_explicit_servers_are_placed_first():
+    s = scenario(job("a", gpus=16), job("b", servers=[0, 1]))
+    assert place(s.jobs, load("fireflyer2", gpus=32)) == {"a": (2, 3), "b": (0, 1)}
+
+
+# ---------------------------------------------------------------- reports
+
+def test_timeline_integrates_to_the_bytes_on_infiniband():
+    out = run_scenario(scenario(job("a", "hfreduce", "4MiB", gpus=32),
+                                '[[background]]\nname = "x"\nkind = "all-to-all"\nservers = [0, 1]\n'
+                                'rate = "2GB/s"\nduration = "1ms"\n'))
+    edges, rates = report.timeline(out)
+    c = out.composite
+    ib = np.array([cls == "ib" for cls in c.classes])
+    for p, (name, rate) in enumerate(rates.items()):
+        ops = np.concatenate(c.ops[p])
+        on_ib = [ib[c.rres[c.rptr[r]:c.rptr[r + 1]]].any() for r in c.route[ops]]
+        assert np.sum(rate * 1e9 * np.diff(edges)) == pytest.approx(c.op_bytes[ops][on_ib].sum(), rel=1e-9), name
+
+
+def test_text_report_trace_and_plot(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(TOPO.format(gpus=32) + job("a", gpus=16, repeat=2) + job("b", gpus=16)
+                    + '[[background]]\nname = "x"\nkind = "all-to-all"\nservers = [0, 3]\nrate = "2GB/s"\n'
+                      'duration = "1ms"\n')
+    trace, png = tmp_path / "t.json", tmp_path / "t.png"
+    assert main(["run", "--scenario", str(path), "--trace", str(trace), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "flyersim scenario s: fireflyer2, 32 GPUs on 4 servers; 2 jobs, 1 background" in out
+    assert "where jobs met" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    processes = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert processes == {0: "job a: ring 1MiB", 1: "job b: ring 1MiB", 2: "background x: all-to-all"}
+    assert png.stat().st_size > 0
+
+
+def test_csv_has_a_row_per_repeat(capsys, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(TOPO.format(gpus=16) + job("a", gpus=16, repeat=3))
+    assert main(["run", "--scenario", str(path), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["repeat"] for r in rows] == [0, 1, 2] and {r["job"] for r in rows} == {"a"}
+
+
+# ---------------------------------------------------------------- traffic classes reach the solver
+
+def _reads(name, cls, server=3, rate="100GB/s", duration="1ms"):
+    return (f'[[background]]\nname = "{name}"\nkind = "storage-read"\nservers = [{server}]\nrate = "{rate}"\n'
+            f'duration = "{duration}"\nstorage_leaves = ["z0/leaf1"]\nclass = "{cls}"\n')
+
+
+def test_two_classes_on_one_link_share_it_by_weight_and_the_rest_goes_to_the_survivor():
+    classes = '[classes]\ngold = { weight = 3, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
+    out = run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"), _reads("b", "bronze")))
+    gold, bronze = out.background
+    assert gold.start_at[0] == bronze.start_at[0]
+    volume, link = gold.flows.nbytes[0], out.graph.edges["z0/leaf0", "n3/nic0"]["bandwidth"]
+    t0 = gold.start_at[0]
+    assert gold.end_at[0] - t0 == pytest.approx(volume / (0.75 * link), rel=1e-9)  # 3/4 of the link
+    assert bronze.end_at[0] - t0 == pytest.approx(2 * volume / link, rel=1e-9)    # then all of it: no waste
+    share = out.composite.share
+    assert set(share[np.concatenate(out.composite.ops[1])]) == {3.0}
+    assert set(share[np.concatenate(out.composite.ops[2])]) == {1.0}
+
+
+def test_a_job_in_a_heavier_class_suffers_less_from_storage():
+    def slowdown(weight):
+        classes = f'[classes]\ncompute = {{ weight = {weight} }}\n'
+        storage = ('[[background]]\nname = "s"\nkind = "storage-read"\njobs = ["a"]\nrate = "20GB/s"\n'
+                   'duration = "20ms"\nstorage_leaves = ["z0/leaf1"]\nstorage_nodes = 4\n')
+        j = run_scenario(scenario(classes, job("a", "hfreduce", "16MiB", gpus=32, **{"class": "compute"}),
+                                  storage)).jobs[0]
+        return j.runs[0].time / j.alone.time
+
+    assert 1.0 <= slowdown(8) < slowdown(1)
+
+
+def test_classes_of_weight_one_change_nothing():
+    plain = run_scenario(scenario(job("a", gpus=16), job("b", gpus=16)))
+    named = run_scenario(scenario('[classes]\nx = { weight = 1, sl = 3 }\n', job("a", gpus=16, **{"class": "x"}),
+                                  job("b", gpus=16)))
+    for p, n in zip(plain.jobs, named.jobs):
+        assert np.array_equal(p.runs[0].end_at, n.runs[0].end_at)
