@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from flyersim.sim.budget import check_window, machine_memory
 from flyersim.sim.fluid import Late, Network
 from flyersim.sim.routes import RouteTable, Routes, build_routes, flow_bytes
 
@@ -148,25 +149,28 @@ def _gates(release, flows, route, rptr, rlat, dep_ptr, dep_idx):
 
 
 def simulate_stream(make_stream, graph, nbytes, itemsize=4, model="flow", timeline=False, router=None,
-                    lookahead=LOOKAHEAD):
+                    lookahead=LOOKAHEAD, max_memory=None):
     """:func:`simulate` of the schedule ``make_stream()`` streams (a :class:`collectives.stream.Stream`).
 
     The run's ``schedule`` is the built schedule with no ops (its layout, algorithm and collective) and its
-    routes have no per-op routes; ``timeline`` still keeps every op's times and bytes.
+    routes have no per-op routes; ``timeline`` still keeps every op's times and bytes. A window that
+    outgrows ``max_memory`` bytes (default: this machine's available memory) stops the run with one line
+    (:func:`sim.budget.check_window`).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
     while True:
         stream = make_stream()
         try:
-            return _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookahead)
+            return _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookahead,
+                               machine_memory() if max_memory is None else max_memory)
         except Late:
             lookahead *= 16
         finally:
             stream.close()
 
 
-def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookahead):
+def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookahead, limit):
     count = int(nbytes) // itemsize
     try:
         first, batch = next(stream)
@@ -177,6 +181,8 @@ def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookah
     net = Network(None, None, *table.elements(), sharing=SHARING[model], timeline=timeline)
     per_route, sizes = np.zeros(0), []
     pending = [(first, batch)] if batch is not None else []
+    elements, held = graph.number_of_nodes() + graph.number_of_edges(), [0]
+    what = f"{header.algo} on {header.layout.ranks} GPUs"
 
     def feed():
         """Append batches until ``lookahead`` ops follow the highest op made ready; False once none are left."""
@@ -200,6 +206,9 @@ def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookah
                 sizes.append(op_bytes)
             dep_ptr, dep_idx = _flow_deps(batch, first)
             net.append(first, op_route, flow_bytes(batch, op_bytes, first), dep_ptr, dep_idx)
+            if net.held() > 2 * held[0]:  # check as the window grows (doubling)
+                held[0] = net.held()
+                check_window(what, held[0], elements, limit)
         return True
 
     net.feed = feed

@@ -819,6 +819,11 @@ class Network:
     route = property(lambda self: self.dag.taken[:self.num_ops],
                      doc="Each op's route as run: the candidate it took, if it had any (with the timeline).")
 
+    def held(self):
+        """Bytes of the arrays this network holds (its window, flows, members, routes and resources)."""
+        groups = (self.dag, self.elem, self.var, self.cnst, self.mem, self.waiting, self.finishing, self.work)
+        return sum(a.nbytes for g in groups for a in g if isinstance(a, np.ndarray))
+
     @property
     def rate(self):
         """Rate of every op (0 unless moving bytes); a copy, see :meth:`solve`."""

@@ -28,7 +28,7 @@ def _both(graph, layout, search, algo, lookahead, size=186 * MiB):
     run_stream = engine._run_stream
 
     def counting(*args):
-        tries.append(args[-1])
+        tries.append(args[-2])
         return run_stream(*args)
 
     engine._run_stream = counting
@@ -129,3 +129,23 @@ def test_route_table_numbers_routes_as_build_routes(cluster):
     assert fields[0] == expected.names and np.array_equal(renumber[found], expected.op_route)
     for got, want in zip(fields[2:], (expected.capacity, expected.rptr, expected.rres, expected.rw, expected.rlat)):
         assert np.array_equal(got, want)
+
+
+def test_a_window_that_outgrows_the_memory_limit_stops_the_run_with_one_line(cluster):
+    from flyersim.sim.budget import BASE_BYTES, BYTES_PER_ELEMENT
+
+    graph, layout, _ = cluster
+    limit = BASE_BYTES + BYTES_PER_ELEMENT * (graph.number_of_nodes() + graph.number_of_edges()) + 10_000
+    with pytest.raises(ValueError, match=r"^ring on 32 GPUs holds .* of ops in flight .* above the limit"):
+        engine.simulate_stream(lambda: stream("ring", layout), graph, MiB, max_memory=limit)
+
+
+def test_the_size_check_counts_a_streamed_ring_by_its_window():
+    from flyersim.sim.budget import check_ops
+
+    big = dict(ops=201_302_016, elements=140_000, limit=2 * 10**9)  # the 8,192-GPU ring
+    check_ops("ring on 8192 GPUs", window=64 * 8192, **big)
+    with pytest.raises(ValueError, match="needs about 201M ops"):
+        check_ops("ring on 8192 GPUs", **big)  # whole, or with its timeline
+    with pytest.raises(ValueError, match="needs about 201M ops"):
+        check_ops("ring on 8192 GPUs", window=64 * 8192, timeline=True, **big)

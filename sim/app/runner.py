@@ -96,20 +96,21 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     mine = split_params(algos, dict(params or {}), collective)
     needs_search = any(collectives.get(a, collective).search for a in algos)
     search = search_of(graph, layout, (params or {}).get("nccl_version")) if needs_search else None
-    check_run(graph, layout, algos, sizes, collective, search, mine, max_memory)
+    timeline = keep_runs if timeline is None else timeline
+    streamed = (not keep_runs if stream is None else stream) and not any(v.active for v in variants) \
+        and routing == "ecmp"
+    check_run(graph, layout, algos, sizes, collective, search, mine, max_memory, streamed, timeline)
     if check_only:
         return ([], []) if keep_runs else []
     records, runs = [], []
     built = {}  # schedule key -> (schedule, routes)
-    timeline = keep_runs if timeline is None else timeline
-    streamed = not keep_runs if stream is None else stream
     for algo in algos:
         for size in sizes:
             key = collectives.schedule_key(algo, layout, size, collective, search)
-            if streamed and not any(v.active for v in variants) and routing == "ecmp":
+            if streamed:
                 def make(name=key[0], nbytes=key[1], algo=algo):
                     return stream_schedule(name, layout, collective, nbytes=nbytes, search=search, **mine[algo])
-                run = simulate_stream(make, graph, size, itemsize, model, timeline, router)
+                run = simulate_stream(make, graph, size, itemsize, model, timeline, router, max_memory=max_memory)
                 records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
                 if keep_runs:
                     runs.append(run)
