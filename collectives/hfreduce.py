@@ -33,7 +33,7 @@ host stages (thread hand-off, ibverbs post/poll) is the CPU's
 
 Not published, so exposed as parameters (:data:`PARAMS`): the pipeline
 chunk size ``chunk_bytes``, the staging slots ``buffers`` and the staging
-placement; ``PARAMETER_RANGES`` gives the plausible range of each [?] one,
+placement; each [?] one declares its plausible range (``Param.range``),
 which ``flyersim sensitivity`` sweeps.
 
 Chunking: the paper pipelines "chunk by chunk" but does not publish the
@@ -69,7 +69,7 @@ DEFAULT_BUFFERS = 8  # [?] staging slots per buffer, by analogy to NCCL_STEPS = 
 H2D = ("gdrcopy", "memcpy")
 # [?] unpublished [P IV]: plausible ranges. chunk_bytes: NCCL's smallest tree chunk (128 KiB) to 4 MiB (NCCL's
 # whole buffer); buffers: double buffering to 64 (every chunk of a 64-chunk pipeline has its own slot)
-PARAMETER_RANGES = {"chunk_bytes": (128 << 10, 4 << 20), "buffers": (2, 64)}
+CHUNK_BYTES_RANGE, BUFFERS_RANGE = (128 << 10, 4 << 20), (2, 64)
 PARAMS = Params(
     "hfreduce",
     Param("chunks", int, None, f"pipeline chunks (default: ceil(nbytes / chunk_bytes), at most max_chunks; "
@@ -77,9 +77,10 @@ PARAMS = Params(
     Param("staging", list, None, "socket of each GPU's D2H buffer (default: j % sockets, interleaved)"),
     Param("h2d", str, "gdrcopy", "H2D by gdrcopy (CPU stores, one host read per socket multicast to its GPUs) or "
                                  "memcpy (each GPU's copy engine)"),
-    Param("buffers", int, DEFAULT_BUFFERS, "chunks each staging buffer holds ([?] by analogy to NCCL_STEPS, 2-64)"),
+    Param("buffers", int, DEFAULT_BUFFERS, "chunks each staging buffer holds ([?] by analogy to NCCL_STEPS, 2-64)",
+          range=BUFFERS_RANGE),
     Param("chunk_bytes", int, DEFAULT_CHUNK_BYTES, "pipeline chunk size in bytes ([I] NCCL's Simple step, 512 KiB; "
-                                                   "128 KiB-4 MiB)"),
+                                                   "128 KiB-4 MiB)", range=CHUNK_BYTES_RANGE),
     Param("max_chunks", int, DEFAULT_MAX_CHUNKS, "cap on pipeline chunks (bounds the schedule's size)"),
 )
 

@@ -24,8 +24,8 @@ ValueError: hfreduce-nvlink: nvlink_pairs must cover each of the 4 GPUs exactly 
 import numpy as np
 
 from flyersim.collectives.chunking import choose_chunks
-from flyersim.collectives.hfreduce import DEFAULT_CHUNKS, PARAMETER_RANGES, PARAMS as HFREDUCE_PARAMS, check_h2d, \
-    host_allreduce, host_buffers, staging_sockets
+from flyersim.collectives.hfreduce import DEFAULT_CHUNKS, PARAMS as HFREDUCE_PARAMS, check_h2d, host_allreduce, \
+    host_buffers, staging_sockets
 from flyersim.collectives.params import Params
 from flyersim.collectives.schedule import ScheduleBuilder
 

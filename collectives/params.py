@@ -18,6 +18,12 @@ ValueError: demo: gdrcopy must be of type bool, got 1
 >>> print(P.help())
 chunks   int   default None  pipeline chunks (default: from the size)
 gdrcopy  bool  default True  H2D by GDRCopy
+
+An unpublished parameter declares its plausible range beside its default
+(``range=(low, high)``), which ``flyersim sensitivity`` sweeps:
+
+>>> Params("demo", Param("buffers", int, 8, "staging slots", range=(2, 64))).ranges()
+{'buffers': (2, 64)}
 """
 
 from dataclasses import dataclass
@@ -27,12 +33,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: ``type`` is a Python type or a tuple of them (``None`` is accepted when it is the default)."""
+    """One parameter: ``type`` is a Python type or a tuple of them (``None`` is accepted when it is the default);
+    ``range``: the ``(low, high)`` an unpublished value plausibly lies in, or None."""
 
     name: str
     type: object
     default: object
     help: str
+    range: tuple | None = None
+
+    def __post_init__(self):
+        if self.range is not None and not self.range[0] <= self.default <= self.range[1]:
+            raise ValueError(f"{self.name}: default {self.default!r} outside its range {self.range}")
 
     def type_name(self):
         types = self.type if isinstance(self.type, tuple) else (self.type,)
@@ -63,6 +75,10 @@ class Params:
 
     def names(self):
         return [p.name for p in self.items]
+
+    def ranges(self):
+        """``{name: (low, high)}`` of the parameters that declare a range, in declared order."""
+        return {p.name: p.range for p in self.items if p.range is not None}
 
     def bind(self, given):
         """Every parameter's value: ``given`` (checked) over the defaults."""

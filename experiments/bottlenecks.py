@@ -13,8 +13,11 @@ busiest resource).
 
 import sys
 
-from flyersim import collectives
-from flyersim.experiments import plots, sweep
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim import collectives
+    from flyersim.experiments import plots, sweep
 
 NAME = "bottlenecks"
 COLUMNS = ["requested_algo", "algo", "model", "gpus", "nodes", "bytes", "time_s", "busbw_GBps", "bottleneck",

@@ -12,9 +12,12 @@ CSV columns: best, then the keys of ``flyersim run --format csv`` with ``request
 
 import sys
 
-from flyersim import collectives
-from flyersim.experiments import plots, sweep
-from flyersim.sim.app.sizes import sweep as size_sweep
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim import collectives
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.app.sizes import sweep as size_sweep
 
 NAME = "crossover"
 COLUMNS = ["best", *sweep.RECORD_COLUMNS]

@@ -12,7 +12,10 @@ CSV columns: series, zones, then the keys of ``flyersim run --format csv`` with 
 
 import sys
 
-from flyersim.experiments import plots, sweep
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
 
 NAME = "fireflyer_allreduce"
 COLUMNS = ["series", "zones", *sweep.RECORD_COLUMNS]

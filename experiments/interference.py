@@ -18,18 +18,20 @@ CSV columns: one row per algorithm, load and class setting.
     python experiments/interference.py --jobs 2 --out docs/gallery
 """
 
-import argparse
 import json
-import math
 import sys
 
-from flyersim.experiments import plots, sweep
-from flyersim.sim.app import scenario_report
-from flyersim.sim.app.scenario_runner import run_scenario
-from flyersim.sim.scenario import loads
-from flyersim.topologies.build import fat_tree_shape
-from flyersim.topologies.config import read
-from flyersim.topologies.units import format_size
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.app.args import number_list, positive_number
+    from flyersim.sim.app import scenario_report
+    from flyersim.sim.app.scenario_runner import run_scenario
+    from flyersim.sim.scenario import loads
+    from flyersim.topologies.build import fat_tree_shape
+    from flyersim.topologies.config import read
+    from flyersim.topologies.units import format_size
 
 NAME = "interference"
 COLUMNS = ["algo", "requested_algo", "classes", "load_pct", "gpus", "bytes", "offered_GBps", "storage_GBps",
@@ -128,28 +130,6 @@ def plot(rows_, png):
                          f"(solid: one class; dashed: the job in its own SL)")
 
 
-def load_list(text):
-    """argparse type: comma-separated loads in % (0 to 1000), e.g. ``0,50,100``."""
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(0 <= v <= 1000 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated loads in % from 0 to 1000, got {text!r}")
-    return [int(v) if v == int(v) else v for v in values]
-
-
-def positive_number(text):
-    """argparse type: a positive finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def main(argv=None):
     p = sweep.parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--preset", default="fireflyer2", help="fat-tree preset or topology .toml (default fireflyer2)")
@@ -159,7 +139,7 @@ def main(argv=None):
                    help="override a topology parameter (repeatable), as in flyersim run")
     p.add_argument("--algos", type=sweep.names, default=["hfreduce", "nccl"],
                    help="comma-separated algorithms (default hfreduce,nccl)")
-    p.add_argument("--loads", type=load_list, default=[0, 20, 40, 60, 80, 100],
+    p.add_argument("--loads", type=number_list("loads in %", 0, 1000), default=[0, 20, 40, 60, 80, 100],
                    help="storage loads in %% of leaf uplink capacity (default 0,20,40,60,80,100)")
     p.add_argument("--compute-weight", type=positive_number, default=4.0,
                    help="the job's class weight against the storage class's 1 with separate SLs (default 4)")

@@ -16,7 +16,10 @@ CSV columns: knob, variant, then the keys of ``flyersim run --format csv`` with 
 import sys
 from pathlib import Path
 
-from flyersim.experiments import plots, sweep
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
 
 NAME = "node_design"
 COLUMNS = ["knob", "variant", *sweep.RECORD_COLUMNS]

@@ -17,20 +17,22 @@ CSV columns: one row per job of every (algorithm, job count, placement, routing)
     python experiments/placement.py --oversubscription 1,3 --jobs 2 --out docs/gallery
 """
 
-import argparse
 import json
 import math
 import sys
 
-import numpy as np
+from flyersim.experiments import loading
 
-from flyersim.experiments import plots, sweep
-from flyersim.sim.app import scenario_report
-from flyersim.sim.app.scenario_runner import run_scenario
-from flyersim.sim.scenario import ROUTING_POLICIES, loads
-from flyersim.topologies.build import fat_tree_shape
-from flyersim.topologies.config import read
-from flyersim.topologies.units import format_size
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    import numpy as np
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.app.args import number_list
+    from flyersim.sim.app import scenario_report
+    from flyersim.sim.app.scenario_runner import run_scenario
+    from flyersim.sim.scenario import ROUTING_POLICIES, loads
+    from flyersim.topologies.build import fat_tree_shape
+    from flyersim.topologies.config import read
+    from flyersim.topologies.units import format_size
 
 NAME = "placement"
 COLUMNS = ["algo", "requested_algo", "oversubscription", "placement", "routing", "jobs", "job", "servers", "leaves", "gpus", "bytes",
@@ -128,17 +130,6 @@ def _by(rows_, keys):
     return out
 
 
-def oversubscriptions(text):
-    """argparse type: comma-separated oversubscriptions >= 1, e.g. ``1,3``."""
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(1 <= v <= 39 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated oversubscriptions from 1 to 39, got {text!r}")
-    return [int(v) if v == int(v) else v for v in values]
-
-
 def main(argv=None):
     p = sweep.parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--preset", default="fireflyer2", help="fat-tree preset or topology .toml (default fireflyer2)")
@@ -150,7 +141,7 @@ def main(argv=None):
                    help="comma-separated algorithms (default hfreduce,nccl)")
     p.add_argument("--counts", type=sweep.int_list, default=[2, 4, 6, 8],
                    help="numbers of concurrent jobs (default 2,4,6,8)")
-    p.add_argument("--oversubscription", type=oversubscriptions, default=[1],
+    p.add_argument("--oversubscription", type=number_list("oversubscriptions", 1, 39), default=[1],
                    help="leaf oversubscriptions down:up to compare, e.g. 1,3 (default 1, the preset's)")
     p.add_argument("--routing", type=sweep.names, default=list(ROUTING_POLICIES),
                    help=f"routing policies ({', '.join(ROUTING_POLICIES)}; default all)")

@@ -2,7 +2,8 @@
 
 HFReduce, NCCL, ring and double binary tree (or ``--algos``) at one message size from 16 to 10,000 GPUs
 (``--gpus``).  ``wall_s`` is the simulator's wall-clock seconds for the point (schedule, routes and
-simulation), so the third panel shows what a sweep at that scale costs.  A GPU count an algorithm
+simulation; not numba's one-off loading of its machine code, paid by whichever point a process runs
+first), so the third panel shows what a sweep at that scale costs.  A GPU count an algorithm
 cannot serve is reported and left out; ``--max-gpus ring=1024`` stops one algorithm early.
 
 CSV columns: the keys of ``flyersim run --format csv`` with ``requested_algo``, then zones and wall_s.
@@ -14,7 +15,10 @@ CSV columns: the keys of ``flyersim run --format csv`` with ``requested_algo``, 
 import argparse
 import sys
 
-from flyersim.experiments import plots, sweep
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
 
 NAME = "scaling"
 COLUMNS = [*sweep.RECORD_COLUMNS, "zones", "wall_s"]

@@ -2,13 +2,15 @@
 
 Every ``[I]``/``[?]`` parameter of a preset declares a plausible range beside its value
 (``{ value = ..., range = [low, high] }``, :mod:`topologies.config`), and an algorithm's unpublished
-parameters declare theirs beside their defaults (``PARAMETER_RANGES`` in its module, e.g. HFReduce's
+parameters declare theirs beside their defaults (``Param.range``, :mod:`collectives.params`, e.g. HFReduce's
 ``chunk_bytes`` and ``buffers``; they show as ``hfreduce.buffers``). Two sweeps:
 
 - *one at a time* (tornado): each parameter at its low and at its high end, the others at their
   values; the swing ``|busbw(high) - busbw(low)|`` ranks which unknown moves the answer most;
 - *joint*: ``samples`` draws of every parameter at once, each uniform over its range (whole numbers
-  for counts such as threads), seeded; the band is the min / median / max busbw of the draws.
+  for counts such as threads), seeded per parameter by its name (:func:`draws`: a parameter's values
+  do not depend on which others are swept), the same draws for every algorithm; the band is the
+  min / median / max busbw of the draws.
 
 ``flyersim sensitivity`` prints both for one configuration. This script draws a tornado chart
 (``--gpus-tornado`` GPUs, HFReduce and NCCL) and HFReduce vs NCCL busbw with their joint bands from
@@ -22,12 +24,15 @@ CSV columns: kind (base / low / high / sample), parameter, value, sample, then t
 """
 
 import sys
+import zlib
 
-import numpy as np
+from flyersim.experiments import loading
 
-from flyersim import collectives
-from flyersim.experiments import plots, sweep
-from flyersim.topologies.config import read
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    import numpy as np
+    from flyersim import collectives
+    from flyersim.experiments import plots, sweep
+    from flyersim.topologies.config import read
 
 NAME = "uncertainty"
 COLUMNS = ["kind", "parameter", "value", "sample", *sweep.RECORD_COLUMNS]
@@ -54,16 +59,22 @@ def _value(low, high, x):
 
 
 def algorithm_ranges(algo, collective="allreduce"):
-    """``{parameter: (low, high)}`` an algorithm declares for its unpublished parameters (``PARAMETER_RANGES``).
+    """``{parameter: (low, high)}`` an algorithm declares for its unpublished parameters (``Param.range``).
 
     >>> algorithm_ranges("hfreduce")["buffers"], algorithm_ranges("ring")
     ((2, 64), {})
     """
     record = collectives.ALGORITHMS.get((collective, algo))
-    if record is None:
-        return {}
-    module = sys.modules[record.builder.__module__]
-    return {k: v for k, v in getattr(module, "PARAMETER_RANGES", {}).items() if k in record.params}
+    return {} if record is None else record.params.ranges()
+
+
+def draws(seed, name, samples):
+    """``samples`` uniform draws in [0, 1) for parameter ``name``, seeded by ``seed`` and the name alone.
+
+    >>> bool((draws(0, "buffers", 3) == draws(0, "buffers", 5)[:3]).all()), draws(0, "a", 1) != draws(0, "b", 1)
+    (True, array([ True]))
+    """
+    return np.random.default_rng([seed % 2**63, zlib.crc32(name.encode())]).random(samples)
 
 
 def points(preset, gpus, algos, sizes, *, samples=16, seed=0, overrides=None, zones=None, model="flow",
@@ -72,15 +83,15 @@ def points(preset, gpus, algos, sizes, *, samples=16, seed=0, overrides=None, zo
 
     >>> pts = points("fireflyer2", 16, ["hfreduce"], [1 << 20], samples=2)
     >>> [p["labels"]["kind"] for p in pts][:3], pts[-3]["labels"]["parameter"]
-    (['base', 'low', 'high'], 'hfreduce.buffers')
+    (['base', 'low', 'high'], 'hfreduce.chunk_bytes')
     >>> len(pts) == 1 + 2 * (len(ranges("fireflyer2")) + len(algorithm_ranges("hfreduce"))) + 2
     True
     """
     overrides = dict(overrides or {})
     span = ranges(preset, overrides)
     tuned = {algo: algorithm_ranges(algo) for algo in algos}
-    rng = np.random.default_rng(seed)
-    draws = rng.random((samples, len(span) + sum(len(r) for r in tuned.values())))
+    x = {name: draws(seed, name, samples) for name in span}
+    x.update({f"{algo}.{name}": draws(seed, f"{algo}.{name}", samples) for algo in algos for name in tuned[algo]})
 
     def pt(algo, kind, values, params=None, parameter="", value="", sample=-1):
         over = {**overrides, **{f"parameters.{k}": v for k, v in values.items()}}
@@ -96,13 +107,10 @@ def points(preset, gpus, algos, sizes, *, samples=16, seed=0, overrides=None, zo
         for name, (low, high) in tuned[algo].items() if one_at_a_time else ():
             out += [pt(algo, kind, {}, {name: _value(low, high, x)}, f"{algo}.{name}", _value(low, high, x))
                     for kind, x in (("low", 0.0), ("high", 1.0))]
-    offset = len(span)
     for algo in algos:
-        mine = slice(offset, offset + len(tuned[algo]))
-        offset += len(tuned[algo])
-        for k, draw in enumerate(draws):
-            values = {n: _value(lo, hi, x) for (n, (lo, hi)), x in zip(span.items(), draw)}
-            params = {n: _value(lo, hi, x) for (n, (lo, hi)), x in zip(tuned[algo].items(), draw[mine])}
+        for k in range(samples):
+            values = {n: _value(lo, hi, x[n][k]) for n, (lo, hi) in span.items()}
+            params = {n: _value(lo, hi, x[f"{algo}.{n}"][k]) for n, (lo, hi) in tuned[algo].items()}
             out.append(pt(algo, "sample", values, params, sample=k))
     return out
 

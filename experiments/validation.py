@@ -5,12 +5,16 @@ it here: under ``mpiexec -n RANKS`` on this machine (``--ranks``), or on emulate
 (``--emulated 4x2``: 4 nodes x 2 ranks, network namespaces joined by ``--rate``-shaped links, an
 optional ``--spine`` between the two halves of the nodes, which validate's calibration then models as
 two leaves, ``--leaf-size NODES/2``; needs root and this repository's ``tests/cluster``). ``--algos``, ``--sizes``,
-``--topology``, ``--iters`` are passed on; without ``--topology`` validate calibrates a model of the
-job per size.
+``--topology``, ``--iters``, ``--warmup``, ``--blocks`` are passed on; without ``--topology`` validate
+calibrates a model of the job per size. ``--runs N`` runs validate N times in a row and prints how far
+the runs agree (:func:`repeatability`); ``sh experiments/accuracy.sh`` runs the README's three-run
+measurements.
 
 CSV columns: algo, schedule, bytes, measured_us (median), measured_p25_us, measured_p75_us,
-measured_iqr_pct, measured_min_us, measured_max_us, predicted_us, log_error (ln predicted/measured),
-error_pct (100 sign(x)(e^|x| - 1) of it; see ``flyersim.sim.app.validate``).
+measured_iqr_pct, measured_blocks_pct, measured_spread_pct (the larger of the two), measured_min_us,
+measured_max_us, predicted_us, predicted_fast_us and predicted_slow_us (the calibration's quartiles),
+log_error (ln predicted/measured), error_pct (100 sign(x)(e^|x| - 1) of it; see
+``flyersim.sim.app.validate``).
 
     mpiexec -n 4 flyersim validate --algos ring,hfreduce --sizes 64KiB,1MiB,16MiB --format json > v.json
     python experiments/validation.py --input v.json
@@ -26,12 +30,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flyersim.experiments import plots, sweep
-from flyersim.sim.outputs import atomic_path
+from flyersim.experiments import loading
+
+with loading(__file__):  # Ctrl-C while the modules load: one line, exit 130
+    from flyersim.experiments import plots, sweep
+    from flyersim.sim.outputs import atomic_path
 
 NAME = "validation"
 COLUMNS = ["algo", "schedule", "bytes", "measured_us", "measured_p25_us", "measured_p75_us", "measured_iqr_pct",
-           "measured_min_us", "measured_max_us", "predicted_us", "log_error", "error_pct"]
+           "measured_blocks_pct", "measured_spread_pct", "measured_min_us", "measured_max_us", "predicted_us",
+           "predicted_fast_us", "predicted_slow_us", "log_error", "error_pct"]
 TEXT = ("algo", "schedule")
 REQUIRED = ("algo", "bytes", "measured_us", "predicted_us")  # files of older versions lack the rest
 
@@ -67,9 +75,11 @@ def _number(value):
 def _validate_args(args):
     algos, sizes, iters = ("ring,hfreduce", "64KiB", 3) if args.quick else (args.algos, args.sizes, args.iters)
     out = ["-m", "flyersim", "validate", "--format", "json", "--algos", algos, "--sizes", sizes,
-           "--iters", str(iters), "--tolerance", str(args.tolerance)]
+           "--iters", str(iters), "--tolerance", str(args.tolerance), "--blocks", str(args.blocks)]
     if args.quick:
         out += ["--warmup", "1", "--repeats", "3"]
+    elif args.warmup is not None:
+        out += ["--warmup", str(args.warmup)]
     if args.topology:
         out += ["--topology", str(args.topology)]
     return out
@@ -88,7 +98,28 @@ def emulated_shape(text):
 
 
 def run_validate(args):
-    """Run ``flyersim validate --format json`` (here, or on emulated nodes); its JSON kept as <out>/validate.json."""
+    """Run ``flyersim validate --format json`` ``--runs`` times in a row (here, or on emulated nodes); each
+    run's JSON kept as <out>/validate-K.json, the last also as <out>/validate.json (the figure's), and with
+    more than one run the repeatability table (:func:`repeatability`) printed."""
+    reports = []
+    for k in range(args.runs):
+        if args.runs > 1:
+            print(f"# run {k + 1} of {args.runs}", file=sys.stderr)
+        out = _validate_once(args)
+        report = json.loads(out)
+        reports.append(report)
+        _summary(report)
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in ([f"validate-{k + 1}.json"] if args.runs > 1 else []) + ["validate.json"]:
+            with atomic_path(args.out / name) as tmp:
+                tmp.write_text(out)
+    if args.runs > 1:
+        print(repeatability(reports, args.tolerance))
+    return args.out / "validate.json"
+
+
+def _validate_once(args):
+    """One ``flyersim validate --format json`` run; its standard output."""
     if args.emulated:
         nodes, ppn = emulated_shape(args.emulated)
         root = Path(__file__).resolve().parents[1]
@@ -121,22 +152,83 @@ def run_validate(args):
     if code:
         last = (err.strip().splitlines() or ["(no message)"])[-1]
         raise ValueError(f"flyersim validate failed: {last}")
-    raw = args.out / "validate.json"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(raw) as tmp:
-        tmp.write_text(out)
-    report = json.loads(out)
+    return out
+
+
+def _summary(report):
     for algo, why in report.get("too_noisy", {}).items():
         print(f"# {algo}: too noisy to validate: {why}", file=sys.stderr)
     for algo, e in report.get("geomean_error", {}).items():
         if e is not None:
             print(f"# {algo}: geometric-mean error {100 * e:.1f}%, bias {100 * report['bias'][algo]:+.1f}%",
                   file=sys.stderr)
-    return raw
+
+
+LARGE = 16 << 20  # sizes from here on: where a shaped 1 Gbit/s network is the bottleneck (README)
+
+
+def _geomean(rows, tolerance):
+    """``exp(mean |log_error|) - 1`` in %, or "noisy" when a row's spread exceeds ``tolerance``."""
+    if not rows:
+        return "-"
+    if any(_spread(r) > 100 * tolerance for r in rows):
+        return "noisy"
+    return f"{100 * math.expm1(sum(abs(r['log_error']) for r in rows) / len(rows)):.1f}%"
+
+
+def repeatability(reports, tolerance=0.10):
+    """Consecutive validate runs side by side: per row each run's median and spread, the medians' range
+    (% of their median) and whether it lies within the largest spread a run reported; then each
+    algorithm's geometric-mean error per run, over all sizes and over sizes of 16 MiB and up (if any).
+
+    >>> row = lambda t, s: {"algo": "ring", "bytes": 1 << 20, "measured_us": t, "measured_spread_pct": s,
+    ...                     "log_error": 0.1}
+    >>> print(repeatability([{"rows": [row(100.0, 2.0)]}, {"rows": [row(103.0, 4.0)]}]))
+    # 2 runs of flyersim validate: median (spread %) per run; range = (max - min) / median of the medians; agree = range <= the largest spread
+            size  algo                       run 1             run 2   range  agree
+           1 MiB  ring               100.0us (2.0)     103.0us (4.0)    2.9%  yes
+    # geometric-mean error per run, all sizes: ring 10.5% / 10.5%
+    """
+    n = len(reports)
+    lines = [f"# {n} runs of flyersim validate: median (spread %) per run; range = (max - min) / median of the "
+             "medians; agree = range <= the largest spread",
+             f"{'size':>12}  {'algo':<14}" + "".join(f"{f'run {k + 1}':>18}" for k in range(n))
+             + f"{'range':>8}  agree"]
+    keys = list(dict.fromkeys((r["algo"], r["bytes"]) for r in reports[0]["rows"]))
+    for algo, nbytes in keys:
+        mine = [next((r for r in rep["rows"] if (r["algo"], r["bytes"]) == (algo, nbytes)), None) for rep in reports]
+        if any(r is None for r in mine):
+            continue
+        t = [r["measured_us"] for r in mine]
+        spread = [_spread(r) for r in mine]
+        rng = 100 * (max(t) - min(t)) / sorted(t)[len(t) // 2]
+        cells = "".join(f" {_time(v) + f' ({s:.1f})':>17}" for v, s in zip(t, spread))
+        lines.append(f"{sweep.nice_bytes(nbytes):>12}  {algo:<14}{cells}{rng:>7.1f}%  "
+                     f"{'yes' if rng <= max(spread) else 'no'}")
+    algos = list(dict.fromkeys(a for a, _ in keys))
+    for label, keep in (("all sizes", lambda b: True), ("16 MiB and up", lambda b: b >= LARGE)):
+        if not any(keep(b) for _, b in keys):
+            continue
+        per = [f"{a} " + " / ".join(_geomean([r for r in rep["rows"] if r["algo"] == a and keep(r["bytes"])],
+                                             tolerance) for rep in reports) for a in algos]
+        lines.append(f"# geometric-mean error per run, {label}: " + ", ".join(per))
+    return "\n".join(lines)
+
+
+def _time(us):
+    return f"{us / 1e3:.2f}ms" if us >= 1e4 else f"{us:.1f}us"
 
 
 def rows_of(args):
     return read_validate(args.input if args.input else run_validate(args))
+
+
+def _spread(row):
+    """A row's spread in %: ``measured_spread_pct``, else (older files) its IQR/median, else 0."""
+    for key in ("measured_spread_pct", "measured_iqr_pct"):
+        if row.get(key, "") != "":
+            return row[key]
+    return 0.0
 
 
 def plot(rows, png, tolerance=0.10):
@@ -160,23 +252,28 @@ def plot(rows, png, tolerance=0.10):
         if mine:
             left.plot([r["bytes"] for r in mine], [r["predicted_us"] for r in mine], "s--", color=f"C{k}",
                       markersize=3.5, label=f"{algo} predicted")
+            band = [r for r in mine if r["predicted_fast_us"] != "" and r["predicted_slow_us"] != ""]
+            if band:
+                left.fill_between([r["bytes"] for r in band], [r["predicted_fast_us"] for r in band],
+                                  [r["predicted_slow_us"] for r in band], color=f"C{k}", alpha=0.12, linewidth=0)
             logs = [math.log(r["predicted_us"] / r["measured_us"]) for r in mine]
             geo = math.expm1(sum(map(abs, logs)) / len(logs))
-            noisy = any(r["measured_iqr_pct"] != "" and r["measured_iqr_pct"] > 100 * tolerance for r in mine)
+            spread = [_spread(r) for r in mine]
+            noisy = any(v > 100 * tolerance for v in spread)
             width = 0.8 / len(algos)
-            spread = [r["measured_iqr_pct"] if r["measured_iqr_pct"] != "" else 0.0 for r in mine]
             right.bar([math.log2(r["bytes"]) + (k - (len(algos) - 1) / 2) * width for r in mine],
                       [math.copysign(100 * math.expm1(abs(v)), v) for v in logs], width, yerr=spread,
                       color=f"C{k}", ecolor="0.3", capsize=1.5, label=f"{algo} (geo-mean {100 * geo:.0f}%"
                       + (f"; too noisy for {100 * tolerance:g}%)" if noisy else ")"))
     plots.bytes_axis(left, [r["bytes"] for r in rows])
     left.set_yscale("log")
-    left.set_ylabel("time (us); bars = measured quartiles", fontsize=8)
+    left.set_ylabel("time (us); bars = measured quartiles,\nshade = predicted from the calibration's quartiles",
+                    fontsize=7)
     left.legend(fontsize=7)
     sizes = sorted({r["bytes"] for r in predicted})
     right.set_xticks([math.log2(s) for s in sizes], [sweep.nice_bytes(s) for s in sizes])
     right.axhline(0, color="black", linewidth=0.8)
-    right.set_ylabel("error (%) = 100 sign(x)(e^|x| - 1), x = ln(pred/meas)\nbars: measured IQR/median (%)",
+    right.set_ylabel("error (%) = 100 sign(x)(e^|x| - 1), x = ln(pred/meas)\nbars: measured spread (%)",
                      fontsize=7)
     right.legend(fontsize=7)
     for ax in (left, right):
@@ -191,12 +288,18 @@ def main(argv=None):
     p.add_argument("--algos", default="ring,hfreduce,rabenseifner,mpi", help="algorithms passed to validate")
     p.add_argument("--sizes", default="64KiB,1MiB,16MiB", help="sizes passed to validate")
     p.add_argument("--iters", type=sweep.positive_int, default=10, help="timed runs per size (median kept)")
+    p.add_argument("--warmup", type=int, help="untimed runs first (default: validate's)")
+    p.add_argument("--blocks", type=sweep.positive_int, default=4,
+                   help="blocks of runs, each on fresh buffers (default 4; see flyersim mpi)")
     p.add_argument("--topology", type=Path, help="topology of this job (default: validate calibrates one)")
     p.add_argument("--tolerance", type=float, default=0.10, help="accuracy asked for (see flyersim validate)")
     p.add_argument("--emulated", metavar="NODESxRANKS", help="run on emulated nodes on this machine, e.g. 4x2")
     p.add_argument("--rate", default="1gbit", help="with --emulated: per-direction rate of every node link")
     p.add_argument("--spine", help="with --emulated: rate of a link between the two halves of the nodes")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before the measurement is abandoned")
+    p.add_argument("--runs", type=sweep.positive_int, default=1,
+                   help="run validate this many times in a row and print how far the runs agree (default 1); "
+                        "the figure shows the last")
     args = p.parse_args(argv)
     return sweep.main(NAME, args, COLUMNS, lambda rows, png: plot(rows, png, args.tolerance), rows=rows_of)
 

@@ -20,6 +20,9 @@ volume of reads, not a clock).
 - ``all-to-all``: every chosen server sends ``rate / (k - 1)`` to each of the
   ``k - 1`` others, host memory to host memory of the NIC's socket.
 
+With adaptive routing a flow lists its equal-cost paths, each with the same
+rate limit, and takes the least loaded when it starts, as a job's flows do.
+
 >>> from flyersim.topologies import Router, load
 >>> g = load("fireflyer2", gpus=32)
 >>> add_storage(g, "z0/leaf1", 2, "3fs", radix=40)
@@ -33,33 +36,46 @@ from dataclasses import dataclass
 import numpy as np
 
 from flyersim.sim.routes import Routes, path_routes
+from flyersim.topologies.routing import MAX_ALTERNATIVES
 
 
 @dataclass(frozen=True)
 class Flows:
-    """The flows of one background entry: a label, a path, a byte count and a rate limit each."""
+    """The flows of one background entry: a label, a path, a byte count and a rate limit each, and with
+    adaptive routing the further equal-cost paths of each (``more[i]``, empty with ``ecmp``)."""
 
     name: str
     labels: list
     paths: list
     nbytes: np.ndarray
     rate: np.ndarray
+    more: tuple = ()
 
     def routes(self, graph):
-        """:class:`Routes` of the flows (op ``i`` on route ``i``), each with its private rate-limit resource."""
-        base = path_routes(graph, self.paths)
-        n, k = len(self.paths), len(base.names)
+        """:class:`Routes` of the flows (op ``i`` on route ``i``), each with its private rate-limit resource;
+        with further paths, those follow as routes of their own listed as route ``i``'s candidates."""
+        n = len(self.paths)
+        owner = list(range(n)) + [i for i, more in enumerate(self.more) for _ in more]
+        base = path_routes(graph, list(self.paths) + [p for more in self.more for p in more])
+        k = len(base.names)
         lengths = np.diff(base.rptr) + 1
         rptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         rres, rw = np.empty(rptr[-1], np.int64), np.ones(rptr[-1], np.float64)
         last = rptr[1:] - 1
         body = np.setdiff1d(np.arange(rptr[-1]), last)
         rres[body], rw[body] = base.rres, base.rw
-        rres[last] = k + np.arange(n)
+        rres[last] = k + np.asarray(owner, np.int64)
         names = base.names + [f"{self.name}: {label} rate limit" for label in self.labels]
         classes = base.classes + ["rate limit"] * n
+        alt_ptr = alt_idx = None
+        if len(owner) > n:
+            candidates = [[i] for i in range(n)] + [[] for _ in owner[n:]]
+            for r in range(n, len(owner)):
+                candidates[owner[r]].append(r)
+            alt_ptr = np.concatenate([[0], np.cumsum([len(c) for c in candidates])]).astype(np.int64)
+            alt_idx = np.array([r for c in candidates for r in c], np.int64)
         return Routes(names, classes, np.concatenate([base.capacity, self.rate]), rptr, rres, rw, base.rlat,
-                      base.op_route)
+                      np.arange(n, dtype=np.int64), alt_ptr, alt_idx)
 
 
 def add_storage(graph, leaf, count, prefix, radix):
@@ -101,23 +117,27 @@ def _add_leaf(graph, leaf, radix, link):
         graph.add_edge(spine, leaf, **link)
 
 
-def storage_reads(name, servers, storage, host, rate, duration, router):
+def storage_reads(name, servers, storage, host, rate, duration, router, routing="ecmp"):
     """Flows of server ``servers[i]`` reading ``rate`` for ``duration`` from ``storage[i mod len]`` into ``host(s)``."""
-    labels, paths = [], []
-    for i, s in enumerate(servers):
-        src = storage[i % len(storage)]
-        labels.append(f"{src}->{host(s)}")
-        paths.append(router.path(src, host(s)))
-    n = len(paths)
-    return Flows(name, labels, paths, np.full(n, rate * duration), np.full(n, rate))
+    pairs = [(storage[i % len(storage)], host(s)) for i, s in enumerate(servers)]
+    return _flows(name, pairs, rate, duration, router, routing)
 
 
-def all_to_all(name, servers, host, rate, duration, router):
+def all_to_all(name, servers, host, rate, duration, router, routing="ecmp"):
     """Flows of every server of ``servers`` sending ``rate / (k - 1)`` to each of the other ``k - 1``."""
     if len(servers) < 2:
         raise ValueError(f"background.{name}: an all-to-all needs at least two servers, got {len(servers)}")
-    pairs = [(a, b) for a in servers for b in servers if a != b]
-    each = rate / (len(servers) - 1)
-    labels = [f"{host(a)}->{host(b)}" for a, b in pairs]
-    paths = [router.path(host(a), host(b)) for a, b in pairs]
-    return Flows(name, labels, paths, np.full(len(pairs), each * duration), np.full(len(pairs), each))
+    pairs = [(host(a), host(b)) for a in servers for b in servers if a != b]
+    return _flows(name, pairs, rate / (len(servers) - 1), duration, router, routing)
+
+
+def _flows(name, pairs, rate, duration, router, routing):
+    """One flow per (source, destination) pair at ``rate`` for ``duration``; ``adaptive``: with its alternatives."""
+    labels = [f"{src}->{dst}" for src, dst in pairs]
+    if routing == "adaptive":
+        options = [router.paths(src, dst, MAX_ALTERNATIVES) for src, dst in pairs]
+        paths, more = [o[0] for o in options], tuple(o[1:] for o in options)
+    else:
+        paths, more = [router.path(src, dst) for src, dst in pairs], ()
+    n = len(pairs)
+    return Flows(name, labels, paths, np.full(n, rate * duration), np.full(n, rate), more)

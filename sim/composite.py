@@ -13,7 +13,9 @@ merges the parts into the inputs of one :class:`sim.fluid.Network`:
   nothing but a latency: copy 0 waits for a timer of ``start``, copy k for
   one of ``start + k * period`` when the part has a period;
 - every op gets its part's sharing weight (its traffic class's), the
-  ``share`` of :class:`sim.fluid.Network`'s weighted max-min.
+  ``share`` of :class:`sim.fluid.Network`'s weighted max-min;
+- a part whose routes list alternatives (adaptive routing) keeps them,
+  renumbered: its flows choose among them as they start.
 
 So one part, one copy, no start time gives exactly the network
 :func:`sim.engine.simulate` builds for that schedule (tests compare every
@@ -28,7 +30,7 @@ and timers are ordinary ops.
 >>> a = Part("a", link, np.array([100.0]), *deps, repeat=2)
 >>> b = Part("b", link, np.array([50.0]), *deps, start=5.0)
 >>> c = compose([a, b])
->>> end = run(c)
+>>> end = simulate(c).end_at
 >>> [[float(end[ops].max()) for ops in copies] for copies in c.ops]  # b joins a's link at 5 s
 [[15.0, 25.0], [15.0]]
 """
@@ -80,6 +82,8 @@ class Composite:
     ops: list
     resources: list
     route_base: list
+    alt_ptr: np.ndarray = None  # candidate routes of each route (adaptive routing), as sim.fluid.Network takes
+    alt_idx: np.ndarray = None  # them; None when no part has any
 
     @property
     def num_ops(self):
@@ -118,19 +122,14 @@ def compose(parts):
                 barrier = ops.add_gate(routes.latency_route(0.0), sinks + first)
         placed.append(copies)
     return Composite(names, classes, np.array(capacity, np.float64), *routes.arrays(), *ops.arrays(), placed,
-                     resources, route_base)
-
-
-def run(composite):
-    """Simulate a :class:`Composite`; every op's end time (``network(composite)``'s, once it has run)."""
-    return simulate(composite).end_at
+                     resources, route_base, *routes.alternatives())
 
 
 def network(composite):
     """The :class:`Network` of a composite (not yet run)."""
     c = composite
     return Network(c.op_bytes, c.route, c.rptr, c.rres, c.rw, c.rlat, c.capacity, c.dep_ptr, c.dep_idx,
-                   share=c.share)
+                   share=c.share, alt_ptr=c.alt_ptr, alt_idx=c.alt_idx)
 
 
 def simulate(composite):
@@ -151,9 +150,15 @@ class _RouteTable:
     def __init__(self):
         self.rptr, self.rres, self.rw, self.rlat = [np.zeros(1, np.int64)], [], [], []
         self.count, self.elements, self.latency = 0, 0, {}
+        self.alt_counts, self.alt_idx = [], []  # candidates per route (a part's routes may list some)
 
     def add_routes(self, routes, ids):
         base = self.count
+        if routes.alt_ptr is None:
+            self.alt_counts.append(np.zeros(routes.rlat.size, np.int64))
+        else:
+            self.alt_counts.append(np.diff(routes.alt_ptr))
+            self.alt_idx.append(routes.alt_idx + base)
         self.rptr.append(routes.rptr[1:] + self.elements)
         self.rres.append(ids[routes.rres])
         self.rw.append(routes.rw)
@@ -167,8 +172,16 @@ class _RouteTable:
             self.latency[seconds] = self.count
             self.rptr.append(np.array([self.elements], np.int64))
             self.rlat.append(np.array([seconds]))
+            self.alt_counts.append(np.zeros(1, np.int64))
             self.count += 1
         return self.latency[seconds]
+
+    def alternatives(self):
+        """``(alt_ptr, alt_idx)`` over all routes, or ``(None, None)`` when no route has candidates."""
+        if not self.alt_idx:
+            return None, None
+        alt_ptr = np.concatenate([[0], np.cumsum(np.concatenate(self.alt_counts))]).astype(np.int64)
+        return alt_ptr, np.concatenate(self.alt_idx).astype(np.int64)
 
     def arrays(self):
         cat = np.concatenate

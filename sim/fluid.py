@@ -25,79 +25,94 @@ Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
 has a *bottleneck*: a saturated resource on which no flow gets more. When
 flows start or end, only the flows on the resources they touch are re-solved
-(progressive filling over what the others leave free); then any flow next to
-them that lost its bottleneck, or that outruns a re-solved flow on that
-flow's bottleneck, joins the set and the set is re-solved, until every flow
-has a bottleneck again. In a large collective most events touch a handful of
-flows, so an event costs little however many flows are active.
-:meth:`Network.solve` with ``full=True`` solves every active flow from
-scratch instead: the oracle of the tests, and the ``check=True`` debug mode.
+(progressive filling over what the others leave free, scanning only the
+resources those flows cross); then, in a check round, any flow next to them
+that lost its bottleneck, or that outruns a re-solved flow on that flow's
+bottleneck, joins the set and the set is re-solved, until every flow has a
+bottleneck again. A neighbour that passed the previous round's check is
+checked again only if the last filling touched a resource on its route (the
+only place rates and usage change between rounds). In a large collective
+most events touch a handful of flows, so an event costs little however many
+flows are active. :meth:`Network.solve` with ``full=True`` solves every
+active flow from scratch instead: the oracle of the tests, and the
+``check=True`` debug mode. The incremental rates agree with it to
+``RATE_RTOL``, not bit for bit: both accumulate floating-point sums in an
+order that depends on the path taken.
 
-State lives in named groups of arrays (:class:`Dag`, :class:`Elements`,
-:class:`Variables`, :class:`Constraints`, :class:`Members`, two
-:class:`Heap` and a :class:`Work` scratch set), all indices int32. The
-driver (:mod:`sim.engine`) owns the clock.
+State lives in named groups of arrays (:class:`Dag`: the window of ops in
+flight, see there; :class:`Elements` per route, :class:`Constraints` per resource,
+:class:`Variables`, :class:`Members` and the finishing :class:`Heap` per
+*slot*, the waiting :class:`Heap` of window entries and a :class:`Work`
+scratch set), all indices int32. A slot holds one active flow: a few thousand slots serve
+millions of ops, so the state the solver's hot loops touch stays in the
+caches. The per-event kernels are inlined into one loop (:func:`_advance`)
+and unpack each group once: numba reference-counts an array each time it is
+read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
 """
 
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+
+from flyersim.jit import njit
 
 # Times closer than this (relative) are one event.
 TIME_RTOL = 1e-12
 # A resource within this (relative) of capacity is saturated; rates this close are equal.
 RATE_RTOL = 1e-9
-# _step result besides a next event time: the member lists or the flow table are full, grow them and call again.
+# _step result besides a next event time: the member lists are full, grow them and call again.
 NEED_SLOTS = -1.0
+# _advance result: the window runs low on ops not yet ready; append more and call again
+NEED_OPS = -2.0
+# Dag.counts: the window ``lo..hi-1``, ops made ready and ended so far, free edges, the first op that entered
+# the window after it should have been ready, the highest op made ready so far
+LO, HI, N_READY, N_ENDED, N_EDGE_FREE, LATE, TOP_READY = range(7)
 # sharing policies
 MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
-# Work.counts: sizes of the modified, touched and dirty lists, and the bottleneck-check round
-N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND = 0, 1, 2, 3
-# Dag.counts: free flow ids, ops ended, flow ids a step needs before it can go on, the window ``lo..hi-1``,
-# ops made ready so far, free edges, the first op that entered the window after it should have been ready,
-# the highest op made ready so far
-N_FREE, N_ENDED, N_NEED, LO, HI, N_READY, N_EDGE_FREE, LATE, TOP_READY = range(9)
-# _advance result: the window runs low on ops not yet ready; append more and call again
-NEED_OPS = -2.0
+# Work.counts: sizes of the modified, touched and dirty lists, the bottleneck-check round and the filling call
+N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
 IDX = np.int32  # op, resource, route and slot indices
 
-_jit = njit(cache=True, error_model="numpy")
+_jit = njit(error_model="numpy")
+# inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
+_inline = njit(error_model="numpy", inline="always")
 
-Dag = namedtuple("Dag", "mask ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next edge_free "
-                       "ready_at start_at end_at taken flow_op flow_route free counts last_end")
-Dag.__doc__ = """The ops and their flows.
+Dag = namedtuple("Dag", "mask op_of ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next "
+                       "edge_free ready_at start_at end_at taken counts last_end")
+Dag.__doc__ = """The ops in flight.
 
 Ops enter in batches (:func:`_append`, in op order; a dependency names an
-earlier op) and live in a *window*, a ring buffer over op ids ``lo..hi-1``
-(entry ``op & mask``): unmet dependencies, route, bytes, sharing weight,
-whether ended, and its dependents still waiting (a list of edges, in op
-order). Ops below ``lo`` have all ended, so memory grows with the ops in
-flight, not with all ops. Per *flow* (an op from the moment it is ready until
-it ends; flow ids are recycled): its op and route (the candidate it took);
-``free[:counts[N_FREE]]`` are free flow ids. With the timeline kept, the
-three times and the route taken of every op (else empty arrays).
-``counts``: see ``N_FREE``...; ``last_end[0]`` is the latest end time."""
+earlier op, or one of its own batch) and live in a *window*, a ring buffer
+over op ids ``lo..hi-1`` (entry ``op & mask``): its op, unmet dependencies,
+route, bytes, sharing weight, whether ended, and its dependents still
+waiting (a list of edges, in op order, so they are released in op order).
+Ops below ``lo`` have all ended, so memory grows with the ops in flight, not
+with all ops. With the timeline kept, the three times and the route taken of
+every op (else empty arrays). ``counts``: see ``LO``...; ``last_end[0]`` is
+the latest end time."""
 Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
-Variables = namedtuple("Variables", "remaining t_upd rate share bott in_set seen slot")
-Variables.__doc__ = """Per-flow state (indexed by flow id, see :class:`Dag`): bytes left as of ``t_upd``, rate,
-sharing weight (``rate / share`` is the flow's fair level), bottleneck resource, whether in the set being
-re-solved, last check round, and member slot (-1: not moving)."""
+Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen")
+Variables.__doc__ = """The active flows, one per *slot* (compact: a few thousand slots serve millions of ops): the op
+in it (-1: free), its route, bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the flow's fair
+level), bottleneck resource, whether in the set being re-solved, and last check round."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
-Members = namedtuple("Members", "width next prev var_of_slot free n_free")
-Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``s*width + j``
+Members = namedtuple("Members", "shift next prev free n_free")
+Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``(s << shift) + j``
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
-Heap.__doc__ = """A binary min-heap of flows indexed by flow id: ``pos[flow]`` is its slot (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows top top_round")
-Work.__doc__ = """Scratch of one re-solve: the flows being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), the filling's per-resource sums, and the highest rate
-on a resource (``top``) as found in check round ``top_round``."""
+Heap.__doc__ = """A binary min-heap of window entries (waiting) or slots (finishing): ``pos[i]`` is where ``i`` is
+(-1: absent)."""
+Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows fres fres_mark "
+                         "unfrozen frozen top top_round")
+Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources they touch,
+the resources whose flows changed rate (``dirty``), the filling's per-resource sums, the resources it fills
+(``fres``, marked with the filling call) and flows it has not frozen yet or freezes this round, and the
+highest level on a resource (``top``) as found in check round ``top_round``."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -134,9 +149,8 @@ def _heap_sift(keys, ops, pos, size, i):
 
 
 @_jit
-def _heap_set(h, op, key):
-    """Insert ``op`` with ``key`` or move it to ``key``."""
-    keys, ops, pos, size = h
+def _heap_set(keys, ops, pos, size, op, key):
+    """Insert ``op`` with ``key`` or move it to ``key`` (the heap's arrays: see :class:`Heap`)."""
     i = pos[op]
     if i < 0:
         i = size[0]
@@ -147,8 +161,7 @@ def _heap_set(h, op, key):
 
 
 @_jit
-def _heap_remove(h, op):
-    keys, ops, pos, size = h
+def _heap_remove(keys, ops, pos, size, op):
     i = pos[op]
     pos[op] = -1
     size[0] -= 1
@@ -161,26 +174,24 @@ def _heap_remove(h, op):
 
 # ---------------------------------------------------------------- the event step
 
-@_jit
+@_inline
 def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
-    Returns ``NEED_SLOTS`` (before starting a flow it has no member slot for,
-    or ending an op whose dependents might need more flow ids than are free)
-    when the member lists or the flow table are full; the caller grows them
-    and calls again, which resumes where this call stopped.
+    Returns ``NEED_SLOTS`` (before starting a flow it has no slot for) when
+    the member lists are full; the caller grows them and calls again, which
+    resumes where this call stopped.
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
-    if not _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
-        return NEED_SLOTS
+    _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
     if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
     c = work.counts
     if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
         if policy == MAXMIN:
-            _resolve(now, dag.flow_route, elem, var, cnst, mem, work)
+            _resolve(now, elem, var, cnst, mem, work)
         else:
-            _isolate(dag.flow_route, elem, var, cnst, work)
+            _isolate(elem, var, cnst, work)
         _reschedule(now, var, finishing, work)
     nxt = np.inf
     if waiting.size[0] > 0:
@@ -190,87 +201,76 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     return nxt
 
 
-@_jit
-def _room_to_release(f, dag):
-    """Whether enough flow ids are free for every dependent of flow ``f``'s op to become ready; else ask for them."""
-    need = dag.dn_count[dag.flow_op[f] & dag.mask]
-    if need <= dag.counts[N_FREE]:
-        return True
-    dag.counts[N_NEED] = need
-    return False
-
-
-@_jit
+@_inline
 def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work):
-    """Flows that drained by ``horizon`` end: free their resources and members, release their dependents.
-
-    False (before ending a flow) when the flow table may be too small for its dependents.
-    """
+    """Flows that drained by ``horizon`` end: free their resources and members, release their dependents."""
     ptr, res, weight = elem.ptr, elem.cnst, elem.weight
     usage, head, count = cnst.usage, cnst.head, cnst.count
-    rate, slot = var.rate, var.slot
-    fkeys, fops = finishing.keys, finishing.ops
+    rate, vop, vroute = var.rate, var.op, var.route
+    fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
+    latency = elem.latency
     touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
                                                          work.dirty, work.counts)
-    while finishing.size[0] > 0 and fkeys[0] <= horizon:
-        f = fops[0]
-        if not _room_to_release(f, dag):
-            return False
-        _heap_remove(finishing, f)
-        r = dag.flow_route[f]
+    while fsize[0] > 0 and fkeys[0] <= horizon:
+        s = fops[0]
+        _heap_remove(fkeys, fops, fpos, fsize, s)
+        f = vop[s]
+        r = vroute[s]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
-            usage[k] -= weight[j] * rate[f]
+            usage[k] -= weight[j] * rate[s]
             _touch(k, touched_mark, touched, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
-        s = slot[f]
-        _unlink(s, r, ptr, res, mem.width, mem.next, mem.prev, head, count)
+        _unlink(s, r, ptr, res, shift, nxt, prev, head, count)
         for j in range(ptr[r], ptr[r + 1]):
             if count[res[j]] == 0:
                 usage[res[j]] = 0.0  # no rounding drift left behind on an idle resource
-        slot[f] = -1
-        mem.free[mem.n_free[0]] = s
-        mem.n_free[0] += 1
-        _end(f, now, dag, elem.latency, var, waiting)
-    return True
+        vop[s] = -1
+        free[n_free[0]] = s
+        n_free[0] += 1
+        _end(f, now, dag, latency, wkeys, wops, wpos, wsize)
 
 
-@_jit
+@_inline
 def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
     """Ops whose latency has elapsed by ``horizon`` start moving bytes (empty ones end at once).
 
-    False when a flow needs a member slot and none is free, or an empty op's dependents may need more
-    flow ids than are free.
+    False when a flow needs a member slot and none is free.
     """
-    ptr, res = elem.ptr, elem.cnst
-    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
-                                                         work.dirty, work.counts)
-    while waiting.size[0] > 0 and waiting.keys[0] <= horizon:
-        if mem.n_free[0] == 0:
+    ptr, res, alt_ptr, head, count = elem.ptr, elem.cnst, elem.alt_ptr, cnst.head, cnst.count
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
+    route, start_at, nbytes, share, op_of, taken = (dag.route, dag.start_at, dag.nbytes, dag.share, dag.op_of,
+                                                    dag.taken)
+    latency = elem.latency
+    vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
+    bott, in_set, seen = var.bott, var.in_set, var.seen
+    touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
+                                                                   work.dirty, work.counts, work.modified)
+    while wsize[0] > 0 and wkeys[0] <= horizon:
+        if n_free[0] == 0:
             return False
-        f = waiting.ops[0]
-        if var.remaining[f] <= 0.0 and not _room_to_release(f, dag):
-            return False
-        _heap_remove(waiting, f)
-        if dag.start_at.size:
-            dag.start_at[dag.flow_op[f]] = now
-        if var.remaining[f] <= 0.0:
-            _end(f, now, dag, elem.latency, var, waiting)
+        w = wops[0]
+        _heap_remove(wkeys, wops, wpos, wsize, w)
+        f = op_of[w]
+        if start_at.size:
+            start_at[f] = now
+        if nbytes[w] <= 0.0:
+            _end(f, now, dag, latency, wkeys, wops, wpos, wsize)
             continue
-        mem.n_free[0] -= 1
-        s = mem.free[mem.n_free[0]]
-        var.slot[f] = s
-        mem.var_of_slot[s] = f
-        r = dag.flow_route[f]
-        if elem.alt_ptr[r + 1] > elem.alt_ptr[r]:
+        n_free[0] -= 1
+        s = free[n_free[0]]
+        r = route[w]
+        if alt_ptr[r + 1] > alt_ptr[r]:
             r = _least_loaded(r, elem, cnst)
-            dag.flow_route[f] = r
-            if dag.taken.size:
-                dag.taken[dag.flow_op[f]] = r
-        _link(s, r, ptr, res, mem.width, mem.next, mem.prev, cnst.head, cnst.count)
-        var.rate[f] = 0.0
-        var.t_upd[f] = now
-        _add_modified(f, now, var, work.modified, counts)
+            if taken.size:
+                taken[f] = r
+        _link(s, r, ptr, res, shift, nxt, prev, head, count)
+        vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[w], share[w]
+        rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
+        _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         for j in range(ptr[r], ptr[r + 1]):
             _touch(res[j], touched_mark, touched, counts)
@@ -293,18 +293,21 @@ def _least_loaded(r, elem, cnst):
     return best_r
 
 
-@_jit
+@_inline
 def _reschedule(now, var, finishing, work):
     """Move every re-solved flow to its new finish time and empty the work lists."""
-    c = work.counts
+    c, modified, touched, touched_mark, dirty, dirty_mark = (work.counts, work.modified, work.touched,
+                                                             work.touched_mark, work.dirty, work.dirty_mark)
+    in_set, remaining, rate = var.in_set, var.remaining, var.rate
+    fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
     for i in range(c[N_MODIFIED]):
-        f = work.modified[i]
-        var.in_set[f] = False
-        _heap_set(finishing, f, now + var.remaining[f] / var.rate[f])
+        s = modified[i]
+        in_set[s] = False
+        _heap_set(fkeys, fops, fpos, fsize, s, now + remaining[s] / rate[s])
     for i in range(c[N_TOUCHED]):
-        work.touched_mark[work.touched[i]] = False
+        touched_mark[touched[i]] = False
     for i in range(c[N_DIRTY]):
-        work.dirty_mark[work.dirty[i]] = False
+        dirty_mark[dirty[i]] = False
     c[N_MODIFIED] = 0
     c[N_TOUCHED] = 0
     c[N_DIRTY] = 0
@@ -335,11 +338,11 @@ def _advance(now, max_events, low, policy, dag, elem, var, cnst, mem, waiting, f
 # ---------------------------------------------------------------- small helpers (plain arrays)
 
 @_jit
-def _link(slot, r, ptr, res, width, nxt, prev, head, count):
+def _link(slot, r, ptr, res, shift, nxt, prev, head, count):
     """Add the members of the flow in ``slot`` (route ``r``) to their resources' lists."""
     for jl in range(ptr[r + 1] - ptr[r]):
         k = res[ptr[r] + jl]
-        m = slot * width + jl
+        m = (slot << shift) + jl
         prev[m] = -1
         nxt[m] = head[k]
         if head[k] >= 0:
@@ -349,10 +352,10 @@ def _link(slot, r, ptr, res, width, nxt, prev, head, count):
 
 
 @_jit
-def _unlink(slot, r, ptr, res, width, nxt, prev, head, count):
+def _unlink(slot, r, ptr, res, shift, nxt, prev, head, count):
     for jl in range(ptr[r + 1] - ptr[r]):
         k = res[ptr[r] + jl]
-        m = slot * width + jl
+        m = (slot << shift) + jl
         if prev[m] >= 0:
             nxt[prev[m]] = nxt[m]
         else:
@@ -382,78 +385,69 @@ def _touch(k, touched_mark, touched, counts):
 
 
 @_jit
-def _add_modified(f, now, var, modified, counts):
-    """Put flow ``f`` in the set being re-solved, settling the bytes it moved so far."""
-    in_set, remaining, t_upd = var.in_set, var.remaining, var.t_upd
-    if not in_set[f]:
-        in_set[f] = True
-        modified[counts[N_MODIFIED]] = f
+def _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts):
+    """Put the flow in slot ``s`` in the set being re-solved, settling the bytes it moved so far."""
+    if not in_set[s]:
+        in_set[s] = True
+        modified[counts[N_MODIFIED]] = s
         counts[N_MODIFIED] += 1
-        remaining[f] -= var.rate[f] * (now - t_upd[f])
-        t_upd[f] = now
+        remaining[s] -= rate[s] * (now - t_upd[s])
+        t_upd[s] = now
 
 
-@_jit
-def _ready(op, now, dag, latency, var, waiting):
-    """Op ``op`` has no unmet dependency: it becomes a flow, waiting out its route's latency."""
+@_inline
+def _ready(op, now, dag, latency, wkeys, wops, wpos, wsize):
+    """Op ``op`` has no unmet dependency: it waits out its route's latency (heap ``w*``, of window entries)."""
     c = dag.counts
-    c[N_FREE] -= 1
     c[N_READY] += 1
     c[TOP_READY] = max(c[TOP_READY], op)
-    f = dag.free[c[N_FREE]]
-    dag.flow_op[f] = op
-    r = dag.route[op & dag.mask]
-    dag.flow_route[f] = r
-    var.remaining[f] = dag.nbytes[op & dag.mask]
-    var.share[f] = dag.share[op & dag.mask]
+    w = op & dag.mask
     if dag.ready_at.size:
         dag.ready_at[op] = now
-        dag.taken[op] = r
-    _heap_set(waiting, f, now + latency[r])
+        dag.taken[op] = dag.route[w]
+    _heap_set(wkeys, wops, wpos, wsize, w, now + latency[dag.route[w]])
 
 
-@_jit
-def _end(f, now, dag, latency, var, waiting):
-    """Flow ``f`` ended: record its op's end, release the op's dependents, free the flow id and the window's
-    prefix of ended ops."""
-    op = dag.flow_op[f]
-    mask, c = dag.mask, dag.counts
+@_inline
+def _end(op, now, dag, latency, wkeys, wops, wpos, wsize):
+    """Op ``op`` ended: record it, release its dependents in op order, move the window past ended ops."""
+    mask, c, done, ndeps = dag.mask, dag.counts, dag.done, dag.ndeps
+    edge_op, edge_next, edge_free = dag.edge_op, dag.edge_next, dag.edge_free
     if dag.end_at.size:
         dag.end_at[op] = now
     dag.last_end[0] = max(dag.last_end[0], now)
     c[N_ENDED] += 1
     w = op & mask
-    dag.done[w] = True
+    done[w] = True
     e = dag.dn_head[w]
-    while e >= 0:  # dependents in op order
-        d = dag.edge_op[e]
-        dag.ndeps[d & mask] -= 1
-        if dag.ndeps[d & mask] == 0:
-            _ready(d, now, dag, latency, var, waiting)
-        nxt = dag.edge_next[e]
-        dag.edge_free[c[N_EDGE_FREE]] = e
+    while e >= 0:
+        d = edge_op[e]
+        ndeps[d & mask] -= 1
+        if ndeps[d & mask] == 0:
+            _ready(d, now, dag, latency, wkeys, wops, wpos, wsize)
+        nxt = edge_next[e]
+        edge_free[c[N_EDGE_FREE]] = e
         c[N_EDGE_FREE] += 1
         e = nxt
     dag.dn_head[w] = -1
     dag.dn_count[w] = 0
-    dag.flow_op[f] = -1
-    dag.free[c[N_FREE]] = f
-    c[N_FREE] += 1
-    while c[LO] < c[HI] and dag.done[c[LO] & mask]:
+    while c[LO] < c[HI] and done[c[LO] & mask]:
         c[LO] += 1
 
 
 @_jit
-def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, var, waiting, started):
-    """Ops ``first..`` (their routes, bytes, shares and dependency CSR) enter the window; the caller made room for
-    them, their edges and (before the run starts) their flows. A dependency names an earlier op or one of the
-    same batch. An op with no unmet dependency is ready at once before the run starts (``started`` False);
-    after, it came too late (its dependencies ended before it entered): ``counts[LATE]`` names the first
-    such op and the run must start again with a longer look-ahead."""
+def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, waiting, started):
+    """Ops ``first..`` (routes, bytes, shares, dependency CSR) enter the window; the caller made room for them
+    and their edges. A dependency names an earlier op or one of the same batch. An op with no unmet dependency
+    is ready at once before the run starts (``started`` False); after, it came too late (its dependencies
+    ended before it entered): ``counts[LATE]`` names the first such op and the run must start again with a
+    longer look-ahead."""
     mask, c = dag.mask, dag.counts
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
     lo = c[LO]
     for i in range(route.size):
         w = (first + i) & mask
+        dag.op_of[w] = first + i
         dag.route[w] = route[i]
         dag.nbytes[w] = nbytes[i]
         dag.share[w] = share[i]
@@ -488,34 +482,38 @@ def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, var, wa
                 if c[LATE] < 0:
                     c[LATE] = op
             else:
-                _ready(op, 0.0, dag, latency, var, waiting)
+                _ready(op, 0.0, dag, latency, wkeys, wops, wpos, wsize)
 
 
 # ---------------------------------------------------------------- sharing policies
 
-@_jit
-def _isolate(route, elem, var, cnst, work):
+@_inline
+def _isolate(elem, var, cnst, work):
     """The isolated policy: every re-solved flow gets its route's bottleneck as if alone."""
     ptr, res, weight, bound = elem.ptr, elem.cnst, elem.weight, cnst.bound
+    modified, route, rate = work.modified, var.route, var.rate
     for i in range(work.counts[N_MODIFIED]):
-        f = work.modified[i]
-        r = route[f]
+        s = modified[i]
+        r = route[s]
         best = np.inf
         for j in range(ptr[r], ptr[r + 1]):
             best = min(best, bound[res[j]] / weight[j])
-        var.rate[f] = best
+        rate[s] = best
 
 
-@_jit
-def _resolve(now, route, elem, var, cnst, mem, work):
+@_inline
+def _resolve(now, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
-    rate, share, bott, in_set, seen = var.rate, var.share, var.bott, var.in_set, var.seen
-    width, nxt, var_of_slot = mem.width, mem.next, mem.var_of_slot
-    c, modified, dirty = work.counts, work.modified, work.dirty
+    route, rate, share, bott, in_set, seen = var.route, var.rate, var.share, var.bott, var.in_set, var.seen
+    remaining, t_upd = var.remaining, var.t_upd
+    shift, nxt = mem.shift, mem.next
+    c, modified, dirty, fres_mark, top, top_round = (work.counts, work.modified, work.dirty, work.fres_mark,
+                                                     work.top, work.top_round)
+    first = c[ROUND] + 1  # the first check round of this re-solve
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
-        _fill(route, elem, var, cnst, work)
+        _fill(elem, var, cnst, work)
         before = c[N_MODIFIED]
         # a re-solved flow must get the highest level on its bottleneck; neighbours above it there join
         for i in range(before):
@@ -525,30 +523,44 @@ def _resolve(now, route, elem, var, cnst, mem, work):
                 continue
             m = head[k]
             while m >= 0:
-                h = var_of_slot[m // width]
+                h = m >> shift
                 if not in_set[h] and rate[h] / share[h] > rate[f] / share[f] * (1.0 + RATE_RTOL):
-                    _add_modified(h, now, var, modified, c)
+                    _add_modified(h, now, in_set, remaining, rate, t_upd, modified, c)
                 m = nxt[m]
         # a neighbour left as it was must still have a bottleneck where rates or flows changed
         c[ROUND] += 1  # a new round: check each neighbour once
         for t in range(c[N_DIRTY]):
             m = head[dirty[t]]
             while m >= 0:
-                g = var_of_slot[m // width]
+                g = m >> shift
                 if in_set[g] or seen[g] == c[ROUND]:
                     m = nxt[m]
                     continue
+                passed = seen[g] >= first  # it had a bottleneck last round
                 seen[g] = c[ROUND]
-                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, width, nxt,
-                                       var_of_slot, work.top, work.top_round, c[ROUND]):
-                    _add_modified(g, now, var, modified, c)
+                if passed and not _crosses_filled(route[g], ptr, res, fres_mark, c[FILL]):
+                    m = nxt[m]  # and nothing it depends on changed since
+                    continue
+                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt,
+                                       top, top_round, c[ROUND]):
+                    _add_modified(g, now, in_set, remaining, rate, t_upd, modified, c)
                 m = nxt[m]
         if c[N_MODIFIED] == before:
             return
 
 
 @_jit
-def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt, var_of_slot, top, top_round, rnd):
+def _crosses_filled(r, ptr, res, fres_mark, fill):
+    """Whether route ``r`` crosses a resource of filling call ``fill``: the only place where usage and rates
+    change between two check rounds of a re-solve."""
+    for j in range(ptr[r], ptr[r + 1]):
+        if fres_mark[res[j]] == fill:
+            return True
+    return False
+
+
+@_jit
+def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round, rnd):
     """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
 
     No rate changes during a check round, so a resource's highest level is found once per round.
@@ -563,7 +575,7 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt,
             best = 0.0
             m = head[k]
             while m >= 0:
-                h = var_of_slot[m // width]
+                h = m >> shift
                 best = max(best, rate[h] / share[h])
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
@@ -572,8 +584,8 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, width, nxt,
     return False
 
 
-@_jit
-def _fill(route, elem, var, cnst, work):
+@_inline
+def _fill(elem, var, cnst, work):
     """Progressive filling of the modified flows over what the other flows leave free.
 
     Each round finds the smallest fair level ``left / sumw`` over the
@@ -584,36 +596,41 @@ def _fill(route, elem, var, cnst, work):
     crossed as touched, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
-    rate, share, bott = var.rate, var.share, var.bott
+    route, rate, share, bott = var.route, var.rate, var.share, var.bott
     c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
+    fres, fres_mark, unfrozen, frozen = work.fres, work.fres_mark, work.unfrozen, work.frozen
     n = c[N_MODIFIED]
-    for i in range(n):
-        r = route[modified[i]]
-        for j in range(ptr[r], ptr[r + 1]):
-            _touch(res[j], touched_mark, touched, c)
-    for t in range(c[N_TOUCHED]):
-        k = touched[t]
-        left[k] = bound[k] - usage[k]
-        sumw[k] = 0.0
-        nflows[k] = 0
+    c[FILL] += 1
+    n_fres = 0  # the resources the modified flows cross, each once
     for i in range(n):
         f = modified[i]
+        unfrozen[i] = f
         r = route[f]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
+            if fres_mark[k] != c[FILL]:
+                fres_mark[k] = c[FILL]
+                fres[n_fres] = k
+                n_fres += 1
+                _touch(k, touched_mark, touched, c)
+                left[k] = bound[k] - usage[k]
+                sumw[k] = 0.0
+                nflows[k] = 0
             left[k] += weight[j] * rate[f]
             sumw[k] += weight[j] * share[f]
             nflows[k] += 1
-    unfrozen = modified[:n].copy()
-    frozen = np.empty(n, IDX)
     n_unfrozen = n
     while n_unfrozen > 0:
         level = np.inf
-        for t in range(c[N_TOUCHED]):
-            k = touched[t]
+        keep = 0
+        for t in range(n_fres):  # resources left with no unfrozen flow drop out of the list
+            k = fres[t]
             if nflows[k] > 0:
+                fres[keep] = k
+                keep += 1
                 level = min(level, max(left[k], 0.0) / sumw[k])
+        n_fres = keep
         limit = level * (1.0 + RATE_RTOL)
         keep = 0
         n_frozen = 0
@@ -689,19 +706,19 @@ class Network:
         self.check = bool(check)
         self.timeline = bool(timeline)
         self.feed = None      # appends more ops when the window runs low; False when none are left
-        self.low = 0          # advance stops when fewer ops than this are in the window and not ready
+        self.low = 0          # advance stops when fewer ops than this follow the highest op made ready
         self.started = False
         empty = np.empty(0)
-        self.dag = Dag(0, *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.float64, np.bool_, IDX, IDX, IDX,
-                                                      np.int64, IDX, IDX)), empty, empty, empty, np.empty(0, IDX),
-                       np.empty(0, np.int64), np.empty(0, IDX), np.empty(0, IDX), np.zeros(9, np.int64), np.zeros(1))
+        self.dag = Dag(0, np.empty(0, np.int64), *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.float64, np.bool_,
+                                                                           IDX, IDX, IDX, np.int64, IDX, IDX)),
+                       empty, empty, empty, np.empty(0, IDX), np.zeros(7, np.int64), np.zeros(1))
         self.dag.counts[LATE] = -1
         self.dag.counts[TOP_READY] = -1
-        self.var = self.waiting = self.finishing = self.mem = self.elem = self.cnst = None
+        self.waiting = _new_heap(0)  # window entries waiting out their latency, by start time
+        self.var = self.mem = self.finishing = self.elem = self.cnst = None  # flows by slot, members, by finish
         self.work = _new_work(0, 0)
         self.set_routes(rptr, rres, rw, rlat, capacity, alt_ptr, alt_idx)
-        self._grow_flows(1024)
-        self._grow(1024)
+        self._grow(1024 if op_bytes is None else max(min(np.size(op_bytes), 1024), 1))
         self.next_time = np.inf
         if op_bytes is not None:
             self.append(0, route, op_bytes, dep_ptr, dep_idx, share)
@@ -719,7 +736,7 @@ class Network:
                              np.asarray(rlat, np.float64), alt_ptr, alt_idx)
         capacity = np.asarray(capacity, np.float64)
         nres, old = capacity.size, 0 if self.cnst is None else self.cnst.bound.size
-        if nres != old or self.cnst is None:
+        if self.cnst is None or nres != old:
             fresh = Constraints(capacity, np.zeros(nres), np.full(nres, -1, IDX), np.zeros(nres, IDX))
             if old:
                 for new, cur in zip(fresh[1:], self.cnst[1:]):
@@ -727,19 +744,20 @@ class Network:
             self.cnst = fresh
             work = _new_work(self.work.modified.size, nres)
             work.counts[:] = self.work.counts
-            work.modified[:] = self.work.modified
-            for name in ("touched", "touched_mark", "dirty", "dirty_mark", "top_round"):
+            for name in ("modified", "unfrozen", "frozen"):
+                getattr(work, name)[:] = getattr(self.work, name)
+            for name in ("touched", "touched_mark", "dirty", "dirty_mark", "fres", "fres_mark", "top_round"):
                 getattr(work, name)[:old] = getattr(self.work, name)
             self.work = work
-        if self.mem is not None and self._width() > self.mem.width:
-            self._grow(self.mem.var_of_slot.size)
+        if self.mem is not None and self._bits() > self.mem.shift:
+            self._grow(self.var.op.size)
 
-    def _width(self):
-        return max(int(np.diff(self.elem.ptr).max(initial=1)), 1)
+    def _bits(self):
+        return max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
 
     def append(self, first, route, op_bytes, dep_ptr, dep_idx, share=None):
         """Ops ``first..`` enter: route, bytes and sharing weight (default 1) of each, dependencies as a CSR of
-        op ids (any earlier op).
+        op ids (any earlier op, or one of this batch).
 
         Before the run starts, ops with no dependency are ready at time 0; after, an op whose dependencies
         have all ended came too late and :class:`Late` is raised (append ops ahead of the run: :attr:`feed`).
@@ -755,10 +773,6 @@ class Network:
         if dep_idx.size and (dep_idx.max() >= first + m or dep_idx.min() < 0):
             raise ValueError(f"a dependency of ops {first}..{first + m - 1} names no op entered so far")
         self._grow_window(first + m - c[LO], dep_idx.size)
-        if not self.started:
-            need = m - int(c[N_FREE])
-            if need > 0:
-                self._grow_flows(self.var.rate.size + need)
         if self.timeline and self.dag.end_at.size < first + m:
             size = max(first + m, 2 * self.dag.end_at.size)
             times = []
@@ -770,27 +784,34 @@ class Network:
             taken[:self.dag.taken.size] = self.dag.taken
             self.dag = self.dag._replace(ready_at=times[0], start_at=times[1], end_at=times[2], taken=taken)
         _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), share, dep_ptr, dep_idx,
-                self.elem.latency, self.var, self.waiting, self.started)
+                self.elem.latency, self.waiting, self.started)
         if c[LATE] >= 0:
             raise Late(int(c[LATE]))
         if not self.started and self.waiting.size[0]:
             self.next_time = self.waiting.keys[0]
 
     def _grow_window(self, span, edges):
-        """Room for ``span`` ops in the window and ``edges`` more dependency edges."""
+        """Room for ``span`` ops in the window (and the waiting heap) and ``edges`` more dependency edges."""
         dag, c = self.dag, self.dag.counts
         size = dag.ndeps.size
         if span > size:
             new = 1 << max(int(span - 1).bit_length(), 10, (2 * size - 1).bit_length())
             ops = np.arange(c[LO], c[HI], dtype=np.int64)
+            at, was = ops & (new - 1), ops & dag.mask
             moved = {}
-            for name, fill in (("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("share", 1.0), ("done", True),
-                               ("dn_head", -1),
-                               ("dn_tail", -1), ("dn_count", 0)):
+            for name, fill in (("op_of", -1), ("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("share", 1.0),
+                               ("done", True), ("dn_head", -1), ("dn_tail", -1), ("dn_count", 0)):
                 old = getattr(dag, name)
                 arr = np.full(new, fill, old.dtype)
-                arr[ops & (new - 1)] = old[ops & dag.mask]
+                arr[at] = old[was]
                 moved[name] = arr
+            heap = _new_heap(new)  # entries waiting move with their ops
+            n = int(self.waiting.size[0])
+            heap.keys[:n] = self.waiting.keys[:n]
+            heap.ops[:n] = dag.op_of[self.waiting.ops[:n]] & (new - 1)
+            heap.pos[at] = self.waiting.pos[was]
+            heap.size[0] = n
+            self.waiting = heap
             dag = dag._replace(mask=new - 1, **moved)
         if edges > c[N_EDGE_FREE]:
             old = dag.edge_op.size
@@ -809,15 +830,14 @@ class Network:
     ready_at = property(lambda self: self.dag.ready_at[:self.num_ops])
     start_at = property(lambda self: self.dag.start_at[:self.num_ops])
     end_at = property(lambda self: self.dag.end_at[:self.num_ops])
+    route = property(lambda self: self.dag.taken[:self.num_ops],
+                     doc="Each op's route as run: the candidate it took, if it had any (with the timeline).")
     time = property(lambda self: float(self.dag.last_end[0]), doc="The last end time so far.")
     num_ops = property(lambda self: int(self.dag.counts[HI]), doc="Ops appended so far.")
     num_ready = property(lambda self: int(self.dag.counts[N_READY]), doc="Ops that became ready so far.")
-    top_ready = property(lambda self: int(self.dag.counts[TOP_READY]), doc="The highest op made ready so far.")
     num_ended = property(lambda self: int(self.dag.counts[N_ENDED]), doc="Ops that ended so far.")
+    top_ready = property(lambda self: int(self.dag.counts[TOP_READY]), doc="The highest op made ready so far.")
     window = property(lambda self: int(self.dag.ndeps.size), doc="Ops the window has room for.")
-
-    route = property(lambda self: self.dag.taken[:self.num_ops],
-                     doc="Each op's route as run: the candidate it took, if it had any (with the timeline).")
 
     def held(self):
         """Bytes of the arrays this network holds (its window, flows, members, routes and resources)."""
@@ -826,59 +846,44 @@ class Network:
 
     @property
     def rate(self):
-        """Rate of every op (0 unless moving bytes); a copy, see :meth:`solve`."""
+        """Each op's rate (0 when not moving)."""
         return self.solve()
 
     def _grow(self, slots):
-        """Room for ``slots`` flows active at once (members are per slot, ``width`` per flow: the longest route)."""
-        w = self._width()
-        old = 0 if self.mem is None else self.mem.var_of_slot.size
-        nxt, prev, var_of_slot = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
-        free = np.empty(slots, IDX)
+        """Room for ``slots`` flows active at once: their variables, members, finish heap and work lists
+        (and members as wide as the longest route, which may have grown)."""
+        bits = self._bits()
+        w = 1 << bits
+        old = 0 if self.var is None else self.var.op.size
+        fresh = Variables(np.full(slots, -1, IDX), np.empty(slots, IDX), np.empty(slots), np.empty(slots),
+                          np.empty(slots), np.empty(slots), np.empty(slots, IDX), np.zeros(slots, np.bool_),
+                          np.zeros(slots, np.int64))
+        heap = _new_heap(slots)
+        nxt, prev, free = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
+        modified, unfrozen, frozen = np.empty(slots, IDX), np.empty(slots, IDX), np.empty(slots, IDX)
         n_free = 0
         if old:
-            ow = self.mem.width
-            if w == ow:
+            for a, b in zip(fresh, self.var):
+                a[:old] = b
+            for a, b in zip(heap, self.finishing):
+                a[:b.size] = b
+            ob = self.mem.shift
+            if ob == bits:
                 nxt[:old * w], prev[:old * w] = self.mem.next, self.mem.prev
-            else:  # longer routes arrived: member s*ow+j moves to s*w+j (lists keep their order)
+            else:  # longer routes arrived: member (s << ob) + j moves to (s << bits) + j, lists keep their order
                 def moved(m):
-                    return np.where(m >= 0, m // ow * w + m % ow, m).astype(IDX)
-                at = moved(np.arange(old * ow))
+                    return np.where(m >= 0, ((m >> ob) << bits) + (m & ((1 << ob) - 1)), m).astype(IDX)
+                at = moved(np.arange(old << ob))
                 nxt[at], prev[at] = moved(self.mem.next), moved(self.mem.prev)
                 self.cnst.head[:] = moved(self.cnst.head)
-            var_of_slot[:old] = self.mem.var_of_slot
             n_free = self.mem.n_free[0]
             free[:n_free] = self.mem.free[:n_free]
+            modified[:old] = self.work.modified
         new = np.arange(slots - 1, old - 1, -1)
         free[n_free:n_free + new.size] = new
-        self.mem = Members(w, nxt, prev, var_of_slot, free, np.array([n_free + new.size], np.int64))
-
-    def _grow_flows(self, size):
-        """Room for ``size`` flows (ops ready, waiting out their latency or moving bytes) at once."""
-        old = 0 if self.var is None else self.var.rate.size
-        fresh = Variables(np.zeros(size), np.zeros(size), np.zeros(size), np.ones(size), np.full(size, -1, IDX),
-                          np.zeros(size, np.bool_), np.zeros(size, np.int64), np.full(size, -1, IDX))
-        heaps = [_new_heap(size) for _ in range(2)]
-        dag = self.dag
-        flow_op, flow_route, free = np.full(size, -1, np.int64), np.zeros(size, IDX), np.empty(size, IDX)
-        n_free = 0
-        if old:
-            for new, cur in zip(fresh, self.var):
-                new[:old] = cur
-            for new, cur in zip(heaps, (self.waiting, self.finishing)):
-                new.keys[:old], new.ops[:old], new.pos[:old], new.size[:] = cur.keys, cur.ops, cur.pos, cur.size
-            flow_op[:old], flow_route[:old] = dag.flow_op, dag.flow_route
-            n_free = dag.counts[N_FREE]
-            free[:n_free] = dag.free[:n_free]
-        added = np.arange(size - 1, old - 1, -1, dtype=IDX)
-        free[n_free:n_free + added.size] = added
-        dag.counts[N_FREE] = n_free + added.size
-        self.dag = dag._replace(flow_op=flow_op, flow_route=flow_route, free=free)
-        self.var = fresh
-        self.waiting, self.finishing = heaps  # flows waiting out their latency by start time; moving, by finish
-        modified = np.empty(size, IDX)
-        modified[:old] = self.work.modified[:old]
-        self.work = self.work._replace(modified=modified)
+        self.var, self.finishing = fresh, heap
+        self.mem = Members(bits, nxt, prev, free, np.array([n_free + new.size], np.int64))
+        self.work = self.work._replace(modified=modified, unfrozen=unfrozen, frozen=frozen)
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
@@ -892,8 +897,7 @@ class Network:
                 if now == np.inf:
                     break
             return now
-        if not self.started:
-            self.started = True
+        self.started = True
         while True:
             last, nxt = _advance(now, max_events, self.low, self.policy, self.dag, self.elem, self.var, self.cnst,
                                  self.mem, self.waiting, self.finishing, self.work)
@@ -906,12 +910,7 @@ class Network:
                 continue
             if nxt != NEED_SLOTS:
                 break
-            counts, size = self.dag.counts, self.var.rate.size
-            if counts[N_NEED] > counts[N_FREE]:
-                self._grow_flows(max(2 * size, size + int(counts[N_NEED])))
-                counts[N_NEED] = 0
-            if self.mem.n_free[0] == 0:
-                self._grow(2 * self.mem.var_of_slot.size)
+            self._grow(2 * self.var.op.size)
             now = last
         self.next_time = nxt
         if self.check:
@@ -925,23 +924,20 @@ class Network:
         (SimGrid's ``lmm::System::solve`` with every variable modified); it
         changes no state.
         """
-        flows = self._moving()
-        ops = self.dag.flow_op[flows]
         out = np.zeros(self.num_ops)
+        slots = self._active_slots()
         if not full:
-            out[ops] = self.var.rate[flows]
+            out[self.var.op[slots]] = self.var.rate[slots]
             return out
-        size, nres = self.var.rate.size, self.cnst.bound.size
-        rate = np.zeros(size)
-        work = _new_work(size, nres)
-        work.modified[:flows.size] = flows
-        work.counts[N_MODIFIED] = flows.size
+        work = _new_work(self.var.op.size, self.cnst.bound.size)
+        work.modified[:slots.size] = slots
+        work.counts[N_MODIFIED] = slots.size
+        var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
         if self.policy == ISOLATED:
-            _isolate(self.dag.flow_route, self.elem, self.var._replace(rate=rate), self.cnst, work)
+            _isolate(self.elem, var, self.cnst, work)
         else:
-            var = self.var._replace(rate=rate, bott=np.full(size, -1, IDX))
-            _fill(self.dag.flow_route, self.elem, var, self.cnst._replace(usage=np.zeros(nres)), work)
-        out[ops] = rate[flows]
+            _fill(self.elem, var, self.cnst._replace(usage=np.zeros(self.cnst.bound.size)), work)
+        out[self.var.op[slots]] = var.rate[slots]
         return out
 
     def _check(self):
@@ -951,18 +947,14 @@ class Network:
             f = bad[0]
             raise AssertionError(f"incremental rate of op {f} is {inc[f]!r}, a full solve gives {full[f]!r}")
 
-    def _moving(self):
-        """Flow ids moving bytes right now."""
-        return np.flatnonzero(self.finishing.pos >= 0)
-
-    def flow_of(self, op):
-        """The flow id of ``op`` while it is ready or moving (-1 otherwise): the index of its solver state."""
-        hit = np.flatnonzero(self.dag.flow_op == op)
-        return int(hit[0]) if hit.size else -1
+    def _active_slots(self):
+        """Slots of the flows moving bytes, in the order of their ops."""
+        slots = self.finishing.ops[:self.finishing.size[0]]
+        return slots[np.argsort(self.var.op[slots], kind="stable")]
 
     def active(self):
         """Ops moving bytes right now."""
-        return np.sort(self.dag.flow_op[self._moving()])
+        return self.var.op[self._active_slots()].astype(np.int64)
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
@@ -979,12 +971,13 @@ class Late(Exception):
 
 
 def _new_heap(n):
-    """An empty indexed heap for ``n`` flows."""
+    """An empty indexed heap for ``n`` ops or slots."""
     return Heap(np.empty(n), np.empty(n, IDX), np.full(n, -1, IDX), np.zeros(1, np.int64))
 
 
 def _new_work(n, nres):
-    """Empty work lists for ``n`` flows and ``nres`` resources."""
-    return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
+    """Empty work lists for ``n`` slots and ``nres`` resources."""
+    return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
                 np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
+                np.empty(nres, IDX), np.zeros(nres, np.int64), np.empty(n, IDX), np.empty(n, IDX),
                 np.empty(nres), np.zeros(nres, np.int64))

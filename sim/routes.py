@@ -7,9 +7,10 @@ direction) and the shared pools of its nodes:
 direction's (each direction is its own resource); a node's ``bandwidth`` pool
 counts everything crossing the node, both directions together. So a NIC of
 200 Gb/s per direction, full duplex, is ``nic_bandwidth = "50GB/s"`` (the
-presets) and its wire to the switch ``link_bandwidth = "200Gb/s"``; a NIC that
-``flyersim calibrate`` measured at r per direction is written as pool 2r and
-links r. ``--explain`` reports each pool's utilisation against that
+presets) and its wire to the switch ``link_bandwidth = "200Gb/s"``;
+``flyersim calibrate`` writes links at the one-way rate r it measured and the
+NIC's pool at what both directions carried together (2r when full duplex).
+``--explain`` reports each pool's utilisation against that
 both-directions capacity.
 
 - ``bandwidth`` of a node: taken with weight 1 by every transfer that crosses

@@ -22,10 +22,15 @@ examples in ``experiments/scenarios/``):
   ``"all-to-all"`` (each chosen server sends ``rate`` spread evenly over the
   others); the servers are ``servers = [...]``, ``leaves = ["z0/leaf0"]``
   or ``jobs = ["name"]``; ``start``, ``duration`` and ``class``.
-- ``[routing]``, ``[[faults]]``, ``[[stragglers]]``: routing policy, failed
-  parts and slow parts, kept as given for :func:`apply_faults`, the one seam
-  where the routing/faults module wires them in (``routing.policy`` is
-  ``"ecmp"``, today's static routing by a stable hash, until then).
+- ``[routing]``, ``[[faults]]``, ``[[stragglers]]``: ``policy = "ecmp"``
+  (static routing by a stable hash, the default) or ``"adaptive"`` (every
+  flow, background ones too, takes the least loaded of its equal-cost paths
+  when it starts); failed switches and cables
+  (``fail = "z0/spine3"``, as ``--fail``); slow parts (``slow = TARGET`` with
+  ``factor`` or ``bandwidth``, as ``--slow``) and OS noise (``noise = MEAN``,
+  ``seed``, as ``--noise``), read by :func:`sim.stragglers.read_tables` and
+  applied by :func:`apply_faults`. (A rank that starts late is
+  ``flyersim run --late``; a whole job that starts late is its ``start``.)
 
 Every key is checked: an unknown key, a bad number or a name used twice is
 one ``ValueError`` naming the file and the key. Placement and the sizes
@@ -56,11 +61,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flyersim.collectives.schedule import COLLECTIVES
+from flyersim.sim.routes import ROUTING
+from flyersim.sim.stragglers import read_tables
+from flyersim.topologies.faults import check_reachable, fail
 from flyersim.topologies.units import parse_bandwidth, parse_size, parse_time
 
 PLACEMENTS = ("packed", "spread", "random")
 BACKGROUND_KINDS = ("storage-read", "all-to-all")
-ROUTING_POLICIES = ("ecmp",)  # the routing/faults module adds "adaptive"
+ROUTING_POLICIES = ROUTING
 DTYPES = ("float32", "float64", "float16", "int32")
 DEFAULT_CLASS = "default"
 MAX_SERVICE_LEVEL = 15  # InfiniBand has 16 service levels, SL0-SL15 (IBTA spec, vol. 1, 7.6.5)
@@ -203,28 +211,28 @@ def _parse(raw, where, base):
             if name not in {j.name for j in jobs}:
                 raise _KeyError(f"background.{bg.name}.jobs: no job named {name!r}")
     routing = _table(raw.get("routing", {}), "routing")
-    _keys(routing, {"policy"}, "routing.", "routing")
-    policy = routing.get("policy", "ecmp")
-    if policy not in ROUTING_POLICIES:
-        raise _KeyError(f"routing.policy: unknown policy {policy!r} (choose from {', '.join(ROUTING_POLICIES)})")
     faults = _list(raw.get("faults", []), "faults", "[[faults]]")
     stragglers = _list(raw.get("stragglers", []), "stragglers", "[[stragglers]]")
-    for key, items in (("faults", faults), ("stragglers", stragglers)):
-        if items:
-            raise _KeyError(f"{key}: not available yet (the routing/faults module will read [[{key}]])")
+    try:
+        read_tables(routing, faults, stragglers)
+    except ValueError as err:
+        raise _KeyError(str(err)) from None
     return Scenario(where, str(raw.get("name", Path(where).stem)), topology, jobs, background, classes,
                     dict(routing), tuple(faults), tuple(stragglers))
 
 
-def apply_faults(graph, scenario, router_class):
-    """The router of ``graph`` under the scenario's ``[routing]``, ``[[faults]]`` and ``[[stragglers]]``.
-
-    The one seam for routing policies, failed parts and slow parts: today the
-    policy is ``ecmp`` (``router_class(graph)``, static routing by a stable
-    hash) and the fault tables are refused while they are parsed; the
-    routing/faults module replaces this body with calls into its own.
+def apply_faults(graph, scenario, router_class, servers=None):
+    """``(graph, router, routing policy, stragglers)`` under the scenario's ``[routing]``, ``[[faults]]`` and
+    ``[[stragglers]]``: the graph without its failed parts (an error names the ranks of ``servers``, default
+    all, they cut off), its
+    router, the policy for :func:`sim.routes.build_routes` and the :class:`sim.stragglers.Stragglers` whose
+    ``routes`` every part's routes go through. No tables: ``graph`` itself, ``ecmp`` and no stragglers.
     """
-    return router_class(graph)
+    policy, failed, stragglers = read_tables(scenario.routing, scenario.faults, scenario.stragglers)
+    if failed:
+        graph = check_reachable(fail(graph, failed), servers)
+    stragglers.check(graph)
+    return graph, router_class(graph), policy, stragglers
 
 
 # ---------------------------------------------------------------- tables

@@ -13,10 +13,11 @@ simulator already takes, so the simulator special-cases none of it:
 - ``noise``: OS noise. Each server's CPU-driven engines (CPU reduce, reduce
   threads, GDRCopy store threads; classes in ``NOISY_CLASSES``) run at
   ``1 / (1 + X)`` of their rate, X drawn once per server and run from an
-  exponential distribution of mean ``noise`` with seed ``seed`` (an
-  exponential tail: most servers lose little, a few lose much, as OS noise
-  measurements show: Petrini et al., "The Case of the Missing Supercomputer
-  Performance", SC03). ``noise=0`` draws nothing.
+  exponential distribution of mean ``noise`` with seed ``seed``. The
+  exponential is a modelling choice, not a fit: most servers lose little, a
+  few lose much, the shape OS-noise studies report (Petrini et al., "The Case
+  of the Missing Supercomputer Performance", SC03: rare long interruptions
+  on a few nodes dominate). ``noise=0`` draws nothing.
 
 >>> from flyersim import topologies
 >>> g = topologies.load("fireflyer2", gpus=16)
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flyersim.collectives.transforms import late_start
+from flyersim.sim.routes import ROUTING
 from flyersim.topologies.errors import TopologyError
 from flyersim.topologies.faults import target
 from flyersim.topologies.units import parse_bandwidth
@@ -124,3 +126,58 @@ def _capacity(graph, text, value):
         raise ValueError(f"--slow {text}={value!r}: expected a factor > 0 (0.5: half rate) or a link bandwidth "
                          f"such as 100Gb/s")
     return {f"{u}->{v}" for u, v in t.links}, None if t.node is None else f"{t.node} ", lambda c: c * value
+
+
+def read_tables(routing, faults, stragglers):
+    """``(routing policy, failed parts, Stragglers)`` of a scenario's ``[routing]``, ``[[faults]]`` and
+    ``[[stragglers]]`` tables (parsed TOML); a mistake is one ``ValueError`` naming the key.
+
+    ``[routing] policy = "ecmp" | "adaptive"``; each ``[[faults]]`` entry is ``fail = "z0/spine3"`` (a switch
+    or cable, as ``--fail``); each ``[[stragglers]]`` entry is ``slow = TARGET`` with ``factor = 0.5`` or
+    ``bandwidth = "100Gb/s"`` (as ``--slow``), or ``noise = MEAN`` with an optional ``seed`` (as ``--noise``).
+
+    >>> read_tables({"policy": "adaptive"}, [{"fail": "z0/spine3"}],
+    ...             [{"slow": "n0/gpu0", "factor": 0.5}, {"noise": 0.05, "seed": 2}])
+    ('adaptive', ('z0/spine3',), Stragglers(slow=(('n0/gpu0', 0.5),), late=(), noise=0.05, seed=2))
+    >>> read_tables({}, [], [{"slow": "n0/gpu0", "factor": 0.5, "bandwidth": "1GB/s"}])
+    Traceback (most recent call last):
+    ValueError: stragglers[0]: give factor or bandwidth, not both
+    """
+    def keys(table, allowed, at):
+        if not isinstance(table, dict):
+            raise ValueError(f"{at}: must be a table")
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise ValueError(f"unknown key '{at}.{unknown[0]}' ({at.split('[')[0]} keys: {', '.join(sorted(allowed))})")
+
+    keys(routing, {"policy"}, "routing")
+    policy = routing.get("policy", "ecmp")
+    if policy not in ROUTING:
+        raise ValueError(f"routing.policy: unknown policy {policy!r} (choose from {', '.join(ROUTING)})")
+    failed = []
+    for i, entry in enumerate(faults):
+        keys(entry, {"fail"}, f"faults[{i}]")
+        if not isinstance(entry.get("fail"), str):
+            raise ValueError(f'faults[{i}].fail: name a switch or cable, e.g. "z0/spine3"')
+        failed.append(entry["fail"])
+    slow, mean, seed = [], 0.0, 0
+    for i, entry in enumerate(stragglers):
+        at = f"stragglers[{i}]"
+        keys(entry, {"slow", "factor", "bandwidth", "noise", "seed"}, at)
+        if "slow" in entry:
+            if "factor" in entry and "bandwidth" in entry:
+                raise ValueError(f"{at}: give factor or bandwidth, not both")
+            if "factor" not in entry and "bandwidth" not in entry:
+                raise ValueError(f'{at}: give factor = 0.5 or bandwidth = "100Gb/s" with slow')
+            if not isinstance(entry["slow"], str):
+                raise ValueError(f'{at}.slow: name a component or link, e.g. "n3/gpu0<->n3/rp0"')
+            slow.append((entry["slow"], entry.get("factor", entry.get("bandwidth"))))
+        elif "noise" in entry:
+            mean, seed = entry["noise"], entry.get("seed", 0)
+            if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not (math.isfinite(mean) and mean >= 0):
+                raise ValueError(f"{at}.noise: a mean slowdown >= 0 such as 0.05, got {mean!r}")
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"{at}.seed: must be a whole number >= 0, got {seed!r}")
+        else:
+            raise ValueError(f"{at}: give slow = TARGET (with factor or bandwidth) or noise = MEAN")
+    return policy, tuple(failed), Stragglers(slow=tuple(slow), noise=float(mean), seed=seed)

@@ -43,7 +43,7 @@ def test_bad_size_is_one_line_from_rank_zero(tmp_path, capsys):
         cli.main(["calibrate", "--out", str(tmp_path / "x.toml"), "--size", "2B"])
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert stop.value.code == 2
-    assert errors == (["flyersim: error: --size must be at least 4 B (one float32), got '2B'"]
+    assert errors == (["flyersim: error: --size must be at least 4 B (one float32), got 2B"]
                       if COMM.rank == 0 else [])
 
 
@@ -52,16 +52,31 @@ def _figures(**values):
     return {k: (Figure(v, v, v), unit["bandwidth" in k], "test") for k, v in values.items()}
 
 
-def test_leaf_size_writes_leaves_under_as_many_spine_links_as_the_uplink_carries():
+def test_leaf_size_writes_leaves_under_one_spine_link_of_the_measured_uplink_rate():
     from flyersim.sim.app.calibrate import toml
 
     base = dict(p2p_bandwidth=1e9, pcie_bandwidth=1e9, host_bandwidth=2e9, reduce_bandwidth=1e9, nic_bandwidth=2e8,
                 link_bandwidth=1e8, gpu_latency=1e-6, pcie_latency=0.0, reduce_latency=1e-6, nic_latency=1e-6)
-    for uplink, spines in ((1.1e8, 1), (1.9e8, 2)):
+    for uplink in (0.6e8, 1.9e8):  # a spine slower than one node link, and one faster
         graph = topologies.loads(toml(_figures(**base, uplink_bandwidth=uplink), 4, 1, "cmd", leaf_size=2))
         leaf_up = [(u, v) for u, v in graph.edges if u == "z0/leaf0" and v.startswith("z0/spine")]
-        assert len(leaf_up) == spines
-        assert {graph.edges[e]["bandwidth"] for e in leaf_up} == {1e8}
+        assert len(leaf_up) == 1
+        assert graph.edges[leaf_up[0]]["bandwidth"] == pytest.approx(uplink, rel=1e-5)
+        assert graph.edges["n0/nic0", "z0/leaf0"]["bandwidth"] == pytest.approx(1e8, rel=1e-5)
         assert graph.has_edge("n1/nic0", "z0/leaf0") and graph.has_edge("n2/nic0", "z0/leaf1")
     single = topologies.loads(toml(_figures(**base), 4, 1, "cmd"))
-    assert single.graph["shape"] == "single-switch"
+    assert single.graph["shape"] == "single-switch" and "bandwidth" not in single.nodes["sw0"]
+
+
+def test_a_measured_switch_pool_is_shared_by_every_flow_through_the_switch():
+    """Four one-way flows on four nodes, each under its links' rate, together twice the switch's pool."""
+    from flyersim.sim.app.calibrate import toml
+    from flyersim.sim.app.runner import run_sizes
+
+    base = dict(p2p_bandwidth=1e10, pcie_bandwidth=1e10, host_bandwidth=2e10, reduce_bandwidth=1e10,
+                nic_bandwidth=2e8, link_bandwidth=1e8, gpu_latency=0.0, pcie_latency=0.0, reduce_latency=0.0,
+                nic_latency=0.0)
+    free, = run_sizes(topologies.loads(toml(_figures(**base), 4, 1, "cmd")), ["ring"], [64 << 20])
+    pooled, = run_sizes(topologies.loads(toml(_figures(**base, switch_bandwidth=2e8), 4, 1, "cmd")), ["ring"],
+                        [64 << 20])
+    assert pooled["time_s"] == pytest.approx(2 * free["time_s"], rel=0.01)  # the reduces do not double

@@ -232,16 +232,20 @@ def test_reduce_into_with_out_aliasing_a_later_input():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", ["sum", "max", "min"])
-@pytest.mark.parametrize("k", [2, 3, 8])
-def test_reduce_into_one_pass_equals_pairwise_passes_bit_for_bit(dtype, op, k):
-    # sizes around the fold's block: the last block is partial
-    from flyersim.collectives.kernels import BLOCK
+@pytest.mark.parametrize("k", [2, 3, 8, 9, 16])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_reduce_into_one_pass_equals_pairwise_passes_bit_for_bit(dtype, op, k, in_place):
+    # k > 8 takes more than one pass (kernels.GROUP inputs each); 1003 elements leave a partial vector
     rng = np.random.default_rng(k)
-    xs = random_inputs(rng, k, 2 * BLOCK + 7, dtype)
+    xs = random_inputs(rng, k, 1003, dtype)
+    if dtype != np.int32:
+        xs[1][::7] = np.nan  # propagates as numpy's does
     expected = xs[0].copy()
     for x in xs[1:]:
         combine(expected, expected, x, op)
-    out = np.empty_like(xs[0])
+    ufunc = {"sum": np.add, "max": np.maximum, "min": np.minimum}[op]
+    np.testing.assert_array_equal(expected, ufunc.reduce(np.stack(xs), axis=0, dtype=dtype))  # k-1 passes are numpy's fold
+    out = xs[0] if in_place else np.empty_like(xs[0])
     reduce_into(out, xs, op)
     assert out.tobytes() == expected.tobytes()
 

@@ -138,7 +138,7 @@ def test_full_solve_and_check_mode():
     bad = _network([10.0] * 4, [{0: 1.0, 1: 1.0}, {0: 1.0}, {1: 1.0}, {2: 1.0}], [10.0, 4.0, 1.0],
                    latency=[0, 0, 0, 0.5], check=True)
     bad.step(bad.next_time)
-    bad.var.rate[bad.flow_of(1)] = 3.0
+    bad.var.rate[bad.var.op == 1] = 3.0
     with pytest.raises(AssertionError, match="full solve"):
         bad.step(bad.next_time)
 
@@ -230,3 +230,17 @@ def test_bad_alternatives_are_an_error():
     with pytest.raises(ValueError, match="CSR of candidate routes"):
         Network(np.ones(1), np.zeros(1, int), [0, 1], [0], [1.0], [0.0], [1.0], [0, 0], [], alt_ptr=[0, 1],
                 alt_idx=[5])
+
+
+def test_slots_grow_while_flows_start():
+    # 3,000 equal flows start at once on one link (the solver starts with 1,024 slots and grows mid-event),
+    # plus one on a second link: all share fairly and end at 3,000 x 1 B / 3,000 B/s
+    n = 3000
+    net = Network(np.ones(n + 1), np.r_[np.zeros(n, int), 1], [0, 1, 2], [0, 1], [1.0, 1.0], [0.0, 0.0],
+                  [float(n), 1.0], np.zeros(n + 2, np.int64), np.empty(0, np.int64))
+    t = net.step(net.next_time)
+    assert net.var.op.size >= n + 1 and net.active().tolist() == list(range(n + 1))
+    assert np.all(net.rate == 1.0)
+    while t < np.inf:
+        t = net.step(t)
+    assert np.all(net.end_at == 1.0)

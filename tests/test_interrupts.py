@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +77,25 @@ def test_ctrl_c_stops_jobs_workers_at_once(tmp_path):
     assert not any(_alive(pid) for pid in workers)
     assert list(tmp_path.iterdir()) == []
     print(f"sweep ended {took:.2f} s after SIGINT")
+
+
+# Runs an experiment script as `python experiments/NAME.py` does, with Ctrl-C arriving while its
+# imports load (the moment is forced: importing the plots module raises KeyboardInterrupt).
+_DURING_IMPORTS = """
+import runpy, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "flyersim.experiments.plots":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "experiments").glob("*.py")
+                                          if p.name not in ("__init__.py", "plots.py", "sweep.py")))
+def test_ctrl_c_while_an_experiment_script_loads_is_one_line_and_exit_130(script):
+    done = subprocess.run([sys.executable, "-c", _DURING_IMPORTS, str(ROOT / "experiments" / script), "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert (done.returncode, done.stderr) == (130, f"{script}: interrupted\n")

@@ -154,3 +154,34 @@ def test_bench_error_is_one_line_from_rank_zero(capsys):
     errors = [line for line in err if "error" in line]
     assert errors == (["flyersim: error: unknown allreduce algorithm 'nope' (choose from "
                        f"{', '.join(collectives.names())})"] if RANK == 0 else [])
+
+
+@pytest.mark.parametrize("command", ["mpi", "validate"])
+def test_mpi_commands_take_both_spellings_of_algos_and_sizes(command):
+    for algo, size in (("--algo", "--size"), ("--algos", "--sizes")):
+        args = cli.parser().parse_args([command, algo, "ring, mpi", size, "4KiB,1MiB"])
+        assert (args.algos, args.sizes) == (["ring", "mpi"], [4096, 1 << 20])
+    calibrate = [cli.parser().parse_args(["calibrate", "--out", "x.toml", flag, "64KiB"]).size
+                 for flag in ("--size", "--sizes")]
+    assert calibrate == [65536, 65536]
+
+
+def test_a_bad_size_or_empty_algorithm_list_is_a_usage_error(capsys):
+    for argv in (["mpi", "--sizes", "1e400"], ["validate", "--algos", ","],
+                 ["calibrate", "--out", "x", "--size", "1,2"]):
+        with pytest.raises(SystemExit) as stop:
+            cli.parser().parse_args(argv)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.startswith(f"flyersim {argv[0]}: error: argument")
+
+
+def test_a_block_whose_median_moved_widens_the_spread_the_pooled_iqr_hides():
+    from types import SimpleNamespace
+
+    from flyersim.sim.app.mpibench import _record
+
+    times = np.array([1.0] * 10 + [1.3] * 3)  # blocks of 5, 5 and 3 rounds: the third block's buffers ran slower
+    row = _record(COMM, SimpleNamespace(gpus_per_node=1, host_memory=""), "ring", 4, np.dtype("float32"), times,
+                  [1.0, 1.0, 1.3])
+    assert row["iqr_pct"] == 0.0 and row["blocks"] == 3
+    assert row["blocks_pct"] == pytest.approx(30.0) and row["spread_pct"] == row["blocks_pct"]

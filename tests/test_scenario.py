@@ -5,6 +5,7 @@ The anchor: one job, no background, one class gives exactly what ``flyersim run`
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,11 +36,10 @@ def scenario(*tables, gpus=32):
 @pytest.mark.parametrize("algo", ["ring", "hfreduce", "nccl"])
 def test_one_job_alone_is_flyersim_run_bit_for_bit(algo):
     out = run_scenario(scenario(job("a", algo, "4MiB", gpus=32)))
-    _, runs = run_sizes(load("fireflyer2", gpus=32), [algo], [4 << 20], keep_runs=True)
+    (record,) = run_sizes(load("fireflyer2", gpus=32), [algo], [4 << 20])
     mine = out.jobs[0]
-    assert np.array_equal(mine.runs[0].end_at, runs[0].end_at)
-    assert np.array_equal(mine.alone.end_at, runs[0].end_at)
-    assert mine.runs[0].time == runs[0].time
+    assert mine.runs[0].time == mine.alone.time == record["time_s"]
+    assert np.array_equal(mine.runs[0].end_at, mine.alone.end_at)  # the composite vs sim.engine.simulate, op by op
 
 
 def test_one_job_scenario_prints_the_same_time_as_flyersim_run(tmp_path, capsys):
@@ -224,3 +224,44 @@ def test_classes_of_weight_one_change_nothing():
                                   job("b", gpus=16)))
     for p, n in zip(plain.jobs, named.jobs):
         assert np.array_equal(p.runs[0].end_at, n.runs[0].end_at)
+
+
+# ---------------------------------------------------------------- routing policies
+
+@pytest.mark.parametrize("algo", ["ring", "hfreduce"])
+def test_one_adaptive_job_is_flyersim_run_routing_adaptive_bit_for_bit(algo):
+    out = run_scenario(scenario(job("a", algo, "4MiB", gpus=168), '[routing]\npolicy = "adaptive"\n', gpus=168))
+    (record,) = run_sizes(load("fireflyer2", gpus=168), [algo], [4 << 20], routing="adaptive")
+    mine = out.jobs[0]
+    assert mine.runs[0].time == mine.alone.time == record["time_s"]
+    assert np.array_equal(mine.runs[0].end_at, mine.alone.end_at)
+    assert np.array_equal(mine.runs[0].op_route, mine.alone.op_route)  # the same candidates taken
+
+
+def test_adaptive_storage_reads_spread_over_the_spines_static_ones_collide():
+    def achieved(policy):
+        text = ('[[background]]\nname = "s"\nkind = "storage-read"\nleaves = ["z0/leaf0"]\nrate = "20GB/s"\n'
+                'duration = "1ms"\nstorage_leaves = ["z0/leaf1"]\nstorage_nodes = 20\n'
+                f'[routing]\npolicy = "{policy}"\n')
+        f = run_scenario(scenario(job("a", servers=[0]), text, gpus=160)).background[0]
+        return f.flows.nbytes / (f.end_at - f.start_at)
+
+    static, adaptive = achieved("ecmp"), achieved("adaptive")
+    assert static.min() < 0.75 * 20e9  # two or more reads hashed onto one 24.15 GB/s spine link
+    assert adaptive.min() == pytest.approx(20e9, rel=1e-6)  # 20 reads over 20 spines: each at its rate limit
+
+
+# ---------------------------------------------------------------- the documented examples
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "experiments" / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_scenario_runs(path, capsys):
+    assert main(["run", "--scenario", str(path), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["slowdown"] >= 1 - 1e-9 and r["busbw_GBps"] > 0 for r in rows)
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 2

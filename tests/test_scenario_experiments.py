@@ -34,7 +34,8 @@ def test_placement_packed_jobs_never_meet(tmp_path):
     rows = run(placement, tmp_path)
     packed = [r for r in rows if r["placement"] == "packed"]
     spread = [r for r in rows if r["placement"] == "spread"]
-    assert len(packed) == len(spread) == 2
+    assert len(packed) == len(spread) == 2 * 2  # two jobs, ecmp and adaptive
+    assert {r["routing"] for r in rows} == {"ecmp", "adaptive"}
     assert all(r["slowdown"] == 1.0 and r["leaves"] == 1 for r in packed)
     assert all(r["slowdown"] >= 1 - 1e-9 and r["leaves"] == 2 for r in spread)
 

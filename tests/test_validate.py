@@ -47,6 +47,8 @@ def test_rows_errors_and_geomean_follow_from_measured_and_predicted(capsys):
             <= r["measured_max_us"]
         assert r["measured_iqr_pct"] == pytest.approx(
             100 * (r["measured_p75_us"] - r["measured_p25_us"]) / r["measured_us"])
+        assert r["measured_spread_pct"] == max(r["measured_iqr_pct"], r["measured_blocks_pct"])
+        assert r["predicted_fast_us"] <= r["predicted_us"] * (1 + 1e-9) <= r["predicted_slow_us"] * (1 + 2e-9)
         x = math.log(r["predicted_us"] / r["measured_us"])
         assert r["log_error"] == pytest.approx(x)
         assert r["error_pct"] == pytest.approx(math.copysign(100 * (math.exp(abs(x)) - 1), x))
@@ -64,15 +66,15 @@ def test_rows_errors_and_geomean_follow_from_measured_and_predicted(capsys):
 def test_too_noisy_rows_replace_the_figure_by_the_reason():
     from flyersim.sim.app.validate import render, summarise
 
-    rows = [{"algo": "ring", "bytes": 1024, "measured_us": 10.0, "measured_iqr_pct": 4.0, "predicted_us": 9.0,
+    rows = [{"algo": "ring", "bytes": 1024, "measured_us": 10.0, "measured_spread_pct": 4.0, "predicted_us": 9.0,
              "log_error": math.log(0.9), "error_pct": -11.1, "noisy": False},
-            {"algo": "ring", "bytes": 4096, "measured_us": 30.0, "measured_iqr_pct": 25.0, "predicted_us": 30.0,
+            {"algo": "ring", "bytes": 4096, "measured_us": 30.0, "measured_spread_pct": 25.0, "predicted_us": 30.0,
              "log_error": 0.0, "error_pct": 0.0, "noisy": True}]
     report = summarise(rows, ("ring",), 0.10)
     assert report["geomean_error"] == {"ring": None}
     text = render(report, "table", "t")
     assert "geometric-mean error" not in text
-    assert "ring: too noisy to validate: spread (IQR/median) 25.0 % at 4096 B exceeds the 10 % asked for" in text
+    assert "ring: too noisy to validate: spread 25.0 % at 4096 B exceeds the 10 % asked for" in text
     assert summarise(rows, ("ring",), 0.30)["geomean_error"]["ring"] == pytest.approx(math.exp(-math.log(0.9) / 2) - 1)
 
 

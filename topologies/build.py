@@ -8,6 +8,17 @@ prefixed with ``n{i}/``.  Network builders attach the servers' NICs to switches
 >>> g = build(read("single-switch"), nodes=2)
 >>> g.graph["nodes"], g.nodes["n1/gpu0"]["server"], g.nodes["sw0"]["kind"]
 (2, 1, 'switch')
+
+Two optional ``[network]`` keys model a network slower than its node links:
+``switch_bandwidth``, every switch's forwarding capacity (a pool, all ports and
+directions together, class ``switch``), and, in a fat tree,
+``uplink_bandwidth``, the per-direction rate of every link above the leaves
+(default ``link_bandwidth``):
+
+>>> over = {"network.switch_bandwidth": "10GB/s", "network.uplink_bandwidth": "1GB/s"}
+>>> g = build(read("fat-tree", overrides=over), nodes=2)
+>>> g.nodes["z0/leaf0"]["bandwidth"], g.edges["z0/leaf0", "z0/spine0"]["bandwidth"] / 1e9
+(10000000000.0, 1.0)
 """
 
 import fnmatch
@@ -123,12 +134,15 @@ def _duplex(graph, a, b, attrs):
 
 
 def _switch(graph, name, net):
-    graph.add_node(name, kind="switch", server=None, latency=net["switch_latency"])
+    """A switch; with ``switch_bandwidth`` also a pool every byte it forwards takes (class ``switch``)."""
+    extra = {"bandwidth": net["switch_bandwidth"]} if "switch_bandwidth" in net else {}
+    graph.add_node(name, kind="switch", server=None, latency=net["switch_latency"], **extra)
 
 
-def _wire(graph, a, b, net):
-    _duplex(graph, a, b, {"bandwidth": net["link_bandwidth"], "latency": net["link_latency"],
-                          "kind": "ib"})
+def _wire(graph, a, b, net, uplink=False):
+    """A duplex network link; ``uplink``: above a fat tree's leaves, at ``uplink_bandwidth`` if given."""
+    rate = net.get("uplink_bandwidth", net["link_bandwidth"]) if uplink else net["link_bandwidth"]
+    _duplex(graph, a, b, {"bandwidth": rate, "latency": net["link_latency"], "kind": "ib"})
 
 
 def _fixed_zones(net, zones):
@@ -241,7 +255,7 @@ def fat_tree(graph, nodes, nics, net, zones):
             iz = f"iz/sw{leaf * net['interzone_switches'] // max_leaves}"
             if iz not in graph:
                 _switch(graph, iz, net)
-            _wire(graph, f"z{z}/leaf{leaf}", iz, net)
+            _wire(graph, f"z{z}/leaf{leaf}", iz, net, uplink=True)
     graph.graph["zones"] = zones
 
 
@@ -258,7 +272,7 @@ def _upper_levels(graph, zone, leaves, up, net):
         for s in range(up):
             _switch(graph, f"z{zone}/spine{s}", net)
             for leaf in range(leaves):
-                _wire(graph, f"z{zone}/leaf{leaf}", f"z{zone}/spine{s}", net)
+                _wire(graph, f"z{zone}/leaf{leaf}", f"z{zone}/spine{s}", net, uplink=True)
         return
     pod_size = radix // 2
     pods = math.ceil(leaves / pod_size)
@@ -267,12 +281,12 @@ def _upper_levels(graph, zone, leaves, up, net):
             spine = f"z{zone}/spine{p * up + s}"
             _switch(graph, spine, net)
             for leaf in range(p * pod_size, min(leaves, (p + 1) * pod_size)):
-                _wire(graph, f"z{zone}/leaf{leaf}", spine, net)
+                _wire(graph, f"z{zone}/leaf{leaf}", spine, net, uplink=True)
             for c in range(pod_size if pods > 1 else 0):
                 core = f"z{zone}/core{s * pod_size + c}"
                 if core not in graph:
                     _switch(graph, core, net)
-                _wire(graph, spine, core, net)
+                _wire(graph, spine, core, net, uplink=True)
 
 
 NETWORKS = {"single-switch": single_switch, "fat-tree": fat_tree, "ring": torus, "torus": torus}

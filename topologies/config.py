@@ -66,9 +66,9 @@ _DEVICE_KEYS = {"name", "kind", "engine", *POOLS, *CPU_KEYS}
 _LINK_KEYS = {"ends", "bandwidth", "latency", "kind"}
 _NET_COMMON = {"shape", "link_bandwidth", "link_latency"}
 NETWORK_KEYS = {  # shape -> allowed keys
-    "single-switch": _NET_COMMON | {"switch_latency", "radix"},
-    "fat-tree": _NET_COMMON | {"switch_latency", "radix", "levels", "oversubscription", "rails",
-                               "zones", "interzone_switches"},
+    "single-switch": _NET_COMMON | {"switch_latency", "switch_bandwidth", "radix"},
+    "fat-tree": _NET_COMMON | {"switch_latency", "switch_bandwidth", "uplink_bandwidth", "radix", "levels",
+                               "oversubscription", "rails", "zones", "interzone_switches"},
     "ring": _NET_COMMON,
     "torus": _NET_COMMON | {"dims"},
 }
@@ -421,6 +421,10 @@ def _network(table, values):
         "link_latency": values.get(table.get("link_latency", 0), parse_time, "network.link_latency"),
         "switch_latency": values.get(table.get("switch_latency", 0), parse_time, "network.switch_latency"),
     }
+    if "switch_bandwidth" in table:  # a switch's forwarding capacity, every port and direction together
+        out["switch_bandwidth"] = values.get(table["switch_bandwidth"], parse_bandwidth, "network.switch_bandwidth")
+    if "uplink_bandwidth" in table:  # a fat tree's links above the leaves, per direction
+        out["uplink_bandwidth"] = values.get(table["uplink_bandwidth"], parse_bandwidth, "network.uplink_bandwidth")
     if shape == "single-switch":
         out["radix"] = _integer(table.get("radix", 1 << 30), "network.radix", 1)
     elif shape == "fat-tree":

@@ -94,15 +94,17 @@ def fail(graph, texts):
     return out
 
 
-def check_reachable(graph):
+def check_reachable(graph, servers=None):
     """Raise a :class:`TopologyError` naming the ranks cut off when the servers no longer all reach each other.
 
-    The servers are grouped by the piece of the network their NICs still
-    reach; the piece with most ranks (the first server's on a tie) runs the
-    collective, and every other rank is cut off.
+    The servers (``servers``, default all) are grouped by the piece of the
+    network their NICs still reach; the piece with most of them (the first
+    server's on a tie) runs the collective, and every other rank is cut off.
+    Returns ``graph``.
     """
     nodes, per = graph.graph["nodes"], graph.graph["gpus_per_node"]
-    if nodes < 2:
+    used = sorted(set(range(nodes) if servers is None else servers))
+    if len(used) < 2:
         return graph
     network = [n for n, kind in graph.nodes(data="kind") if kind in NETWORK_KINDS]
     piece = {}
@@ -114,16 +116,17 @@ def check_reachable(graph):
         server = graph.nodes[n].get("server")
         if server is not None and any(_network(graph, m) for m in graph.successors(n)):
             reach.setdefault(server, set()).add(piece[n])
+    reach = {s: reach.get(s, set()) for s in used}
     sizes = {}
     for pieces in reach.values():
         for k in pieces:
             sizes[k] = sizes.get(k, 0) + 1
     main = max(sorted(sizes), key=lambda k: (sizes[k], -min(s for s, p in reach.items() if k in p)), default=None)
-    cut = [s for s in range(nodes) if main not in reach.get(s, ())]
+    cut = [s for s in used if main not in reach[s]]
     if cut:
         ranks = [s * per + j for s in cut for j in range(per)]
         why = ", ".join(graph.graph.get("failed", ())) or "the topology"
-        rest = f"the other {(nodes - len(cut)) * per} ranks" if len(cut) < nodes else "each other"
+        rest = f"the other {(len(used) - len(cut)) * per} ranks" if len(cut) < len(used) else "each other"
         raise TopologyError(f"the collective cannot complete: ranks {spans(ranks)} "
                             f"({'server' if len(cut) == 1 else 'servers'} {spans(cut, 'n')}) are cut off from "
                             f"{rest} by the failure of {why}")

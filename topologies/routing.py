@@ -44,6 +44,7 @@ class Router:
         self._local_paths = {}
         self._nic_hops = {}
         self._dist = {}
+        self._below = {}
 
     def path(self, src, dst):
         """Node names from ``src`` to ``dst`` inclusive."""
@@ -101,8 +102,7 @@ class Router:
     def _nics_of(self, node, key):
         """The nearest NICs of ``node``, the one :meth:`path` picks first."""
         first = self._nearest_nic(node, key)
-        prefix = node.split("/", 1)[0]
-        return [first] + [f"{prefix}/{n}" for n in self._nic_hops[_local_name(node)] if f"{prefix}/{n}" != first]
+        return [first] + [n for n in self._nic_choices(node) if n != first]
 
     def _in_server(self, src, local_dst):
         prefix, local_src = src.split("/", 1)
@@ -116,15 +116,23 @@ class Router:
         return [f"{prefix}/{n}" for n in self._local_paths[pair]]
 
     def _nearest_nic(self, node, key):
-        local = _local_name(node)
+        choices = self._nic_choices(node)
+        return choices[key % len(choices)]
+
+    def _nic_choices(self, node):
+        """The NICs of ``node``'s server nearest to it, among those still cabled to the network (a failed
+        cable leaves a NIC without network links: :func:`topologies.faults.fail`)."""
+        local, prefix = _local_name(node), node.split("/", 1)[0]
         if local not in self._nic_hops:
             hops = nx.single_source_shortest_path_length(self._local, local)
-            best = min((hops[n] for n in self._nics if n in hops), default=None)
-            if best is None:
+            if not any(n in hops for n in self._nics):
                 raise TopologyError(f"{node} reaches no NIC of its server")
-            self._nic_hops[local] = [n for n in self._nics if hops.get(n) == best]
-        choices = self._nic_hops[local]
-        return f"{node.split('/', 1)[0]}/{choices[key % len(choices)]}"
+            self._nic_hops[local] = hops
+        hops = self._nic_hops[local]
+        cabled = [n for n in self._nics if n in hops and self._net.get(f"{prefix}/{n}")]
+        near = cabled or [n for n in self._nics if n in hops]  # none cabled: the server is cut off (faults)
+        best = min(hops[n] for n in near)
+        return [f"{prefix}/{n}" for n in near if hops[n] == best]
 
     def _network(self, src, dst, key):
         """Shortest network path ``src`` .. ``dst`` with per-hop ECMP by ``key``."""
@@ -155,10 +163,12 @@ class Router:
             dist = self._dist[goal] = _bfs(self._net, goal)
         if src not in dist:
             raise TopologyError(f"no network path from {src} to {dst}")
-        below = {goal: 1}  # shortest paths from a node to goal, filled closest first
-        for node in sorted((n for n in dist if dist[n] <= dist[src]), key=dist.get):
-            if node != goal:
-                below[node] = sum(below.get(n, 0) for n in self._net[node] if dist.get(n) == dist[node] - 1)
+        below = self._below.get(goal)
+        if below is None:  # shortest paths from each node to goal, filled closest first
+            below = self._below[goal] = {goal: 1}
+            for node in sorted(dist, key=dist.get):
+                if node != goal:
+                    below[node] = sum(below.get(n, 0) for n in self._net[node] if dist.get(n) == dist[node] - 1)
         total = below[src]
         count = min(limit, total)
         picks = [i * total // count for i in range(count)]

@@ -11,6 +11,7 @@ argparse.ArgumentTypeError: expected a positive integer, got '0'
 """
 
 import argparse
+import math
 import tomllib
 
 from flyersim.sim.app.sizes import size_list
@@ -37,6 +38,34 @@ def positive_int(text):
 def int_list(text):
     """argparse type: comma-separated positive integers, e.g. ``16,32,64``."""
     return [positive_int(part) for part in text.split(",") if part.strip()] or positive_int("")
+
+
+def positive_number(text):
+    """argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def number_list(what, lo, hi):
+    """argparse type: comma-separated numbers from ``lo`` to ``hi`` (whole ones as int), e.g. ``0,50,100``.
+
+    >>> number_list("loads in %", 0, 1000)("0,12.5")
+    [0, 12.5]
+    """
+    def parse(text):
+        try:
+            values = [float(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            values = []
+        if not values or not all(lo <= v <= hi for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what} from {lo} to {hi}, got {text!r}")
+        return [int(v) if v == int(v) else v for v in values]
+    return parse
 
 
 def sizes(text):

@@ -25,24 +25,45 @@ host_bandwidth     pcie_bandwidth times the ranks of a node: host memory serves
 reduce_bandwidth   the executor's numba sum kernel, in place, ``size`` bytes of
                    output on every rank at once, beyond its one-element time
 reduce_latency     that kernel's time for one element
-link_bandwidth     per direction: an exchange of ``max(size, 4 MiB)`` between
-                   the leaders (first ranks) of nodes 0 and 1, the other ranks
-                   idle (the network has no cache regime; a short exchange
-                   measures a switch's or shaper's burst allowance instead of
-                   its sustained rate: with a 256 KiB tbf bucket, 128 KiB
+link_bandwidth     per direction: every rank of node 0 sending ``max(size, 4 MiB)``
+                   to its counterpart on node 1 at once, one way (the other
+                   ranks idle; the network has no cache regime, and a short
+                   transfer measures a shaper's burst allowance instead of its
+                   sustained rate: with a 256 KiB tbf bucket, 128 KiB
                    exchanges ran at twice the 1 Gbit/s line rate)
-nic_bandwidth      2 x link_bandwidth: a node's pool counts both directions of a
-                   full-duplex NIC (the convention of :mod:`flyersim.sim.routes`)
+nic_bandwidth      both directions together: every rank of nodes 0 and 1
+                   exchanging with its counterpart at once (at least
+                   link_bandwidth); a full-duplex NIC gives 2 x link_bandwidth
+                   (the convention of :mod:`flyersim.sim.routes`)
 nic_latency        half the 8 B one-way time between node leaders beyond the
                    one inside a node
+switch_bandwidth   with 3 nodes or more, one switch: everything the network
+                   carried at once when every rank of every node exchanged with
+                   its counterpart on a partner node (all pairs of a round at
+                   once, median of the rounds that pair every node with every
+                   other); the switch's pool, all directions together
+uplink_bandwidth   with ``--leaf-size K``: per direction, every rank of leaf 0's
+                   nodes sending to its counterpart on leaf 1's at once; written
+                   as one spine link of that rate per leaf (and no switch pool)
 =================  ==============================================================
 
+Every network figure moves all ranks of the nodes involved at once, as a
+collective does: on emulated nodes (``tests/cluster``) a single pair of ranks
+exchanging reached about half what a link carries one way (59 against 112 MB/s
+per direction on a 1 Gbit/s link, 8 ranks on 2 cores), and two pairs through
+one link 80, so a one-pair exchange as the link's capacity made every schedule
+that loads a node's link unevenly (trees: HFReduce, hier) too slow. All-pairs
+rounds carried 234-254 MB/s in all, the two cores' limit on the emulation's
+TCP traffic, which the switch pool holds; on a real non-blocking switch it is
+the sum of the links and never binds.
+
 With one physical node the network figures are the intra-node ones (the
-"nodes" share memory). Two more figures are measured and written as comments,
-not used by the model: LogGP's gap ``g`` per short message, and an all-pairs
-exchange (every pair of node leaders once, all pairs of a round at once,
-``len(nodes) - 1`` rounds) whose slowest round shows a shared uplink that a
-single switch does not model.
+"nodes" share memory). LogGP's gap ``g`` per short message is measured and
+written as a comment, not used: the model charges a per-message cost as a
+delay (``o`` at each end), and ``g`` (the least interval between two sends of
+one rank) only matters to trains of messages shorter than ``g`` x bandwidth
+(about 10 KiB on the emulated nodes: ``g`` up to 0.08 ms at 110 MB/s), while
+every schedule validated sends one message per step of at least S / ranks.
 
 Copies run at very different speeds when their buffers fit in cache and when
 they stream from DRAM, and a topology has one bandwidth per resource. So the
@@ -53,8 +74,9 @@ collectives whose per-step messages are about that size, and says so.
 
 import sys
 
+from flyersim.sim.app.args import size
 from flyersim.sim.outputs import atomic_path, check_writable
-from flyersim.topologies.units import format_size, parse_size
+from flyersim.topologies.units import format_size
 
 
 NETWORK_SIZE = 4 << 20  # at least this much per network exchange: a sustained rate, past any burst allowance
@@ -64,7 +86,8 @@ def add_parser(sub, positive_int):
     """Register ``flyersim calibrate``."""
     p = sub.add_parser("calibrate", help="measure MPI latency/bandwidth, memcpy and reduce speed; write a topology TOML")
     p.add_argument("--out", required=True, metavar="FILE.toml", help="where to write the topology")
-    p.add_argument("--size", default="8MiB", help="message and array size of the bandwidth benchmarks (default 8MiB)")
+    p.add_argument("--size", "--sizes", dest="size", type=size, default="8MiB",
+                   help="message and array size of the bandwidth benchmarks (default 8MiB)")
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per benchmark, median kept (default 15)")
     p.add_argument("--gpus-per-node", type=positive_int,
                    help="ranks per node of the written cluster (default: ranks per physical node)")
@@ -80,9 +103,8 @@ def command(args):
 
     comm = MPI.COMM_WORLD
     try:
-        size = parse_size(args.size)
-        if size < 4:
-            raise ValueError(f"--size must be at least 4 B (one float32), got {args.size!r}")
+        if args.size < 4:
+            raise ValueError(f"--size must be at least 4 B (one float32), got {format_size(args.size)}")
         g = gpus_per_node(comm, args.gpus_per_node)
         check_writable(args.out, "--out")
     except ValueError as err:
@@ -90,10 +112,10 @@ def command(args):
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
     try:
-        params, notes = measure(comm, size, args.repeats, args.leaf_size)
+        params, notes = measure(comm, args.size, args.repeats, args.leaf_size)
         leaf = "" if args.leaf_size is None else f" --leaf-size {args.leaf_size}"
         text = toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
-                    f"{format_size(size)} --repeats {args.repeats}{leaf}", notes, args.leaf_size)
+                    f"{format_size(args.size)} --repeats {args.repeats}{leaf}", notes, args.leaf_size)
     except ValueError as err:  # the same on every rank
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
@@ -126,13 +148,13 @@ def measure(comm, size, repeats, leaf_size=None):
     ``leaf_size``: nodes per leaf switch behind a shared uplink (nodes 0..K-1 on the first leaf, ...);
     then ``uplink_bandwidth`` is measured too and :func:`toml` writes a two-level fat tree.
 
-    Also ``notes``: figures measured but not in the model (the all-pairs rate, LogGP's ``g``), as text.
+    Also ``notes``: figures measured but not in the model (LogGP's ``g``), as text.
     """
     from flyersim.collectives.mpi_executor import physical_node_size
     from flyersim.sim.app import microbench as mb  # mpi4py and numba: only when measuring
 
     per_node = physical_node_size(comm)
-    _, leaders = mb.nodes(comm)
+    of, leaders = mb.nodes(comm)
     intra, _ = mb.peers(comm)
     pairs = per_node - per_node % 2  # ranks of a node that have an exchange partner
     zero = mb.Figure(0.0, 0.0, 0.0)
@@ -169,32 +191,42 @@ def measure(comm, size, repeats, leaf_size=None):
                              f"beyond the one-element time")
     p["reduce_latency"] = (one, "s", "numba float32 sum of one element")
     if len(leaders) > 1:
-        first = mb.partner(comm, leaders, [(0, 1)])
-        lat_inter = mb.pingpong(comm, first)
+        lat_inter = mb.pingpong(comm, mb.partner(comm, leaders, [(0, 1)]))
         big = max(size, NETWORK_SIZE)
-        link = mb.rate(big, mb.exchange(comm, first, big, repeats), lat_inter)
-        p["link_bandwidth"] = (link, "B/s", f"per-direction rate of an Isend/Irecv exchange of {format_size(big)} "
-                                            "between the leaders of nodes 0 and 1 (others idle), beyond the 8 B time")
-        p["nic_bandwidth"] = (_scale(link, 2), "B/s", "2 x link_bandwidth: a NIC's pool counts both directions "
-                                                      "(full duplex; see sim/routes.py)")
+        what = format_size(big)
+        peer, way = mb.counterpart(comm, of, [(0, 1)])
+        n = comm.allreduce(int(way > 0))  # streams from node 0 to node 1
+        link = mb.rate(n * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)
+        p["link_bandwidth"] = (link, "B/s", f"per direction: every rank of node 0 sending {what} to its counterpart "
+                                            f"on node 1 at once, one way ({n} streams, the others idle), beyond "
+                                            f"the 8 B time")
+        both = mb.rate(2 * n * big, mb.streams(comm, peer, way, big, repeats), lat_inter)
+        p["nic_bandwidth"] = (_at_least(both, link), "B/s",
+                              f"both directions together: every rank of nodes 0 and 1 exchanging {what} with its "
+                              f"counterpart at once ({2 * n} streams), at least link_bandwidth")
         p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s",
                             "half the 8 B one-way time between node leaders beyond the one inside a node")
-        together = [mb.rate(big, mb.exchange(comm, mb.partner(comm, leaders, r), big, repeats), lat_inter)
-                    for r in mb.rounds(len(leaders))]
-        worst = min(together, key=lambda f: f.value)
-        notes.append(f"all-pairs: every pair of node leaders exchanging {format_size(big)} at once "
-                     f"({len(together)} rounds), slowest round per direction {worst} B/s; a value well below "
-                     f"link_bandwidth means a shared uplink" + ("" if leaf_size else " (see --leaf-size)"))
         if leaf_size:
             k = leaf_size
             if len(leaders) % k or len(leaders) == k:
                 raise ValueError(f"--leaf-size {k} does not split the {len(leaders)} nodes into several leaves")
-            cross = mb.rate(big, mb.exchange(comm, mb.partner(comm, leaders, [(i, i + k) for i in range(k)]),
-                                             big, repeats), lat_inter)
-            p["uplink_bandwidth"] = (_scale(cross, k), "B/s",
-                                     f"{k} x per-direction rate of the {k} leaders of nodes 0..{k - 1} each "
-                                     f"exchanging {format_size(big)} with one of nodes {k}..{2 * k - 1}, all at once "
-                                     f"(what leaf 0's uplinks carry)")
+            peer, way = mb.counterpart(comm, of, [(i, i + k) for i in range(k)])
+            m = comm.allreduce(int(way > 0))
+            up = mb.rate(m * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)
+            p["uplink_bandwidth"] = (up, "B/s", f"per direction: every rank of nodes 0..{k - 1} (leaf 0) sending "
+                                                f"{what} to its counterpart on nodes {k}..{2 * k - 1} at once, one "
+                                                f"way ({m} streams): what leaf 0's uplinks carry")
+        elif len(leaders) > 2:
+            carried = []
+            for pairs in mb.rounds(len(leaders)):
+                peer, way = mb.counterpart(comm, of, pairs)
+                m = comm.allreduce(int(way != 0))
+                carried.append(mb.rate(m * big, mb.streams(comm, peer, way, big, repeats), lat_inter))
+            middle = sorted(carried, key=lambda f: f.value)[len(carried) // 2]
+            p["switch_bandwidth"] = (middle, "B/s",
+                                     f"all directions together: every rank of every node exchanging {what} with "
+                                     f"its counterpart on a partner node, all pairs of a round at once (the "
+                                     f"median of {len(carried)} rounds that pair every node with every other)")
     else:
         link = p.get("p2p_bandwidth", (copy,))[0]
         p["link_bandwidth"] = (link, "B/s", "one physical node: the job's nodes talk through shared memory "
@@ -209,6 +241,13 @@ def _minus(a, b):
     from flyersim.sim.app.microbench import Figure
 
     return Figure(max(a.value - b.value, 0.0), max(a.low - b.high, 0.0), max(a.high - b.low, 0.0))
+
+
+def _at_least(a, b):
+    """``a``, each of its figures raised to at least ``b``'s."""
+    from flyersim.sim.app.microbench import Figure
+
+    return Figure(max(a.value, b.value), max(a.low, b.low), max(a.high, b.high))
 
 
 def _plus(a, b):
@@ -231,7 +270,7 @@ def toml(params, nodes, gpus, command, notes=(), leaf_size=None):
     """Topology text from ``measure``'s parameters; each line says how it was measured and its spread.
 
     The network is one switch, or with ``leaf_size`` (and a measured ``uplink_bandwidth``) a two-level
-    fat tree of leaves of ``leaf_size`` nodes with ``round(uplink / link)`` (at least 1) spine links each.
+    fat tree of leaves of ``leaf_size`` nodes under one spine link each of ``uplink_bandwidth``.
 
     >>> from flyersim.sim.app.microbench import Figure
     >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in ("p2p_bandwidth", "pcie_bandwidth",
@@ -304,26 +343,28 @@ kind = "memory"
 
 
 def _network(params, nodes, leaf_size):
-    """The ``[network]`` table: one switch, or leaves of ``leaf_size`` nodes under shared spine links."""
+    """The ``[network]`` table: one switch (its pool ``switch_bandwidth`` if measured), or leaves of
+    ``leaf_size`` nodes each under one spine link of the measured ``uplink_bandwidth`` per direction."""
     if not leaf_size or "uplink_bandwidth" not in params:
+        pool = 'switch_bandwidth = "$switch_bandwidth"\n' if "switch_bandwidth" in params else ""
         return f"""[network]
 shape = "single-switch"
 link_bandwidth = "$link_bandwidth"
-link_latency = "0ns"
+{pool}link_latency = "0ns"
 switch_latency = "0ns"
 radix = {max(nodes, 2)}
 """
-    up = max(1, round(params["uplink_bandwidth"][0].value / params["link_bandwidth"][0].value))
-    if nodes // leaf_size > leaf_size + up:
+    if nodes // leaf_size > leaf_size + 1:
         raise ValueError(f"{nodes // leaf_size} leaves of {leaf_size} nodes do not fit one fat-tree zone of "
-                         f"radix {leaf_size + up}")
-    return f"""[network]                      # leaves of {leaf_size} nodes, {up} spine link(s) each: uplink / link_bandwidth
+                         f"radix {leaf_size + 1}")
+    return f"""[network]                      # leaves of {leaf_size} nodes, one spine link each at uplink_bandwidth
 shape = "fat-tree"
 levels = 2
-radix = {leaf_size + up}
-oversubscription = {leaf_size / up}
+radix = {leaf_size + 1}
+oversubscription = {leaf_size}
 zones = 1
 link_bandwidth = "$link_bandwidth"
+uplink_bandwidth = "$uplink_bandwidth"
 link_latency = "0ns"
 switch_latency = "0ns"
 """

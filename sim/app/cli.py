@@ -104,6 +104,9 @@ _NOT_WITH_SCENARIO = {
     "end": ("-e", None), "factor": ("-f", None), "increment": ("-i", None), "dtype": ("--dtype", "float32"),
     "model": ("--model", "flow"), "explain": ("--explain", False), "help_params": ("--help-params", False),
     "params": ("--param", []),
+    # what-ifs: a scenario gives them in [routing], [[faults]] and [[stragglers]]
+    "routing": ("--routing", "ecmp"), "slow": ("--slow", []), "late": ("--late", []), "noise": ("--noise", 0.0),
+    "seed": ("--seed", 0), "seeds": ("--seeds", 1), "fail": ("--fail", []),
 }
 
 
@@ -111,8 +114,8 @@ def _cmd_run(args):
     if args.scenario:
         given = [option for dest, (option, default) in _NOT_WITH_SCENARIO.items() if getattr(args, dest) != default]
         if given:
-            raise ValueError(f"--scenario: the scenario file gives the cluster, algorithms and sizes; drop "
-                             f"{', '.join(given)}")
+            raise ValueError(f"--scenario: the scenario file gives the cluster, algorithms, sizes and routing; "
+                             f"drop {', '.join(given)}")
         return scenario_report.command(args, memory_limit(args.max_memory))
     if args.plot:
         raise ValueError("--plot: flyersim run draws a scenario's timeline only (give --scenario; "

@@ -159,6 +159,41 @@ def chain(comm, a, b, hops=40, repeats=11):
     return Figure(t.value / hops, t.low / hops, t.high / hops)
 
 
+def counterpart(comm, of, pairs):
+    """``(peer, direction)`` of this rank when every rank of node a pairs with the rank of the same local
+    index on node b, for ``(a, b)`` in ``pairs`` (node indices, ``of`` from :func:`nodes`); direction is +1
+    on node a, -1 on node b; ``(-1, 0)`` for a rank outside the pairs (or without a counterpart).
+
+    >>> counterpart(MPI.COMM_WORLD, [0] * MPI.COMM_WORLD.size, [])
+    (-1, 0)
+    """
+    members = {}
+    for rank, node in enumerate(of):
+        members.setdefault(node, []).append(rank)
+    me = of[comm.rank]
+    j = members[me].index(comm.rank)
+    for a, b in pairs:
+        for here, there, sign in ((a, b, 1), (b, a, -1)):
+            if me == here and j < len(members[there]):
+                return members[there][j], sign
+    return -1, 0
+
+
+def streams(comm, peer, direction, nbytes, repeats, both=True):
+    """Time for every paired rank to move ``nbytes`` to its ``peer`` at once: both ways (``Isend`` + ``Irecv``),
+    or with ``both=False`` one way, from the ranks of direction +1 to those of -1 (``peer`` -1 idles)."""
+    if both:
+        return exchange(comm, peer, nbytes, repeats)
+    buf = np.ones(nbytes, np.uint8)
+
+    def once():
+        if direction > 0:
+            comm.Send(buf, dest=peer)
+        elif direction < 0:
+            comm.Recv(buf, source=peer)
+    return timed(comm, once, repeats)
+
+
 def peers(comm):
     """(peer inside my physical node, peer on another physical node): world ranks, or -1 for none.
 

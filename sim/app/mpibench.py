@@ -6,14 +6,20 @@ is the MPI library's own ``Allreduce``, the baseline). Per size: each
 algorithm's run checked once against ``comm.Allreduce``, then ``--warmup``
 untimed and ``--iters`` timed rounds, a round running every algorithm once in
 turn (interleaved, so a busy spell of the machine hits all alike), each run
-between barriers, its time the maximum over ranks. What to measure travels as
-a :class:`Plan`; an algorithm that picks by size (``nccl``) runs the schedule
+between barriers, its time the maximum over ranks. The rounds run in
+``--blocks`` blocks, each on freshly allocated buffers with its share of the
+warm-up, so that what one allocation fixes for a whole run (page placement,
+huge pages, cache colouring) varies within a run and shows in its spread.
+What to measure travels as a :class:`Plan`; an algorithm that picks by size
+(``nccl``) runs the schedule
 ``collectives.schedule_key`` names per size, from the plan's NCCL ``search``
 (``validate`` gives it, with the ``layout`` it simulates), else from the
 layout alone.
 Rows report avg/min/max/p50/p99 of those times in us, the quartiles
-(``p25_us``, ``p75_us``) and the spread ``iqr_pct = 100 (p75 - p25) / p50``, plus nccl-tests
-``algbw = S/t`` and ``busbw`` (t = the average), with the keys of ``flyersim
+(``p25_us``, ``p75_us``), ``iqr_pct = 100 (p75 - p25) / p50``, ``blocks_pct``
+(the range of the blocks' medians over p50) and the spread ``spread_pct``, the
+larger of the two, plus nccl-tests ``algbw = S/t`` and ``busbw`` (t = the
+average), with the keys of ``flyersim
 run``'s records, ``model: "mpi"`` and ``source: "measured"``. Only rank 0
 prints. A mistake every rank sees alike (unknown algorithm, size below one
 element, wrong result) gives one ``flyersim: error:`` line from rank 0 and exit
@@ -32,7 +38,7 @@ from flyersim.collectives.costs import busbw_factor
 from flyersim.collectives.schedule import Layout
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
-from flyersim.sim.app.sizes import size_list
+from flyersim.sim.app.args import names, sizes
 
 BASELINE = "mpi"
 
@@ -44,11 +50,14 @@ class _Agreed(Exception):
 def add_parser(sub, positive_int):
     """Register ``flyersim mpi`` on the CLI's subparsers."""
     p = sub.add_parser("mpi", help="run algorithms on real MPI ranks (under mpiexec) and time them, OSU style")
-    p.add_argument("--algos", default=f"ring,{BASELINE}",
+    p.add_argument("--algos", "--algo", dest="algos", type=names, default=f"ring,{BASELINE}",
                    help=f"comma-separated: {', '.join(collectives.names())}, or {BASELINE} (the library's Allreduce)")
-    p.add_argument("--sizes", default="4KiB,1MiB,16MiB", help="comma-separated message sizes")
+    p.add_argument("--sizes", "--size", dest="sizes", type=sizes, default="4KiB,1MiB,16MiB",
+                   help="comma-separated message sizes")
     p.add_argument("--iters", type=positive_int, default=20, help="timed iterations per size (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default 5)")
+    p.add_argument("--blocks", type=positive_int, default=4,
+                   help="split the iterations into this many blocks, each on freshly allocated buffers (default 4)")
     p.add_argument("--dtype", default="float32", choices=DTYPES)
     p.add_argument("--gpus-per-node", type=positive_int,
                    help="ranks per layout node (default: ranks per physical node)")
@@ -79,17 +88,15 @@ class Plan:
     shared_memory: bool = True
     layout: Layout | None = None
     search: object = None
+    blocks: int = 4
 
 
 def plan_of(args):
-    """The :class:`Plan` of ``flyersim mpi``'s arguments; ValueError on a bad list."""
-    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
-    if not algos:
-        raise ValueError(f"no algorithms in {args.algos!r}")
+    """The :class:`Plan` of ``flyersim mpi``'s arguments; ValueError on a bad value."""
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
-    return Plan(algos, tuple(size_list(args.sizes)), args.iters, args.warmup, args.dtype, args.gpus_per_node,
-                not args.no_shared_memory)
+    return Plan(tuple(args.algos), tuple(args.sizes), args.iters, args.warmup, args.dtype, args.gpus_per_node,
+                not args.no_shared_memory, blocks=args.blocks)
 
 
 def command(args):
@@ -150,19 +157,50 @@ def _prepare(plan, comm):
     return {"placement": placement, "schedules": schedules, "concrete": concrete}
 
 
+def blocks_of(iters, warmup, blocks):
+    """``[(warm-up rounds, timed rounds)]`` of each block: ``iters`` split as evenly as possible over at most
+    ``blocks`` blocks, each with ``ceil(warmup / blocks)`` warm-up rounds.
+
+    >>> blocks_of(20, 5, 4), blocks_of(3, 0, 4)
+    ([(2, 5), (2, 5), (2, 5), (2, 5)], [(0, 1), (0, 1), (0, 1)])
+    """
+    b = max(1, min(blocks, iters))
+    warm = -(-warmup // b)
+    return [(warm, iters // b + (k < iters % b)) for k in range(b)]
+
+
 def _measure(comm, ready, size, plan):
     """One record per algorithm at ``size``: check each once, then warm-up and timed rounds interleaved.
 
     Round k runs every algorithm once, in turn, each between barriers (its time the maximum over
-    ranks), so a slow spell of a busy machine hits every algorithm alike instead of one of them.
+    ranks), so a slow spell of a busy machine hits every algorithm alike instead of one of them. The
+    rounds run in ``plan.blocks`` blocks, each with freshly allocated buffers: where the pages land
+    (huge pages or not, cache colouring) is fixed for a whole run of one allocation, so a single
+    allocation hides from the spread what differs between runs; blocks expose it.
     """
     from mpi4py import MPI
-
-    from flyersim.collectives.mpi_executor import Execution
 
     dtype = np.dtype(plan.dtype)
     count = size // dtype.itemsize
     x = ((np.arange(count) % 251) + comm.rank).astype(dtype)
+    times = {algo: [] for algo in plan.algos}
+    medians = {algo: [] for algo in plan.algos}
+    for b, (warm, timed) in enumerate(blocks_of(plan.iters, plan.warmup, plan.blocks)):
+        block = _block(comm, ready, size, plan, x, count, dtype, warm, timed, check=b == 0)
+        for algo, t in block.items():
+            comm.Allreduce(MPI.IN_PLACE, t, op=MPI.MAX)
+            times[algo].append(t)
+            medians[algo].append(float(np.median(t)))
+    return {algo: _record(comm, ready["placement"], algo, count, dtype, np.concatenate(times[algo]), medians[algo])
+            for algo in plan.algos}
+
+
+def _block(comm, ready, size, plan, x, count, dtype, warm, timed, check):
+    """Times of ``timed`` rounds after ``warm`` untimed ones, on buffers allocated for this block alone."""
+    from mpi4py import MPI
+
+    from flyersim.collectives.mpi_executor import Execution
+
     steps, held = {}, []  # algorithm -> (run once, reset its input); executions to free
     try:
         for algo in plan.algos:
@@ -173,27 +211,24 @@ def _measure(comm, ready, size, plan):
                 continue
             run = Execution(ready["schedules"][ready["concrete"][algo, size]], ready["placement"], count, dtype)
             held.append(run)
-            run.load(x)
+            run.load(x)  # touches every buffer: no first-touch page faults in the timed rounds
             run.execute()
-            run.check(x)
+            if check:
+                run.check(x)
             steps[algo] = (run.execute, lambda r=run: r.load(x, poison=False))
-        times = {algo: np.empty(plan.iters) for algo in plan.algos}
-        for k in range(plan.warmup + plan.iters):
+        times = {algo: np.empty(timed) for algo in plan.algos}
+        for k in range(warm + timed):
             for algo, (once, reset) in steps.items():
                 reset()
                 comm.Barrier()
                 start = MPI.Wtime()
                 once()
-                if k >= plan.warmup:
-                    times[algo][k - plan.warmup] = MPI.Wtime() - start
+                if k >= warm:
+                    times[algo][k - warm] = MPI.Wtime() - start
     finally:
         for run in held:
             run.free()
-    out = {}
-    for algo in plan.algos:
-        comm.Allreduce(MPI.IN_PLACE, times[algo], op=MPI.MAX)
-        out[algo] = _record(comm, ready["placement"], algo, count, dtype, times[algo])
-    return out
+    return times
 
 
 def _mpi_type(dtype):
@@ -202,12 +237,13 @@ def _mpi_type(dtype):
     return {"float16": MPI.FLOAT16_T, "float32": MPI.FLOAT, "float64": MPI.DOUBLE, "int32": MPI.INT32_T}[dtype.name]
 
 
-def _record(comm, placement, algo, count, dtype, times):
+def _record(comm, placement, algo, count, dtype, times, medians=()):
+    """The row of one (algorithm, size); ``medians``: each block's median time (s)."""
     nbytes = count * dtype.itemsize
     avg = float(times.mean())
     algbw = nbytes / avg if avg > 0 else 0.0
     us = times * 1e6
-    return {
+    row = {
         "collective": "allreduce", "algo": algo, "model": "mpi", "topology": "", "gpus": comm.size,
         "nodes": comm.size // placement.gpus_per_node, "bytes": nbytes, "count": count, "type": dtype.name,
         "time_s": avg, "algbw_GBps": algbw / 1e9, "busbw_GBps": algbw * busbw_factor("allreduce", comm.size) / 1e9,
@@ -216,8 +252,12 @@ def _record(comm, placement, algo, count, dtype, times):
         "max_us": float(us.max()), "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
         "p25_us": float(np.percentile(us, 25)), "p75_us": float(np.percentile(us, 75)),
         "iqr_pct": float(100 * (np.percentile(us, 75) - np.percentile(us, 25)) / np.percentile(us, 50)),
+        "blocks": len(medians) or 1,
+        "blocks_pct": float(100 * (max(medians) - min(medians)) / np.median(times)) if medians else 0.0,
         "host_memory": placement.host_memory,
     }
+    row["spread_pct"] = max(row["iqr_pct"], row["blocks_pct"])
+    return row
 
 
 def table(rows):

@@ -104,11 +104,14 @@ def text(outcome):
     classes = ", ".join(f"{c.name} (weight {c.weight:g}, SL{c.sl})" for c in s.classes.values())
     lines = [f"# flyersim scenario {s.name}: {g['name']}, {g['nodes'] * g['gpus_per_node']} GPUs on {g['nodes']} "
              f"servers; {len(outcome.jobs)} job{'s' * (len(outcome.jobs) != 1)}, {len(outcome.background)} "
-             f"background; classes {classes}; makespan {outcome.makespan * 1e6:.2f} us",
-             f"{'job':<14}{'algo':<16}{'gpus':>6}  {'servers':<16}{'repeats':>8}{'size':>9}{'alone(us)':>13}"
-             f"{'scenario(us)':>14}{'worst(us)':>13}{'slowdown':>10}{'busbw alone':>13}{'busbw':>9}  class"]
-    for r in summary(outcome):
-        lines.append(f"{r['job']:<14}{r['algo']:<16}{r['gpus']:>6}  {r['servers']:<16}{r['repeats']:>8}"
+             f"background; classes {classes}; makespan {outcome.makespan * 1e6:.2f} us"]
+    rows = summary(outcome)
+    jw = max(len(r["job"]) for r in rows) + 2
+    sw = max(max(len(r["servers"]) for r in rows), 7) + 2
+    lines.append(f"{'job':<{jw}}{'algo':<16}{'gpus':>6}  {'servers':<{sw}}{'repeats':>8}{'size':>9}{'alone(us)':>13}"
+                 f"{'scenario(us)':>14}{'worst(us)':>13}{'slowdown':>10}{'busbw alone':>13}{'busbw':>9}  class")
+    for r in rows:
+        lines.append(f"{r['job']:<{jw}}{r['algo']:<16}{r['gpus']:>6}  {r['servers']:<{sw}}{r['repeats']:>8}"
                      f"{format_size(r['bytes']):>9}{r['alone_time_s'] * 1e6:>13.2f}{r['time_s'] * 1e6:>14.2f}"
                      f"{r['worst_time_s'] * 1e6:>13.2f}{r['slowdown']:>9.3f}x{r['alone_busbw_GBps']:>13.3f}"
                      f"{r['busbw_GBps']:>9.3f}  {r['class']}")

@@ -88,7 +88,8 @@ def run_scenario(scenario, max_memory=None):
     selections = [_servers_of(entry, graph, placements) for entry in scenario.background]
     flows_count = sum(len(s) if e.kind == "storage-read" else len(s) * (len(s) - 1)
                       for e, s in zip(scenario.background, selections))
-    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count
+    # every copy of every job and every flow at once, then one job alone beside them (its run alone)
+    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count + max(p["ops"] for p in plans)
     copies = sum(p["job"].repeat for p in plans)
     what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
             f"{flows_count} background flows)")
@@ -102,7 +103,8 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    router = apply_faults(graph, scenario, Router)
+    used = {s for servers in [*placements.values(), *selections] for s in servers}
+    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, used)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
@@ -112,7 +114,7 @@ def run_scenario(scenario, max_memory=None):
             built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
                                            search=plan["search"], **job.params)
         schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
-        routes = build_routes(graph, schedule, router)
+        routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
@@ -123,12 +125,13 @@ def run_scenario(scenario, max_memory=None):
     for entry, servers in zip(scenario.background, selections):
         if entry.kind == "storage-read":
             flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate, entry.duration,
-                                     router)
+                                     router, routing)
         else:
-            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router)
+            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
         n = len(flows.paths)
         entries.append(flows)
-        parts.append(Part(entry.name, flows.routes(graph), flows.nbytes, np.zeros(n + 1, np.int64),
+        parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,
+                          np.zeros(n + 1, np.int64),
                           np.empty(0, np.int64), start=entry.start, share=weight[entry.cls]))
     composite = compose(parts)
     net = simulate_composite(composite)
@@ -202,7 +205,8 @@ def _job_outcome(index, plan, composite, net, graph):
     job = plan["job"]
     schedule, routes, op_bytes = plan["schedule"], plan["routes"], plan["op_bytes"]
     count = job.size // plan["itemsize"]
-    alone = simulate(schedule, routes, job.size, plan["itemsize"])
+    alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
+    alone = simulate(schedule, routes, job.size, plan["itemsize"], alternatives=alternatives)
     runs, starts = [], []
     for ops in composite.ops[index]:
         t0 = float(net.ready_at[ops].min())

@@ -13,6 +13,12 @@ Allreduce, is predicted by modelling MPICH's classic choice (:func:`mpich_choice
 
 What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
 
+**How far the calibration's own noise moves a prediction.** Calibrated per
+size, each row also carries ``predicted_fast_us`` and ``predicted_slow_us``:
+the same schedule on the model with every calibrated figure at the quartile
+that makes it fast (bandwidths' upper, latencies' lower) or slow (the
+reverse), a deliberately wide band (every figure at its end at once).
+
 **One error definition.** Per row, ``log_error = ln(predicted / measured)``;
 ``error_pct`` is derived from it, symmetric in the two directions:
 ``100 sign(x) (e^|x| - 1)``, so a prediction half the measured time is -100 %
@@ -20,7 +26,11 @@ and twice it +100 %. Per algorithm, the geometric-mean error
 ``exp(mean |x|) - 1`` and the bias ``exp(mean x) - 1`` (negative: too fast).
 
 **Spread and noise.** Each measured figure is the median of ``--iters`` runs
-with its quartiles and ``iqr_pct = 100 (p75 - p25) / median``. When a row's
+with its quartiles and ``iqr_pct = 100 (p75 - p25) / median``; the runs come in
+``--blocks`` blocks on freshly allocated buffers (see ``flyersim mpi``) and
+``blocks_pct`` is the range of the blocks' medians over the median. The
+spread, ``spread_pct``, is the larger of the two: a run whose blocks disagree
+would disagree with the next run too. When a row's
 spread exceeds ``--tolerance`` (the accuracy asked for, default 10 %), its
 error cannot be told from noise: the algorithm's geometric mean is replaced by
 a note saying which size was too noisy, instead of a figure.
@@ -38,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flyersim.sim.app import calibrate, mpibench
+from flyersim.sim.app.args import names, sizes
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
@@ -63,6 +74,7 @@ class Plan:
     model: str = "flow"
     tolerance: float = 0.10
     leaf_size: int | None = None
+    blocks: int = 4
 
 
 def add_parser(sub, positive_int):
@@ -70,10 +82,15 @@ def add_parser(sub, positive_int):
     p = sub.add_parser("validate", help="simulate vs measure on MPI ranks: per-size and geometric-mean error")
     p.add_argument("--topology", metavar="FILE.toml",
                    help="cluster of this job (default: calibrate per message size, see flyersim calibrate)")
-    p.add_argument("--algos", default="ring", help=f"comma-separated algorithms, or {mpibench.BASELINE}")
-    p.add_argument("--sizes", default="1MiB,16MiB", help="comma-separated message sizes")
+    p.add_argument("--algos", "--algo", dest="algos", type=names, default="ring",
+                   help=f"comma-separated algorithms, or {mpibench.BASELINE}")
+    p.add_argument("--sizes", "--size", dest="sizes", type=sizes, default="1MiB,16MiB",
+                   help="comma-separated message sizes")
     p.add_argument("--iters", type=positive_int, default=20, help="timed rounds per size; the median is kept")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--blocks", type=positive_int, default=4,
+                   help="split the rounds into this many blocks, each on freshly allocated buffers (default 4; "
+                        "see flyersim mpi)")
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per calibration benchmark")
     p.add_argument("--gpus-per-node", type=positive_int, help="when calibrating: ranks per node (default: physical)")
     p.add_argument("--leaf-size", type=positive_int, metavar="K",
@@ -120,17 +137,12 @@ def mpich_choice(nbytes, itemsize, ranks):
 
 def plan_of(args):
     """The :class:`Plan` of the command line; ValueError on a bad value."""
-    from flyersim.sim.app.sizes import size_list
-
-    algos = tuple(a.strip() for a in args.algos.split(",") if a.strip())
-    if not algos:
-        raise ValueError(f"no algorithms in {args.algos!r}")
     if not 0 < args.tolerance < math.inf:
         raise ValueError(f"--tolerance must be a fraction above 0 (0.1 = 10 %), got {args.tolerance}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more, got {args.warmup}")
-    return Plan(algos, tuple(size_list(args.sizes)), args.topology, args.iters, args.warmup, args.repeats,
-                args.gpus_per_node, args.dtype, args.model, args.tolerance, args.leaf_size)
+    return Plan(tuple(args.algos), tuple(args.sizes), args.topology, args.iters, args.warmup, args.repeats,
+                args.gpus_per_node, args.dtype, args.model, args.tolerance, args.leaf_size, args.blocks)
 
 
 def command(args):
@@ -202,22 +214,22 @@ def run(plan, comm):
 def summarise(rows, algos, tolerance):
     """Per-algorithm geometric-mean error and bias, or why the rows are too noisy to give them.
 
-    >>> rows = [{"algo": "ring", "bytes": 1024, "log_error": 0.1, "measured_iqr_pct": 2.0},
-    ...         {"algo": "ring", "bytes": 2048, "log_error": -0.1, "measured_iqr_pct": 3.0}]
+    >>> rows = [{"algo": "ring", "bytes": 1024, "log_error": 0.1, "measured_spread_pct": 2.0},
+    ...         {"algo": "ring", "bytes": 2048, "log_error": -0.1, "measured_spread_pct": 3.0}]
     >>> s = summarise(rows, ["ring"], 0.1)
     >>> round(s["geomean_error"]["ring"], 6), round(s["bias"]["ring"], 6), s["too_noisy"]
     (0.105171, 0.0, {})
     >>> summarise(rows, ["ring"], 0.02)["too_noisy"]["ring"]
-    'spread (IQR/median) 3.0 % at 2048 B exceeds the 2 % asked for'
+    'spread 3.0 % at 2048 B exceeds the 2 % asked for'
     """
     report = {"rows": rows, "geomean_error": {}, "bias": {}, "too_noisy": {}, "notes": []}
     for algo in algos:
         mine = [r for r in rows if r["algo"] == algo and r["log_error"] is not None]
         if not mine:
             continue
-        worst = max(mine, key=lambda r: r["measured_iqr_pct"])
-        if worst["measured_iqr_pct"] > 100 * tolerance:
-            report["too_noisy"][algo] = (f"spread (IQR/median) {worst['measured_iqr_pct']:.1f} % at "
+        worst = max(mine, key=lambda r: r["measured_spread_pct"])
+        if worst["measured_spread_pct"] > 100 * tolerance:
+            report["too_noisy"][algo] = (f"spread {worst['measured_spread_pct']:.1f} % at "
                                          f"{worst['bytes']} B exceeds the {100 * tolerance:g} % asked for")
             report["geomean_error"][algo] = report["bias"][algo] = None
             continue
@@ -235,12 +247,33 @@ def calibrated(comm, nbytes, gpus, repeats, leaf_size=None):
     from flyersim import topologies
 
     params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size)
-    text = calibrate.toml(params, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})", notes,
-                          leaf_size)
-    graph = topologies.loads(text, where=f"calibration at {nbytes} B")
+
+    def model(figures):
+        text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})",
+                              notes, leaf_size)
+        return topologies.loads(text, where=f"calibration at {nbytes} B")
+    graph = model(params)
     graph.graph["calibrated_at"] = nbytes
     graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in params.items()}
+    graph.graph["ends"] = {end: model(quartile_end(params, end)) for end in ("fast", "slow")}
     return graph
+
+
+def quartile_end(params, end):
+    """``params`` with every figure at the quartile that makes the model ``end`` ("fast" or "slow"):
+    fast takes each bandwidth's upper and each latency's lower quartile, slow the reverse.
+
+    >>> from flyersim.sim.app.microbench import Figure
+    >>> p = {"link_bandwidth": (Figure(2.0, 1.0, 3.0), "B/s", ""), "gpu_latency": (Figure(2.0, 1.0, 3.0), "s", "")}
+    >>> {k: f.value for k, (f, _, _) in quartile_end(p, "slow").items()}
+    {'link_bandwidth': 1.0, 'gpu_latency': 3.0}
+    """
+    from flyersim.sim.app.microbench import Figure
+
+    def pick(fig, unit):
+        high = (unit == "B/s") == (end == "fast")
+        return Figure(fig.high if high else fig.low, fig.low, fig.high)
+    return {name: (pick(fig, unit), unit, how) for name, (fig, unit, how) in params.items()}
 
 
 def _size_rows(comm, plan, size, graph):
@@ -249,24 +282,29 @@ def _size_rows(comm, plan, size, graph):
 
     layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
-                          graph.graph["gpus_per_node"], True, layout, search_of(graph, layout))
+                          graph.graph["gpus_per_node"], True, layout, search_of(graph, layout), plan.blocks)
     measured = mpibench.collect(bench, comm)
     if comm.rank:
         return []
     itemsize = np.dtype(plan.dtype).itemsize
     modelled = {a: mpich_choice(size, itemsize, comm.size) if a == mpibench.BASELINE else a for a in plan.algos}
-    names = list(dict.fromkeys(modelled.values()))
-    predicted = dict(zip(names, run_sizes(graph, names, [size], plan.dtype, plan.model)))
+    concrete = list(dict.fromkeys(modelled.values()))
+    predicted = dict(zip(concrete, run_sizes(graph, concrete, [size], plan.dtype, plan.model)))
+    ends = {end: dict(zip(concrete, run_sizes(g, concrete, [size], plan.dtype, plan.model)))
+            for end, g in graph.graph.get("ends", {}).items()}
     rows = []
     for m in measured:
         p = predicted[modelled[m["algo"]]]
+        band = [ends[e][modelled[m["algo"]]]["time_s"] * 1e6 if ends else None for e in ("fast", "slow")]
         t, guess = m["p50_us"], p["time_s"] * 1e6
         x = log_error(guess, t)
         rows.append({"algo": m["algo"], "bytes": m["bytes"], "measured_us": t,
                      "measured_p25_us": m["p25_us"], "measured_p75_us": m["p75_us"],
-                     "measured_iqr_pct": m["iqr_pct"], "measured_min_us": m["min_us"], "measured_max_us": m["max_us"],
-                     "predicted_us": guess, "log_error": x, "error_pct": error_pct(x),
-                     "noisy": m["iqr_pct"] > 100 * plan.tolerance, "schedule": p["algo"], "model": plan.model,
+                     "measured_iqr_pct": m["iqr_pct"], "measured_blocks_pct": m["blocks_pct"],
+                     "measured_spread_pct": m["spread_pct"], "measured_min_us": m["min_us"],
+                     "measured_max_us": m["max_us"], "predicted_us": guess, "predicted_fast_us": band[0],
+                     "predicted_slow_us": band[1], "log_error": x, "error_pct": error_pct(x),
+                     "noisy": m["spread_pct"] > 100 * plan.tolerance, "schedule": p["algo"], "model": plan.model,
                      "calibrated_at": graph.graph.get("calibrated_at", ""), "host_memory": m["host_memory"]})
     return rows
 
@@ -278,12 +316,13 @@ def render(report, fmt, title):
         return to_csv(rows)
     if fmt == "json":
         return to_json(report)
-    lines = [f"# flyersim validate: {title}; measured = median time, spread = IQR/median; "
+    lines = [f"# flyersim validate: {title}; measured = median time, spread = the larger of IQR/median and "
+             "the range of the blocks' medians over the median; "
              "error % = 100 sign(x)(e^|x| - 1), x = ln(predicted/measured)",
              f"{'size':>12}  {'algo':<14}{'measured(us)':>14}{'spread(%)':>11}{'predicted(us)':>15}{'error(%)':>10}"]
     for r in rows:
         flag = "  noisy" if r["noisy"] else ""
-        lines.append(f"{r['bytes']:>12d}  {r['algo']:<14}{r['measured_us']:>14.2f}{r['measured_iqr_pct']:>11.1f}"
+        lines.append(f"{r['bytes']:>12d}  {r['algo']:<14}{r['measured_us']:>14.2f}{r['measured_spread_pct']:>11.1f}"
                      f"{r['predicted_us']:>15.2f}{r['error_pct']:>10.1f}{flag}")
     for algo, e in report["geomean_error"].items():
         if e is None:

@@ -10,7 +10,10 @@ Columns: ``build_s`` (topology, schedule and routes), ``sim_s`` (wall) and
 :func:`sim.engine.simulate`, ``rss_MB`` (peak resident memory of the
 process), ``ops``, ``routes``, ``events`` (distinct event times), ``peak_flows``
 (most flows active at once), ``sched_B_op`` (bytes of the schedule's arrays per
-op) and ``net_B_op`` (bytes of the solver's arrays per op).
+op), ``net_B_op`` (bytes of the solver's per-op arrays per op: :class:`sim.fluid.Dag`,
+``Demand`` and the waiting heap) and ``net_B_slot`` (bytes of its per-flow arrays
+per slot, a slot holding one active flow: ``Variables``, ``Members``, the
+finishing heap and the per-flow work lists) with ``slots`` (slots allocated).
 """
 
 import argparse
@@ -72,7 +75,11 @@ def point(algo, gpus, size):
             "ops": s.num_ops, "routes": int(run.routes.rlat.size), "events": int(events),
             "peak_flows": int(active.max()),
             "sched_B_op": round(_nbytes(s) / s.num_ops, 1),
-            "net_B_op": round(sum(_nbytes(g) for g in (net.dag, net.var, net.waiting, net.finishing)) / s.num_ops, 1)}
+            "net_B_op": round(sum(_nbytes(g) for g in (net.dag, net.dem, net.waiting)) / s.num_ops, 1),
+            "net_B_slot": round((sum(_nbytes(g) for g in (net.var, net.mem, net.finishing))
+                                 + sum(getattr(net.work, f).nbytes for f in ("modified", "unfrozen", "frozen")))
+                                / net.var.op.size, 1),
+            "slots": int(net.var.op.size)}
 
 
 def main(argv=None):

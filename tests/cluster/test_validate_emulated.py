@@ -14,21 +14,34 @@ import pytest
 from flyersim import topologies
 
 
+NOISY = 0.10  # a spread (IQR or blocks' range over the median) above this cannot judge a 10 % model
+
+
 def test_calibrated_two_node_topology_predicts_a_two_rank_ring_within_the_measured_spread(emulated_cluster):
-    """One capacity convention: a NIC measured at r per direction is pool 2r on links of r; with r as
-    the NIC pool (the old calibration) the ring was predicted 2x too slow."""
+    """One capacity convention: links per direction, the NIC's pool both directions together (with one
+    direction's rate as the pool, the old calibration, the ring was predicted 2x too slow).
+
+    On a machine too busy to measure (the run's own spread, or the calibrated link's, above 10 %) the
+    comparison says nothing and is skipped with the figures; the plumbing is still checked."""
     cluster = emulated_cluster(2, rate="200mbit")
     code, out, err = cluster.mpiexec(
         [sys.executable, "-m", "flyersim", "validate", "--algos", "ring", "--sizes", "2MiB", "--iters", "9",
-         "--warmup", "2", "--repeats", "9", "--tolerance", "1e9", "--format", "json"], timeout=120)
+         "--warmup", "2", "--blocks", "3", "--repeats", "9", "--tolerance", "1e9", "--format", "json"], timeout=120)
     assert code == 0, err
     report = json.loads(out)
     (row,) = report["rows"]
     link = report["calibrations"]["2097152"]["link_bandwidth"]
     assert link[0] < 1.3 * 200e6 / 8  # the shaped link, not shared memory
-    assert report["calibrations"]["2097152"]["nic_bandwidth"][0] == 2 * link[0]
+    nic = report["calibrations"]["2097152"]["nic_bandwidth"]
+    assert link[0] <= nic[0] < 2.6 * link[0]  # both directions of a full-duplex link, measured
+    cal = {k: report["calibrations"]["2097152"][k] for k in ("link_bandwidth", "nic_bandwidth")}  # what binds
+    spread = {k: (high - low) / value for k, (value, low, high) in cal.items()}
+    if row["measured_spread_pct"] > 100 * NOISY or max(spread.values()) > NOISY:
+        figures = ", ".join(f"{k}'s {100 * v:.1f} %" for k, v in spread.items())
+        pytest.skip(f"machine too noisy to judge the model (a spread above {100 * NOISY:g} %): the ring's "
+                    f"{row['measured_spread_pct']:.1f} %, {figures}")
     measured_spread = math.log(row["measured_p75_us"] / row["measured_p25_us"])
-    calibration_spread = math.log(link[2] / link[1])
+    calibration_spread = max(math.log(high / low) for _, low, high in cal.values())
     assert abs(row["log_error"]) <= max(measured_spread + calibration_spread, math.log(1.10)), row
 
 
@@ -43,9 +56,9 @@ def test_calibrate_on_two_nodes_writes_a_topology_that_run_accepts(emulated_clus
     raw = tomllib.loads(out.read_text())["parameters"]
     assert set(raw) >= {"link_bandwidth", "nic_bandwidth", "nic_latency", "gpu_latency", "p2p_bandwidth"}
     link = graph.edges["n0/nic0", "sw0"]["bandwidth"]
-    assert graph.nodes["n0/nic0"]["bandwidth"] == pytest.approx(2 * link, rel=1e-5)
-    comments = out.read_text()
-    assert "LogGP g" in comments and "all-pairs" in comments
+    assert link <= graph.nodes["n0/nic0"]["bandwidth"] * (1 + 1e-5)
+    assert "bandwidth" not in graph.nodes["sw0"]  # two nodes: their NICs bound what the switch carries
+    assert "LogGP g" in out.read_text()
 
 
 def test_validation_experiment_runs_on_two_emulated_nodes(emulated_cluster, tmp_path):
@@ -63,8 +76,18 @@ def test_validation_experiment_runs_on_two_emulated_nodes(emulated_cluster, tmp_
     assert (tmp_path / "validation.png").stat().st_size > 5000
 
 
+def test_calibrate_on_four_nodes_measures_the_switch_pool(emulated_cluster, tmp_path):
+    cluster = emulated_cluster(4, rate="200mbit")
+    out = tmp_path / "four.toml"
+    code, text, err = cluster.mpiexec([sys.executable, "-m", "flyersim", "calibrate", "--out", str(out),
+                                       "--size", "64KiB", "--repeats", "3"], timeout=120)
+    assert code == 0, err
+    graph = topologies.load(str(out))
+    assert 0 < graph.nodes["sw0"]["bandwidth"] < 1.3 * 4 * 200e6 / 8  # what the 4 links carry at most
+
+
 def test_calibrate_with_leaf_size_models_a_shared_spine_as_two_leaves(emulated_cluster, tmp_path):
-    cluster = emulated_cluster(4, rate="200mbit", spine="200mbit")  # 2 nodes per half share one 200 Mbit/s link
+    cluster = emulated_cluster(4, rate="200mbit", spine="100mbit")  # 2 nodes per half share one slower link
     out = tmp_path / "spine.toml"
     code, text, err = cluster.mpiexec([sys.executable, "-m", "flyersim", "calibrate", "--out", str(out),
                                        "--size", "64KiB", "--repeats", "3", "--leaf-size", "2"], timeout=120)
@@ -73,5 +96,6 @@ def test_calibrate_with_leaf_size_models_a_shared_spine_as_two_leaves(emulated_c
     assert graph.graph["shape"] == "fat-tree"
     assert any(v.startswith("z0/spine") for v in graph.successors("z0/leaf0"))
     assert graph.has_edge("n1/nic0", "z0/leaf0") and graph.has_edge("n2/nic0", "z0/leaf1")
-    uplink = tomllib.loads(out.read_text())["parameters"]["uplink_bandwidth"]
-    assert uplink.endswith("MB/s") and float(uplink[:-4]) < 1.3 * 200e6 / 8 / 1e6  # 2 pairs share 25 MB/s
+    spine = [graph.edges["z0/leaf0", v]["bandwidth"] for v in graph.successors("z0/leaf0") if "spine" in v]
+    assert len(spine) == 1 and spine[0] < 1.3 * 100e6 / 8  # the spine's 12.5 MB/s, below a node link
+    assert graph.edges["n0/nic0", "z0/leaf0"]["bandwidth"] > spine[0]
