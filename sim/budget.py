@@ -34,8 +34,8 @@ BYTES_PER_ELEMENT = 600     # fireflyer2 graph + router + NCCL facts at 2,048 an
 BYTES_PER_OP = 350          # ring allreduce 1 MiB on fireflyer2 (LMM solver): 340 MB peak at 512 GPUs (785k ops),
 #                             931 MB at 1,024 GPUs (3.14M ops), 263 B/op above the base with the graph; 350 leaves room
 #                             for longer routes (HFReduce at 10,000 GPUs: 356 B/op with its graph, docs/performance.md)
-# A streamed run's window (sim/fluid.py Dag): 37 B per entry in power-of-two ring buffers (up to 2x), 16 B per
-# dependency edge, about 110 B per flow in flight; measured peaks above the base and graph, fireflyer2 186 MiB:
+# A streamed run's window (sim/fluid.py Dag): 61 B per entry in power-of-two ring buffers (up to 2x), 16 B per
+# dependency edge, about 85 B + members per moving flow; measured peaks above the base and graph, fireflyer2 186 MiB:
 # HFReduce 1,024 GPUs window 131,072 ops, 186 MB peak; NCCL 524,288 (all of its 385k ops), 211 MB; dbtree 524,288,
 # 238 MB; ring on the 2,048-rank star 254 MB in all (docs/performance.md).
 BYTES_PER_WINDOW_OP = 150
