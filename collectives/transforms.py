@@ -14,7 +14,7 @@ same ops and dependencies; it never knows which algorithm built it.
 import dataclasses
 
 import numpy as np
-from numba import njit
+from flyersim.jit import njit
 
 
 def late_start(schedule, late):
@@ -38,7 +38,7 @@ def late_start(schedule, late):
     return dataclasses.replace(schedule, release=release)
 
 
-@njit(cache=True)
+@njit()
 def _first_touching(src, dst, in_ptr, in_loc, dep_ptr, dep_idx, loc):
     """Ops that touch location ``loc`` and have no ancestor that does (dependencies point to earlier ops)."""
     m = src.size

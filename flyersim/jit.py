@@ -2,7 +2,7 @@
 
 Before loading a cached function, numba refreshes its whole typing and lowering registry: it imports
 about a hundred of its own modules (linear algebra, random, typed containers, ...), 0.11 s of CPU
-on the build machine, a quarter of a 16-GPU ``flyersim run``. Cached code needs none of that, only
+on the build machine, a sixth of a 16-GPU ``flyersim run`` before. Cached code needs none of that, only
 numba's runtime (allocation and reference counting), which this loader initialises; a cache miss
 compiles as usual, and numba's compiler refreshes the registries itself before it compiles. Only
 the functions decorated here load this way; the code they run and its results are numba's own.

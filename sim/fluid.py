@@ -45,7 +45,8 @@ flight, see there; :class:`Elements` per route, :class:`Constraints` per resourc
 *slot*, the waiting :class:`Heap` of window entries and a :class:`Work`
 scratch set), all indices int32. A slot holds one active flow: a few thousand slots serve
 millions of ops, so the state the solver's hot loops touch stays in the
-caches. The per-event kernels are inlined into one loop (:func:`_advance`)
+caches; the per-resource arrays (of ``Constraints`` and ``Work``) are column
+views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`)
 and unpack each group once: numba reference-counts an array each time it is
 read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
 """
@@ -716,7 +717,7 @@ class Network:
         self.dag.counts[TOP_READY] = -1
         self.waiting = _new_heap(0)  # window entries waiting out their latency, by start time
         self.var = self.mem = self.finishing = self.elem = self.cnst = None  # flows by slot, members, by finish
-        self.work = _new_work(0, 0)
+        self.work = None
         self.set_routes(rptr, rres, rw, rlat, capacity, alt_ptr, alt_idx)
         self._grow(1024 if op_bytes is None else max(min(np.size(op_bytes), 1024), 1))
         self.next_time = np.inf
@@ -737,17 +738,22 @@ class Network:
         capacity = np.asarray(capacity, np.float64)
         nres, old = capacity.size, 0 if self.cnst is None else self.cnst.bound.size
         if self.cnst is None or nres != old:
-            fresh = Constraints(capacity, np.zeros(nres), np.full(nres, -1, IDX), np.zeros(nres, IDX))
+            table = _resource_table(nres)
+            table["bound"][:], table["head"][:] = capacity, -1
+            n = 0 if self.work is None else self.work.modified.size
             if old:
-                for new, cur in zip(fresh[1:], self.cnst[1:]):
-                    new[:old] = cur
-            self.cnst = fresh
-            work = _new_work(self.work.modified.size, nres)
-            work.counts[:] = self.work.counts
-            for name in ("modified", "unfrozen", "frozen"):
-                getattr(work, name)[:] = getattr(self.work, name)
-            for name in ("touched", "touched_mark", "dirty", "dirty_mark", "fres", "fres_mark", "top_round"):
-                getattr(work, name)[:old] = getattr(self.work, name)
+                for name in ("usage", "head", "count"):
+                    table[name][:old] = getattr(self.cnst, name)
+                for name in ("left", "sumw", "nflows", "top", "fres_mark", "top_round"):
+                    table[name][:old] = getattr(self.work, name)
+            self.cnst = Constraints(table["bound"], table["usage"], table["head"], table["count"])
+            work = _new_work(n, table)
+            if old:
+                work.counts[:] = self.work.counts
+                for name in ("modified", "unfrozen", "frozen"):
+                    getattr(work, name)[:] = getattr(self.work, name)
+                for name in ("touched", "touched_mark", "dirty", "dirty_mark", "fres"):
+                    getattr(work, name)[:old] = getattr(self.work, name)
             self.work = work
         if self.mem is not None and self._bits() > self.mem.shift:
             self._grow(self.var.op.size)
@@ -929,14 +935,15 @@ class Network:
         if not full:
             out[self.var.op[slots]] = self.var.rate[slots]
             return out
-        work = _new_work(self.var.op.size, self.cnst.bound.size)
+        table = _resource_table(self.cnst.bound.size)
+        work = _new_work(self.var.op.size, table)
         work.modified[:slots.size] = slots
         work.counts[N_MODIFIED] = slots.size
         var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
         if self.policy == ISOLATED:
             _isolate(self.elem, var, self.cnst, work)
         else:
-            _fill(self.elem, var, self.cnst._replace(usage=np.zeros(self.cnst.bound.size)), work)
+            _fill(self.elem, var, self.cnst._replace(usage=table["usage"]), work)
         out[self.var.op[slots]] = var.rate[slots]
         return out
 
@@ -975,9 +982,21 @@ def _new_heap(n):
     return Heap(np.empty(n), np.empty(n, IDX), np.full(n, -1, IDX), np.zeros(1, np.int64))
 
 
-def _new_work(n, nres):
-    """Empty work lists for ``n`` slots and ``nres`` resources."""
+def _resource_table(nres):
+    """Zeroed per-resource state as named column views of row-major tables.
+
+    The fields one resource's check or filling reads together share a row (a
+    cache line or two), where separate arrays would cost a cache miss each.
+    """
+    f, i, c = np.zeros((nres, 5)), np.zeros((nres, 3), IDX), np.zeros((nres, 2), np.int64)
+    return {"bound": f[:, 0], "usage": f[:, 1], "left": f[:, 2], "sumw": f[:, 3], "top": f[:, 4],
+            "head": i[:, 0], "count": i[:, 1], "nflows": i[:, 2], "fres_mark": c[:, 0], "top_round": c[:, 1]}
+
+
+def _new_work(n, table):
+    """Empty work lists for ``n`` slots, over the resources of ``table`` (:func:`_resource_table`)."""
+    nres = table["bound"].size
     return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
-                np.empty(nres, IDX), np.zeros(nres, np.bool_), np.empty(nres), np.empty(nres), np.zeros(nres, IDX),
-                np.empty(nres, IDX), np.zeros(nres, np.int64), np.empty(n, IDX), np.empty(n, IDX),
-                np.empty(nres), np.zeros(nres, np.int64))
+                np.empty(nres, IDX), np.zeros(nres, np.bool_), table["left"], table["sumw"], table["nflows"],
+                np.empty(nres, IDX), table["fres_mark"], np.empty(n, IDX), np.empty(n, IDX), table["top"],
+                table["top_round"])
