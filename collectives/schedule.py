@@ -49,6 +49,7 @@ and every schedule is acyclic by construction.
 [5, 5, 5, 5]
 """
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +58,9 @@ XFER, REDUCE = 0, 1
 KIND_NAMES = ("xfer", "reduce")
 ENGINES = ("dma", "cpu")  # what drives an xfer (column ``engine``)
 COLLECTIVES = ("allreduce", "reduce_scatter", "allgather", "broadcast", "reduce")
+# Where the builder created in this context hands its ops, batch by batch, instead of keeping them
+# (see :mod:`collectives.stream`); None: builders keep every op.
+SINK = ContextVar("schedule_sink", default=None)
 
 
 @dataclass(frozen=True)
@@ -255,10 +259,26 @@ class ScheduleBuilder:
         self.layout, self.collective, self.algo = layout, collective, algo
         self.buffers = tuple(buffers)
         self.inputs = tuple(inputs)
-        self._cols = {k: [] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "nin")}
-        self._in_bufs, self._in_locs, self._groups, self._deps, self._engines = [], [], [], [], []
         self._expect = []
         self.num_ops = 0
+        self._sink = SINK.get()
+        if self._sink is not None:
+            self._sink.claim(self)
+        self._reset()
+
+    def _reset(self):
+        """Start a new batch of kept ops (all of them, unless a sink takes them batch by batch)."""
+        self._cols = {k: [] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "nin")}
+        self._in_bufs, self._in_locs, self._groups, self._deps, self._engines = [], [], [], [], []
+        self._first = self.num_ops
+
+    def _flush(self):
+        """Hand the ops appended since the last flush to the sink, as one schedule of op ids ``_first`` on."""
+        if self._sink is not None and self.num_ops > self._first:
+            batch = self._columns()
+            first = self._first
+            self._reset()
+            self._sink.put(first, batch)
 
     def _buf(self, name):
         try:
@@ -316,6 +336,7 @@ class ScheduleBuilder:
 
     def xfer(self, src, dst, span, src_buf="data", dst_buf="data", deps=(), engine="dma"):
         """Copy ``span`` of ``src_buf`` at ``src`` into ``dst_buf`` at ``dst``, driven by ``engine``; returns the new op ids."""
+        self._flush()
         return self._append(XFER, src, dst, self._buf(dst_buf), (self._buf(src_buf),), span, deps, engine=engine)
 
     def multicast(self, src, dsts, span, src_buf="data", dst_buf="data", deps=(), engine="dma"):
@@ -328,7 +349,7 @@ class ScheduleBuilder:
         dsts = list(dsts)
         if not dsts:
             raise ValueError(f"{self.algo}: a multicast needs at least one destination")
-        first = self.xfer(src, dsts[0], span, src_buf, dst_buf, deps, engine)
+        first = self.xfer(src, dsts[0], span, src_buf, dst_buf, deps, engine)  # flushes; the copies go together
         if len(dsts) == 1 or first.size == 0:
             return np.stack([first] * len(dsts))
         self._groups[-1] = first.copy()
@@ -349,6 +370,7 @@ class ScheduleBuilder:
         """
         if len(inputs) < 2:
             raise ValueError(f"{self.algo}: a reduce needs at least two inputs")
+        self._flush()
         locs = [None] * len(inputs) if input_locs is None else list(input_locs)
         if len(locs) != len(inputs):
             raise ValueError(f"{self.algo}: input_locs must give one location per input ({len(inputs)})")
@@ -370,7 +392,15 @@ class ScheduleBuilder:
                                    None if contributors is None else tuple(int(c) for c in contributors)))
 
     def build(self):
-        """Freeze into a :class:`Schedule`."""
+        """Freeze into a :class:`Schedule` (with a sink: hand it the last ops and return a schedule of none)."""
+        self._flush()
+        schedule = self._columns()
+        if self._sink is not None:
+            self._sink.done(schedule)
+        return schedule
+
+    def _columns(self):
+        """The ops appended since the last flush as a :class:`Schedule` (dependencies keep global op ids)."""
         def cat(name, dtype):
             parts = self._cols[name]
             return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
@@ -381,7 +411,7 @@ class ScheduleBuilder:
         in_loc = np.concatenate(self._in_locs).astype(np.int32) if self._in_locs else np.empty(0, np.int32)
         group = np.concatenate(self._groups).astype(np.int64) if self._groups else np.empty(0, np.int64)
         engine = np.concatenate(self._engines) if self._engines else np.empty(0, np.int8)
-        dep_ptr, dep_idx = _deps_to_csr(self._deps, self.num_ops)
+        dep_ptr, dep_idx = _deps_to_csr(self._deps, self.num_ops - self._first)
         return Schedule(
             layout=self.layout, collective=self.collective, algo=self.algo, buffers=self.buffers,
             kind=cat("kind", np.int8), src=cat("src", np.int32), dst=cat("dst", np.int32),

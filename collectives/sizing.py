@@ -75,6 +75,30 @@ OPS = {
 }
 
 
+# Ops a streamed run holds at once (its window, sim/fluid.py), for algorithms whose window is much smaller than
+# their ops; the others are counted whole. A ring's window is a few of its steps (n or 2n ops each, in op order)
+# beyond the highest op ready: measured 131,072 entries for the 2,048-rank star ring (with the 65,536-op look-ahead).
+WINDOW = {
+    ("allreduce", "ring"): lambda n, g, nodes, nbytes, p: 64 * n,
+    ("reduce_scatter", "ring"): lambda n, g, nodes, nbytes, p: 64 * n,
+    ("allgather", "ring"): lambda n, g, nodes, nbytes, p: 64 * n,
+}
+
+
+def window_bound(algo, layout, nbytes, collective="allreduce", search=None, **params):
+    """Ops a streamed run of the schedule holds at once beyond its look-ahead: :data:`WINDOW`'s bound, else all.
+
+    >>> from flyersim.collectives.schedule import Layout
+    >>> window_bound("ring", Layout(nodes=512, gpus_per_node=8), 1 << 20), window_bound("tree", Layout(4, 8), 1)
+    (262144, 96)
+    """
+    bound = WINDOW.get((collective, algo))
+    if bound is None:
+        return op_bound(algo, layout, nbytes, collective, search, **params)
+    return min(int(bound(layout.ranks, layout.gpus_per_node, layout.nodes, nbytes, {})),
+               op_bound(algo, layout, nbytes, collective, search, **params))
+
+
 def op_bound(algo, layout, nbytes, collective="allreduce", search=None, **params):
     """An upper bound on the ops of ``build(algo, layout, collective, nbytes, search, **params)``, without building it.
 

@@ -112,7 +112,7 @@ def run_point(pt):
         try:
             with install_timer("numba:compiler_lock", one_off.append):
                 out = run_sizes(graph, [algo], pt["sizes"], model=pt.get("model", "flow"), keep_runs=classes,
-                                params=pt.get("params"), max_memory=pt.get("max_memory"),
+                                params=pt.get("params"), max_memory=pt.get("max_memory"), timeline=False,
                                 stragglers=Stragglers(**pt["stragglers"]) if pt.get("stragglers") else None)
         except ValueError as err:  # e.g. an algorithm that cannot serve this rank count
             if not pt.get("skip_unsupported"):

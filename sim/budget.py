@@ -7,16 +7,25 @@ built, and each schedule's ops (:mod:`collectives.sizing`) before the
 schedules are built. The limit is the memory this machine has available
 unless the user gives one (``--max-memory``).
 
+A whole (materialised) schedule costs ``BYTES_PER_OP`` per op. A streamed
+one (:func:`sim.engine.simulate_stream`, the default of ``flyersim run``
+without ``--trace``) holds only the ops of its window
+(:func:`collectives.sizing.window_bound`: a ring's is a few steps, other
+algorithms' all their ops) plus the look-ahead, at ``BYTES_PER_WINDOW_OP``;
+its timeline, when kept, ``BYTES_PER_TIMELINE_OP`` per op. A window that
+outgrows the estimate is checked again as it grows (:func:`check_window`).
+
 >>> check_ops("ring on 4096 GPUs", ops=50_319_360, elements=70_000, limit=8 * 10**9)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ValueError: ring on 4096 GPUs needs about 50.3M ops and 17.8 GB of memory, above the limit of 8 GB (available ...
+>>> check_ops("ring on 4096 GPUs", ops=50_319_360, elements=70_000, limit=8 * 10**9, window=262_144)  # streamed
 >>> check_ops("ring on 16 GPUs", ops=720, elements=500, limit=8 * 10**9)
 """
 
 import os
 
 from flyersim import collectives
-from flyersim.collectives.sizing import OPS, op_bound
+from flyersim.collectives.sizing import OPS, op_bound, window_bound
 from flyersim.topologies.units import parse_size
 
 # Measured with resource.getrusage peak RSS on this project's 2-core, 24 GB dev machine (Python 3.11):
@@ -25,6 +34,13 @@ BYTES_PER_ELEMENT = 600     # fireflyer2 graph + router + NCCL facts at 2,048 an
 BYTES_PER_OP = 350          # ring allreduce 1 MiB on fireflyer2 (LMM solver): 340 MB peak at 512 GPUs (785k ops),
 #                             931 MB at 1,024 GPUs (3.14M ops), 263 B/op above the base with the graph; 350 leaves room
 #                             for longer routes (HFReduce at 10,000 GPUs: 356 B/op with its graph, docs/performance.md)
+# A streamed run's window (sim/fluid.py Dag): 61 B per entry in power-of-two ring buffers (up to 2x), 16 B per
+# dependency edge, about 85 B + members per moving flow; measured peaks above the base and graph, fireflyer2 186 MiB:
+# HFReduce 1,024 GPUs window 131,072 ops, 186 MB peak; NCCL 524,288 (all of its 385k ops), 211 MB; dbtree 524,288,
+# 238 MB; ring on the 2,048-rank star 254 MB in all (docs/performance.md).
+BYTES_PER_WINDOW_OP = 150
+LOOKAHEAD_OPS = 1 << 20     # sim.engine.LOOKAHEAD, after up to one 16x restart
+BYTES_PER_TIMELINE_OP = 36  # ready, start, end (float64), route taken (int32), bytes (float64)
 
 
 def machine_memory():
@@ -78,22 +94,35 @@ def check_topology(what, elements, limit):
                          f"of memory, above the limit of {_gb(limit)} (available memory, or --max-memory); use fewer servers")
 
 
-def check_ops(what, ops, elements, limit):
-    """Refuse schedules of ``ops`` ops in total on a graph of ``elements`` that would not fit in ``limit`` bytes."""
-    need = BASE_BYTES + BYTES_PER_ELEMENT * elements + BYTES_PER_OP * ops
+def op_bytes(ops, window=None, timeline=False):
+    """Estimated bytes of schedules of ``ops`` ops: whole ones, or streamed ones holding ``window`` ops at once."""
+    if window is None:
+        return BYTES_PER_OP * ops
+    return BYTES_PER_WINDOW_OP * min(ops, window + LOOKAHEAD_OPS) + (BYTES_PER_TIMELINE_OP * ops if timeline else 0)
+
+
+def check_ops(what, ops, elements, limit, window=None, timeline=False):
+    """Refuse schedules of ``ops`` ops in total on a graph of ``elements`` that would not fit in ``limit`` bytes.
+
+    ``window``: the schedules are streamed, holding that many ops at once (see :func:`op_bytes`), keeping
+    every op's timeline if ``timeline``.
+    """
+    need = BASE_BYTES + BYTES_PER_ELEMENT * elements + op_bytes(ops, window, timeline)
     if need > limit:
         raise ValueError(f"{what} needs about {_count(ops)} ops and {_gb(need)} of memory, above the limit of "
                          f"{_gb(limit)} (available memory, or --max-memory); use fewer GPUs, fewer sizes or algorithms per run, an "
                          f"algorithm with fewer steps (hier, hfreduce, dbtree), or fewer chunks (--param max_chunks)")
 
 
-def check_run(graph, layout, algos, sizes, collective, search, params, limit=None):
+def check_run(graph, layout, algos, sizes, collective, search, params, limit=None, streamed=False,
+              timeline=False):
     """Refuse, before building any schedule, a run of ``algos`` x ``sizes`` that would not fit.
 
     Counts every distinct schedule the runner keeps (one per algorithm, or per size for those built per
     size; :func:`collectives.schedule_key`) with the algorithm's op bound; ``search`` is NCCL's search
     (None when no NCCL algorithm runs), ``params`` ``{algo: its parameters}``; ``limit`` in bytes,
-    default :func:`machine_memory`. An algorithm without a bound is not counted.
+    default :func:`machine_memory`. An algorithm without a bound is not counted. ``streamed``: the
+    schedules are streamed one at a time (the largest counts), keeping every op's times if ``timeline``.
     """
     keys = {}
     for algo in algos:
@@ -101,8 +130,20 @@ def check_run(graph, layout, algos, sizes, collective, search, params, limit=Non
             key = collectives.schedule_key(algo, layout, size, collective, search)
             if (collective, key[0]) in OPS:
                 keys.setdefault(key, algo)
-    ops = sum(op_bound(name, layout, nbytes, collective, search, **params.get(algo, {}))
-              for (name, nbytes), algo in keys.items())
+    counts = [op_bound(name, layout, nbytes, collective, search, **params.get(algo, {}))
+              for (name, nbytes), algo in keys.items()]
+    window = max((window_bound(name, layout, nbytes, collective, search, **params.get(algo, {}))
+                  for (name, nbytes), algo in keys.items()), default=0) if streamed else None
+    ops = max(counts, default=0) if streamed and not timeline else sum(counts)
     what = f"{', '.join(sorted({name for name, _ in keys}))} on {layout.ranks} GPU{'s' * (layout.ranks != 1)}"
     check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(),
-              machine_memory() if limit is None else limit)
+              machine_memory() if limit is None else limit, window, timeline)
+
+
+def check_window(what, held, elements, limit):
+    """Refuse, while it runs, a streamed run whose window and flows (``held`` bytes) outgrew ``limit``."""
+    need = BASE_BYTES + BYTES_PER_ELEMENT * elements + held
+    if need > limit:
+        raise ValueError(f"{what} holds {_gb(held)} of ops in flight ({_gb(need)} of memory in all), above the "
+                         f"limit of {_gb(limit)} (available memory, or --max-memory); use fewer GPUs or fewer "
+                         f"chunks (--param max_chunks)")

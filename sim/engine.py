@@ -8,6 +8,19 @@ has millions of event times, so each wake-up hands the numba core up to
 for any value, only the Python overhead per event shrinks. Nothing here knows
 which algorithm produced the schedule.
 
+A run keeps every op's timeline (ready, start and end times, and bytes:
+32 B per op) only when asked (``timeline=True``, the default here; ``flyersim
+run`` asks for it with ``--trace``); otherwise it keeps the aggregates every
+report needs: the run's time and the bytes each resource carried.
+
+:func:`simulate_stream` runs a schedule that arrives batch by batch
+(:mod:`collectives.stream`): batches enter the fluid network's window
+``lookahead`` ops ahead of the ops that are ready, and leave when their ops
+have ended, so a ring's memory is linear in its ranks. Results are the same
+bits as :func:`simulate` of the whole schedule: an op that would enter the
+window after it should have become ready stops the run, which starts again
+with a longer look-ahead (in the end, the whole schedule).
+
 An op's ``release`` time (a schedule may carry one, see
 :mod:`collectives.schedule`) becomes a dependency on a *gate*: an empty op
 whose route crosses nothing and takes that many seconds, one gate per
@@ -19,17 +32,20 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from flyersim.sim.fluid import Network
-from flyersim.sim.routes import Routes, build_routes, flow_bytes
+from flyersim.sim.budget import check_window, machine_memory
+from flyersim.sim.fluid import Late, Network
+from flyersim.sim.routes import RouteTable, Routes, build_routes, flow_bytes
 
 MODELS = ("flow", "analytic")
 SHARING = {"flow": "maxmin", "analytic": "isolated"}  # the fluid network's sharing policy of each model
 EVENTS_PER_WAKEUP = 4096
+LOOKAHEAD = 1 << 16  # ops the window holds beyond the highest op made ready while a stream has more (x16 on a late op)
 
 
 @dataclass(frozen=True)
 class Run:
-    """Outcome of one simulated collective: its time and every op's timeline."""
+    """Outcome of one simulated collective: its time, the bytes each resource carried, and (if kept) every op's
+    timeline (``None`` when not kept)."""
 
     schedule: object
     routes: Routes
@@ -37,22 +53,35 @@ class Run:
     count: int          # elements per rank
     itemsize: int
     time: float         # seconds from start to the last op's end
-    op_bytes: np.ndarray
-    ready_at: np.ndarray
-    start_at: np.ndarray
-    end_at: np.ndarray
-    op_route: np.ndarray  # each op's route as run (the candidate it took where routes had alternatives)
+    op_bytes: np.ndarray = None
+    ready_at: np.ndarray = None
+    start_at: np.ndarray = None
+    end_at: np.ndarray = None
+    op_route: np.ndarray = None  # each op's route as run (the candidate it took where routes had alternatives)
+    carried_bytes: np.ndarray = None  # per resource, weights applied (None: from the timeline)
+    ops: int = None                   # op count (None: the schedule's)
 
     @property
     def nbytes(self):
         return self.count * self.itemsize
 
+    @property
+    def timeline(self):
+        """Whether every op's times were kept."""
+        return self.end_at is not None
+
     def carried(self):
         """Bytes each resource carried (weights applied)."""
+        if self.carried_bytes is not None:
+            return self.carried_bytes
         return self.routes.carried(self.op_bytes, self.op_route)
 
+    @property
+    def num_ops(self):
+        return self.schedule.num_ops if self.ops is None else self.ops
 
-def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, alternatives=None):
+
+def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, alternatives=None, timeline=True):
     """Simulate ``schedule`` moving ``nbytes`` per rank on ``topology`` (a graph, or prebuilt :class:`Routes`).
 
     ``model`` is ``flow`` (max-min fair sharing) or ``analytic`` (no contention).
@@ -60,6 +89,8 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, a
     default 1 for every op); ``alternatives`` a pair ``(alt_ptr, alt_idx)``,
     the CSR of candidate routes of each route (adaptive routing: an op takes
     the least loaded when it starts). See :class:`sim.fluid.Network`.
+    ``timeline`` keeps every op's bytes, times and route in the run (else
+    only its time and per-resource bytes).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
@@ -76,7 +107,9 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, a
         alt_ptr = None if alt_ptr is None else np.concatenate([alt_ptr, np.full(rlat.size + 1 - alt_ptr.size,
                                                                                alt_ptr[-1])])
     net = Network(flows, route, rptr, routes.rres, routes.rw, rlat, routes.capacity, dep_ptr, dep_idx,
-                  sharing=SHARING[model], share=share, alt_ptr=alt_ptr, alt_idx=alt_idx)
+                  sharing=SHARING[model], share=share, alt_ptr=alt_ptr, alt_idx=alt_idx,
+                  timeline=timeline or alternatives is not None)
+    del dep_ptr, dep_idx
     env = simpy.Environment()
     env.process(_drive(env, net))
     env.run()
@@ -84,9 +117,12 @@ def simulate(schedule, topology, nbytes, itemsize=4, model="flow", share=None, a
     stuck = net.unfinished()
     if stuck.size:
         raise RuntimeError(f"{stuck.size} ops never ran, first: {schedule.describe(stuck[0])}")
-    time = float(net.end_at[:m].max(initial=0.0))
-    return Run(schedule, routes, model, count, itemsize, time, op_bytes,
-               net.ready_at[:m], net.start_at[:m], net.end_at[:m], net.route[:m])
+    taken = routes.op_route if alternatives is None else net.route[:m]
+    carried = routes.carried(op_bytes, taken)
+    if not timeline:
+        return Run(schedule, routes, model, count, itemsize, net.time, carried_bytes=carried, ops=m)
+    return Run(schedule, routes, model, count, itemsize, net.time, op_bytes,
+               net.ready_at[:m], net.start_at[:m], net.end_at[:m], taken, carried, m)
 
 
 def _gates(release, flows, route, rptr, rlat, dep_ptr, dep_idx):
@@ -112,12 +148,103 @@ def _gates(release, flows, route, rptr, rlat, dep_ptr, dep_idx):
     return flows, route, rptr, rlat, new_ptr, new_idx
 
 
-def _flow_deps(schedule):
-    """The schedule's dependencies, plus: a multicast's further copies end when its first copy (their flow) ends."""
+def simulate_stream(make_stream, graph, nbytes, itemsize=4, model="flow", timeline=False, router=None,
+                    lookahead=LOOKAHEAD, max_memory=None):
+    """:func:`simulate` of the schedule ``make_stream()`` streams (a :class:`collectives.stream.Stream`).
+
+    The run's ``schedule`` is the built schedule with no ops (its layout, algorithm and collective) and its
+    routes have no per-op routes; ``timeline`` still keeps every op's times and bytes. A window that
+    outgrows ``max_memory`` bytes (default: this machine's available memory) stops the run with one line
+    (:func:`sim.budget.check_window`).
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
+    while True:
+        stream = make_stream()
+        try:
+            return _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookahead,
+                               machine_memory() if max_memory is None else max_memory)
+        except Late:
+            lookahead *= 16
+        finally:
+            stream.close()
+
+
+def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookahead, limit):
+    count = int(nbytes) // itemsize
+    try:
+        first, batch = next(stream)
+    except StopIteration:
+        first, batch = 0, None
+    header = batch if batch is not None else stream.schedule
+    table = RouteTable(graph, header.layout, header.algo, router)
+    net = Network(None, None, *table.elements(), sharing=SHARING[model], timeline=timeline)
+    per_route, sizes = np.zeros(0), []
+    pending = [(first, batch)] if batch is not None else []
+    elements, held = graph.number_of_nodes() + graph.number_of_edges(), [0]
+    what = f"{header.algo} on {header.layout.ranks} GPUs"
+
+    def feed():
+        """Append batches until ``lookahead`` ops follow the highest op made ready; False once none are left."""
+        nonlocal per_route
+        while net.num_ops - 1 - net.top_ready < lookahead:
+            if pending:
+                first, batch = pending.pop()
+            else:
+                try:
+                    first, batch = next(stream)
+                except StopIteration:
+                    return False
+            known = table.size
+            op_route = table.add(batch, first)
+            if table.size != known:
+                net.set_routes(*table.elements())
+                per_route = np.concatenate([per_route, np.zeros(table.size - per_route.size)])
+            op_bytes = batch.span_elements(count).astype(np.float64) * itemsize
+            np.add.at(per_route, op_route, op_bytes)  # in op order, as np.bincount over every op
+            if timeline:
+                sizes.append(op_bytes)
+            dep_ptr, dep_idx = _flow_deps(batch, first)
+            net.append(first, op_route, flow_bytes(batch, op_bytes, first), dep_ptr, dep_idx)
+            if net.held() > 2 * held[0]:  # check as the window grows (doubling)
+                held[0] = net.held()
+                check_window(what, held[0], elements, limit)
+        return True
+
+    net.feed = feed
+    net.low = lookahead // 2
+    if not feed():
+        net.low = 0
+    env = simpy.Environment()
+    env.process(_drive(env, net))
+    env.run()
+    stuck = net.unfinished()
+    if stuck.size or net.num_ended != stream.num_ops:
+        raise RuntimeError(f"{max(stuck.size, stream.num_ops - net.num_ended)} ops never ran, first: op "
+                           f"{stuck[0] if stuck.size else net.num_ended}")
+    fields, renumber = table.routes()
+    routes = Routes(*fields)
+    ordered = np.zeros(routes.rlat.size)
+    ordered[renumber[:per_route.size]] = per_route
+    carried = routes.carried_by_route(ordered)
+    schedule = stream.schedule
+    if not timeline:
+        return Run(schedule, routes, model, count, itemsize, net.time, carried_bytes=carried, ops=stream.num_ops)
+    op_bytes = np.concatenate(sizes) if sizes else np.zeros(0)
+    return Run(schedule, routes, model, count, itemsize, net.time, op_bytes, net.ready_at, net.start_at, net.end_at,
+               None, carried, stream.num_ops)
+
+
+def _flow_deps(schedule, first=0):
+    """The schedule's dependencies, plus: a multicast's further copies end when its first copy (their flow) ends.
+
+    ``first``: the op id of the schedule's first op (a batch of a stream).
+    """
     s = schedule
-    if s.group is None or not np.any((s.group >= 0) & (s.group != np.arange(s.num_ops))):
+    ids = first + np.arange(s.num_ops)
+    if s.group is None or not np.any((s.group >= 0) & (s.group != ids)):
         return s.dep_ptr, s.dep_idx
-    follower = (s.group >= 0) & (s.group != np.arange(s.num_ops))
+    follower = (s.group >= 0) & (s.group != ids)
     counts = np.diff(s.dep_ptr) + follower
     dep_ptr = np.zeros(s.num_ops + 1, np.int64)
     np.cumsum(counts, out=dep_ptr[1:])

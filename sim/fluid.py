@@ -39,11 +39,11 @@ active flow from scratch instead: the oracle of the tests, and the
 ``RATE_RTOL``, not bit for bit: both accumulate floating-point sums in an
 order that depends on the path taken.
 
-State lives in named groups of arrays (:class:`Dag` and :class:`Demand` per
-op, :class:`Elements` per route, :class:`Constraints` per resource,
+State lives in named groups of arrays (:class:`Dag`: the window of ops in
+flight, see there; :class:`Elements` per route, :class:`Constraints` per resource,
 :class:`Variables`, :class:`Members` and the finishing :class:`Heap` per
-*slot*, the waiting :class:`Heap` and a :class:`Work` scratch set), all
-indices int32. A slot holds one active flow: a few thousand slots serve
+*slot*, the waiting :class:`Heap` of window entries and a :class:`Work`
+scratch set), all indices int32. A slot holds one active flow: a few thousand slots serve
 millions of ops, so the state the solver's hot loops touch stays in the
 caches; the per-resource arrays (of ``Constraints`` and ``Work``) are column
 views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`)
@@ -63,6 +63,11 @@ TIME_RTOL = 1e-12
 RATE_RTOL = 1e-9
 # _step result besides a next event time: the member lists are full, grow them and call again.
 NEED_SLOTS = -1.0
+# _advance result: the window runs low on ops not yet ready; append more and call again
+NEED_OPS = -2.0
+# Dag.counts: the window ``lo..hi-1``, ops made ready and ended so far, free edges, the first op that entered
+# the window after it should have been ready, the highest op made ready so far
+LO, HI, N_READY, N_ENDED, N_EDGE_FREE, LATE, TOP_READY = range(7)
 # sharing policies
 MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
@@ -75,13 +80,22 @@ _jit = njit(error_model="numpy")
 # inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
 _inline = njit(error_model="numpy", inline="always")
 
-Dag = namedtuple("Dag", "ndeps dn_ptr dn_idx route ready_at start_at end_at")
-Dag.__doc__ = """The ops: unmet dependencies, who waits for whom (CSR), route, and the three times of each op."""
+Dag = namedtuple("Dag", "mask op_of ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next "
+                       "edge_free ready_at start_at end_at taken counts last_end")
+Dag.__doc__ = """The ops in flight.
+
+Ops enter in batches (:func:`_append`, in op order; a dependency names an
+earlier op, or one of its own batch) and live in a *window*, a ring buffer
+over op ids ``lo..hi-1`` (entry ``op & mask``): its op, unmet dependencies,
+route, bytes, sharing weight, whether ended, and its dependents still
+waiting (a list of edges, in op order, so they are released in op order).
+Ops below ``lo`` have all ended, so memory grows with the ops in flight, not
+with all ops. With the timeline kept, the three times and the route taken of
+every op (else empty arrays). ``counts``: see ``LO``...; ``last_end[0]`` is
+the latest end time."""
 Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
-Demand = namedtuple("Demand", "nbytes share")
-Demand.__doc__ = """Per op: the bytes its flow moves and its sharing weight."""
 Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen")
 Variables.__doc__ = """The active flows, one per *slot* (compact: a few thousand slots serve millions of ops): the op
 in it (-1: free), its route, bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the flow's fair
@@ -92,7 +106,8 @@ Members = namedtuple("Members", "shift next prev free n_free")
 Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``(s << shift) + j``
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
 Heap = namedtuple("Heap", "keys ops pos size")
-Heap.__doc__ = """A binary min-heap of ops (waiting) or slots (finishing): ``pos[i]`` is where ``i`` is (-1: absent)."""
+Heap.__doc__ = """A binary min-heap of window entries (waiting) or slots (finishing): ``pos[i]`` is where ``i`` is
+(-1: absent)."""
 Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows fres fres_mark "
                          "unfrozen frozen top top_round")
 Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources they touch,
@@ -161,7 +176,7 @@ def _heap_remove(keys, ops, pos, size, op):
 # ---------------------------------------------------------------- the event step
 
 @_inline
-def _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work):
+def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
     Returns ``NEED_SLOTS`` (before starting a flow it has no slot for) when
@@ -170,7 +185,7 @@ def _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work)
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
     _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
-    if not _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
+    if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
     c = work.counts
     if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
@@ -196,15 +211,13 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
     fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
     wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
     shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
-    end_at, ndeps, dn_ptr, dn_idx, route, ready_at, latency = (dag.end_at, dag.ndeps, dag.dn_ptr, dag.dn_idx,
-                                                               dag.route, dag.ready_at, elem.latency)
+    latency = elem.latency
     touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
                                                          work.dirty, work.counts)
     while fsize[0] > 0 and fkeys[0] <= horizon:
         s = fops[0]
         _heap_remove(fkeys, fops, fpos, fsize, s)
         f = vop[s]
-        end_at[f] = now
         r = vroute[s]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
@@ -218,11 +231,11 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
         vop[s] = -1
         free[n_free[0]] = s
         n_free[0] += 1
-        _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize)
+        _end(f, now, dag, latency, wkeys, wops, wpos, wsize)
 
 
 @_inline
-def _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
+def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
     """Ops whose latency has elapsed by ``horizon`` start moving bytes (empty ones end at once).
 
     False when a flow needs a member slot and none is free.
@@ -230,8 +243,9 @@ def _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
     ptr, res, alt_ptr, head, count = elem.ptr, elem.cnst, elem.alt_ptr, cnst.head, cnst.count
     wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
     shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
-    route, start_at, end_at, nbytes, share = dag.route, dag.start_at, dag.end_at, dem.nbytes, dem.share
-    ndeps, dn_ptr, dn_idx, ready_at, latency = dag.ndeps, dag.dn_ptr, dag.dn_idx, dag.ready_at, elem.latency
+    route, start_at, nbytes, share, op_of, taken = (dag.route, dag.start_at, dag.nbytes, dag.share, dag.op_of,
+                                                    dag.taken)
+    latency = elem.latency
     vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
     bott, in_set, seen = var.bott, var.in_set, var.seen
     touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
@@ -239,21 +253,23 @@ def _start_ready(now, horizon, dag, dem, elem, var, cnst, mem, waiting, work):
     while wsize[0] > 0 and wkeys[0] <= horizon:
         if n_free[0] == 0:
             return False
-        f = wops[0]
-        _heap_remove(wkeys, wops, wpos, wsize, f)
-        start_at[f] = now
-        if nbytes[f] <= 0.0:
-            end_at[f] = now
-            _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize)
+        w = wops[0]
+        _heap_remove(wkeys, wops, wpos, wsize, w)
+        f = op_of[w]
+        if start_at.size:
+            start_at[f] = now
+        if nbytes[w] <= 0.0:
+            _end(f, now, dag, latency, wkeys, wops, wpos, wsize)
             continue
         n_free[0] -= 1
         s = free[n_free[0]]
-        r = route[f]
+        r = route[w]
         if alt_ptr[r + 1] > alt_ptr[r]:
             r = _least_loaded(r, elem, cnst)
-            route[f] = r
+            if taken.size:
+                taken[f] = r
         _link(s, r, ptr, res, shift, nxt, prev, head, count)
-        vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[f], share[f]
+        vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[w], share[w]
         rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
         _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
@@ -299,15 +315,22 @@ def _reschedule(now, var, finishing, work):
 
 
 @_jit
-def _advance(now, max_events, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work):
+def _advance(now, max_events, low, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
 
     Returns (last time handled, next event time); the next time is
-    ``NEED_SLOTS`` when the member lists must grow before going on.
+    ``NEED_SLOTS`` when the member lists must grow before going on, and
+    ``NEED_OPS``, with the next time to handle instead of the last one
+    handled, when fewer than ``low`` ops follow the highest op made ready.
     """
+    c = dag.counts
     for _ in range(max_events):
-        nxt = _step(now, policy, dag, dem, elem, var, cnst, mem, waiting, finishing, work)
-        if nxt == NEED_SLOTS or nxt == np.inf:
+        nxt = _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work)
+        if nxt == NEED_SLOTS:
+            return now, nxt
+        if c[HI] - 1 - c[TOP_READY] < low:
+            return nxt, NEED_OPS
+        if nxt == np.inf:
             return now, nxt
         now = nxt
     return now, now
@@ -374,14 +397,93 @@ def _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts):
 
 
 @_inline
-def _release(f, now, ndeps, dn_ptr, dn_idx, route, ready_at, latency, wkeys, wops, wpos, wsize):
-    """Op ``f`` ended: its dependents with no other unmet dependency wait out their latency (heap ``w*``)."""
-    for j in range(dn_ptr[f], dn_ptr[f + 1]):
-        d = dn_idx[j]
-        ndeps[d] -= 1
-        if ndeps[d] == 0:
-            ready_at[d] = now
-            _heap_set(wkeys, wops, wpos, wsize, d, now + latency[route[d]])
+def _ready(op, now, dag, latency, wkeys, wops, wpos, wsize):
+    """Op ``op`` has no unmet dependency: it waits out its route's latency (heap ``w*``, of window entries)."""
+    c = dag.counts
+    c[N_READY] += 1
+    c[TOP_READY] = max(c[TOP_READY], op)
+    w = op & dag.mask
+    if dag.ready_at.size:
+        dag.ready_at[op] = now
+        dag.taken[op] = dag.route[w]
+    _heap_set(wkeys, wops, wpos, wsize, w, now + latency[dag.route[w]])
+
+
+@_inline
+def _end(op, now, dag, latency, wkeys, wops, wpos, wsize):
+    """Op ``op`` ended: record it, release its dependents in op order, move the window past ended ops."""
+    mask, c, done, ndeps = dag.mask, dag.counts, dag.done, dag.ndeps
+    edge_op, edge_next, edge_free = dag.edge_op, dag.edge_next, dag.edge_free
+    if dag.end_at.size:
+        dag.end_at[op] = now
+    dag.last_end[0] = max(dag.last_end[0], now)
+    c[N_ENDED] += 1
+    w = op & mask
+    done[w] = True
+    e = dag.dn_head[w]
+    while e >= 0:
+        d = edge_op[e]
+        ndeps[d & mask] -= 1
+        if ndeps[d & mask] == 0:
+            _ready(d, now, dag, latency, wkeys, wops, wpos, wsize)
+        nxt = edge_next[e]
+        edge_free[c[N_EDGE_FREE]] = e
+        c[N_EDGE_FREE] += 1
+        e = nxt
+    dag.dn_head[w] = -1
+    dag.dn_count[w] = 0
+    while c[LO] < c[HI] and done[c[LO] & mask]:
+        c[LO] += 1
+
+
+@_jit
+def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, waiting, started):
+    """Ops ``first..`` (routes, bytes, shares, dependency CSR) enter the window; the caller made room for them
+    and their edges. A dependency names an earlier op or one of the same batch. An op with no unmet dependency
+    is ready at once before the run starts (``started`` False); after, it came too late (its dependencies
+    ended before it entered): ``counts[LATE]`` names the first such op and the run must start again with a
+    longer look-ahead."""
+    mask, c = dag.mask, dag.counts
+    wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
+    lo = c[LO]
+    for i in range(route.size):
+        w = (first + i) & mask
+        dag.op_of[w] = first + i
+        dag.route[w] = route[i]
+        dag.nbytes[w] = nbytes[i]
+        dag.share[w] = share[i]
+        dag.done[w] = False
+        dag.dn_head[w] = -1
+        dag.dn_tail[w] = -1
+        dag.dn_count[w] = 0
+        dag.ndeps[w] = 0
+    c[HI] = first + route.size
+    for i in range(route.size):
+        op = first + i
+        for j in range(dep_ptr[i], dep_ptr[i + 1]):
+            d = dep_idx[j]
+            if d < lo or dag.done[d & mask]:
+                continue
+            dag.ndeps[op & mask] += 1
+            c[N_EDGE_FREE] -= 1
+            e = dag.edge_free[c[N_EDGE_FREE]]
+            dag.edge_op[e] = op
+            dag.edge_next[e] = -1
+            v = d & mask
+            if dag.dn_tail[v] >= 0:
+                dag.edge_next[dag.dn_tail[v]] = e
+            else:
+                dag.dn_head[v] = e
+            dag.dn_tail[v] = e
+            dag.dn_count[v] += 1
+    for i in range(route.size):
+        op = first + i
+        if dag.ndeps[op & mask] == 0:
+            if started:
+                if c[LATE] < 0:
+                    c[LATE] = op
+            else:
+                _ready(op, 0.0, dag, latency, wkeys, wops, wpos, wsize)
 
 
 # ---------------------------------------------------------------- sharing policies
@@ -564,14 +666,6 @@ def _fill(elem, var, cnst, work):
         n_unfrozen = keep
 
 
-@_jit
-def _initial_heap(dag, elem, waiting):
-    for op in range(dag.ndeps.size):
-        if dag.ndeps[op] == 0:
-            dag.ready_at[op] = 0.0
-            _heap_set(waiting.keys, waiting.ops, waiting.pos, waiting.size, op, elem.latency[dag.route[op]])
-
-
 class Network:
     """The fluid state of one simulation: flows of ops over routes of resources.
 
@@ -582,8 +676,16 @@ class Network:
     analytic model); ``share`` gives each op's sharing weight under max-min
     (its traffic class's; default 1 for all); ``alt_ptr/alt_idx`` is a CSR of
     candidate routes per route (adaptive routing: an op takes the least
-    loaded when it starts, see :attr:`route`); ``check=True`` compares the incremental rates with a
-    full re-solve after every event time (slow; a debug aid).
+    loaded when it starts, see :attr:`route`); ``check=True`` compares the
+    incremental rates with a full re-solve after every event time (slow; a
+    debug aid). With ``timeline=False`` no per-op time is kept: only
+    :attr:`time` (the last end) and the count of ops ended.
+
+    Ops may also come in batches: pass ``op_bytes=None`` (and no ``route``
+    or dependencies), then :meth:`append` batches in op order, setting
+    :attr:`feed` to a function that appends more when :meth:`advance` runs
+    low (and returns False when there are none left), and :meth:`set_routes`
+    when batches bring new routes. Only the ops in flight are held.
 
     >>> import numpy as np
     >>> net = Network(op_bytes=np.array([100.0, 100.0]), route=np.array([0, 0]),
@@ -593,21 +695,37 @@ class Network:
     >>> t = net.next_time
     >>> while t < np.inf:
     ...     t = net.step(t)
-    >>> net.end_at.tolist()  # two equal flows on one link both finish at 2n/B
-    [20.0, 20.0]
+    >>> net.end_at.tolist(), net.time  # two equal flows on one link both finish at 2n/B
+    ([20.0, 20.0], 20.0)
     """
 
-    def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr, dep_idx, sharing="maxmin",
-                 check=False, share=None, alt_ptr=None, alt_idx=None):
+    def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr=None, dep_idx=None,
+                 sharing="maxmin", check=False, share=None, alt_ptr=None, alt_idx=None, timeline=True):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
         self.check = bool(check)
-        n = op_bytes.size
-        dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
-        dn_ptr, dn_idx = _dependents(dep_ptr, dep_idx, n)
-        self.dag = Dag(np.diff(dep_ptr).astype(IDX), dn_ptr, dn_idx, np.array(route, IDX),
-                       np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan))
+        self.timeline = bool(timeline)
+        self.feed = None      # appends more ops when the window runs low; False when none are left
+        self.low = 0          # advance stops when fewer ops than this follow the highest op made ready
+        self.started = False
+        empty = np.empty(0)
+        self.dag = Dag(0, np.empty(0, np.int64), *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.float64, np.bool_,
+                                                                           IDX, IDX, IDX, np.int64, IDX, IDX)),
+                       empty, empty, empty, np.empty(0, IDX), np.zeros(7, np.int64), np.zeros(1))
+        self.dag.counts[LATE] = -1
+        self.dag.counts[TOP_READY] = -1
+        self.waiting = _new_heap(0)  # window entries waiting out their latency, by start time
+        self.var = self.mem = self.finishing = self.elem = self.cnst = None  # flows by slot, members, by finish
+        self.work = None
+        self.set_routes(rptr, rres, rw, rlat, capacity, alt_ptr, alt_idx)
+        self._grow(1024 if op_bytes is None else max(min(np.size(op_bytes), 1024), 1))
+        self.next_time = np.inf
+        if op_bytes is not None:
+            self.append(0, route, op_bytes, dep_ptr, dep_idx, share)
+
+    def set_routes(self, rptr, rres, rw, rlat, capacity, alt_ptr=None, alt_idx=None):
+        """The routes and resources as they are now (earlier routes and resources keep their numbers)."""
         nroutes = np.asarray(rlat).size
         if alt_ptr is None:
             alt_ptr, alt_idx = np.zeros(nroutes + 1, IDX), np.empty(0, IDX)
@@ -617,35 +735,130 @@ class Network:
             raise ValueError(f"alt_ptr/alt_idx must be a CSR of candidate routes over the {nroutes} routes")
         self.elem = Elements(np.asarray(rptr, IDX), np.asarray(rres, IDX), np.asarray(rw, np.float64),
                              np.asarray(rlat, np.float64), alt_ptr, alt_idx)
-        share = np.ones(n) if share is None else np.array(share, np.float64)
-        if share.shape != (n,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
-            raise ValueError(f"share must hold one positive finite weight per op ({n})")
-        self.dem = Demand(np.asarray(op_bytes, np.float64), share)
-        nres = np.asarray(capacity).size
-        table = _resource_table(nres)
-        table["bound"][:], table["head"][:] = capacity, -1
-        self.cnst = Constraints(table["bound"], table["usage"], table["head"], table["count"])
-        self.waiting = _new_heap(n)    # ops waiting out their latency, by start time
-        self.var = self.mem = self.finishing = None  # active flows by slot, their members, by finish time
-        self.work = _new_work(0, table)
-        self._grow(max(min(n, 1024), 1))
-        _initial_heap(self.dag, self.elem, self.waiting)
-        self.next_time = self.waiting.keys[0] if self.waiting.size[0] else np.inf
+        capacity = np.asarray(capacity, np.float64)
+        nres, old = capacity.size, 0 if self.cnst is None else self.cnst.bound.size
+        if self.cnst is None or nres != old:
+            table = _resource_table(nres)
+            table["bound"][:], table["head"][:] = capacity, -1
+            n = 0 if self.work is None else self.work.modified.size
+            if old:
+                for name in ("usage", "head", "count"):
+                    table[name][:old] = getattr(self.cnst, name)
+                for name in ("left", "sumw", "nflows", "top", "fres_mark", "top_round"):
+                    table[name][:old] = getattr(self.work, name)
+            self.cnst = Constraints(table["bound"], table["usage"], table["head"], table["count"])
+            work = _new_work(n, table)
+            if old:
+                work.counts[:] = self.work.counts
+                for name in ("modified", "unfrozen", "frozen"):
+                    getattr(work, name)[:] = getattr(self.work, name)
+                for name in ("touched", "touched_mark", "dirty", "dirty_mark", "fres"):
+                    getattr(work, name)[:old] = getattr(self.work, name)
+            self.work = work
+        if self.mem is not None and self._bits() > self.mem.shift:
+            self._grow(self.var.op.size)
 
-    # the timeline and rates of every op
-    ready_at = property(lambda self: self.dag.ready_at)
-    start_at = property(lambda self: self.dag.start_at)
-    end_at = property(lambda self: self.dag.end_at)
+    def _bits(self):
+        return max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
+
+    def append(self, first, route, op_bytes, dep_ptr, dep_idx, share=None):
+        """Ops ``first..`` enter: route, bytes and sharing weight (default 1) of each, dependencies as a CSR of
+        op ids (any earlier op, or one of this batch).
+
+        Before the run starts, ops with no dependency are ready at time 0; after, an op whose dependencies
+        have all ended came too late and :class:`Late` is raised (append ops ahead of the run: :attr:`feed`).
+        """
+        m = len(route)
+        dep_ptr, dep_idx = np.asarray(dep_ptr, np.int64), np.asarray(dep_idx, np.int64)
+        share = np.ones(m) if share is None else np.array(share, np.float64)
+        if share.shape != (m,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
+            raise ValueError(f"share must hold one positive finite weight per op ({m})")
+        c = self.dag.counts
+        if first != c[HI]:
+            raise ValueError(f"ops must enter in order: op {first} after op {c[HI] - 1}")
+        if dep_idx.size and (dep_idx.max() >= first + m or dep_idx.min() < 0):
+            raise ValueError(f"a dependency of ops {first}..{first + m - 1} names no op entered so far")
+        self._grow_window(first + m - c[LO], dep_idx.size)
+        if self.timeline and self.dag.end_at.size < first + m:
+            size = max(first + m, 2 * self.dag.end_at.size)
+            times = []
+            for old in (self.dag.ready_at, self.dag.start_at, self.dag.end_at):
+                new = np.full(size, np.nan)
+                new[:old.size] = old
+                times.append(new)
+            taken = np.full(size, -1, IDX)
+            taken[:self.dag.taken.size] = self.dag.taken
+            self.dag = self.dag._replace(ready_at=times[0], start_at=times[1], end_at=times[2], taken=taken)
+        _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), share, dep_ptr, dep_idx,
+                self.elem.latency, self.waiting, self.started)
+        if c[LATE] >= 0:
+            raise Late(int(c[LATE]))
+        if not self.started and self.waiting.size[0]:
+            self.next_time = self.waiting.keys[0]
+
+    def _grow_window(self, span, edges):
+        """Room for ``span`` ops in the window (and the waiting heap) and ``edges`` more dependency edges."""
+        dag, c = self.dag, self.dag.counts
+        size = dag.ndeps.size
+        if span > size:
+            new = 1 << max(int(span - 1).bit_length(), 10, (2 * size - 1).bit_length())
+            ops = np.arange(c[LO], c[HI], dtype=np.int64)
+            at, was = ops & (new - 1), ops & dag.mask
+            moved = {}
+            for name, fill in (("op_of", -1), ("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("share", 1.0),
+                               ("done", True), ("dn_head", -1), ("dn_tail", -1), ("dn_count", 0)):
+                old = getattr(dag, name)
+                arr = np.full(new, fill, old.dtype)
+                arr[at] = old[was]
+                moved[name] = arr
+            heap = _new_heap(new)  # entries waiting move with their ops
+            n = int(self.waiting.size[0])
+            heap.keys[:n] = self.waiting.keys[:n]
+            heap.ops[:n] = dag.op_of[self.waiting.ops[:n]] & (new - 1)
+            heap.pos[at] = self.waiting.pos[was]
+            heap.size[0] = n
+            self.waiting = heap
+            dag = dag._replace(mask=new - 1, **moved)
+        if edges > c[N_EDGE_FREE]:
+            old = dag.edge_op.size
+            new = max(2 * old, old + edges - int(c[N_EDGE_FREE]), 1024)
+            edge_op, edge_next, edge_free = np.empty(new, np.int64), np.empty(new, IDX), np.empty(new, IDX)
+            edge_op[:old], edge_next[:old] = dag.edge_op, dag.edge_next
+            n_free = int(c[N_EDGE_FREE])
+            edge_free[:n_free] = dag.edge_free[:n_free]
+            added = np.arange(new - 1, old - 1, -1, dtype=IDX)
+            edge_free[n_free:n_free + added.size] = added
+            c[N_EDGE_FREE] = n_free + added.size
+            dag = dag._replace(edge_op=edge_op, edge_next=edge_next, edge_free=edge_free)
+        self.dag = dag
+
+    # the timeline of every op (empty arrays without ``timeline``)
+    ready_at = property(lambda self: self.dag.ready_at[:self.num_ops])
+    start_at = property(lambda self: self.dag.start_at[:self.num_ops])
+    end_at = property(lambda self: self.dag.end_at[:self.num_ops])
+    route = property(lambda self: self.dag.taken[:self.num_ops],
+                     doc="Each op's route as run: the candidate it took, if it had any (with the timeline).")
+    time = property(lambda self: float(self.dag.last_end[0]), doc="The last end time so far.")
+    num_ops = property(lambda self: int(self.dag.counts[HI]), doc="Ops appended so far.")
+    num_ready = property(lambda self: int(self.dag.counts[N_READY]), doc="Ops that became ready so far.")
+    num_ended = property(lambda self: int(self.dag.counts[N_ENDED]), doc="Ops that ended so far.")
+    top_ready = property(lambda self: int(self.dag.counts[TOP_READY]), doc="The highest op made ready so far.")
+    window = property(lambda self: int(self.dag.ndeps.size), doc="Ops the window has room for.")
+
+    def held(self):
+        """Bytes of the arrays this network holds (its window, flows, members, routes and resources)."""
+        groups = (self.dag, self.elem, self.var, self.cnst, self.mem, self.waiting, self.finishing, self.work)
+        return sum(a.nbytes for g in groups for a in g if isinstance(a, np.ndarray))
 
     @property
     def rate(self):
         """Each op's rate (0 when not moving)."""
         return self.solve()
-    route = property(lambda self: self.dag.route, doc="Each op's route: the candidate it took, if it had any.")
 
     def _grow(self, slots):
-        """Room for ``slots`` flows active at once: their variables, members, finish heap and work lists."""
-        bits = max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
+        """Room for ``slots`` flows active at once: their variables, members, finish heap and work lists
+        (and members as wide as the longest route, which may have grown)."""
+        bits = self._bits()
         w = 1 << bits
         old = 0 if self.var is None else self.var.op.size
         fresh = Variables(np.full(slots, -1, IDX), np.empty(slots, IDX), np.empty(slots), np.empty(slots),
@@ -660,7 +873,15 @@ class Network:
                 a[:old] = b
             for a, b in zip(heap, self.finishing):
                 a[:b.size] = b
-            nxt[:old * w], prev[:old * w] = self.mem.next, self.mem.prev
+            ob = self.mem.shift
+            if ob == bits:
+                nxt[:old * w], prev[:old * w] = self.mem.next, self.mem.prev
+            else:  # longer routes arrived: member (s << ob) + j moves to (s << bits) + j, lists keep their order
+                def moved(m):
+                    return np.where(m >= 0, ((m >> ob) << bits) + (m & ((1 << ob) - 1)), m).astype(IDX)
+                at = moved(np.arange(old << ob))
+                nxt[at], prev[at] = moved(self.mem.next), moved(self.mem.prev)
+                self.cnst.head[:] = moved(self.cnst.head)
             n_free = self.mem.n_free[0]
             free[:n_free] = self.mem.free[:n_free]
             modified[:old] = self.work.modified
@@ -682,12 +903,20 @@ class Network:
                 if now == np.inf:
                     break
             return now
+        self.started = True
         while True:
-            last, nxt = _advance(now, max_events, self.policy, self.dag, self.dem, self.elem, self.var, self.cnst,
+            last, nxt = _advance(now, max_events, self.low, self.policy, self.dag, self.elem, self.var, self.cnst,
                                  self.mem, self.waiting, self.finishing, self.work)
+            if nxt == NEED_OPS:
+                if not self.feed():
+                    self.low = 0
+                now = nxt = last
+                if now == np.inf:
+                    break
+                continue
             if nxt != NEED_SLOTS:
                 break
-            self._grow(min(2 * self.var.op.size, self.dem.nbytes.size))
+            self._grow(2 * self.var.op.size)
             now = last
         self.next_time = nxt
         if self.check:
@@ -701,7 +930,7 @@ class Network:
         (SimGrid's ``lmm::System::solve`` with every variable modified); it
         changes no state.
         """
-        out = np.zeros(self.dem.nbytes.size)
+        out = np.zeros(self.num_ops)
         slots = self._active_slots()
         if not full:
             out[self.var.op[slots]] = self.var.rate[slots]
@@ -736,7 +965,16 @@ class Network:
 
     def unfinished(self):
         """Ops that never ended (non-empty only if a dependency can never be met)."""
-        return np.flatnonzero(np.isnan(self.dag.end_at))
+        c = self.dag.counts
+        return np.array([op for op in range(c[LO], c[HI]) if not self.dag.done[op & self.dag.mask]], np.int64)
+
+
+class Late(Exception):
+    """An op entered the window after its dependencies had all ended: the look-ahead was too short."""
+
+    def __init__(self, op):
+        super().__init__(f"op {op} entered the window after it should have been ready")
+        self.op = op
 
 
 def _new_heap(n):
@@ -762,12 +1000,3 @@ def _new_work(n, table):
                 np.empty(nres, IDX), np.zeros(nres, np.bool_), table["left"], table["sumw"], table["nflows"],
                 np.empty(nres, IDX), table["fres_mark"], np.empty(n, IDX), np.empty(n, IDX), table["top"],
                 table["top_round"])
-
-
-def _dependents(dep_ptr, dep_idx, n):
-    """Reverse a dependency CSR: for each op, the ops that wait for it."""
-    owners = np.repeat(np.arange(n, dtype=IDX), np.diff(dep_ptr))
-    order = np.argsort(dep_idx, kind="stable")
-    dn_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(dep_idx, minlength=n), out=dn_ptr[1:])
-    return dn_ptr, owners[order]

@@ -101,14 +101,17 @@ class Routes:
     rres: np.ndarray
     rw: np.ndarray
     rlat: np.ndarray
-    op_route: np.ndarray  # route index of every op
+    op_route: np.ndarray = None  # route index of every op (None: a streamed schedule's, never all at once)
     alt_ptr: np.ndarray = None  # CSR of candidates: route r may take alt_idx[alt_ptr[r]:alt_ptr[r+1]] (itself
     alt_idx: np.ndarray = None  # first; none listed: fixed); None: every route is fixed (ecmp)
 
     def carried(self, op_bytes, op_route=None):
         """Bytes each resource carries over the whole run (weights applied), ops on ``op_route`` (default theirs)."""
         op_route = self.op_route if op_route is None else op_route
-        per_route = np.bincount(op_route, weights=op_bytes, minlength=self.rlat.size)
+        return self.carried_by_route(np.bincount(op_route, weights=op_bytes, minlength=self.rlat.size))
+
+    def carried_by_route(self, per_route):
+        """Bytes each resource carries when route r carries ``per_route[r]`` bytes (weights applied)."""
         lengths = np.diff(self.rptr)
         return np.bincount(self.rres, weights=self.rw * np.repeat(per_route, lengths),
                            minlength=self.capacity.size)
@@ -243,11 +246,162 @@ def path_routes(graph, paths):
                   np.array(rlat, np.float64), np.arange(len(paths), dtype=np.int64))
 
 
-def flow_bytes(schedule, op_bytes):
-    """Bytes each op's flow moves: a multicast's further copies move none (its first copy moves them all)."""
+class RouteTable:
+    """Routes of a schedule's ops found batch by batch (:mod:`collectives.stream`), numbered as found.
+
+    :meth:`add` gives each op of a batch its route, building the routes of shapes not seen before;
+    :meth:`routes` numbers routes and resources as :func:`build_routes` (``ecmp``) would for the whole
+    schedule at once (shapes sorted: transfers, reduces, multicasts, then the empty route), so reports do
+    not depend on the batches; the order of resources never changes a simulated time.
+    """
+
+    def __init__(self, graph, layout, algo, router=None):
+        self.graph, self.router = graph, router or Router(graph)
+        self.names = layout.location_names()
+        missing = [n for n in self.names if n not in graph]
+        if missing:
+            raise ValueError(f"topology has no location {missing[0]!r} needed by the {algo} schedule")
+        self.resources = _Resources()
+        self.keys = []      # shape of each route, as found
+        self.index = {}     # shape -> route
+        self.usage = []     # (usage, latency) of each route
+        self.codes = {}     # kind -> (sorted int64 codes of shapes seen, their routes): a batch's lookup in numpy
+
+    @property
+    def size(self):
+        return len(self.keys)
+
+    def _route(self, key):
+        r = self.index.get(key)
+        if r is None:
+            r = self.index[key] = len(self.keys)
+            self.keys.append(key)
+            self.usage.append(self._build(key, self.resources))
+        return r
+
+    def _build(self, key, resources):
+        graph, router, names = self.graph, self.router, self.names
+        if key[0] == "x":
+            _, src, dst, cpu = key
+            return _xfer_usage(graph, router.path(names[src], names[dst]), resources, cpu=bool(cpu))
+        if key[0] == "r":
+            return _reduce_usage(graph, router, names, key[1], list(key[2]), resources)
+        if key[0] == "m":
+            _, cpu, src, dsts = key
+            return _multicast_usage(graph, [router.path(names[src], names[d]) for d in dsts], resources, cpu=bool(cpu))
+        return {}, 0.0
+
+    def add(self, s, first=0):
+        """Route of each op of batch ``s`` (its op ids start at ``first``), as found (int64 array)."""
+        nloc, m = len(self.names), s.num_ops
+        ids = first + np.arange(m)
+        group = s.group if s.group is not None else np.full(m, -1, np.int64)
+        follower = (group >= 0) & (group != ids)
+        leader = (group >= 0) & ~follower
+        is_reduce = (s.kind == REDUCE) & ~follower
+        plain = ~(is_reduce | leader | follower)
+        by_cpu = (s.engine == ENGINES.index("cpu")).astype(np.int64) if s.engine is not None else np.zeros(m, np.int64)
+        op_route = np.zeros(m, np.int64)
+        # ordinary transfers
+        key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
+        unique, inverse = np.unique(key, return_inverse=True)
+        found = self._lookup("x", unique, lambda i: ("x", int(unique[i]) // 2 // nloc, int(unique[i]) // 2 % nloc,
+                                                     int(unique[i]) % 2))
+        op_route[plain] = found[inverse.ravel()]
+        # reduces: location, then the sorted locations of the inputs
+        rows = np.flatnonzero(is_reduce)
+        if rows.size:
+            table = np.sort(_padded(s.in_ptr, s.in_loc, rows), axis=1)
+            if (nloc + 1.0) ** (table.shape[1] + 1) < 2.0**62:  # one int64 code per shape: sorted inputs, then dst
+                code = np.zeros(rows.size, np.int64)
+                for col in (*table.T, s.dst[rows]):
+                    code = code * (nloc + 1) + (col + 1)  # padding (-1) first: leading zero digits
+                unique, first_row, inverse = np.unique(code, return_index=True, return_inverse=True)
+                found = self._lookup("r", unique, lambda i: ("r", int(s.dst[rows[first_row[i]]]), tuple(
+                    int(x) for x in table[first_row[i]] if x >= 0)))
+            else:
+                unique, inverse = np.unique(np.column_stack([s.dst[rows], table]), axis=0, return_inverse=True)
+                found = np.array([self._route(("r", row[0], tuple(x for x in row[1:] if x >= 0)))
+                                  for row in unique.tolist()], np.int64)
+            op_route[rows] = found[inverse.ravel()]
+        # multicasts: source, then the sorted destinations, on the first copy
+        rows = np.flatnonzero(leader)
+        if rows.size:
+            members = np.flatnonzero(group >= 0)
+            members = members[np.lexsort((members, group[members]))]
+            lead = group[members] - first
+            start = np.searchsorted(lead, lead)  # index of each member's group start in ``members``
+            table = np.full((m, int(np.max(np.arange(members.size) - start)) + 1), -1, np.int64)
+            table[lead, np.arange(members.size) - start] = s.dst[members]
+            unique, inverse = np.unique(np.column_stack([by_cpu[rows], s.src[rows], np.sort(table[rows], axis=1)]),
+                                        axis=0, return_inverse=True)
+            found = [self._route(("m", row[0], row[1], tuple(d for d in row[2:] if d >= 0)))
+                     for row in unique.tolist()]
+            op_route[rows] = np.asarray(found, np.int64)[inverse.ravel()]
+        # further copies of a multicast: moved by the first copy's flow
+        if follower.any():
+            op_route[follower] = self._route(("e",))
+        return op_route
+
+    def _lookup(self, kind, codes, shape):
+        """Routes of the shapes of sorted unique int64 ``codes`` of ``kind``; ``shape(i)``: the shape of code i."""
+        known, routes = self.codes.get(kind, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        at = np.minimum(np.searchsorted(known, codes), max(known.size - 1, 0))
+        hit = (known[at] == codes) if known.size else np.zeros(codes.size, bool)
+        out = np.where(hit, routes[at] if known.size else 0, -1)
+        new = np.flatnonzero(~hit)
+        if new.size:
+            out[new] = [self._route(shape(i)) for i in new.tolist()]
+            known, routes = np.concatenate([known, codes[new]]), np.concatenate([routes, out[new]])
+            order = np.argsort(known, kind="stable")
+            self.codes[kind] = known[order], routes[order]
+        return out
+
+    def elements(self):
+        """The routes as found: CSR ``(rptr, rres, rw, rlat)`` and the resource capacities."""
+        rptr = np.cumsum([0] + [len(u) for u, _ in self.usage]).astype(np.int64)
+        rres = np.array([k for u, _ in self.usage for k in u], np.int64)
+        rw = np.array([w for u, _ in self.usage for w in u.values()], np.float64)
+        return rptr, rres, rw, np.array([lat for _, lat in self.usage], np.float64), \
+            np.array(self.resources.capacity, np.float64)
+
+    def routes(self):
+        """``(fields of Routes but op_route, renumber)``: routes and resources in :func:`build_routes`' order;
+        ``renumber[r]`` is the new number of route r as found. The empty route is always present."""
+        self._route(("e",))
+        kinds = {"x": 0, "r": 1, "m": 2, "e": 3}
+        width = {kind: max((len(k[-1]) for k in self.keys if k[0] == kind), default=0) for kind in "rm"}
+
+        def order(i):  # np.unique's order of the padded shape rows, per kind
+            k = self.keys[i]
+            if k[0] == "x":
+                return (0, (k[1] * len(self.names) + k[2]) * 2 + k[3])
+            if k[0] == "r":
+                return (1, (k[1], *(-1,) * (width["r"] - len(k[2])), *k[2]))
+            if k[0] == "m":
+                return (2, (k[1], k[2], *(-1,) * (width["m"] - len(k[3])), *k[3]))
+            return (kinds[k[0]], ())
+
+        ordered = sorted(range(len(self.keys)), key=order)
+        resources = _Resources()
+        usage = [self._build(self.keys[i], resources) for i in ordered]
+        renumber = np.empty(len(ordered), np.int64)
+        renumber[ordered] = np.arange(len(ordered))
+        rptr = np.cumsum([0] + [len(u) for u, _ in usage]).astype(np.int64)
+        rres = np.array([k for u, _ in usage for k in u], np.int64)
+        rw = np.array([w for u, _ in usage for w in u.values()], np.float64)
+        rlat = np.array([lat for _, lat in usage], np.float64)
+        return (resources.names, resources.classes, np.array(resources.capacity), rptr, rres, rw, rlat), renumber
+
+
+def flow_bytes(schedule, op_bytes, first=0):
+    """Bytes each op's flow moves: a multicast's further copies move none (its first copy moves them all).
+
+    ``first``: the op id of the schedule's first op (a batch of a stream).
+    """
     if schedule.group is None:
         return op_bytes
-    follower = (schedule.group >= 0) & (schedule.group != np.arange(schedule.num_ops))
+    follower = (schedule.group >= 0) & (schedule.group != first + np.arange(schedule.num_ops))
     return np.where(follower, 0.0, op_bytes)
 
 

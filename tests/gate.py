@@ -44,12 +44,12 @@ def key(case):
 
 
 def simulate(case):
-    """The run of one case (flow model, float32)."""
+    """The run of one case (flow model, float32), its schedule streamed (as ``flyersim run`` does)."""
     from flyersim import topologies
     from flyersim.sim.app.runner import run_sizes
 
     preset, gpus, algo, size = case
-    _, (run,) = run_sizes(topologies.load(preset, gpus=gpus), [algo], [size], keep_runs=True)
+    _, (run,) = run_sizes(topologies.load(preset, gpus=gpus), [algo], [size], keep_runs=True, stream=True)
     return run
 
 

@@ -15,11 +15,13 @@ from flyersim.sim.app.cli import main
 COMMANDS = [
     # sizes of work: refused up front with the estimate, the limit and a way forward
     ("run --gpus 10000000 --max-memory 8GB", ["1250000 servers", "needs about", "limit of 8 GB", "fewer servers"]),
-    ("run --gpus 4096 --sizes 1MiB --max-memory 8GB", ["ring on 4096 GPUs", "50.3M ops", "limit of 8 GB",
-                                                      "fewer GPUs"]),
+    ("run --gpus 4096 --sizes 1MiB --max-memory 200MB", ["ring on 4096 GPUs", "50.3M ops", "limit of 0.2 GB",
+                                                        "fewer GPUs"]),
+    ("run --gpus 4096 --sizes 1MiB --max-memory 8GB --trace ring.json", ["ring on 4096 GPUs", "50.3M ops",
+                                                                          "limit of 8 GB"]),
     ("run --gpus 16 --algo hfreduce --param chunks=100000000 --max-memory 8GB", ["hfreduce on 16 GPUs",
                                                                                 "6.4G ops", "--param max_chunks"]),
-    ("compare --gpus 16,4096 --algos ring --sizes 1MiB --max-memory 8GB", ["ring on 4096 GPUs", "needs about"]),
+    ("compare --gpus 16,4096 --algos ring --sizes 1MiB --max-memory 200MB", ["ring on 4096 GPUs", "needs about"]),
     ("topo --nodes 100000000 --max-memory 8GB", ["100000000 servers", "needs about"]),
     ("run --max-memory 0", ["--max-memory", "positive"]),
     ("run --max-memory lots", ["--max-memory", "malformed size 'lots'"]),
@@ -275,7 +277,7 @@ def test_a_point_too_big_for_its_share_of_memory_is_refused_before_it_is_built()
     from flyersim.experiments.sweep import point, run_point
 
     with pytest.raises(ValueError, match="ring on 4096 GPUs needs about 50.3M ops"):
-        run_point({**point("fireflyer2", 4096, ["ring"], [1 << 20]), "max_memory": 8 * 10**9})
+        run_point({**point("fireflyer2", 4096, ["ring"], [1 << 20]), "max_memory": 200 * 10**6})  # streamed: its window
 
 
 def test_jobs_above_the_cpu_count_are_capped_with_a_note(tmp_path, capsys):

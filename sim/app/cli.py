@@ -132,7 +132,7 @@ def _cmd_run(args):
     params = _params(args)
     records, runs = run_sizes(graph, algos, sizes, args.dtype, args.model, args.collective, keep_runs=True,
                               params=params, max_memory=memory_limit(args.max_memory), stragglers=stragglers,
-                              routing=args.routing)
+                              routing=args.routing, timeline=bool(args.trace), stream=not args.trace)
     if args.format == "table":
         g = graph.graph
         print(f"# flyersim {g['name']}: {plural(g['nodes'] * g['gpus_per_node'], 'GPU')} on "

@@ -12,8 +12,9 @@ import numpy as np
 from flyersim import collectives
 from flyersim.collectives.nccl import paths as nccl_paths, search as nccl_search
 from flyersim.collectives.schedule import Layout
+from flyersim.collectives.stream import stream as stream_schedule
 from flyersim.sim.budget import check_run
-from flyersim.sim.engine import simulate
+from flyersim.sim.engine import simulate, simulate_stream
 from flyersim.sim.metrics import record
 from flyersim.sim.routes import build_routes
 from flyersim.sim.stragglers import Stragglers
@@ -65,8 +66,14 @@ def split_params(algos, params, collective="allreduce"):
 
 
 def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="allreduce", keep_runs=False,
-              params=None, max_memory=None, check_only=False, stragglers=None, routing="ecmp"):
+              params=None, max_memory=None, check_only=False, stragglers=None, routing="ecmp", timeline=None,
+              stream=None):
     """Simulate every algorithm at every size; return result records (and the runs if ``keep_runs``).
+
+    ``timeline``: the runs keep every op's times (default: when ``keep_runs``; see :func:`sim.engine.simulate`).
+    ``stream``: build each schedule batch by batch as the simulation needs it, holding only the ops in flight
+    (:func:`sim.engine.simulate_stream`; the runs' schedules then hold no ops); default: unless ``keep_runs``.
+    Runs with stragglers or adaptive routing build whole schedules (their transforms need every op).
 
     ``params`` sets algorithm parameters (e.g. ``{"max_chunks": 256}``); each algorithm gets those it
     declares, and a parameter that no algorithm run declares is an error. Work whose estimated memory
@@ -89,7 +96,10 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     mine = split_params(algos, dict(params or {}), collective)
     needs_search = any(collectives.get(a, collective).search for a in algos)
     search = search_of(graph, layout, (params or {}).get("nccl_version")) if needs_search else None
-    check_run(graph, layout, algos, sizes, collective, search, mine, max_memory)
+    timeline = keep_runs if timeline is None else timeline
+    streamed = (not keep_runs if stream is None else stream) and not any(v.active for v in variants) \
+        and routing == "ecmp"
+    check_run(graph, layout, algos, sizes, collective, search, mine, max_memory, streamed, timeline)
     if check_only:
         return ([], []) if keep_runs else []
     records, runs = [], []
@@ -97,6 +107,14 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     for algo in algos:
         for size in sizes:
             key = collectives.schedule_key(algo, layout, size, collective, search)
+            if streamed:
+                def make(name=key[0], nbytes=key[1], algo=algo):
+                    return stream_schedule(name, layout, collective, nbytes=nbytes, search=search, **mine[algo])
+                run = simulate_stream(make, graph, size, itemsize, model, timeline, router, max_memory=max_memory)
+                records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
+                if keep_runs:
+                    runs.append(run)
+                continue
             if key not in built:
                 schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
                 built[key] = schedule, build_routes(graph, schedule, router, routing)
@@ -104,7 +122,7 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
             for variant in variants:
                 alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
                 run = simulate(variant.schedule(schedule), variant.routes(graph, routes), size, itemsize, model,
-                               alternatives=alternatives)
+                               alternatives=alternatives, timeline=timeline)
                 records.append(record(run, dtype, layout.nodes, graph.graph.get("name", "")))
                 if variant.noise:
                     records[-1]["seed"] = variant.seed

@@ -11,8 +11,13 @@ reduce kernel). Numba caches should be warm (run twice after a change).
 
 ``tests/bench/cost_curve.py`` measures the cost curve from 16 to 10,000 GPUs
 that ``docs/performance.md`` quotes.
+
+The ring targets run in a fresh process each, so peak memory is the
+process's own (``ru_maxrss``). The 4,096-GPU ``fireflyer2`` ring (several
+minutes on this machine) runs only with ``FLYERSIM_BENCH_BIG=1``.
 """
 
+import json
 import os
 import resource
 import subprocess
@@ -36,19 +41,17 @@ def _simulate(topology, gpus, algo, size):
     tracemalloc.start()
     start, cpu = time.perf_counter(), time.process_time()
     graph = topologies.load(topology, gpus=gpus)
-    (rec,), (run,) = run_sizes(graph, [algo], [size], keep_runs=True)
+    (rec,), (run,) = run_sizes(graph, [algo], [size], keep_runs=True, timeline=False, stream=True)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = tracemalloc.get_traced_memory()[1] / 1e6
     tracemalloc.stop()
-    return rec, run.schedule.num_ops, wall, cpu, peak
+    return rec, run.num_ops, wall, cpu, peak
 
 
 @pytest.mark.parametrize("topology, gpus, algo, size", [
     ("fireflyer2", 16, "hfreduce", 186 * MiB),      # baseline
     ("fireflyer2", 10000, "hfreduce", 186 * MiB),   # target < 10 s, < 1 GB
     ("fireflyer2", 10000, "nccl", 186 * MiB),       # target < 20 s
-    (str(STAR), 16, "ring", GiB),                   # baseline
-    (str(STAR), 2048, "ring", GiB),                 # target < 8.5 s, < 300 MB (SimGrid 4.1: 85 s, 72 MB)
 ], ids=lambda x: Path(str(x)).stem)
 def test_simulation(benchmark, topology, gpus, algo, size):
     rec, ops, wall, cpu, peak = benchmark.pedantic(_simulate, args=(topology, gpus, algo, size), rounds=1,
@@ -57,6 +60,40 @@ def test_simulation(benchmark, topology, gpus, algo, size):
           f"{ops / cpu:,.0f} ops per CPU second, {ops:,} ops, peak {peak:.0f} MB allocated, "
           f"simulated {rec['time_s']:.6g} s")
     assert rec["gpus"] == gpus and rec["time_s"] > 0
+
+
+_FRESH = """
+import json, resource, sys, time
+from flyersim import topologies
+from flyersim.sim.app.runner import run_sizes
+topology, gpus, algo, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+start, cpu = time.perf_counter(), time.process_time()
+(rec,), (run,) = run_sizes(topologies.load(topology, gpus=gpus), [algo], [size], keep_runs=True, timeline=False,
+                           stream=True)
+print(json.dumps({"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "ops": run.num_ops,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "time_s": rec["time_s"]}))
+"""
+BIG = os.environ.get("FLYERSIM_BENCH_BIG") == "1"
+
+
+@pytest.mark.parametrize("topology, gpus, size", [
+    (str(STAR), 16, GiB),                    # baseline
+    (str(STAR), 2048, GiB),                  # target < 8.5 s, < 300 MB (SimGrid 4.1: 85 s, 72 MB)
+    pytest.param("fireflyer2", 4096, 186 * MiB, marks=pytest.mark.skipif(
+        not BIG, reason="4,096-GPU ring: minutes; set FLYERSIM_BENCH_BIG=1")),  # target < 60 s, < 1 GB
+], ids=lambda x: Path(str(x)).stem)
+def test_ring_streamed(benchmark, topology, gpus, size):
+    """A streamed ring (``flyersim run``'s default) in a fresh process: wall and CPU seconds, peak RSS."""
+    def once():
+        out = subprocess.run([sys.executable, "-c", _FRESH, topology, str(gpus), "ring", str(size)], check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.splitlines()[-1])
+
+    got = benchmark.pedantic(once, rounds=1, iterations=1)
+    print(f"\n{Path(topology).stem} {gpus}-GPU ring: {got['wall']:.2f} s per simulation ({got['cpu']:.2f} s CPU), "
+          f"{got['ops'] / got['cpu']:,.0f} ops per CPU second, {got['ops']:,} ops, peak {got['peak_mb']:.0f} MB RSS, "
+          f"simulated {got['time_s']:.6g} s")
+    assert got["ops"] == 3 * gpus * (gpus - 1) and got["time_s"] > 0
 
 
 # The same run in one process, CPU seconds after each step (the warm-up run below comes first).

@@ -1,0 +1,112 @@
+"""A schedule as a stream of batches: its ops in order, a few at a time, never all at once.
+
+:func:`stream` runs an algorithm's builder (any registered one, unchanged) in
+a helper thread whose :class:`~collectives.schedule.ScheduleBuilder` hands
+each batch of ops (what one ``xfer``, ``multicast`` or ``reduce`` call
+appends) to the consumer instead of keeping it, and waits while the consumer
+has not taken it. A ring of p ranks has p^2 ops but only p per batch, so a
+consumer that drops the batches it no longer needs (the simulator's window,
+:mod:`sim.fluid`) holds memory linear in p. Batches carry global op ids (a
+dependency names any earlier op), in the order the builder appended them.
+
+>>> from flyersim.collectives.schedule import Layout
+>>> s = stream("ring", Layout(nodes=1, gpus_per_node=4))
+>>> [(first, batch.num_ops) for first, batch in s][:3]
+[(0, 4), (4, 4), (8, 4)]
+>>> s.num_ops, s.schedule.algo, s.schedule.num_ops   # the built schedule keeps no op
+(36, 'ring', 0)
+"""
+
+import queue
+import threading
+
+from flyersim import collectives
+from flyersim.collectives.schedule import SINK
+
+_DONE = object()
+
+
+class Stream:
+    """Iterator over ``(first op id, batch schedule)``; afterwards ``schedule`` (no ops) and ``num_ops``.
+
+    :meth:`close` stops the builder early (its thread ends at its next batch).
+    """
+
+    def __init__(self, build, depth=2):
+        self._queue = queue.Queue(maxsize=depth)
+        self._closed = threading.Event()
+        self._builder = None
+        self.schedule, self.num_ops = None, 0
+        self._thread = threading.Thread(target=self._produce, args=(build,), daemon=True)
+        self._thread.start()
+
+    # ---- the builder's side (helper thread)
+    def claim(self, builder):
+        if self._builder is not None:
+            raise RuntimeError("an algorithm built two schedules at once; it cannot be streamed")
+        self._builder = builder
+
+    def put(self, first, batch):
+        while not self._closed.is_set():
+            try:
+                self._queue.put((first, batch), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Closed()
+
+    def done(self, schedule):
+        self._header = schedule
+
+    def _produce(self, build):
+        token = SINK.set(self)
+        try:
+            self._header = None
+            result = build()
+            if result is not self._header:
+                raise RuntimeError("the algorithm returned a schedule other than the one it streamed")
+            self.put(-1, (result, self._builder.num_ops))
+        except _Closed:
+            return
+        except BaseException as err:  # handed to the consumer, raised there
+            try:
+                self.put(-1, err)
+            except _Closed:
+                return
+        finally:
+            SINK.reset(token)
+
+    # ---- the consumer's side
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.schedule is not None or self._closed.is_set():
+            raise StopIteration
+        first, item = self._queue.get()
+        if first >= 0:
+            return first, item
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        self.schedule, self.num_ops = item
+        raise StopIteration
+
+    def close(self):
+        """Stop the builder (if still running) and drop what it queued."""
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join()
+
+
+class _Closed(Exception):
+    """The consumer closed the stream: the builder stops."""
+
+
+def stream(algo, layout, collective="allreduce", nbytes=None, search=None, **params):
+    """The schedule :func:`collectives.build` would return, as a :class:`Stream` of batches."""
+    return Stream(lambda: collectives.build(algo, layout, collective, nbytes=nbytes, search=search, **params))
