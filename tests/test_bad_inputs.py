@@ -65,6 +65,7 @@ COMMANDS = [
     ("run --gpus 16 --slow =0.5", ["--slow", "TARGET=FACTOR"]),
     ("run --gpus 16 --late 16=1ms", ["--late 16", "ranks 0..15"]),
     ("run --gpus 16 --late x=1ms", ["--late", "RANK=TIME"]),
+    ("run --gpus 16 --late -1=1ms", ["--late", "RANK=TIME", "a rank 0, 1,", "'-1=1ms'"]),
     ("run --gpus 16 --late 3=-1us", ["--late", "malformed time"]),
     ("run --gpus 16 --late 3=1e400", ["--late", "finite"]),
     ("run --gpus 16 --slow n0/gpu0=0.5 --slow n0/gpu0=0.25", ["--slow n0/gpu0=0.25", "already slowed by "

@@ -259,7 +259,7 @@ def parser():
 
 def main(argv=None):
     try:
-        args = parser().parse_args(argv)
+        args = parser().parse_args(faults.attach_values(sys.argv[1:] if argv is None else argv))
         args.func(args)
     except BrokenPipeError:  # `flyersim run ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

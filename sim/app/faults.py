@@ -41,6 +41,22 @@ def late(text):
     return int(rank), seconds  # the value is checked with the rest (Stragglers.check)
 
 
+def attach_values(argv):
+    """``argv`` with ``--late -1=1ms`` joined as ``--late=-1=1ms``, so a value starting with ``-`` reaches the
+    option's own check (argparse takes it for an option and says only "expected one argument").
+
+    >>> attach_values(["run", "--late", "-1=1ms", "--gpus", "16"])
+    ['run', '--late=-1=1ms', '--gpus', '16']
+    """
+    out, argv = [], list(argv)
+    while argv:
+        arg = argv.pop(0)
+        if arg in ("--late", "--slow") and argv and argv[0].startswith("-") and "=" in argv[0]:
+            arg = f"{arg}={argv.pop(0)}"
+        out.append(arg)
+    return out
+
+
 def noise(text):
     """argparse type: the mean of the per-server slowdown X (0.05: 5 % on average; its range is checked with
     the rest, :meth:`sim.stragglers.Stragglers.check`)."""
