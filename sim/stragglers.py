@@ -43,10 +43,11 @@ from flyersim.topologies.faults import target
 from flyersim.topologies.units import parse_bandwidth
 
 NOISY_CLASSES = ("cpu reduce", "cpu reduce threads", "cpu stores (gdrcopy)")  # CPU-driven engines (sim.routes)
-# The longest start, lateness, period or duration a what-if takes: one day. Simulated times are float64
-# seconds; at 1 day their resolution is ~1e-11 s, while at 1e12 s it is ~1e-4 s and the microseconds a
-# collective lasts are lost (a job starting at "1e12s" reported a 0.000x slowdown).
-MAX_TIME = 86400.0
+# The longest start, lateness, period or duration a what-if takes: one hour. Simulated times are float64
+# seconds and every event time carries the offset's rounding: a 630 us ring starting at 1 s, 60 s, 1 h and
+# 1 day came out 6e-12, 4e-11, 1.5e-8 and 1.5e-4 off relative to its time alone (measured), and at 1e12 s
+# the microseconds are gone (0.000x slowdown).
+MAX_TIME = 3600.0
 # The smallest --slow factor: 1e-6 of a 400 Gb/s link is 400 kb/s, far below any part that still works
 # (a dead part is --fail); smaller factors only push finish times past MAX_TIME.
 MIN_FACTOR = 1e-6
@@ -55,17 +56,17 @@ MIN_FACTOR = 1e-6
 def check_time(seconds, where):
     """``seconds`` if a finite time in 0..MAX_TIME, else one ``ValueError`` naming ``where``.
 
-    >>> check_time(1e-3, "late"), check_time(86400, "start")
-    (0.001, 86400.0)
+    >>> check_time(1e-3, "late"), check_time(3600, "start")
+    (0.001, 3600.0)
     >>> check_time(1e12, "start")
     Traceback (most recent call last):
-    ValueError: start: at most 1 day (86400 s; float64 times lose the microseconds beyond it), got 1e+12 s
+    ValueError: start: at most 1 hour (3600 s; float64 event times lose precision beyond it), got 1e+12 s
     """
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
             or seconds < 0:
         raise ValueError(f"{where}: must be a finite time >= 0, got {seconds!r}")
     if seconds > MAX_TIME:
-        raise ValueError(f"{where}: at most 1 day ({MAX_TIME:.0f} s; float64 times lose the microseconds beyond "
+        raise ValueError(f"{where}: at most 1 hour ({MAX_TIME:.0f} s; float64 event times lose precision beyond "
                          f"it), got {seconds:g} s")
     return float(seconds)
 
