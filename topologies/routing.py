@@ -134,14 +134,19 @@ class Router:
         best = min(hops[n] for n in near)
         return [f"{prefix}/{n}" for n in near if hops[n] == best]
 
-    def _network(self, src, dst, key):
-        """Shortest network path ``src`` .. ``dst`` with per-hop ECMP by ``key``."""
+    def _distances(self, src, dst):
+        """The node shortest paths to ``dst`` aim for (its one switch, for a leaf device) and every node's hops to it."""
         goal = self._net[dst][0] if len(self._net[dst]) == 1 else dst
         dist = self._dist.get(goal)
         if dist is None:
             dist = self._dist[goal] = _bfs(self._net, goal)
         if src not in dist:
             raise TopologyError(f"no network path from {src} to {dst}")
+        return goal, dist
+
+    def _network(self, src, dst, key):
+        """Shortest network path ``src`` .. ``dst`` with per-hop ECMP by ``key``."""
+        goal, dist = self._distances(src, dst)
         path, node = [src], src
         while node != goal:
             step = dist[node] - 1
@@ -157,12 +162,7 @@ class Router:
         the graph lists them); path ``i * total // k`` (k = the smaller of ``limit`` and ``total``) is decoded from the
         number of shortest paths below each node, so nothing lists them all.
         """
-        goal = self._net[dst][0] if len(self._net[dst]) == 1 else dst
-        dist = self._dist.get(goal)
-        if dist is None:
-            dist = self._dist[goal] = _bfs(self._net, goal)
-        if src not in dist:
-            raise TopologyError(f"no network path from {src} to {dst}")
+        goal, dist = self._distances(src, dst)
         below = self._below.get(goal)
         if below is None:  # shortest paths from each node to goal, filled closest first
             below = self._below[goal] = {goal: 1}
