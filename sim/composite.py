@@ -12,8 +12,13 @@ merges the parts into the inputs of one :class:`sim.fluid.Network`:
 - start times are zero-byte *timer* ops with no dependencies whose route is
   nothing but a latency: copy 0 waits for a timer of ``start``, copy k for
   one of ``start + k * period`` when the part has a period;
-- every op gets its part's sharing weight (its traffic class's), the
-  ``share`` of :class:`sim.fluid.Network`'s weighted max-min;
+- every op gets its part's traffic class: its service level ``sl`` and
+  that level's weight ``share``. When all weights are equal the network
+  shares max-min between flows (as :func:`sim.engine.simulate` does); else
+  class-then-flow (:mod:`sim.classes`): the InfiniBand links arbitrate
+  between service levels by weight, and inside a level, and on every other
+  resource (PCIe, memory and engines know no service level), flows share
+  max-min;
 - a part whose routes list alternatives (adaptive routing) keeps them,
   renumbered: its flows choose among them as they start.
 
@@ -57,6 +62,7 @@ class Part:
     start: float = 0.0
     period: float = None
     share: float = 1.0
+    sl: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Composite:
     dep_ptr: np.ndarray
     dep_idx: np.ndarray
     share: np.ndarray
+    sl: np.ndarray
     ops: list
     resources: list
     route_base: list
@@ -116,7 +123,7 @@ def compose(parts):
             at = p.start + k * (p.period or 0.0) if (k == 0 or p.period) else 0.0
             if at > 0:
                 gates.append(ops.add_gate(routes.latency_route(at)))
-            first = ops.add_block(p.op_bytes, p.routes.op_route + base, p.dep_ptr, p.dep_idx, gates, p.share)
+            first = ops.add_block(p.op_bytes, p.routes.op_route + base, p.dep_ptr, p.dep_idx, gates, p.share, p.sl)
             copies.append(np.arange(first, first + n))
             if k + 1 < p.repeat:
                 barrier = ops.add_gate(routes.latency_route(0.0), sinks + first)
@@ -126,10 +133,14 @@ def compose(parts):
 
 
 def network(composite):
-    """The :class:`Network` of a composite (not yet run)."""
+    """The :class:`Network` of a composite (not yet run): class-then-flow sharing when its parts' classes
+    differ in weight, else max-min."""
     c = composite
+    moving = c.op_bytes > 0
+    sharing = "classes" if np.unique(c.share[moving]).size > 1 else "maxmin"
     return Network(c.op_bytes, c.route, c.rptr, c.rres, c.rw, c.rlat, c.capacity, c.dep_ptr, c.dep_idx,
-                   share=c.share, alt_ptr=c.alt_ptr, alt_idx=c.alt_idx)
+                   sharing=sharing, share=c.share, alt_ptr=c.alt_ptr, alt_idx=c.alt_idx, cls=c.sl,
+                   arbitrated=np.array([k == "ib" for k in c.classes], np.bool_))
 
 
 def simulate(composite):
@@ -190,13 +201,13 @@ class _RouteTable:
 
 
 class _OpTable:
-    """Ops in order: bytes, route, sharing weight and dependency counts/ids of each block."""
+    """Ops in order: bytes, route, sharing weight, service level and dependency counts/ids of each block."""
 
     def __init__(self):
         self.num_ops = 0
-        self.bytes, self.route, self.share, self.counts, self.deps = [], [], [], [], []
+        self.bytes, self.route, self.share, self.sl, self.counts, self.deps = [], [], [], [], [], []
 
-    def add_block(self, op_bytes, route, dep_ptr, dep_idx, gates, share):
+    def add_block(self, op_bytes, route, dep_ptr, dep_idx, gates, share, sl):
         """Ops of one copy of a part; its ops without dependencies wait for ``gates``; returns the first id."""
         first, n = self.num_ops, op_bytes.size
         own = np.diff(dep_ptr)
@@ -209,19 +220,20 @@ class _OpTable:
         idx[ptr[owner] + np.arange(dep_idx.size) - dep_ptr[owner]] = dep_idx + first
         if gates:
             idx[(ptr[roots][:, None] + np.arange(len(gates))).ravel()] = np.tile(gates, roots.size)
-        self._append(op_bytes, route, np.full(n, share), counts, idx)
+        self._append(op_bytes, route, np.full(n, share), np.full(n, sl), counts, idx)
         return first
 
     def add_gate(self, route, deps=()):
         """A zero-byte op on ``route`` waiting for ``deps``; returns its id."""
         deps = np.asarray(deps, np.int64)
-        self._append(np.zeros(1), np.array([route]), np.ones(1), np.array([deps.size]), deps)
+        self._append(np.zeros(1), np.array([route]), np.ones(1), np.zeros(1), np.array([deps.size]), deps)
         return self.num_ops - 1
 
-    def _append(self, op_bytes, route, share, counts, idx):
+    def _append(self, op_bytes, route, share, sl, counts, idx):
         self.bytes.append(np.asarray(op_bytes, np.float64))
         self.route.append(np.asarray(route, np.int64))
         self.share.append(share)
+        self.sl.append(np.asarray(sl, np.int64))
         self.counts.append(counts)
         self.deps.append(idx)
         self.num_ops += op_bytes.size
@@ -229,4 +241,5 @@ class _OpTable:
     def arrays(self):
         cat = np.concatenate
         dep_ptr = np.concatenate([[0], np.cumsum(cat(self.counts))]).astype(np.int64)
-        return cat(self.bytes), cat(self.route), dep_ptr, cat(self.deps).astype(np.int64), cat(self.share)
+        return (cat(self.bytes), cat(self.route), dep_ptr, cat(self.deps).astype(np.int64), cat(self.share),
+                cat(self.sl))

@@ -56,6 +56,7 @@ from collections import namedtuple
 import numpy as np
 
 from flyersim.jit import njit
+from flyersim.sim import classes
 
 # Times closer than this (relative) are one event.
 TIME_RTOL = 1e-12
@@ -69,8 +70,8 @@ NEED_OPS = -2.0
 # the window after it should have been ready, the highest op made ready so far
 LO, HI, N_READY, N_ENDED, N_EDGE_FREE, LATE, TOP_READY = range(7)
 # sharing policies
-MAXMIN, ISOLATED = 0, 1
-POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
+MAXMIN, ISOLATED, CLASSES = 0, 1, 2
+POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED, "classes": CLASSES}
 # Work.counts: sizes of the modified, touched and dirty lists, the bottleneck-check round and the filling call
 N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
@@ -81,7 +82,7 @@ _jit = njit(error_model="numpy")
 _inline = njit(error_model="numpy", inline="always")
 
 Dag = namedtuple("Dag", "mask op_of ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next "
-                       "edge_free ready_at start_at end_at taken counts last_end")
+                       "edge_free ready_at start_at end_at taken counts last_end cls")
 Dag.__doc__ = """The ops in flight.
 
 Ops enter in batches (:func:`_append`, in op order; a dependency names an
@@ -92,16 +93,17 @@ waiting (a list of edges, in op order, so they are released in op order).
 Ops below ``lo`` have all ended, so memory grows with the ops in flight, not
 with all ops. With the timeline kept, the three times and the route taken of
 every op (else empty arrays). ``counts``: see ``LO``...; ``last_end[0]`` is
-the latest end time."""
+the latest end time; ``cls``: each entry's traffic class (``CLASSES`` policy)."""
 Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
-Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen")
+Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen cls")
 Variables.__doc__ = """The active flows, one per *slot* (compact: a few thousand slots serve millions of ops): the op
 in it (-1: free), its route, bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the flow's fair
-level), bottleneck resource, whether in the set being re-solved, and last check round."""
-Constraints = namedtuple("Constraints", "bound usage head count")
-Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
+level), bottleneck resource, whether in the set being re-solved, last check round, and traffic class."""
+Constraints = namedtuple("Constraints", "bound usage head count arbitrated loc")
+Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list), number of active members,
+whether it arbitrates between traffic classes and scratch of the class solver (-1)."""
 Members = namedtuple("Members", "shift next prev free n_free")
 Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` holds members ``(s << shift) + j``
 (its j-th element), linked per resource by ``next``/``prev``; ``free[:n_free[0]]`` are free slots."""
@@ -191,6 +193,8 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
         if policy == MAXMIN:
             _resolve(now, elem, var, cnst, mem, work)
+        elif policy == CLASSES:
+            _by_class(now, elem, var, cnst, mem, work)
         else:
             _isolate(elem, var, cnst, work)
         _reschedule(now, var, finishing, work)
@@ -270,6 +274,7 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
                 taken[f] = r
         _link(s, r, ptr, res, shift, nxt, prev, head, count)
         vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[w], share[w]
+        var.cls[s] = dag.cls[w]
         rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
         _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
@@ -437,7 +442,7 @@ def _end(op, now, dag, latency, wkeys, wops, wpos, wsize):
 
 
 @_jit
-def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, waiting, started):
+def _append(dag, first, route, nbytes, share, cls, dep_ptr, dep_idx, latency, waiting, started):
     """Ops ``first..`` (routes, bytes, shares, dependency CSR) enter the window; the caller made room for them
     and their edges. A dependency names an earlier op or one of the same batch. An op with no unmet dependency
     is ready at once before the run starts (``started`` False); after, it came too late (its dependencies
@@ -452,6 +457,7 @@ def _append(dag, first, route, nbytes, share, dep_ptr, dep_idx, latency, waiting
         dag.route[w] = route[i]
         dag.nbytes[w] = nbytes[i]
         dag.share[w] = share[i]
+        dag.cls[w] = cls[i]
         dag.done[w] = False
         dag.dn_head[w] = -1
         dag.dn_tail[w] = -1
@@ -500,6 +506,49 @@ def _isolate(elem, var, cnst, work):
         for j in range(ptr[r], ptr[r + 1]):
             best = min(best, bound[res[j]] / weight[j])
         rate[s] = best
+
+
+@_inline
+def _by_class(now, elem, var, cnst, mem, work):
+    """Class policy: the flows connected to the touched resources (through shared resources) re-solved
+    class-then-flow (:mod:`sim.classes`) from their current rates; the others' rates cannot change."""
+    in_set, remaining, rate, t_upd, route, c = var.in_set, var.remaining, var.rate, var.t_upd, var.route, work.counts
+    ptr, res, head, shift, nxt = elem.ptr, elem.cnst, cnst.head, mem.shift, mem.next
+    queue, mark = work.fres, work.fres_mark
+    c[FILL] += 1
+    n = 0
+    for i in range(c[N_TOUCHED]):
+        k = work.touched[i]
+        mark[k] = c[FILL]
+        queue[n] = k
+        n += 1
+    i = 0
+    while i < n:  # breadth first over resources and the flows on them
+        m = head[queue[i]]
+        i += 1
+        while m >= 0:
+            s = m >> shift
+            if not in_set[s]:
+                _add_modified(s, now, in_set, remaining, rate, t_upd, work.modified, c)
+                for j in range(ptr[route[s]], ptr[route[s] + 1]):
+                    if mark[res[j]] != c[FILL]:
+                        mark[res[j]] = c[FILL]
+                        queue[n] = res[j]
+                        n += 1
+            m = nxt[m]
+    flows = work.modified[:c[N_MODIFIED]]
+    classes.solve(flows, var.route, var.cls, var.share, rate, var.bott, elem.ptr, elem.cnst, elem.weight,
+                  cnst.bound, cnst.arbitrated, cnst.loc)
+    ptr, res, weight, usage = elem.ptr, elem.cnst, elem.weight, cnst.usage
+    for i in range(flows.size):  # usage as the new rates make it
+        r = var.route[flows[i]]
+        for j in range(ptr[r], ptr[r + 1]):
+            usage[res[j]] = 0.0
+    for i in range(flows.size):
+        s = flows[i]
+        r = var.route[s]
+        for j in range(ptr[r], ptr[r + 1]):
+            usage[res[j]] += weight[j] * rate[s]
 
 
 @_inline
@@ -673,8 +722,11 @@ class Network:
     ``rres[rptr[r]:rptr[r+1]]`` with weights ``rw[...]`` after latency
     ``rlat[r]``. ``dep_ptr/dep_idx`` is the schedule's dependency CSR.
     ``sharing`` is ``"maxmin"`` (the flow model) or ``"isolated"`` (the
-    analytic model); ``share`` gives each op's sharing weight under max-min
-    (its traffic class's; default 1 for all); ``alt_ptr/alt_idx`` is a CSR of
+    analytic model), or ``"classes"``: traffic classes shared
+    class-then-flow (:mod:`sim.classes`); ``share`` gives each op's sharing
+    weight (its traffic class's; default 1 for all), ``cls`` its class id
+    (0.., default 0; only ``"classes"`` reads it) and ``arbitrated`` which
+    resources arbitrate between classes (default all); ``alt_ptr/alt_idx`` is a CSR of
     candidate routes per route (adaptive routing: an op takes the least
     loaded when it starts, see :attr:`route`); ``check=True`` compares the
     incremental rates with a full re-solve after every event time (slow; a
@@ -700,7 +752,8 @@ class Network:
     """
 
     def __init__(self, op_bytes, route, rptr, rres, rw, rlat, capacity, dep_ptr=None, dep_idx=None,
-                 sharing="maxmin", check=False, share=None, alt_ptr=None, alt_idx=None, timeline=True):
+                 sharing="maxmin", check=False, share=None, alt_ptr=None, alt_idx=None, timeline=True, cls=None,
+                 arbitrated=None):
         if sharing not in POLICIES:
             raise ValueError(f"unknown sharing {sharing!r} (choose from {', '.join(POLICIES)})")
         self.policy = POLICIES[sharing]
@@ -709,10 +762,11 @@ class Network:
         self.feed = None      # appends more ops when the window runs low; False when none are left
         self.low = 0          # advance stops when fewer ops than this follow the highest op made ready
         self.started = False
+        self.arbitrated = None if arbitrated is None else np.asarray(arbitrated, np.bool_)
         empty = np.empty(0)
         self.dag = Dag(0, np.empty(0, np.int64), *(np.empty(0, t) for t in (IDX, IDX, np.float64, np.float64, np.bool_,
                                                                            IDX, IDX, IDX, np.int64, IDX, IDX)),
-                       empty, empty, empty, np.empty(0, IDX), np.zeros(7, np.int64), np.zeros(1))
+                       empty, empty, empty, np.empty(0, IDX), np.zeros(7, np.int64), np.zeros(1), np.empty(0, IDX))
         self.dag.counts[LATE] = -1
         self.dag.counts[TOP_READY] = -1
         self.waiting = _new_heap(0)  # window entries waiting out their latency, by start time
@@ -722,7 +776,7 @@ class Network:
         self._grow(1024 if op_bytes is None else max(min(np.size(op_bytes), 1024), 1))
         self.next_time = np.inf
         if op_bytes is not None:
-            self.append(0, route, op_bytes, dep_ptr, dep_idx, share)
+            self.append(0, route, op_bytes, dep_ptr, dep_idx, share, cls)
 
     def set_routes(self, rptr, rres, rw, rlat, capacity, alt_ptr=None, alt_idx=None):
         """The routes and resources as they are now (earlier routes and resources keep their numbers)."""
@@ -746,7 +800,11 @@ class Network:
                     table[name][:old] = getattr(self.cnst, name)
                 for name in ("left", "sumw", "nflows", "top", "fres_mark", "top_round"):
                     table[name][:old] = getattr(self.work, name)
-            self.cnst = Constraints(table["bound"], table["usage"], table["head"], table["count"])
+            arbitrated = np.ones(nres, np.bool_)
+            if self.arbitrated is not None:
+                arbitrated[:min(nres, self.arbitrated.size)] = self.arbitrated[:nres]
+            self.cnst = Constraints(table["bound"], table["usage"], table["head"], table["count"], arbitrated,
+                                    np.full(nres, -1, IDX))
             work = _new_work(n, table)
             if old:
                 work.counts[:] = self.work.counts
@@ -761,9 +819,9 @@ class Network:
     def _bits(self):
         return max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
 
-    def append(self, first, route, op_bytes, dep_ptr, dep_idx, share=None):
-        """Ops ``first..`` enter: route, bytes and sharing weight (default 1) of each, dependencies as a CSR of
-        op ids (any earlier op, or one of this batch).
+    def append(self, first, route, op_bytes, dep_ptr, dep_idx, share=None, cls=None):
+        """Ops ``first..`` enter: route, bytes, sharing weight (default 1) and class id (default 0) of each,
+        dependencies as a CSR of op ids (any earlier op, or one of this batch).
 
         Before the run starts, ops with no dependency are ready at time 0; after, an op whose dependencies
         have all ended came too late and :class:`Late` is raised (append ops ahead of the run: :attr:`feed`).
@@ -773,6 +831,9 @@ class Network:
         share = np.ones(m) if share is None else np.array(share, np.float64)
         if share.shape != (m,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
             raise ValueError(f"share must hold one positive finite weight per op ({m})")
+        cls = np.zeros(m, IDX) if cls is None else np.array(cls, IDX)
+        if cls.shape != (m,) or not np.all(cls >= 0):
+            raise ValueError(f"cls must hold one class id >= 0 per op ({m})")
         c = self.dag.counts
         if first != c[HI]:
             raise ValueError(f"ops must enter in order: op {first} after op {c[HI] - 1}")
@@ -789,7 +850,7 @@ class Network:
             taken = np.full(size, -1, IDX)
             taken[:self.dag.taken.size] = self.dag.taken
             self.dag = self.dag._replace(ready_at=times[0], start_at=times[1], end_at=times[2], taken=taken)
-        _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), share, dep_ptr, dep_idx,
+        _append(self.dag, first, np.asarray(route, IDX), np.asarray(op_bytes, np.float64), share, cls, dep_ptr, dep_idx,
                 self.elem.latency, self.waiting, self.started)
         if c[LATE] >= 0:
             raise Late(int(c[LATE]))
@@ -806,7 +867,7 @@ class Network:
             at, was = ops & (new - 1), ops & dag.mask
             moved = {}
             for name, fill in (("op_of", -1), ("ndeps", 0), ("route", 0), ("nbytes", 0.0), ("share", 1.0),
-                               ("done", True), ("dn_head", -1), ("dn_tail", -1), ("dn_count", 0)):
+                               ("done", True), ("dn_head", -1), ("dn_tail", -1), ("dn_count", 0), ("cls", 0)):
                 old = getattr(dag, name)
                 arr = np.full(new, fill, old.dtype)
                 arr[at] = old[was]
@@ -863,7 +924,7 @@ class Network:
         old = 0 if self.var is None else self.var.op.size
         fresh = Variables(np.full(slots, -1, IDX), np.empty(slots, IDX), np.empty(slots), np.empty(slots),
                           np.empty(slots), np.empty(slots), np.empty(slots, IDX), np.zeros(slots, np.bool_),
-                          np.zeros(slots, np.int64))
+                          np.zeros(slots, np.int64), np.zeros(slots, IDX))
         heap = _new_heap(slots)
         nxt, prev, free = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
         modified, unfrozen, frozen = np.empty(slots, IDX), np.empty(slots, IDX), np.empty(slots, IDX)
@@ -942,6 +1003,9 @@ class Network:
         var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
         if self.policy == ISOLATED:
             _isolate(self.elem, var, self.cnst, work)
+        elif self.policy == CLASSES:
+            classes.solve(slots.astype(IDX), var.route, var.cls, var.share, var.rate, var.bott, self.elem.ptr,
+                          self.elem.cnst, self.elem.weight, self.cnst.bound, self.cnst.arbitrated, self.cnst.loc)
         else:
             _fill(self.elem, var, self.cnst._replace(usage=table["usage"]), work)
         out[self.var.op[slots]] = var.rate[slots]

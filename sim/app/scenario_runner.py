@@ -109,6 +109,7 @@ def run_scenario(scenario, max_memory=None):
         [(f"background {e.name}", servers) for e, servers in zip(scenario.background, selections)]
     graph, router, routing, stragglers = apply_faults(graph, scenario, Router, groups)
     weight = {name: c.weight for name, c in scenario.classes.items()}
+    level = {name: c.sl for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
         job = plan["job"]
@@ -122,7 +123,8 @@ def run_scenario(scenario, max_memory=None):
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
         parts.append(Part(job.name, routes, flow_bytes(schedule, plan["op_bytes"]), *_flow_deps(schedule),
-                          repeat=job.repeat, start=job.start, period=job.period, share=weight[job.cls]))
+                          repeat=job.repeat, start=job.start, period=job.period, share=weight[job.cls],
+                          sl=level[job.cls]))
     host = _nic_host(base)
     entries = []
     for entry, servers in zip(scenario.background, selections):
@@ -135,7 +137,7 @@ def run_scenario(scenario, max_memory=None):
         entries.append(flows)
         parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,
                           np.zeros(n + 1, np.int64),
-                          np.empty(0, np.int64), start=entry.start, share=weight[entry.cls]))
+                          np.empty(0, np.int64), start=entry.start, share=weight[entry.cls], sl=level[entry.cls]))
     composite = compose(parts)
     net = simulate_composite(composite)
     jobs = [_job_outcome(i, plan, composite, net, graph) for i, plan in enumerate(plans)]
