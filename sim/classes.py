@@ -30,13 +30,16 @@ other flows keeping their rates (classes split the capacity by weight
 between those that want more than they use, the class's part is split
 max-min between its flows); a fixed point is exactly a class-fair
 allocation. Rates move a fraction ``DAMPING`` of the way to their best
-responses (undamped, two links can oscillate) until no rate moves by
-``RTOL`` relative. Tested on random networks against the definition
+responses (undamped, two links can oscillate) until every rate is within
+``RTOL`` (relative) of its best response. Tested on random networks against the definition
 (``tests/test_classes.py``); about 25 sweeps from zero, fewer from the
 rates before an event.
 
 Cost per sweep: the flows' elements, plus a sort of each class's flows at
-each resource; ``solve`` re-solves every flow given to it.
+each resource whose flows' rates moved; ``solve`` re-solves every flow
+given to it. :mod:`sim.fluid`'s cached machine code embeds this kernel,
+and numba does not notice when a function of another file changes: after
+editing this file, touch ``sim/fluid.py``.
 
 >>> import numpy as np
 >>> # one link of 10 B/s: class 0 (weight 1) has one flow, class 1 (weight 4) has four
@@ -55,8 +58,8 @@ from flyersim.jit import njit
 # How far a rate moves toward its best response per sweep (measured on random networks: 0.5 and 0.7 always
 # converged, 0.85 did not always); it halves every STALL sweeps without convergence.
 DAMPING, STALL = 0.7, 200
-# Converged when no rate moves by more than this (relative); rates then meet the definition to about 1e-9
-# (RATE_RTOL of sim.fluid, tests/test_classes.py).
+# Converged when every rate is this close (relative) to its best response; rates then meet the definition to
+# about 1e-9 (RATE_RTOL of sim.fluid, tests/test_classes.py).
 RTOL = 1e-11
 # Give up (an error, never a silent answer) after this many sweeps.
 MAX_SWEEPS = 5000
@@ -94,21 +97,27 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
                 nres += 1
             count[loc[k] + 1] += 1
     mptr = np.cumsum(count[:nres + 1])
-    mflow, ma = np.empty(total, np.int32), np.empty(total)
+    mflow, ma, mres = np.empty(total, np.int32), np.empty(total), np.empty(total, np.int32)
+    fptr, fmem = np.zeros(n + 1, np.int64), np.empty(total, np.int64)  # each flow's members
     fill = mptr[:nres].copy()
     ncls = 1
     for i in range(n):
         s = flows[i]
         ncls = max(ncls, cls[s] + 1)
         r = route[s]
+        fptr[i + 1] = fptr[i] + ptr[r + 1] - ptr[r]
         for j in range(ptr[r], ptr[r + 1]):
             q = loc[res[j]]
-            mflow[fill[q]], ma[fill[q]] = i, weight[j]
+            m = fill[q]
+            mflow[m], ma[m], mres[m] = i, weight[j], q
+            fmem[fptr[i] + j - ptr[r]] = m
             fill[q] += 1
     x = np.empty(n)
     for i in range(n):
         x[i] = rate[flows[i]]
     best, at = np.empty(n), np.empty(n, np.int32)
+    # each member's best response at its resource, recomputed only where a rate moved (dirty)
+    resp, dirty = np.full(total, np.inf), np.ones(nres, np.bool_)
     # scratch per resource: class demand, weight, presence; members of one class sorted by rate
     demand, cw, seen = np.zeros(ncls), np.zeros(ncls), np.zeros(ncls, np.int64)
     alloc, order, done = np.zeros(ncls), np.empty(ncls, np.int64), np.zeros(ncls, np.bool_)
@@ -123,9 +132,10 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
     stamp = 0
     while True:
         sweeps += 1
-        best[:] = np.inf
-        at[:] = -1
         for q in range(nres):
+            if not dirty[q]:
+                continue
+            dirty[q] = False
             k = lres[q]
             lo, hi = mptr[q], mptr[q + 1]
             arb = arbitrated[k]
@@ -149,16 +159,25 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
                     if (cls[flows[mflow[m]]] if arb else 0) == c:
                         idx[nm] = m
                         nm += 1
-                _within(idx, nm, mflow, ma, x, alloc[c], sx, sa, pre, suf, pos, keys, perm, best, at, q)
+                _within(idx, nm, mflow, ma, x, alloc[c], sx, sa, pre, suf, pos, keys, perm, resp)
         moved = 0.0
         for i in range(n):
+            best[i], at[i] = np.inf, -1
+            for u in range(fptr[i], fptr[i + 1]):
+                if resp[fmem[u]] < best[i]:
+                    best[i], at[i] = resp[fmem[u]], mres[fmem[u]]
             b = max(best[i], 0.0)
-            if x[i] == 0.0 or not (np.isfinite(b) and np.isfinite(x[i])):
-                new = b  # a new flow jumps to its best response
+            if (sweeps == 1 and x[i] == 0.0) or not (np.isfinite(b) and np.isfinite(x[i])):
+                new = b  # a new flow starts at its best response
             else:
                 new = x[i] + damping * (b - x[i])
-            if new != x[i] and np.isfinite(new):
-                moved = max(moved, abs(new - x[i]) / max(new, 1e-300))
+            if np.isfinite(b) and b != x[i]:  # how far from its best response (not the damped step)
+                moved = max(moved, abs(b - x[i]) / max(b, 1e-300))
+            if new != x[i]:
+                step = abs(new - x[i]) / max(new, 1e-300) if np.isfinite(new) else 0.0
+                if step > 0.01 * RTOL or not np.isfinite(new):  # its resources' responses change
+                    for u in range(fptr[i], fptr[i + 1]):
+                        dirty[mres[fmem[u]]] = True
             x[i] = new
         if moved <= RTOL:
             break
@@ -205,9 +224,9 @@ def _class_parts(order, nc, demand, cw, capacity, alloc, done):
 
 
 @_jit
-def _within(idx, nm, mflow, ma, x, part, sx, sa, pre, suf, pos, keys, perm, best, at, q):
-    """Each member's best response inside its class: the level ``mu`` where the others keep
-    ``min(rate, mu)`` and it takes ``mu``, all within the class's ``part``; keeps the least per flow."""
+def _within(idx, nm, mflow, ma, x, part, sx, sa, pre, suf, pos, keys, perm, resp):
+    """Each member's best response inside its class (into ``resp``): the level ``mu`` where the others keep
+    ``min(rate, mu)`` and it takes ``mu``, all within the class's ``part``."""
     if nm > 32:
         for u in range(nm):
             keys[u] = x[mflow[idx[u]]]
@@ -247,10 +266,7 @@ def _within(idx, nm, mflow, ma, x, part, sx, sa, pre, suf, pos, keys, perm, best
             mu = (part - pre[k] + af * xf) / (suf[k] + af)
         else:
             mu = (part - pre[k]) / suf[k]
-        f = mflow[m]
-        if mu < best[f]:
-            best[f] = mu
-            at[f] = q
+        resp[m] = mu
 
 
 @_jit

@@ -19,7 +19,11 @@ network:
   ``sum(weight x share x level)`` reaches its capacity; an idle class leaves
   its share to the others;
 - ``ISOLATED`` (the analytic model): each flow gets its route's bottleneck
-  ``min(capacity / weight)`` as if it were alone (shares play no part).
+  ``min(capacity / weight)`` as if it were alone (shares play no part);
+- ``CLASSES`` (traffic classes whose weights differ): each flow also has a
+  class id; resources that arbitrate share between classes by weight, then
+  between a class's flows max-min (:mod:`sim.classes`). At each event the
+  flows connected to the touched resources are re-solved from their rates.
 
 Max-min rates are kept exact *incrementally* (SimGrid's selective update).
 The max-min fair allocation is the unique feasible one in which every flow
