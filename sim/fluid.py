@@ -29,9 +29,9 @@ flows start or end, only the flows on the resources they touch are re-solved
 resources those flows cross); then, in a check round, any flow next to them
 that lost its bottleneck, or that outruns a re-solved flow on that flow's
 bottleneck, joins the set and the set is re-solved, until every flow has a
-bottleneck again. A neighbour that passed the previous round's check is
-checked again only if the last filling touched a resource on its route (the
-only place rates and usage change between rounds). In a large collective
+bottleneck again. A neighbour is checked again only if the resource where
+it last passed a check has changed since (its usage, members or their
+rates: every resource carries the stamp of its last change). In a large collective
 most events touch a handful of flows, so an event costs little however many
 flows are active. :meth:`Network.solve` with ``full=True`` solves every
 active flow from scratch instead: the oracle of the tests, and the
@@ -99,10 +99,11 @@ the latest end time."""
 Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
-Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen")
+Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen pass_res pass_at")
 Variables.__doc__ = """The active flows, one per *slot* (compact: a few thousand slots serve millions of ops): the op
 in it (-1: free), its route, bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the flow's fair
-level), bottleneck resource, whether in the set being re-solved, and last check round."""
+level), bottleneck resource, whether in the set being re-solved, last check round, and the resource where it last
+passed a bottleneck check (-1: none since it was filled) with the change stamp (``Work.counts[FILL]``) then."""
 Constraints = namedtuple("Constraints", "bound usage head count")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list) and number of active members."""
 Members = namedtuple("Members", "shift next prev free n_free")
@@ -116,7 +117,9 @@ Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark
 Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources they touch,
 the resources whose flows changed rate (``dirty``), the filling's per-resource sums, the resources it fills
 (``fres``, marked with the filling call) and flows it has not frozen yet or freezes this round, and the
-highest level on a resource (``top``) as found in check round ``top_round``."""
+highest level on a resource (``top``) as found in check round ``top_round``. ``fres_mark[k]`` is also the resource's
+change stamp: the value of ``counts[FILL]`` (bumped by every filling call and every event time) when its usage, its
+members or their rates last changed."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -186,6 +189,7 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     resumes where this call stopped.
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
+    work.counts[FILL] += 1  # the change stamp of the resources this event time's flows leave or join
     _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
     if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
@@ -216,6 +220,7 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
     latency = elem.latency
     touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
                                                          work.dirty, work.counts)
+    stamp = work.fres_mark
     while fsize[0] > 0 and fkeys[0] <= horizon:
         s = fops[0]
         _heap_remove(fkeys, fops, fpos, fsize, s)
@@ -224,6 +229,7 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
             usage[k] -= weight[j] * rate[s]
+            stamp[k] = counts[FILL]
             _touch(k, touched_mark, touched, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         _unlink(s, r, ptr, res, shift, nxt, prev, head, count)
@@ -249,9 +255,10 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
                                                     dag.taken)
     latency = elem.latency
     vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
-    bott, in_set, seen = var.bott, var.in_set, var.seen
+    bott, in_set, seen, pass_res = var.bott, var.in_set, var.seen, var.pass_res
     touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
                                                                    work.dirty, work.counts, work.modified)
+    stamp = work.fres_mark
     while wsize[0] > 0 and wkeys[0] <= horizon:
         if n_free[0] == 0:
             return False
@@ -272,10 +279,11 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
                 taken[f] = r
         _link(s, r, ptr, res, shift, nxt, prev, head, count)
         vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[w], share[w]
-        rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
+        rate[s], t_upd[s], bott[s], seen[s], pass_res[s] = 0.0, now, -1, 0, -1
         _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         for j in range(ptr[r], ptr[r + 1]):
+            stamp[res[j]] = counts[FILL]
             _touch(res[j], touched_mark, touched, counts)
     return True
 
@@ -509,11 +517,10 @@ def _resolve(now, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
     route, rate, share, bott, in_set, seen = var.route, var.rate, var.share, var.bott, var.in_set, var.seen
-    remaining, t_upd = var.remaining, var.t_upd
+    remaining, t_upd, pass_res, pass_at = var.remaining, var.t_upd, var.pass_res, var.pass_at
     shift, nxt = mem.shift, mem.next
     c, modified, dirty, fres_mark, top, top_round = (work.counts, work.modified, work.dirty, work.fres_mark,
                                                      work.top, work.top_round)
-    first = c[ROUND] + 1  # the first check round of this re-solve
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(elem, var, cnst, work)
@@ -539,37 +546,28 @@ def _resolve(now, elem, var, cnst, mem, work):
                 if in_set[g] or seen[g] == c[ROUND]:
                     m = nxt[m]
                     continue
-                passed = seen[g] >= first  # it had a bottleneck last round
                 seen[g] = c[ROUND]
-                if passed and not _crosses_filled(route[g], ptr, res, fres_mark, c[FILL]):
-                    m = nxt[m]  # and nothing it depends on changed since
+                k = pass_res[g]
+                if k >= 0 and fres_mark[k] <= pass_at[g]:
+                    m = nxt[m]  # nothing changed on the resource where it last had its bottleneck
                     continue
-                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt,
-                                       top, top_round, c[ROUND]):
+                k = _bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round,
+                                c[ROUND])
+                if k < 0:
                     _add_modified(g, now, in_set, remaining, rate, t_upd, modified, c)
+                else:
+                    pass_res[g], pass_at[g] = k, c[FILL]
                 m = nxt[m]
         if c[N_MODIFIED] == before:
             return
 
 
 @_jit
-def _crosses_filled(r, ptr, res, fres_mark, fill):
-    """Whether route ``r`` crosses a resource of filling call ``fill``: the only place where usage and rates
-    change between two check rounds of a re-solve."""
-    for j in range(ptr[r], ptr[r + 1]):
-        if fres_mark[res[j]] == fill:
-            return True
-    return False
-
-
-@_jit
-def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round, rnd):
-    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
+def _bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round, rnd):
+    """A saturated resource on route ``r`` on which no flow has a higher level than flow ``g``, -1 if none.
 
     No rate changes during a check round, so a resource's highest level is found once per round.
     """
-    if ptr[r] == ptr[r + 1]:
-        return True
     for j in range(ptr[r], ptr[r + 1]):
         k = res[j]
         if usage[k] < bound[k] * (1.0 - RATE_RTOL):
@@ -583,8 +581,8 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt,
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
         if rate[g] / share[g] >= top[k] * (1.0 - RATE_RTOL):
-            return True
-    return False
+            return k
+    return -1
 
 
 @_inline
@@ -599,7 +597,7 @@ def _fill(elem, var, cnst, work):
     crossed as touched, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
-    route, rate, share, bott = var.route, var.rate, var.share, var.bott
+    route, rate, share, bott, pass_res = var.route, var.rate, var.share, var.bott, var.pass_res
     c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
     fres, fres_mark, unfrozen, frozen = work.fres, work.fres_mark, work.unfrozen, work.frozen
@@ -609,6 +607,7 @@ def _fill(elem, var, cnst, work):
     for i in range(n):
         f = modified[i]
         unfrozen[i] = f
+        pass_res[f] = -1  # re-filled: its bottleneck must be checked afresh
         r = route[f]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
@@ -865,7 +864,7 @@ class Network:
         old = 0 if self.var is None else self.var.op.size
         fresh = Variables(np.full(slots, -1, IDX), np.empty(slots, IDX), np.empty(slots), np.empty(slots),
                           np.empty(slots), np.empty(slots), np.empty(slots, IDX), np.zeros(slots, np.bool_),
-                          np.zeros(slots, np.int64))
+                          np.zeros(slots, np.int64), np.full(slots, -1, IDX), np.zeros(slots, np.int64))
         heap = _new_heap(slots)
         nxt, prev, free = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
         modified, unfrozen, frozen = np.empty(slots, IDX), np.empty(slots, IDX), np.empty(slots, IDX)
@@ -941,7 +940,8 @@ class Network:
         work = _new_work(self.var.op.size, table)
         work.modified[:slots.size] = slots
         work.counts[N_MODIFIED] = slots.size
-        var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
+        n = self.var.op.size
+        var = self.var._replace(rate=np.zeros(n), bott=np.full(n, -1, IDX), pass_res=np.full(n, -1, IDX))
         if self.policy == ISOLATED:
             _isolate(self.elem, var, self.cnst, work)
         else:
