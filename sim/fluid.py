@@ -70,8 +70,11 @@ LO, HI, N_READY, N_ENDED, N_EDGE_FREE, LATE, TOP_READY = range(7)
 # sharing policies
 MAXMIN, ISOLATED = 0, 1
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED}
-# Work.counts: sizes of the modified, touched and dirty lists, the bottleneck-check round and the filling call
-N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
+# Work.counts: sizes of the modified and dirty lists, the bottleneck-check round and the change stamp (bumped by
+# every filling call and every event time)
+N_MODIFIED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3
+# check rounds before the per-resource and per-flow round marks start again from 0 (they are int32 in the rows)
+ROUND_WRAP = 2**31 - 2
 
 IDX = np.int32  # op, resource, route and slot indices
 
@@ -112,14 +115,13 @@ Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` h
 Heap = namedtuple("Heap", "keys ops pos size")
 Heap.__doc__ = """A binary min-heap of window entries (waiting) or slots (finishing): ``pos[i]`` is where ``i`` is
 (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows fres fres_mark "
-                         "unfrozen frozen top top_round")
-Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), the filling's per-resource sums, the resources it fills
-(``fres``, marked with the filling call) and flows it has not frozen yet or freezes this round, and the
-highest level on a resource (``top``) as found in check round ``top_round``. ``fres_mark[k]`` is also the resource's
-change stamp: the value of ``counts[FILL]`` (bumped by every filling call and every event time) when its usage, its
-members or their rates last changed."""
+Work = namedtuple("Work", "counts modified dirty dirty_mark left sumw nflows fres fres_mark unfrozen frozen top "
+                         "top_round")
+Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources whose
+flows changed rate or started or ended (``dirty``), the filling's per-resource sums, the resources it fills
+(``fres``) and flows it has not frozen yet or freezes this round, and the highest level on a resource (``top``) as
+found in check round ``top_round``. ``fres_mark[k]`` is the resource's change stamp: the value of ``counts[FILL]``
+when its usage, its members or their rates last changed (a filling marks the resources it fills with it)."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
@@ -194,7 +196,7 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
     c = work.counts
-    if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
+    if c[N_MODIFIED] > 0 or c[N_DIRTY] > 0:  # a flow that starts or ends marks its resources dirty
         if policy == MAXMIN:
             _resolve(now, elem, var, cnst, mem, work)
         else:
@@ -218,9 +220,7 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
     wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
     shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
     latency = elem.latency
-    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
-                                                         work.dirty, work.counts)
-    stamp = work.fres_mark
+    dirty_mark, dirty, counts, stamp = work.dirty_mark, work.dirty, work.counts, work.fres_mark
     while fsize[0] > 0 and fkeys[0] <= horizon:
         s = fops[0]
         _heap_remove(fkeys, fops, fpos, fsize, s)
@@ -230,7 +230,6 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
             k = res[j]
             usage[k] -= weight[j] * rate[s]
             stamp[k] = counts[FILL]
-            _touch(k, touched_mark, touched, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         _unlink(s, r, ptr, res, shift, nxt, prev, head, count)
         for j in range(ptr[r], ptr[r + 1]):
@@ -256,9 +255,7 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
     latency = elem.latency
     vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
     bott, in_set, seen, pass_res = var.bott, var.in_set, var.seen, var.pass_res
-    touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
-                                                                   work.dirty, work.counts, work.modified)
-    stamp = work.fres_mark
+    dirty_mark, dirty, counts, modified, stamp = work.dirty_mark, work.dirty, work.counts, work.modified, work.fres_mark
     while wsize[0] > 0 and wkeys[0] <= horizon:
         if n_free[0] == 0:
             return False
@@ -284,7 +281,6 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         for j in range(ptr[r], ptr[r + 1]):
             stamp[res[j]] = counts[FILL]
-            _touch(res[j], touched_mark, touched, counts)
     return True
 
 
@@ -307,20 +303,16 @@ def _least_loaded(r, elem, cnst):
 @_inline
 def _reschedule(now, var, finishing, work):
     """Move every re-solved flow to its new finish time and empty the work lists."""
-    c, modified, touched, touched_mark, dirty, dirty_mark = (work.counts, work.modified, work.touched,
-                                                             work.touched_mark, work.dirty, work.dirty_mark)
+    c, modified, dirty, dirty_mark = work.counts, work.modified, work.dirty, work.dirty_mark
     in_set, remaining, rate = var.in_set, var.remaining, var.rate
     fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
     for i in range(c[N_MODIFIED]):
         s = modified[i]
         in_set[s] = False
         _heap_set(fkeys, fops, fpos, fsize, s, now + remaining[s] / rate[s])
-    for i in range(c[N_TOUCHED]):
-        touched_mark[touched[i]] = False
     for i in range(c[N_DIRTY]):
         dirty_mark[dirty[i]] = False
     c[N_MODIFIED] = 0
-    c[N_TOUCHED] = 0
     c[N_DIRTY] = 0
 
 
@@ -385,14 +377,6 @@ def _mark_dirty(r, ptr, res, dirty_mark, dirty, counts):
             dirty_mark[k] = True
             dirty[counts[N_DIRTY]] = k
             counts[N_DIRTY] += 1
-
-
-@_jit
-def _touch(k, touched_mark, touched, counts):
-    if not touched_mark[k]:
-        touched_mark[k] = True
-        touched[counts[N_TOUCHED]] = k
-        counts[N_TOUCHED] += 1
 
 
 @_jit
@@ -521,6 +505,10 @@ def _resolve(now, elem, var, cnst, mem, work):
     shift, nxt = mem.shift, mem.next
     c, modified, dirty, fres_mark, top, top_round = (work.counts, work.modified, work.dirty, work.fres_mark,
                                                      work.top, work.top_round)
+    if c[ROUND] >= ROUND_WRAP:  # (after two billion check rounds) the round marks start again
+        c[ROUND] = 0
+        top_round[:] = -1
+        seen[:] = -1
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(elem, var, cnst, work)
@@ -594,11 +582,11 @@ def _fill(elem, var, cnst, work):
     freezes every flow crossing a resource at that level (rate ``share x
     level``, recording the resource as the flow's bottleneck), and removes
     their usage. Updates ``rate`` and ``usage``; marks every resource
-    crossed as touched, and those of flows whose rate changed as dirty.
+    crossed with the filling's change stamp, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
     route, rate, share, bott, pass_res = var.route, var.rate, var.share, var.bott, var.pass_res
-    c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
+    c, modified = work.counts, work.modified
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
     fres, fres_mark, unfrozen, frozen = work.fres, work.fres_mark, work.unfrozen, work.frozen
     n = c[N_MODIFIED]
@@ -615,7 +603,6 @@ def _fill(elem, var, cnst, work):
                 fres_mark[k] = c[FILL]
                 fres[n_fres] = k
                 n_fres += 1
-                _touch(k, touched_mark, touched, c)
                 left[k] = bound[k] - usage[k]
                 sumw[k] = 0.0
                 nflows[k] = 0
@@ -753,7 +740,7 @@ class Network:
                 work.counts[:] = self.work.counts
                 for name in ("modified", "unfrozen", "frozen"):
                     getattr(work, name)[:] = getattr(self.work, name)
-                for name in ("touched", "touched_mark", "dirty", "dirty_mark", "fres"):
+                for name in ("dirty", "dirty_mark", "fres"):
                     getattr(work, name)[:old] = getattr(self.work, name)
             self.work = work
         if self.mem is not None and self._bits() > self.mem.shift:
@@ -985,20 +972,23 @@ def _new_heap(n):
 
 
 def _resource_table(nres):
-    """Zeroed per-resource state as named column views of row-major tables.
+    """Zeroed per-resource state as named column views of one row-major table.
 
-    The fields one resource's check or filling reads together share a row (a
-    cache line or two), where separate arrays would cost a cache miss each.
+    Every field of a resource shares one 64-byte row (one cache line: the
+    table is aligned to 64 bytes), where separate arrays would cost a cache
+    miss each: five float64, the int64 change stamp, four int32.
     """
-    f, i, c = np.zeros((nres, 5)), np.zeros((nres, 3), IDX), np.zeros((nres, 2), np.int64)
+    raw = np.zeros(nres * 64 + 64, np.uint8)
+    at = -raw.ctypes.data % 64
+    f = raw[at:at + nres * 64].view(np.float64).reshape(nres, 8)
+    i8, i4 = f.view(np.int64), f.view(np.int32)
     return {"bound": f[:, 0], "usage": f[:, 1], "left": f[:, 2], "sumw": f[:, 3], "top": f[:, 4],
-            "head": i[:, 0], "count": i[:, 1], "nflows": i[:, 2], "fres_mark": c[:, 0], "top_round": c[:, 1]}
+            "fres_mark": i8[:, 5], "head": i4[:, 12], "count": i4[:, 13], "nflows": i4[:, 14], "top_round": i4[:, 15]}
 
 
 def _new_work(n, table):
     """Empty work lists for ``n`` slots, over the resources of ``table`` (:func:`_resource_table`)."""
     nres = table["bound"].size
-    return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
-                np.empty(nres, IDX), np.zeros(nres, np.bool_), table["left"], table["sumw"], table["nflows"],
-                np.empty(nres, IDX), table["fres_mark"], np.empty(n, IDX), np.empty(n, IDX), table["top"],
-                table["top_round"])
+    return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
+                table["left"], table["sumw"], table["nflows"], np.empty(nres, IDX), table["fres_mark"],
+                np.empty(n, IDX), np.empty(n, IDX), table["top"], table["top_round"])
