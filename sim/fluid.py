@@ -46,9 +46,8 @@ flight, see there; :class:`Elements` per route, :class:`Constraints` per resourc
 scratch set), all indices int32. A slot holds one active flow: a few thousand slots serve
 millions of ops, so the state the solver's hot loops touch stays in the
 caches; the per-resource arrays (of ``Constraints`` and ``Work``) are column
-views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`)
-and unpack each group once: numba reference-counts an array each time it is
-read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
+views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`),
+and no kernel allocates, so all run without numba's reference counting. The driver (:mod:`sim.engine`) owns the clock.
 """
 
 from collections import namedtuple
@@ -76,9 +75,13 @@ N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
 IDX = np.int32  # op, resource, route and slot indices
 
-_jit = njit(error_model="numpy")
-# inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
-_inline = njit(error_model="numpy", inline="always")
+# The kernels never allocate, so they run without numba's runtime (``_nrt=False``): numba would otherwise
+# reference-count an array at every copy of it (each argument of a call, inlined or not; each read out of a
+# group), about 900 calls to NRT_incref/NRT_decref in ``_advance``'s code, a quarter of its time; the
+# caller's Python objects keep the arrays alive. Same machine code otherwise, same bits.
+_jit = njit(error_model="numpy", _nrt=False)
+# inlined into their callers (numba IR): no call per event
+_inline = njit(error_model="numpy", inline="always", _nrt=False)
 
 Dag = namedtuple("Dag", "mask op_of ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next "
                        "edge_free ready_at start_at end_at taken counts last_end")
@@ -119,8 +122,7 @@ highest level on a resource (``top``) as found in check round ``top_round``."""
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
 # Two are used: ops waiting out their latency (keyed by start time) and active
 # flows (keyed by finish time, moved whenever a rate changes). Each kernel
-# unpacks the groups it uses once: reading an array out of a group inside a
-# loop would reference-count it at every access.
+# unpacks the groups it uses once, at its top, so its loops work on locals.
 
 @_jit
 def _heap_sift(keys, ops, pos, size, i):

@@ -297,6 +297,7 @@ class RouteTable:
         self.usage = []     # (usage, latency) of each route
         self._flat = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)], 0  # elements() so far
         self.codes = {}     # kind -> (sorted int64 codes of shapes seen, their routes): a batch's lookup in numpy
+        self.patterns = {}  # the shapes of a recent batch (bytes, see _pattern) -> its routes; oldest first
 
     @property
     def size(self):
@@ -323,10 +324,26 @@ class RouteTable:
         return {}, 0.0
 
     def add(self, s, first=0):
-        """Route of each op of batch ``s`` (its op ids start at ``first``), as found (int64 array)."""
+        """Route of each op of batch ``s`` (its op ids start at ``first``), as found (int64 array).
+
+        A batch whose ops have the shapes of a recent batch, op by op (a ring's steps), takes that batch's
+        routes without looking its shapes up again.
+        """
+        m = s.num_ops
+        group = s.group if s.group is not None else np.full(m, -1, np.int64)
+        pattern = _pattern(s, group, first)
+        op_route = self.patterns.pop(pattern, None)
+        if op_route is None:
+            op_route = self._add(s, first, group)
+            op_route.flags.writeable = False
+            if len(self.patterns) >= _PATTERNS:
+                del self.patterns[next(iter(self.patterns))]  # the least recently used
+        self.patterns[pattern] = op_route
+        return op_route
+
+    def _add(self, s, first, group):
         nloc, m = len(self.names), s.num_ops
         ids = first + np.arange(m)
-        group = s.group if s.group is not None else np.full(m, -1, np.int64)
         follower = (group >= 0) & (group != ids)
         leader = (group >= 0) & ~follower
         is_reduce = (s.kind == REDUCE) & ~follower
@@ -443,6 +460,19 @@ class RouteTable:
                   [self.resources.classes[i] for i in named.tolist()], capacity[named],
                   np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), new[old], rw[at], rlat[ordered])
         return fields, renumber
+
+
+_PATTERNS = 8  # batches' shapes a RouteTable remembers (a ring's steps alternate between two or three)
+
+
+def _pattern(s, group, first):
+    """What decides the routes of batch ``s``'s ops, op by op, as bytes: kinds, endpoints, copy engines,
+    input locations and multicast groups (relative to the batch's first op ``first``)."""
+    engine = s.engine if s.engine is not None else np.zeros(0, np.int8)
+    columns = ((np.array([s.num_ops, engine.size, s.in_loc.size]), np.int64), (s.kind, np.int8), (s.src, np.int32),
+               (s.dst, np.int32), (engine, np.int8), (np.where(group >= 0, group - first, -1), np.int64),
+               (s.in_ptr - s.in_ptr[0], np.int64), (s.in_loc, np.int32))
+    return b"".join(np.ascontiguousarray(a, dtype).tobytes() for a, dtype in columns)
 
 
 def flow_bytes(schedule, op_bytes, first=0):

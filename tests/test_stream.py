@@ -119,16 +119,39 @@ def test_an_algorithm_with_two_builders_cannot_stream():
         list(Stream(two))
 
 
-def test_route_table_numbers_routes_as_build_routes(cluster):
+@pytest.mark.parametrize("algo", ["hfreduce", "ring", "hier"])  # transfers, reduces, multicasts; repeated steps
+def test_route_table_numbers_routes_as_build_routes(cluster, algo):
     graph, layout, search = cluster
-    whole = collectives.build("hfreduce", layout, nbytes=186 * MiB)  # transfers, reduces and multicasts
+    whole = collectives.build(algo, layout, nbytes=186 * MiB)
     expected = build_routes(graph, whole)
-    table = RouteTable(graph, layout, "hfreduce")
-    found = np.concatenate([table.add(batch, first) for first, batch in stream("hfreduce", layout, nbytes=186 * MiB)])
+    table = RouteTable(graph, layout, algo)
+    found = np.concatenate([table.add(batch, first) for first, batch in stream(algo, layout, nbytes=186 * MiB)])
     fields, renumber = table.routes()
     assert fields[0] == expected.names and np.array_equal(renumber[found], expected.op_route)
     for got, want in zip(fields[2:], (expected.capacity, expected.rptr, expected.rres, expected.rw, expected.rlat)):
         assert np.array_equal(got, want)
+
+
+def test_a_batch_shaped_like_a_recent_one_takes_its_routes_and_only_then():
+    graph = topologies.load("fireflyer2", gpus=16)
+    table = RouteTable(graph, layout_of(graph), "demo")
+    b = ScheduleBuilder(layout_of(graph), "allreduce", "demo", buffers=("data", "recv"))
+    b.xfer(src=[0, 1], dst=[1, 2], span=(0, 1, 2))
+    b.xfer(src=[0, 1], dst=[1, 2], span=(1, 2, 2), dst_buf="recv")   # same shapes, other bytes and buffers
+    b.xfer(src=[1, 0], dst=[2, 1], span=(1, 2, 2))                   # the same pairs, in another order
+    b.xfer(src=[0, 1], dst=[1, 2], span=(1, 2, 2), engine="cpu")     # copied by the CPU: another route
+    s = b.build()
+    routes = [table.add(_rows(s, i, i + 2), i) for i in range(0, 8, 2)]
+    assert routes[1] is routes[0]
+    assert routes[2].tolist() == routes[0].tolist()[::-1] and routes[3][0] not in routes[0]
+
+
+def _rows(s, lo, hi):
+    """Ops ``lo..hi-1`` of a schedule whose ops have one input each and no dependencies, as a schedule."""
+    from dataclasses import replace
+    cols = {k: getattr(s, k)[lo:hi] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "in_buf", "in_loc",
+                                               "group", "engine")}
+    return replace(s, in_ptr=np.arange(hi - lo + 1), dep_ptr=np.zeros(hi - lo + 1, np.int64), **cols)
 
 
 def test_a_window_that_outgrows_the_memory_limit_stops_the_run_with_one_line(cluster):
