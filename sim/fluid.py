@@ -76,7 +76,7 @@ N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
 
 IDX = np.int32  # op, resource, route and slot indices
 
-_jit = njit(error_model="numpy")
+_jit = njit(error_model="numpy", nogil=True)  # without the GIL: a stream's builder thread runs meanwhile
 # inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
 _inline = njit(error_model="numpy", inline="always")
 
