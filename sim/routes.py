@@ -400,15 +400,22 @@ class RouteTable:
             return (kinds[k[0]], ())
 
         ordered = sorted(range(len(self.keys)), key=order)
-        resources = _Resources()
-        usage = [self._build(self.keys[i], resources) for i in ordered]
+        usage = [self.usage[i] for i in ordered]
         renumber = np.empty(len(ordered), np.int64)
         renumber[ordered] = np.arange(len(ordered))
+        # resources numbered as first met in that order: building the routes afresh in that order meets each
+        # route's resources in its usage's order (a route's usage lists a resource when it first meets it)
+        found = np.array([k for u, _ in usage for k in u], np.int64)
+        first_met = np.unique(found, return_index=True)[1]
+        old = found[np.sort(first_met)]
+        new = np.empty(len(self.resources.names), np.int64)
+        new[old] = np.arange(old.size)
         rptr = np.cumsum([0] + [len(u) for u, _ in usage]).astype(np.int64)
-        rres = np.array([k for u, _ in usage for k in u], np.int64)
         rw = np.array([w for u, _ in usage for w in u.values()], np.float64)
         rlat = np.array([lat for _, lat in usage], np.float64)
-        return (resources.names, resources.classes, np.array(resources.capacity), rptr, rres, rw, rlat), renumber
+        res = self.resources
+        return ([res.names[k] for k in old], [res.classes[k] for k in old], np.array(res.capacity)[old], rptr,
+                new[found], rw, rlat), renumber
 
 
 _PATTERNS = 8  # batches' shapes a RouteTable remembers (a ring's steps alternate between two or three)
