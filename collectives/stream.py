@@ -29,11 +29,15 @@ _DONE = object()
 class Stream:
     """Iterator over ``(first op id, batch schedule)``; afterwards ``schedule`` (no ops) and ``num_ops``.
 
+    The builder runs ahead of the consumer by up to ``max_ops`` ops (and always one batch), so it can
+    build while the consumer computes without the GIL (the simulator's numba kernels release it).
     :meth:`close` stops the builder early (its thread ends at its next batch).
     """
 
-    def __init__(self, build, depth=2):
-        self._queue = queue.Queue(maxsize=depth)
+    def __init__(self, build, max_ops=1 << 16):
+        self._queue = queue.Queue()
+        self._room = threading.Condition()
+        self._queued, self._max_ops = 0, max_ops  # ops handed over and not taken yet; the most allowed
         self._closed = threading.Event()
         self._builder = None
         self.schedule, self.num_ops = None, 0
@@ -47,13 +51,14 @@ class Stream:
         self._builder = builder
 
     def put(self, first, batch):
-        while not self._closed.is_set():
-            try:
-                self._queue.put((first, batch), timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _Closed()
+        n = batch.num_ops if first >= 0 else 0
+        with self._room:
+            while self._queued and self._queued + n > self._max_ops and not self._closed.is_set():
+                self._room.wait()
+            if self._closed.is_set():
+                raise _Closed()
+            self._queued += n
+        self._queue.put((first, batch))
 
     def done(self, schedule):
         self._header = schedule
@@ -85,6 +90,9 @@ class Stream:
             raise StopIteration
         first, item = self._queue.get()
         if first >= 0:
+            with self._room:
+                self._queued -= item.num_ops
+                self._room.notify()
             return first, item
         if isinstance(item, BaseException):
             self.close()
@@ -94,7 +102,9 @@ class Stream:
 
     def close(self):
         """Stop the builder (if still running) and drop what it queued."""
-        self._closed.set()
+        with self._room:
+            self._closed.set()
+            self._room.notify()
         while True:
             try:
                 self._queue.get_nowait()
