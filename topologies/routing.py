@@ -114,8 +114,9 @@ class Router:
                 pred = self._pred[local_src] = nx.predecessor(self._local, local_src)
             if local_dst not in pred:
                 raise TopologyError(f"no path from {local_src} to {local_dst} inside a server")
-            self._local_paths[pair] = max(shortest_paths(pred, local_src, local_dst),
-                                          key=lambda path: width(self._local, path))
+            paths = list(shortest_paths(pred, local_src, local_dst))
+            self._local_paths[pair] = paths[0] if len(paths) == 1 else max(
+                paths, key=lambda path: width(self._local, path))
         return [f"{prefix}/{n}" for n in self._local_paths[pair]]
 
     def _nearest_nic(self, node, key):
