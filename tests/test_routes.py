@@ -1,4 +1,5 @@
-"""Routes are the same bit for bit however they are computed: fingerprints of whole route tables.
+"""Routes are the same bit for bit however they are computed: fingerprints of whole route tables, and the
+router's paths inside a server against networkx's own search.
 
 The fingerprints were recorded with the networkx-view implementation of :mod:`sim.routes` (before its
 per-node lookups became plain dicts and the stream's renumbering stopped rebuilding every route), on
@@ -8,6 +9,7 @@ streamed ones. A change in any resource name, class, capacity, weight, latency o
 
 import hashlib
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -16,8 +18,9 @@ from flyersim.collectives.schedule import Layout
 from flyersim.collectives.stream import stream
 from flyersim.sim.app.runner import layout_of, search_of
 from flyersim.sim.routes import RouteTable, build_routes
-from flyersim.topologies import load
+from flyersim.topologies import Router, load
 from flyersim.topologies.faults import fail
+from flyersim.topologies.routing import ordered_subgraph, width
 
 
 def fingerprint(names, classes, capacity, rptr, rres, rw, rlat, *arrays):
@@ -88,3 +91,16 @@ def test_streamed_routes_unchanged(case):
     expected = build_routes(graph, whole)  # and the same routes as the whole schedule's, numbered alike
     assert fields[0] == expected.names and np.array_equal(fields[4], expected.rres)
     assert np.array_equal(renumber[found], expected.op_route)
+
+
+@pytest.mark.parametrize("preset, gpus", [("fireflyer2", 16), ("dgx-a100", 16), ("single-switch", 8), ("torus", 64)])
+def test_in_server_paths_are_networkx_widest_shortest_paths(preset, gpus):
+    """The router searches once per source (``nx.predecessor``) and enumerates the paths itself; every path
+    inside a server is still the first widest of ``nx.all_shortest_paths``."""
+    graph = load(preset, gpus=gpus)
+    server = ordered_subgraph(graph, [n for n, s in graph.nodes(data="server") if s == 1])
+    router = Router(graph)
+    for a in server:
+        for b in server:
+            expected = max(nx.all_shortest_paths(server, a, b), key=lambda path: width(server, path))
+            assert router.path(a, b) == expected
