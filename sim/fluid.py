@@ -81,10 +81,11 @@ IDX = np.int32  # op, resource, route and slot indices
 # The kernels never allocate, so they run without numba's runtime (``_nrt=False``): numba would otherwise
 # reference-count an array at every copy of it (each argument of a call, inlined or not; each read out of a
 # group), about 900 calls to NRT_incref/NRT_decref in ``_advance``'s code, a quarter of its time; the
-# caller's Python objects keep the arrays alive. Same machine code otherwise, same bits.
-_jit = njit(error_model="numpy", _nrt=False)
+# caller's Python objects keep the arrays alive. Same machine code otherwise, same bits. They run without
+# the GIL (``nogil``), so a stream's builder thread runs meanwhile.
+_jit = njit(error_model="numpy", _nrt=False, nogil=True)
 # inlined into their callers (numba IR): no call per event
-_inline = njit(error_model="numpy", inline="always", _nrt=False)
+_inline = njit(error_model="numpy", inline="always", _nrt=False, nogil=True)
 
 Dag = namedtuple("Dag", "mask op_of ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next "
                        "edge_free ready_at start_at end_at taken counts last_end")

@@ -21,7 +21,7 @@ def cluster():
     return graph, layout, search_of(graph, layout)
 
 
-def _both(graph, layout, search, algo, lookahead, size=186 * MiB):
+def _both(graph, layout, search, algo, lookahead, size=186 * MiB, min_ops=1):
     key = collectives.schedule_key(algo, layout, size, "allreduce", search)
     whole = collectives.build(key[0], layout, "allreduce", nbytes=key[1], search=search)
     tries = []
@@ -33,17 +33,20 @@ def _both(graph, layout, search, algo, lookahead, size=186 * MiB):
 
     engine._run_stream = counting
     try:
-        streamed = engine.simulate_stream(lambda: stream(key[0], layout, "allreduce", nbytes=key[1], search=search),
+        streamed = engine.simulate_stream(lambda: stream(key[0], layout, "allreduce", nbytes=key[1], search=search,
+                                                         min_ops=min_ops),
                                           graph, size, timeline=True, lookahead=lookahead)
     finally:
         engine._run_stream = run_stream
     return engine.simulate(whole, build_routes(graph, whole), size), streamed, tries
 
 
+@pytest.mark.parametrize("min_ops", [1, 1000])
 @pytest.mark.parametrize("algo", ["ring", "hfreduce", "nccl", "dbtree", "hier", "rabenseifner"])
-def test_a_streamed_run_is_the_materialised_run_bit_for_bit(cluster, algo):
-    # a look-ahead of 8 ops keeps only a few batches in the window (and forces restarts where it is too short)
-    whole, streamed, tries = _both(*cluster, algo, lookahead=8)
+def test_a_streamed_run_is_the_materialised_run_bit_for_bit(cluster, algo, min_ops):
+    # a look-ahead of 8 ops keeps only a few batches in the window (and forces restarts where it is too short);
+    # batches of one builder call each (min_ops=1), or several merged
+    whole, streamed, tries = _both(*cluster, algo, lookahead=8, min_ops=min_ops)
     assert streamed.num_ops == whole.num_ops and streamed.schedule.num_ops == 0
     assert streamed.end_at.tobytes() == whole.end_at.tobytes() and streamed.time == whole.time
     assert streamed.ready_at.tobytes() == whole.ready_at.tobytes()
@@ -55,20 +58,26 @@ def test_a_streamed_run_is_the_materialised_run_bit_for_bit(cluster, algo):
 
 def test_a_ring_streams_in_a_window_of_a_few_steps(cluster):
     graph, layout, search = cluster
-    sizes = []
+    windows = {}
     original = Network.append
 
-    def spy(net, *args, **kw):
-        original(net, *args, **kw)
-        sizes.append(net.window)
+    def run(min_ops):
+        def spy(net, *args, **kw):
+            original(net, *args, **kw)
+            windows[min_ops] = max(windows.get(min_ops, 0), net.window)
 
-    Network.append = spy
-    try:
-        run = engine.simulate_stream(lambda: stream("ring", layout), graph, 186 * MiB, lookahead=64)
-    finally:
-        Network.append = original
-    # 32 ranks, 3 * 32 * 31 ops; the window never holds more than a handful of 32-op steps
-    assert run.num_ops == 2976 and max(sizes) <= 1024 and run.end_at is None and run.time > 0
+        Network.append = spy
+        try:
+            return engine.simulate_stream(lambda: stream("ring", layout, min_ops=min_ops), graph, 186 * MiB,
+                                          lookahead=64)
+        finally:
+            Network.append = original
+
+    one, merged = run(1), run(512)
+    # 32 ranks, 3 * 32 * 31 ops; the window never holds more than a handful of 32-op steps (merged: the
+    # look-ahead and a few batches of 16 steps)
+    assert one.num_ops == 2976 and windows[1] <= 1024 and one.end_at is None and one.time > 0
+    assert merged.time == one.time and windows[512] <= 2048
 
 
 def test_a_run_without_timeline_keeps_aggregates_only(cluster):
