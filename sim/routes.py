@@ -52,8 +52,10 @@ with the largest estimated fair share when it starts (:mod:`sim.fluid`).
 
 A multicast reads its source once and takes the union of its copies' paths
 (each resource once). A transfer's latency is the sum of the ``latency`` of every node and link on
-its path (per-hop latency plus per-message overheads); a reduce's is its
-engine's ``reduce_latency`` (plus the longest route of a remote input).
+its path (per-hop latency plus per-message overheads), plus the software cost of its kind from the
+topology's ``[mpi]`` table (:func:`op_cost`: ``message_latency`` for a message, ``copy_latency`` for
+a local copy; none without the table); a reduce's is its engine's ``reduce_latency`` (plus the
+longest route of a remote input). A latency holds no resource: other flows use the wires meanwhile.
 """
 
 from dataclasses import dataclass
@@ -430,6 +432,8 @@ def _xfer_usage(graph, path, resources, sink_pool=True, cpu=False):
         rid = resources.id((u, v), f"{u}->{v}", link_class(graph, u, v), edge["bandwidth"])
         usage[rid] = usage.get(rid, 0.0) + 1.0
         latency += edge.get("latency", 0.0)
+    if sink_pool:  # a transfer of its own, not a reduce reading a remote input
+        latency += op_cost(graph, path[0], path[-1])
     for v in path:
         attrs = graph.nodes[v]
         latency += attrs.get("latency", 0.0)
@@ -450,6 +454,25 @@ def _xfer_usage(graph, path, resources, sink_pool=True, cpu=False):
                 rid = _pool(graph, v, "p2p_bandwidth", resources, "p2p")
                 usage[rid] = usage.get(rid, 0.0) + 1.0
     return usage, latency
+
+
+def op_cost(graph, src, dst):
+    """Software cost of one transfer ``src -> dst`` by its kind, from the topology's ``[mpi]`` table: a
+    *copy* (both ends in one server, not both GPUs: a GPU's copy to or from host memory) pays
+    ``copy_latency``, a *message* (GPU to GPU, or between servers) ``message_latency``; 0 without them.
+
+    >>> from flyersim.topologies import load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> g.graph["mpi"] = {"message_latency": 5e-6, "copy_latency": 1e-6}
+    >>> op_cost(g, "n0/gpu0", "n0/host0"), op_cost(g, "n0/gpu0", "n0/gpu1"), op_cost(g, "n0/host0", "n1/host0")
+    (1e-06, 5e-06, 5e-06)
+    """
+    costs = graph.graph.get("mpi")
+    if not costs:
+        return 0.0
+    a, b = graph.nodes[src], graph.nodes[dst]
+    copy = a.get("server") == b.get("server") and not (a["kind"] == b["kind"] == "gpu")
+    return costs.get("copy_latency" if copy else "message_latency", 0.0)
 
 
 def _store_engine(graph, path, resources):

@@ -8,13 +8,17 @@ writes a single-switch cluster of N/g nodes x g GPUs (one GPU per rank):
 =================  ==============================================================
 parameter          measured as
 =================  ==============================================================
-gpu_latency        the per-message software cost, paid at each end: LogGP ``o``
-                   (time per ``Isend`` call in a train of 64 8 B messages,
-                   between two nodes' leaders, else inside a node) plus half
-                   what a 1-element message through the MPI executor (a chain
-                   of dependent transfers) takes beyond a raw ping-pong
-pcie_latency       half the 8 B one-way time inside a node beyond ``2 o``
-                   (LogGP ``L``; a GPU-to-GPU path crosses two GPU links)
+message_latency    ``[mpi]``, per message (GPU to GPU, or between nodes): the
+                   8 B one-way time of a raw ping-pong inside a node (LogGP
+                   ``o + L + o``) plus what a ``--size`` message through the
+                   MPI executor (a chain of dependent transfers, between two
+                   nodes' leaders, else inside a node) takes beyond a raw
+                   ping-pong of the same size between the same two ranks:
+                   the part of the executor's per-message cost that does not
+                   overlap the message's own transfer
+copy_latency       ``[mpi]``, per local copy (a GPU to or from its node's host
+                   memory: no message): a chain of dependent 1-element copies
+                   through the executor, per copy
 p2p_bandwidth      the node's shared-memory transport: per-direction rate of
                    simultaneous Isend/Irecv exchanges between rank pairs of a node,
                    ``size / (t - 8 B time)``, times the ranks exchanging at once
@@ -58,12 +62,28 @@ TCP traffic, which the switch pool holds; on a real non-blocking switch it is
 the sum of the links and never binds.
 
 With one physical node the network figures are the intra-node ones (the
-"nodes" share memory). LogGP's gap ``g`` per short message is measured and
-written as a comment, not used: the model charges a per-message cost as a
-delay (``o`` at each end), and ``g`` (the least interval between two sends of
-one rank) only matters to trains of messages shorter than ``g`` x bandwidth
-(about 10 KiB on the emulated nodes: ``g`` up to 0.08 ms at 110 MB/s), while
-every schedule validated sends one message per step of at least S / ranks.
+"nodes" share memory).
+
+**Per-op software costs, by op kind.** The executor runs a transfer between
+two ranks as a message (``Isend``/``Irecv``, its progress loop) and a GPU's
+copy to or from its node's host memory as a local ``np.copyto`` with no
+message, so the two are measured apart (``message_latency``,
+``copy_latency``) and charged per op by kind (:func:`flyersim.sim.routes.op_cost`),
+not per GPU end: a host-to-host message between nodes (HFReduce's network
+stage) pays a whole message, a local copy no part of one. A message's cost is
+a delay before its bytes move, in series with them as LogGP has it for a
+message that waits for the one before (``o + L + k G + o``); it holds no
+wire, so other transfers use the links meanwhile. What the library (and the
+kernel below it) does while a long message is on the wire is not a cost in
+series: the executor's cost is measured as the chain of ``--size`` messages
+minus a raw ping-pong of the same size, so only what it adds beyond the
+transfer is charged (on the emulated nodes, 10.7 ms per 1-element hop under
+load, ... per 2 MiB hop; see README). LogGP's gap ``g`` per short
+message is measured and written as a comment, not used: ``g`` (the least
+interval between two sends of one rank) only matters to trains of messages
+shorter than ``g`` x bandwidth (about 10 KiB on the emulated nodes: ``g`` up to
+0.08 ms at 110 MB/s), while every schedule validated sends one message per
+step of at least S / ranks.
 
 Copies run at very different speeds when their buffers fit in cache and when
 they stream from DRAM, and a topology has one bandwidth per resource. So the
@@ -79,6 +99,7 @@ from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import format_size
 
 
+OVERLAP_SIZE = 64 << 10  # messages above this: fewer hops in the chain and ping-pong of message_latency
 NETWORK_SIZE = 4 << 20  # at least this much per network exchange: a sustained rate, past any burst allowance
 
 
@@ -168,19 +189,22 @@ def measure(comm, size, repeats, leaf_size=None):
         where = "between two ranks of a node"
     peer = b if comm.rank == a else a if comm.rank == b else -1
     o, g = mb.train(comm, peer) if b >= 0 else (zero, zero)
-    raw = mb.pingpong(comm, peer) if b >= 0 else zero
-    hop = mb.chain(comm, a, b) if b >= 0 else zero
+    few = size > OVERLAP_SIZE  # long messages: a few hops are enough and take long
+    raw = mb.pingpong(comm, peer, 3 if few else 100, 5 if few else 11, nbytes=size) if b >= 0 else zero
+    hop = mb.chain(comm, a, b, 6 if few else 40, 5 if few else 11, count=size // 4) if b >= 0 else zero
+    local = mb.copies(comm, a)
     if pairs:
         x = mb.rate(size, mb.exchange(comm, intra, size, repeats), lat_intra)
         p["p2p_bandwidth"] = (_scale(x, pairs), "B/s",
                               f"{pairs} x per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
                               f"between rank pairs of a node, all at once, beyond the 8 B time")
-    p["gpu_latency"] = (_plus(o, _scale(_minus(hop, raw), 0.5)), "s",
-                        f"per-message software cost at each end: LogGP o (time per Isend call in a train of 64 "
-                        f"8 B messages {where}) plus half what a message through the MPI executor takes beyond "
-                        f"a raw ping-pong")
-    p["pcie_latency"] = (_minus(_scale(lat_intra, 0.5), o), "s",
-                         "half the 8 B one-way time in a node beyond 2 o (LogGP L inside a node, per GPU link)")
+    p["message_latency"] = (_plus(lat_intra, _minus(hop, raw)), "s",
+                            f"per message: the 8 B one-way time in a node plus what a {format_size(size)} message "
+                            f"through the MPI executor takes beyond a raw ping-pong of that size ({where})")
+    p["copy_latency"] = (local, "s", "per local copy: a chain of 1-element copies between a GPU and host memory "
+                                     "through the MPI executor, per copy")
+    notes.append(f"LogGP o (time per Isend call in a train of 64 8 B messages, {where}): {o}; inside "
+                 f"message_latency")
     notes.append(f"LogGP g (gap per 8 B message in a train, {where}): {g}; not modelled")
     copy = mb.rate(size, mb.memcpy(comm, size, repeats), zero)
     p["pcie_bandwidth"] = (copy, "B/s", f"np.copyto of {format_size(size)} on every rank at once")
@@ -276,8 +300,8 @@ def toml(params, nodes, gpus, command, notes=(), leaf_size=None):
     >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in ("p2p_bandwidth", "pcie_bandwidth",
     ...      "host_bandwidth", "reduce_bandwidth", "nic_bandwidth", "link_bandwidth")}
     >>> f.update({k: (Figure(1e-6, 1e-6, 1e-6), "s", "test") for k in
-    ...      ("gpu_latency", "pcie_latency", "reduce_latency", "nic_latency")})
-    >>> import tomllib; tomllib.loads(toml(f, 2, 2, "cmd"))["parameters"]["gpu_latency"]
+    ...      ("message_latency", "copy_latency", "reduce_latency", "nic_latency")})
+    >>> import tomllib; tomllib.loads(toml(f, 2, 2, "cmd"))["parameters"]["message_latency"]
     '1000.0ns'
     """
     lines = [f"{name} = {_value(fig, unit)}".ljust(34) + f"# {how}; median {fig}"
@@ -301,7 +325,7 @@ nodes = {nodes}
 [server]
 gpus = {gpus}
 sockets = 1
-gpu = {{ reduce_bandwidth = "$reduce_bandwidth", latency = "$gpu_latency", reduce_latency = "$reduce_latency" }}
+gpu = {{ reduce_bandwidth = "$reduce_bandwidth", reduce_latency = "$reduce_latency" }}
 
 [[server.device]]
 name = "cpu0"
@@ -321,10 +345,10 @@ kind = "nic"
 bandwidth = "$nic_bandwidth"
 latency = "$nic_latency"
 
-[[server.link]]
+[[server.link]]                 # no latency of its own: a message's is message_latency, a copy's copy_latency
 ends = ["gpu*", "cpu0"]
 bandwidth = "$pcie_bandwidth"
-latency = "$pcie_latency"
+latency = "0ns"
 kind = "pcie"
 
 [[server.link]]
@@ -338,6 +362,10 @@ ends = ["host0", "cpu0"]
 bandwidth = "$host_bandwidth"
 latency = "0ns"
 kind = "memory"
+
+[mpi]                          # software cost per op, by kind (sim/routes.py op_cost)
+message_latency = "$message_latency"
+copy_latency = "$copy_latency"
 
 {_network(params, nodes, leaf_size)}"""
 

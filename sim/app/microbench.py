@@ -134,9 +134,10 @@ def train(comm, peer, messages=64, repeats=11):
     return o, g
 
 
-def chain(comm, a, b, hops=40, repeats=11):
-    """One-way time of a 1-element message through the MPI executor: ``hops`` transfers a -> b -> a ...,
-    each waiting for the previous, per hop (median and quartiles; every rank takes part, only a and b move).
+def chain(comm, a, b, hops=40, repeats=11, count=1):
+    """One-way time of a ``count``-element float32 message through the MPI executor: ``hops`` transfers
+    a -> b -> a ..., each waiting for the previous, per hop (median and quartiles; every rank takes part,
+    only a and b move).
 
     Beyond a raw ``Send``/``Recv`` ping-pong it holds the executor's own cost per op (its progress loop,
     dependency bookkeeping, notifications): the per-message software cost the schedules pay.
@@ -149,6 +150,34 @@ def chain(comm, a, b, hops=40, repeats=11):
     last = -1
     for k in range(hops):
         src, dst = (a, b) if k % 2 == 0 else (b, a)
+        last = int(build.xfer(src, dst, (0, 1, 1), deps=[last])[0])
+    run = Execution(build.build(), placement, count, np.float32)
+    try:
+        run.load(np.zeros(count, np.float32))
+        t = timed(comm, run.execute, repeats)
+    finally:
+        run.free()
+    return Figure(t.value / hops, t.low / hops, t.high / hops)
+
+
+def copies(comm, a, hops=40, repeats=11):
+    """Time per op of a chain of 1-element local copies through the MPI executor: ``hops`` copies by rank
+    ``a`` between its GPU buffer and its node's host memory (D2H, H2D, D2H, ...), each waiting for the
+    previous (median and quartiles; every rank takes part, only ``a`` copies).
+
+    What a copy costs the executor beyond moving its bytes (its loop, the dependency bookkeeping): no
+    message is sent, unlike :func:`chain`.
+    """
+    from flyersim.collectives.mpi_executor import Execution, place
+    from flyersim.collectives.schedule import ScheduleBuilder
+
+    placement = place(comm)  # layout nodes = physical nodes: host buffers in the node's shared window
+    lay = placement.layout()
+    host = lay.host(lay.node_of(a), 0)
+    build = ScheduleBuilder(lay, "allreduce", "copies")
+    last = -1
+    for k in range(hops):
+        src, dst = (a, host) if k % 2 == 0 else (host, a)
         last = int(build.xfer(src, dst, (0, 1, 1), deps=[last])[0])
     run = Execution(build.build(), placement, 1, np.float32)
     try:
@@ -211,9 +240,9 @@ def peers(comm):
     return intra, inter
 
 
-def pingpong(comm, peer, rounds=100, repeats=11):
-    """One-way time of an 8-byte message to ``peer`` (half a round trip; -1 idles)."""
-    buf = np.zeros(8, np.uint8)
+def pingpong(comm, peer, rounds=100, repeats=11, nbytes=8):
+    """One-way time of an ``nbytes`` message to ``peer`` (half a round trip; -1 idles)."""
+    buf = np.zeros(nbytes, np.uint8)
 
     def trips():
         for _ in range(rounds):

@@ -54,7 +54,7 @@ def test_calibrate_on_two_nodes_writes_a_topology_that_run_accepts(emulated_clus
     graph = topologies.load(str(out))
     assert (graph.graph["nodes"], graph.graph["gpus_per_node"]) == (2, 2)
     raw = tomllib.loads(out.read_text())["parameters"]
-    assert set(raw) >= {"link_bandwidth", "nic_bandwidth", "nic_latency", "gpu_latency", "p2p_bandwidth"}
+    assert set(raw) >= {"link_bandwidth", "nic_bandwidth", "nic_latency", "message_latency", "copy_latency", "p2p_bandwidth"}
     link = graph.edges["n0/nic0", "sw0"]["bandwidth"]
     assert link <= graph.nodes["n0/nic0"]["bandwidth"] * (1 + 1e-5)
     assert "bandwidth" not in graph.nodes["sw0"]  # two nodes: their NICs bound what the switch carries
