@@ -33,6 +33,10 @@ both-directions capacity.
 - ``p2p_bandwidth`` of a CPU socket: taken by peer-to-peer transfers, i.e.
   the part of a path inside one server that crosses the socket but touches no
   host memory (GPU to NIC; GPU to GPU too unless ``p2p_gpu_bandwidth`` is set);
+- ``pair_bandwidth`` of the topology's ``[mpi]`` table: every message between two servers takes a pool
+  of its pair of servers, both directions together (class ``mpi pair``): what the message-passing
+  transport carries between two hosts that exchange, which can be below what their NICs carry when
+  their traffic goes one way per pair (see :mod:`flyersim.sim.app.calibrate`);
 - ``p2p_gpu_bandwidth`` of a CPU socket: a GPU-to-GPU peer-to-peer transfer
   through it takes a pool of this capacity of its own pair of GPUs (per
   direction per pair, class ``p2p gpu-gpu``) instead of the socket pool.
@@ -434,6 +438,7 @@ def _xfer_usage(graph, path, resources, sink_pool=True, cpu=False):
         latency += edge.get("latency", 0.0)
     if sink_pool:  # a transfer of its own, not a reduce reading a remote input
         latency += op_cost(graph, path[0], path[-1])
+        usage.update(_pair_pool(graph, path[0], path[-1], resources))
     for v in path:
         attrs = graph.nodes[v]
         latency += attrs.get("latency", 0.0)
@@ -473,6 +478,25 @@ def op_cost(graph, src, dst):
     a, b = graph.nodes[src], graph.nodes[dst]
     copy = a.get("server") == b.get("server") and not (a["kind"] == b["kind"] == "gpu")
     return costs.get("copy_latency" if copy else "message_latency", 0.0)
+
+
+def _pair_pool(graph, src, dst, resources):
+    """``{resource: 1}`` of the pool two servers share for the messages between them, both directions
+    together (``pair_bandwidth`` of the topology's ``[mpi]`` table), for a transfer between servers; else {}.
+
+    >>> from flyersim.topologies import load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> g.graph["mpi"] = {"pair_bandwidth": 1e9}
+    >>> r = _Resources()
+    >>> _pair_pool(g, "n1/gpu0", "n0/host0", r) == _pair_pool(g, "n0/gpu3", "n1/gpu2", r), r.names
+    (True, ['n0<->n1 messages'])
+    """
+    cap = (graph.graph.get("mpi") or {}).get("pair_bandwidth")
+    a, b = graph.nodes[src].get("server"), graph.nodes[dst].get("server")
+    if cap is None or a is None or b is None or a == b:
+        return {}
+    a, b = min(a, b), max(a, b)
+    return {resources.id(("pair", a, b), f"n{a}<->n{b} messages", "mpi pair", cap): 1.0}
 
 
 def _store_engine(graph, path, resources):

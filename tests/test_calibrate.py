@@ -82,14 +82,14 @@ def test_a_measured_switch_pool_is_shared_by_every_flow_through_the_switch():
     assert pooled["time_s"] == pytest.approx(2 * free["time_s"], rel=0.01)  # the reduces do not double
 
 
-def _quick(**over):
-    """A calibrated 2 x 2 topology whose bandwidths never bind: times are the per-op software costs."""
+def _quick(nodes=2, gpus=2, **over):
+    """A calibrated nodes x gpus topology; bandwidths not given never bind."""
     from flyersim.sim.app.calibrate import toml
 
     base = dict(p2p_bandwidth=1e15, pcie_bandwidth=1e15, host_bandwidth=1e15, reduce_bandwidth=1e15,
                 nic_bandwidth=1e15, link_bandwidth=1e15, message_latency=0.0, copy_latency=0.0, reduce_latency=0.0,
                 nic_latency=0.0)
-    return topologies.loads(toml(_figures(**{**base, **over}), 2, 2, "cmd"))
+    return topologies.loads(toml(_figures(**{**base, **over}), nodes, gpus, "cmd"))
 
 
 def test_a_message_pays_message_latency_once_and_a_local_copy_only_copy_latency():
@@ -117,3 +117,19 @@ def test_mpi_table_unknown_key_is_one_clear_line():
                          reduce_latency=1e-6, nic_latency=1e-6), 2, 1, "cmd")
     with pytest.raises(topologies.TopologyError, match=r"unknown key 'mpi.message_latncy'"):
         topologies.loads(good.replace("message_latency = \"$message", "message_latncy = \"$message"))
+
+
+def test_pair_pool_binds_exchanges_between_two_nodes_not_one_way_traffic():
+    """[mpi] pair_bandwidth: two nodes exchanging share it (both directions together); a ring of four
+    nodes, one way between each pair of nodes, does not meet it when it is above one link's rate."""
+    from flyersim.sim.app.runner import run_sizes
+
+    fast = dict(message_latency=0.0, link_bandwidth=1e8, nic_bandwidth=2e8)
+    (free,) = run_sizes(_quick(**fast), ["rabenseifner"], [64 << 20])
+    (pooled,) = run_sizes(_quick(**fast, pair_bandwidth=1e8), ["rabenseifner"], [64 << 20])
+    assert pooled["time_s"] == pytest.approx(2 * free["time_s"], rel=0.01)  # 2 nodes: every network op exchanges
+    (ring,) = run_sizes(_quick(4, 1, **fast), ["ring"], [64 << 20])
+    (ring_pooled,) = run_sizes(_quick(4, 1, **fast, pair_bandwidth=1.5e8), ["ring"], [64 << 20])
+    assert ring_pooled["time_s"] == pytest.approx(ring["time_s"], rel=1e-9)
+    (ring_slow,) = run_sizes(_quick(4, 1, **fast, pair_bandwidth=0.5e8), ["ring"], [64 << 20])
+    assert ring_slow["time_s"] == pytest.approx(2 * ring["time_s"], rel=0.01)  # below one link: it binds

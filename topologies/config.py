@@ -57,7 +57,7 @@ DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
     "pcieswitch": "pciesw", "nvswitch": "nvswitch",
 }
 _TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network", "nccl", "mpi"}
-MPI_KEYS = ("message_latency", "copy_latency")  # [mpi]: per-op software costs (sim.routes)
+MPI_KEYS = {"message_latency": "time", "copy_latency": "time", "pair_bandwidth": "bandwidth"}  # [mpi] (sim.routes)
 NCCL_KEYS = {"version", "net_gdr_level"}  # the NCCL a cluster runs: release, NCCL_NET_GDR_LEVEL
 NCCL_PATH_LEVELS = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")  # NCCL src/graph/topo.h PATH_* names
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
@@ -336,8 +336,9 @@ def _parse(raw):
 
 
 def _mpi(table, values):
-    """The ``[mpi]`` platform table: software cost per op of the message-passing library that runs the
-    schedules, by op kind (``sim.routes``): ``message_latency`` per message, ``copy_latency`` per local copy.
+    """The ``[mpi]`` platform table, the message-passing library that runs the schedules (``sim.routes``):
+    software cost per op by kind, ``message_latency`` per message and ``copy_latency`` per local copy;
+    ``pair_bandwidth``, what it carries between two servers, both directions together.
 
     >>> _mpi({"message_latency": "10us"}, _Values({}))
     {'message_latency': 1e-05}
@@ -345,7 +346,9 @@ def _mpi(table, values):
     if not isinstance(table, dict):
         raise TopologyError("mpi: must be a table ([mpi])")
     _check_keys(table, MPI_KEYS, "mpi.", "mpi")
-    return {key: values.get(table[key], parse_time, f"mpi.{key}") for key in MPI_KEYS if key in table}
+    parsers = {"time": parse_time, "bandwidth": parse_bandwidth}
+    return {key: values.get(table[key], parsers[kind], f"mpi.{key}") for key, kind in MPI_KEYS.items()
+            if key in table}
 
 
 def _nccl(table):

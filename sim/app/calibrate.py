@@ -36,22 +36,44 @@ link_bandwidth     per direction: every rank of node 0 sending ``max(size, 4 MiB
                    sustained rate: with a 256 KiB tbf bucket, 128 KiB
                    exchanges ran at twice the 1 Gbit/s line rate)
 nic_bandwidth      both directions together: every rank of nodes 0 and 1
-                   exchanging with its counterpart at once (at least
-                   link_bandwidth); a full-duplex NIC gives 2 x link_bandwidth
-                   (the convention of :mod:`flyersim.sim.routes`)
+                   sending one way to its counterpart at once, ranks of odd
+                   local index the other way (each rank one way, both
+                   directions of each NIC loaded; with one rank per node an
+                   exchange, = pair_bandwidth), at least link_bandwidth; a
+                   full-duplex NIC gives 2 x link_bandwidth (the convention
+                   of :mod:`flyersim.sim.routes`)
+pair_bandwidth     ``[mpi]``, both directions together: every rank of nodes 0
+                   and 1 exchanging with its counterpart at once (``Isend`` +
+                   ``Irecv``, each rank both ways): what the transport
+                   carries between two hosts that exchange, taken by every
+                   message between those two nodes
 nic_latency        half the 8 B one-way time between node leaders beyond the
                    one inside a node
 switch_bandwidth   with 3 nodes or more, one switch: everything the network
-                   carried at once when every rank of every node exchanged with
-                   its counterpart on a partner node (all pairs of a round at
-                   once, median of the rounds that pair every node with every
-                   other); the switch's pool, all directions together
+                   carried at once when every rank of every node sent to its
+                   counterpart on a partner node (odd local ranks the other
+                   way), all pairs of a round at once, median of the rounds
+                   that pair every node with every other; the switch's pool,
+                   all directions together
 uplink_bandwidth   with ``--leaf-size K``: per direction, every rank of leaf 0's
                    nodes sending to its counterpart on leaf 1's at once; written
                    as one spine link of that rate per leaf (and no switch pool)
 =================  ==============================================================
 
-Every network figure moves all ranks of the nodes involved at once, as a
+Exchanges and one-way traffic are measured apart because the emulated nodes
+(``tests/cluster``, MPICH over TCP) carry far less when two nodes exchange than
+when each rank sends one way: at 300 Mbit/s per direction, 36 MB/s one way,
+40-49 MB/s in all when nodes 0 and 1 exchange, while a ring (each rank sending
+to the next node and receiving from the previous, on other ranks) moved 32 MB/s
+each way through every node's link at once, and nodes 0 and 1 carried 68 MB/s in
+all when half their ranks sent each way (each rank one way). So the NIC's pool
+is measured with each rank one way, and an exchange's lower figure is a pool of
+the pair of nodes (``pair_bandwidth``, in ``[mpi]``: a property of the
+transport, not of a wire) that every message between those two nodes takes:
+Rabenseifner's exchanges meet it, a ring over three nodes or more (one way
+between each pair of nodes) does not. A coarse model: on two nodes a ring's
+traffic goes both ways between the one pair and meets the pool, though the
+emulation carried 68 MB/s for that pattern. Every network figure moves all ranks of the nodes involved at once, as a
 collective does: on emulated nodes (``tests/cluster``) a single pair of ranks
 exchanging reached about half what a link carries one way (59 against 112 MB/s
 per direction on a 1 Gbit/s link, 8 ranks on 2 cores), and two pairs through
@@ -226,9 +248,17 @@ def measure(comm, size, repeats, leaf_size=None):
                                             f"on node 1 at once, one way ({n} streams, the others idle), beyond "
                                             f"the 8 B time")
         both = mb.rate(2 * n * big, mb.streams(comm, peer, way, big, repeats), lat_inter)
-        p["nic_bandwidth"] = (_at_least(both, link), "B/s",
-                              f"both directions together: every rank of nodes 0 and 1 exchanging {what} with its "
-                              f"counterpart at once ({2 * n} streams), at least link_bandwidth")
+        p["pair_bandwidth"] = (both, "B/s", f"[mpi] both directions together: every rank of nodes 0 and 1 "
+                                            f"exchanging {what} with its counterpart at once ({2 * n} streams)")
+        if per_node > 1:  # each rank one way, half of them each way: the NICs' duplex, not an exchange's
+            peer, way = mb.counterpart(comm, of, [(0, 1)], cross=True)
+            duplex = mb.rate(n * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)
+            how = (f"both directions together: every rank of nodes 0 and 1 sending {what} one way to its "
+                   f"counterpart at once, ranks of odd local index the other way ({n} streams), at least "
+                   f"link_bandwidth")
+        else:
+            duplex, how = both, "both directions together: = pair_bandwidth (one rank per node), at least link_bandwidth"
+        p["nic_bandwidth"] = (_at_least(duplex, link), "B/s", how)
         p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s",
                             "half the 8 B one-way time between node leaders beyond the one inside a node")
         if leaf_size:
@@ -244,14 +274,15 @@ def measure(comm, size, repeats, leaf_size=None):
         elif len(leaders) > 2:
             carried = []
             for pairs in mb.rounds(len(leaders)):
-                peer, way = mb.counterpart(comm, of, pairs)
-                m = comm.allreduce(int(way != 0))
-                carried.append(mb.rate(m * big, mb.streams(comm, peer, way, big, repeats), lat_inter))
+                peer, way = mb.counterpart(comm, of, pairs, cross=True)
+                m = comm.allreduce(int(way > 0))
+                carried.append(mb.rate(m * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter))
             middle = sorted(carried, key=lambda f: f.value)[len(carried) // 2]
             p["switch_bandwidth"] = (middle, "B/s",
-                                     f"all directions together: every rank of every node exchanging {what} with "
-                                     f"its counterpart on a partner node, all pairs of a round at once (the "
-                                     f"median of {len(carried)} rounds that pair every node with every other)")
+                                     f"all directions together: every rank of every node sending {what} one way "
+                                     f"to its counterpart on a partner node (odd local ranks the other way), all "
+                                     f"pairs of a round at once (the median of {len(carried)} rounds that pair "
+                                     f"every node with every other)")
     else:
         link = p.get("p2p_bandwidth", (copy,))[0]
         p["link_bandwidth"] = (link, "B/s", "one physical node: the job's nodes talk through shared memory "
@@ -312,6 +343,7 @@ def toml(params, nodes, gpus, command, notes=(), leaf_size=None):
         lines += [f"p2p_bandwidth = {copy}".ljust(34) + "# one rank per node: no GPU-to-GPU path (= pcie_bandwidth)"]
     parameters = "\n".join(lines)
     measured = "".join(f"# {note}\n" for note in notes)
+    pair = 'pair_bandwidth = "$pair_bandwidth"\n' if "pair_bandwidth" in params else ""
     return f"""# Written by: {command}
 # Each parameter: how it was measured, then the median and quartiles over the repeats. See sim/app/calibrate.py.
 # Capacity convention (sim/routes.py): a link's bandwidth is per direction, a node's pool (the NIC's
@@ -367,7 +399,7 @@ kind = "memory"
 [mpi]                          # software cost per op, by kind (sim/routes.py op_cost)
 message_latency = "$message_latency"
 copy_latency = "$copy_latency"
-
+{pair}
 {_network(params, nodes, leaf_size)}"""
 
 

@@ -188,10 +188,12 @@ def copies(comm, a, hops=40, repeats=11):
     return Figure(t.value / hops, t.low / hops, t.high / hops)
 
 
-def counterpart(comm, of, pairs):
+def counterpart(comm, of, pairs, cross=False):
     """``(peer, direction)`` of this rank when every rank of node a pairs with the rank of the same local
     index on node b, for ``(a, b)`` in ``pairs`` (node indices, ``of`` from :func:`nodes`); direction is +1
-    on node a, -1 on node b; ``(-1, 0)`` for a rank outside the pairs (or without a counterpart).
+    on node a, -1 on node b (with ``cross``, the reverse for odd local indices: one-way streams then load
+    both directions of each node's link, each rank one way); ``(-1, 0)`` for a rank outside the pairs (or
+    without a counterpart).
 
     >>> counterpart(MPI.COMM_WORLD, [0] * MPI.COMM_WORLD.size, [])
     (-1, 0)
@@ -204,7 +206,7 @@ def counterpart(comm, of, pairs):
     for a, b in pairs:
         for here, there, sign in ((a, b, 1), (b, a, -1)):
             if me == here and j < len(members[there]):
-                return members[there][j], sign
+                return members[there][j], -sign if cross and j % 2 else sign
     return -1, 0
 
 
