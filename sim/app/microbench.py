@@ -160,6 +160,38 @@ def chain(comm, a, b, hops=40, repeats=11, count=1):
     return Figure(t.value / hops, t.low / hops, t.high / hops)
 
 
+def flight(comm, a, b, messages=8, repeats=5, count=1):
+    """Time per message of ``messages`` independent ``count``-element float32 transfers a -> b posted at
+    once, through the MPI executor and as raw ``Isend``/``Irecv`` + ``Waitall``: ``(executor, raw)``, each
+    the median and quartiles per message (every rank takes part, only a and b move).
+
+    Their difference is what the executor adds per message while other messages are on the wire: its
+    software cost beyond what the transfers hide (a dependent :func:`chain` hides none of it).
+    """
+    from flyersim.collectives.mpi_executor import Execution, place
+    from flyersim.collectives.schedule import ScheduleBuilder
+
+    placement = place(comm, comm.size)
+    build = ScheduleBuilder(placement.layout(), "allreduce", "flight")
+    for k in range(messages):
+        build.xfer(a, b, (k, k + 1, messages))
+    run = Execution(build.build(), placement, count * messages, np.float32)
+    out, back = np.ones((messages, count * 4), np.uint8), np.empty((messages, count * 4), np.uint8)
+
+    def raw():
+        if comm.rank == a:
+            MPI.Request.Waitall([comm.Isend(out[k], dest=b, tag=k) for k in range(messages)])
+        elif comm.rank == b:
+            MPI.Request.Waitall([comm.Irecv(back[k], source=a, tag=k) for k in range(messages)])
+    try:
+        run.load(np.zeros(count * messages, np.float32))
+        t = timed(comm, run.execute, repeats)
+    finally:
+        run.free()
+    r = timed(comm, raw, repeats)
+    return tuple(Figure(x.value / messages, x.low / messages, x.high / messages) for x in (t, r))
+
+
 def copies(comm, a, hops=40, repeats=11):
     """Time per op of a chain of 1-element local copies through the MPI executor: ``hops`` copies by rank
     ``a`` between its GPU buffer and its node's host memory (D2H, H2D, D2H, ...), each waiting for the
