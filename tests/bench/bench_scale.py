@@ -10,7 +10,8 @@ the simulations, ``python -c pass`` for start-up, a memory copy for the
 reduce kernel). Numba caches should be warm (run twice after a change).
 
 ``tests/bench/cost_curve.py`` measures the cost curve from 16 to 10,000 GPUs
-that ``docs/performance.md`` quotes.
+that ``docs/performance.md`` quotes; ``tests/bench/build_phase.py`` the CPU of
+each step before the simulation (``-k build_phase`` runs it at 16 and 10,000 GPUs).
 
 The ring targets run in a fresh process each, so peak memory is the
 process's own (``ru_maxrss``). The 4,096-GPU ``fireflyer2`` ring (several
@@ -119,6 +120,22 @@ def test_ring_streamed(benchmark, topology, gpus, size):
           f"{got['process_wall']:.2f} s with start-up, {got['ops'] / got['cpu']:,.0f} ops per CPU second, "
           f"{got['ops']:,} ops, peak {got['peak_mb']:.0f} MB RSS, simulated {got['time_s']:.6g} s")
     assert got["ops"] == 3 * gpus * (gpus - 1) and got["time_s"] > 0
+
+
+BUILD_PHASE = Path(__file__).with_name("build_phase.py")
+
+
+@pytest.mark.parametrize("gpus, algo", [(16, "hfreduce"), (10000, "hfreduce"), (10000, "nccl")])
+def test_build_phase(benchmark, gpus, algo):
+    """Everything before the simulation (imports, topology, layout, router, NCCL search, schedule, routes),
+    CPU seconds by step, in a fresh process (``tests/bench/build_phase.py``)."""
+    def once():
+        return subprocess.run([sys.executable, str(BUILD_PHASE), algo, str(gpus)], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    line = benchmark.pedantic(once, rounds=1, iterations=1)
+    print(f"\n{line}")
+    assert line.startswith(f"{algo} {gpus} GPUs:") and "total" in line
 
 
 # The same run in one process, CPU seconds after each step (the warm-up run below comes first).
