@@ -9,8 +9,6 @@ flyersim.topologies.errors.TopologyError: empty: nodes must be at least 1, got 0
 
 import math
 
-import networkx as nx
-
 from .errors import TopologyError
 
 KINDS = {"gpu", "memory", "cpu", "rootport", "pcieswitch", "nic", "nvswitch", "switch"}
@@ -77,9 +75,20 @@ def _check_connected(graph, gpus, succ):
     for gpu in gpus:
         if gpu not in reached:
             raise TopologyError(f"{graph.graph['name']}: GPU {gpu} has no path to {gpus[0]}")
-    own = graph.subgraph(n for n, s in graph.nodes(data="server") if s == 0)
+    own = {n for n, s in graph.nodes(data="server") if s == 0}
+    # what reaches host memory inside server 0: one search back from its memories, not one per GPU
+    near = {n for n in own if graph.nodes[n]["kind"] == "memory"}
+    frontier, pred = list(near), graph.pred
+    while frontier:
+        found = []
+        for node in frontier:
+            for p in pred[node]:
+                if p in own and p not in near:
+                    near.add(p)
+                    found.append(p)
+        frontier = found
     for gpu in (g for g in gpus if g in own):
-        if not any(own.nodes[n]["kind"] == "memory" for n in nx.descendants(own, gpu)):
+        if gpu not in near:
             raise TopologyError(f"{graph.graph['name']}: GPU {gpu} has no path to host memory in its server")
 
 
