@@ -272,9 +272,11 @@ class ScheduleBuilder:
         self._in_bufs, self._in_locs, self._groups, self._deps, self._engines = [], [], [], [], []
         self._first = self.num_ops
 
-    def _flush(self):
-        """Hand the ops appended since the last flush to the sink, as one schedule of op ids ``_first`` on."""
-        if self._sink is not None and self.num_ops > self._first:
+    def _flush(self, last=False):
+        """Hand the ops appended since the last flush to the sink, as one schedule of op ids ``_first`` on,
+        once they are the sink's ``min_ops`` or more (or the ``last``)."""
+        pending = self.num_ops - self._first
+        if self._sink is not None and pending and (last or pending >= self._sink.min_ops):
             batch = self._columns()
             first = self._first
             self._reset()
@@ -393,7 +395,7 @@ class ScheduleBuilder:
 
     def build(self):
         """Freeze into a :class:`Schedule` (with a sink: hand it the last ops and return a schedule of none)."""
-        self._flush()
+        self._flush(last=True)
         schedule = self._columns()
         if self._sink is not None:
             self._sink.done(schedule)

@@ -2,45 +2,43 @@
 
 :func:`stream` runs an algorithm's builder (any registered one, unchanged) in
 a helper thread whose :class:`~collectives.schedule.ScheduleBuilder` hands
-each batch of ops (what one ``xfer``, ``multicast`` or ``reduce`` call
-appends) to the consumer instead of keeping it, consecutive small batches
-merged into one of at least ``min_ops`` ops (fewer, larger batches: less
-work per op for the consumer), and waits while the consumer lags more than
-``max_ops`` ops behind. A ring of p ranks has p^2 ops but only p per call, so a
+its ops to the consumer in batches instead of keeping them: the ops of
+consecutive ``xfer``, ``multicast`` or ``reduce`` calls, once they are
+``min_ops`` or more (fewer, larger batches: less work per op for the
+consumer), and waits while the consumer lags more than ``max_ops`` ops
+behind. A ring of p ranks has p^2 ops but only p per call, so a
 consumer that drops the batches it no longer needs (the simulator's window,
 :mod:`sim.fluid`) holds memory linear in p. Batches carry global op ids (a
 dependency names any earlier op), in the order the builder appended them.
 
 >>> from flyersim.collectives.schedule import Layout
 >>> s = stream("ring", Layout(nodes=1, gpus_per_node=4))
->>> [(first, batch.num_ops) for first, batch in s]    # its 9 batches of 4 ops, handed on together
+>>> [(first, batch.num_ops) for first, batch in s]    # 9 calls of 4 ops, handed on together
 [(0, 36)]
+>>> [(first, batch.num_ops) for first, batch in stream("ring", Layout(1, 4), min_ops=10)]
+[(0, 12), (12, 12), (24, 12)]
 >>> s.num_ops, s.schedule.algo, s.schedule.num_ops   # the built schedule keeps no op
 (36, 'ring', 0)
 """
 
-import dataclasses
 import queue
 import threading
 
-import numpy as np
-
 from flyersim import collectives
 from flyersim.collectives.schedule import SINK
-
-_DONE = object()
 
 
 class Stream:
     """Iterator over ``(first op id, batch schedule)``; afterwards ``schedule`` (no ops) and ``num_ops``.
 
-    The builder runs ahead of the consumer by up to ``max_ops`` ops (and always one batch), so it can
-    build while the consumer computes without the GIL (the simulator's numba kernels release it).
+    The builder hands on the ops of consecutive calls together once they are ``min_ops`` or more. It
+    runs ahead of the consumer by up to ``max_ops`` ops (and always one batch), so it can build while the
+    consumer computes without the GIL (the simulator's numba kernels release it).
     :meth:`close` stops the builder early (its thread ends at its next batch).
     """
 
     def __init__(self, build, max_ops=1 << 16, min_ops=1 << 14):
-        self._gathered, self._gathered_ops, self._first, self._min_ops = [], 0, 0, min_ops  # batches not handed on
+        self.min_ops = min_ops  # the builder hands on its calls' ops together once they are this many
         self._queue = queue.Queue()
         self._room = threading.Condition()
         self._queued, self._max_ops = 0, max_ops  # ops handed over and not taken yet; the most allowed
@@ -57,21 +55,6 @@ class Stream:
         self._builder = builder
 
     def put(self, first, batch):
-        """The builder's next batch; consecutive small ones are handed on together, ``min_ops`` ops at least."""
-        if not self._gathered:
-            self._first = first
-        self._gathered.append(batch)
-        self._gathered_ops += batch.num_ops
-        if self._gathered_ops >= self._min_ops:
-            self._hand_on()
-
-    def _hand_on(self):
-        if self._gathered:
-            batch = merge(self._gathered)
-            self._gathered, self._gathered_ops = [], 0
-            self._enqueue(self._first, batch)
-
-    def _enqueue(self, first, batch):
         n = batch.num_ops if first >= 0 else 0
         with self._room:
             while self._queued and self._queued + n > self._max_ops and not self._closed.is_set():
@@ -91,14 +74,12 @@ class Stream:
             result = build()
             if result is not self._header:
                 raise RuntimeError("the algorithm returned a schedule other than the one it streamed")
-            self._hand_on()
-            self._enqueue(-1, (result, self._builder.num_ops))
+            self.put(-1, (result, self._builder.num_ops))
         except _Closed:
             return
-        except BaseException as err:  # handed to the consumer (after the ops built before it), raised there
+        except BaseException as err:  # handed to the consumer, raised there
             try:
-                self._hand_on()
-                self._enqueue(-1, err)
+                self.put(-1, err)
             except _Closed:
                 return
         finally:
@@ -134,33 +115,6 @@ class Stream:
             except queue.Empty:
                 break
         self._thread.join()
-
-
-def merge(batches):
-    """Consecutive batches of one builder as one batch (their columns one after the other).
-
-    >>> from flyersim.collectives.schedule import Layout
-    >>> parts = [b for _, b in Stream(lambda: collectives.build("ring", Layout(1, 3)), min_ops=1)]
-    >>> whole = merge(parts)
-    >>> whole.num_ops, whole.deps(5).tolist() == parts[1].deps(2).tolist(), whole.op_inputs(5).tolist()
-    (18, True, [0, 1])
-    """
-    if len(batches) == 1:
-        return batches[0]
-    out, defaults = {}, {"group": -1, "engine": 0, "release": 0.0}
-    for name in ("kind", "src", "dst", "out", "lo", "hi", "den", "in_buf", "in_loc", "dep_idx", *defaults):
-        parts = [getattr(b, name) for b in batches]
-        if all(p is None for p in parts):
-            out[name] = None
-            continue
-        dtype = next(p.dtype for p in parts if p is not None)
-        out[name] = np.concatenate([np.full(b.num_ops, defaults[name], dtype) if p is None else p
-                                    for b, p in zip(batches, parts)])
-    for ptr in ("in_ptr", "dep_ptr"):
-        parts = [getattr(b, ptr) for b in batches]
-        offsets = np.cumsum([0] + [p[-1] - p[0] for p in parts])
-        out[ptr] = np.concatenate([p[:-1] - p[0] + o for p, o in zip(parts, offsets)] + [offsets[-1:]])
-    return dataclasses.replace(batches[-1], **out)
 
 
 class _Closed(Exception):

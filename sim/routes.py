@@ -33,6 +33,10 @@ both-directions capacity.
 - ``p2p_bandwidth`` of a CPU socket: taken by peer-to-peer transfers, i.e.
   the part of a path inside one server that crosses the socket but touches no
   host memory (GPU to NIC; GPU to GPU too unless ``p2p_gpu_bandwidth`` is set);
+- ``pair_bandwidth`` of the topology's ``[mpi]`` table: every message between two servers takes a pool
+  of its pair of servers, both directions together (class ``mpi pair``): what the message-passing
+  transport carries between two hosts that exchange, which can be below what their NICs carry when
+  their traffic goes one way per pair (see :mod:`flyersim.sim.app.calibrate`);
 - ``p2p_gpu_bandwidth`` of a CPU socket: a GPU-to-GPU peer-to-peer transfer
   through it takes a pool of this capacity of its own pair of GPUs (per
   direction per pair, class ``p2p gpu-gpu``) instead of the socket pool.
@@ -52,8 +56,10 @@ with the largest estimated fair share when it starts (:mod:`sim.fluid`).
 
 A multicast reads its source once and takes the union of its copies' paths
 (each resource once). A transfer's latency is the sum of the ``latency`` of every node and link on
-its path (per-hop latency plus per-message overheads); a reduce's is its
-engine's ``reduce_latency`` (plus the longest route of a remote input).
+its path (per-hop latency plus per-message overheads), plus the software cost of its kind from the
+topology's ``[mpi]`` table (:func:`op_cost`: ``message_latency`` for a message, ``copy_latency`` for
+a local copy; none without the table); a reduce's is its engine's ``reduce_latency`` (plus the
+longest route of a remote input). A latency holds no resource: other flows use the wires meanwhile.
 """
 
 from dataclasses import dataclass
@@ -128,6 +134,7 @@ class _Resources:
     def __init__(self, graph):
         self.nodes = dict(graph.nodes(data=True))  # node -> its attribute dict
         self.succ = dict(graph.adjacency())        # u -> {v: the link's attribute dict}
+        self.mpi = dict(graph.graph.get("mpi") or {})  # the [mpi] table: per-op costs, pair pools
         self.index, self.names, self.classes, self.capacity = {}, [], [], []
 
     def _add(self, key, name, cls, capacity):
@@ -507,6 +514,9 @@ def _xfer_usage(resources, path, sink_pool=True, cpu=False):
         rid = resources.link(u, v)
         usage[rid] = usage.get(rid, 0.0) + 1.0
         latency += succ[u][v].get("latency", 0.0)
+    if sink_pool:  # a transfer of its own, not a reduce reading a remote input
+        latency += _op_cost(resources.mpi, nodes, path[0], path[-1])
+        usage.update(_pair_pool(resources, path[0], path[-1]))
     for v in path:
         attrs = nodes[v]
         latency += attrs.get("latency", 0.0)
@@ -527,6 +537,50 @@ def _xfer_usage(resources, path, sink_pool=True, cpu=False):
                 rid = resources.pool(v, "p2p_bandwidth", "p2p")
                 usage[rid] = usage.get(rid, 0.0) + 1.0
     return usage, latency
+
+
+def op_cost(graph, src, dst):
+    """Software cost of one transfer ``src -> dst`` by its kind, from the topology's ``[mpi]`` table: a
+    *copy* (both ends in one server, not both GPUs: a GPU's copy to or from host memory) pays
+    ``copy_latency``, a *message* (GPU to GPU, or between servers) ``message_latency``; 0 without them.
+
+    >>> from flyersim.topologies import load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> g.graph["mpi"] = {"message_latency": 5e-6, "copy_latency": 1e-6}
+    >>> op_cost(g, "n0/gpu0", "n0/host0"), op_cost(g, "n0/gpu0", "n0/gpu1"), op_cost(g, "n0/host0", "n1/host0")
+    (1e-06, 5e-06, 5e-06)
+    """
+    return _op_cost(graph.graph.get("mpi") or {}, graph.nodes, src, dst)
+
+
+def _op_cost(mpi, nodes, src, dst):
+    if not mpi:
+        return 0.0
+    a, b = nodes[src], nodes[dst]
+    copy = a.get("server") == b.get("server") and not (a["kind"] == b["kind"] == "gpu")
+    return mpi.get("copy_latency" if copy else "message_latency", 0.0)
+
+
+def _pair_pool(resources, src, dst):
+    """``{resource: 1}`` of the pool two servers share for the messages between them, both directions
+    together (``pair_bandwidth`` of the topology's ``[mpi]`` table), for a transfer between servers; else {}.
+
+    >>> from flyersim.topologies import load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> g.graph["mpi"] = {"pair_bandwidth": 1e9}
+    >>> r = _Resources(g)
+    >>> _pair_pool(r, "n1/gpu0", "n0/host0") == _pair_pool(r, "n0/gpu3", "n1/gpu2"), r.names
+    (True, ['n0<->n1 messages'])
+    """
+    cap = resources.mpi.get("pair_bandwidth")
+    a, b = resources.nodes[src].get("server"), resources.nodes[dst].get("server")
+    if cap is None or a is None or b is None or a == b:
+        return {}
+    key = ("servers", min(a, b), max(a, b))
+    rid = resources.index.get(key)
+    if rid is None:
+        rid = resources._add(key, f"n{key[1]}<->n{key[2]} messages", "mpi pair", cap)
+    return {rid: 1.0}
 
 
 def _store_engine(resources, path):

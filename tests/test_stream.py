@@ -113,7 +113,7 @@ def test_a_builder_error_reaches_the_consumer():
         b.xfer(src=0, dst=1, span=(0, 2, 1))  # a bad span, raised in the builder's thread
         return b.build()
 
-    s = Stream(broken)
+    s = Stream(broken, min_ops=1)
     assert next(s)[1].num_ops == 1
     with pytest.raises(ValueError, match="bad span"):
         list(s)

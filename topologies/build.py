@@ -38,7 +38,7 @@ def build(spec, nodes=None, zones=None):
     graph = nx.DiGraph(name=spec.name, nodes=nodes, gpus_per_node=spec.gpus,
                        sockets_per_node=spec.sockets, nvlink_pairs=spec.nvlink_pairs,
                        shape=spec.network["shape"], cpu_model=spec.cpu_model, gpu_model=spec.gpu_model,
-                       nccl=dict(spec.nccl or {}))
+                       nccl=dict(spec.nccl or {}), mpi=dict(spec.mpi or {}))
     for i in range(nodes):  # in bulk: per-call overhead was half of a 10,000-GPU graph's build
         prefix = f"n{i}/"
         graph.add_nodes_from((prefix + name, _localise(attrs, prefix, i)) for name, attrs in local_nodes)
