@@ -272,9 +272,11 @@ class ScheduleBuilder:
         self._in_bufs, self._in_locs, self._groups, self._deps, self._engines = [], [], [], [], []
         self._first = self.num_ops
 
-    def _flush(self):
-        """Hand the ops appended since the last flush to the sink, as one schedule of op ids ``_first`` on."""
-        if self._sink is not None and self.num_ops > self._first:
+    def _flush(self, last=False):
+        """Hand the ops appended since the last flush to the sink, as one schedule of op ids ``_first`` on,
+        once they are the sink's ``min_ops`` or more (or the ``last``)."""
+        pending = self.num_ops - self._first
+        if self._sink is not None and pending and (last or pending >= self._sink.min_ops):
             batch = self._columns()
             first = self._first
             self._reset()
@@ -287,49 +289,49 @@ class ScheduleBuilder:
             raise ValueError(f"buffer {name!r} not declared (have {', '.join(self.buffers)})") from None
 
     def _append(self, kind, src, dst, out, ins, span, deps, in_locs=None, group=None, engine="dma"):
+        if engine not in ENGINES:
+            raise ValueError(f"{self.algo}: unknown copy engine {engine!r} (choose from {', '.join(ENGINES)})")
+        # one int64 table, row per column: src, dst, each input's location, lo, hi, den, each dependency
         lo, hi, den = span
-        dep_arrays = [np.asarray(d, dtype=np.int64) for d in deps]
-        loc_arrays = [np.asarray(src if x is None else x) for x in (in_locs or [None] * len(ins))]
-        nd = len(dep_arrays)
-        arrays = np.broadcast_arrays(np.asarray(src), np.asarray(dst), np.asarray(lo), np.asarray(hi),
-                                     np.asarray(den), *dep_arrays, *loc_arrays)
-        src, dst, lo, hi, den = (np.array(a, dtype=np.int64).ravel() for a in arrays[:5])
-        dep_cols = [np.array(a, dtype=np.int64).ravel() for a in arrays[5:5 + nd]]
-        loc_cols = [np.array(a, dtype=np.int64).ravel() for a in arrays[5 + nd:]]
-        m = src.size
+        columns = [src, dst, *(src if x is None else x for x in (in_locs or [None] * len(ins))), lo, hi, den, *deps]
+        columns = [np.asarray(c) for c in columns]
+        shape = np.broadcast_shapes(*(c.shape for c in columns))
+        table = np.empty((len(columns),) + shape, np.int64)
+        for i, c in enumerate(columns):
+            table[i] = c
+        m = int(np.prod(shape))
         first = self.num_ops
         if m == 0:
             return np.empty(0, dtype=np.int64)
-        if np.any(den < 1) or np.any(lo < 0) or np.any(hi <= lo) or np.any(hi > den):
+        table = table.reshape(len(columns), m)
+        nl = len(ins)
+        locs, (lo, hi, den), dep_rows = table[:2 + nl], table[2 + nl:5 + nl], table[5 + nl:]
+        src, dst = locs[0], locs[1]
+        if ((den < 1) | (lo < 0) | (hi <= lo) | (hi > den)).any():
             raise ValueError(f"{self.algo}: bad span(s) {span!r}: need 0 <= lo < hi <= den")
         n_loc = self.layout.num_locations
-        if np.any((src < 0) | (src >= n_loc) | (dst < 0) | (dst >= n_loc)) or \
-                any(np.any((c < 0) | (c >= n_loc)) for c in loc_cols):
+        if ((locs < 0) | (locs >= n_loc)).any():
             raise ValueError(f"{self.algo}: location out of range 0..{n_loc - 1}")
-        home = self.layout.node_of_location(dst)
-        for c in loc_cols:
-            away = np.flatnonzero(self.layout.node_of_location(c) != home) if kind != XFER else ()
-            if len(away):
+        if kind != XFER:
+            away = self.layout.node_of_location(locs[2:]) != self.layout.node_of_location(dst)
+            if away.any():
+                j, k = np.unravel_index(np.argmax(away), away.shape)
                 names = self.layout.location_names()
-                k = away[0]
                 raise ValueError(f"{self.algo}: a reduce's inputs must be in one node: the reduce at "
-                                 f"{names[dst[k]]} has an input at {names[c[k]]}")
-        for d in dep_cols:
-            if np.any(d >= first) or np.any(d < -1):
-                raise ValueError(f"{self.algo}: a dependency must name an earlier op (or -1)")
+                                 f"{names[dst[k]]} has an input at {names[locs[2 + j, k]]}")
+        if dep_rows.size and ((dep_rows >= first) | (dep_rows < -1)).any():
+            raise ValueError(f"{self.algo}: a dependency must name an earlier op (or -1)")
         cols = self._cols
         cols["kind"].append(np.full(m, kind, np.int8))
         cols["src"].append(src.astype(np.int32))
         cols["dst"].append(dst.astype(np.int32))
         cols["out"].append(np.full(m, out, np.int16))
         cols["lo"].append(lo), cols["hi"].append(hi), cols["den"].append(den)
-        cols["nin"].append(np.full(m, len(ins), np.int64))
+        cols["nin"].append(np.full(m, nl, np.int64))
         self._in_bufs.append(np.tile(np.asarray(ins, np.int16), m))
-        self._in_locs.append(np.stack(loc_cols, axis=1).ravel().astype(np.int32))
+        self._in_locs.append(locs[2:].T.astype(np.int32).ravel())
         self._groups.append(np.full(m, -1, np.int64) if group is None else np.broadcast_to(group, (m,)).astype(np.int64))
-        self._deps.append(np.stack(dep_cols, axis=1) if dep_cols else np.empty((m, 0), np.int64))
-        if engine not in ENGINES:
-            raise ValueError(f"{self.algo}: unknown copy engine {engine!r} (choose from {', '.join(ENGINES)})")
+        self._deps.append(dep_rows.T)
         self._engines.append(np.full(m, ENGINES.index(engine), np.int8))
         self.num_ops += m
         return np.arange(first, first + m)
@@ -393,7 +395,7 @@ class ScheduleBuilder:
 
     def build(self):
         """Freeze into a :class:`Schedule` (with a sink: hand it the last ops and return a schedule of none)."""
-        self._flush()
+        self._flush(last=True)
         schedule = self._columns()
         if self._sink is not None:
             self._sink.done(schedule)
@@ -401,21 +403,22 @@ class ScheduleBuilder:
 
     def _columns(self):
         """The ops appended since the last flush as a :class:`Schedule` (dependencies keep global op ids)."""
-        def cat(name, dtype):
-            parts = self._cols[name]
-            return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
+        def cat(parts, dtype):  # one part (a batch of one call) as it is
+            if len(parts) == 1:
+                return parts[0].astype(dtype, copy=False)
+            return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
 
-        nin = cat("nin", np.int64)
-        in_ptr = np.concatenate([[0], np.cumsum(nin)]).astype(np.int64)
-        in_buf = np.concatenate(self._in_bufs).astype(np.int16) if self._in_bufs else np.empty(0, np.int16)
-        in_loc = np.concatenate(self._in_locs).astype(np.int32) if self._in_locs else np.empty(0, np.int32)
-        group = np.concatenate(self._groups).astype(np.int64) if self._groups else np.empty(0, np.int64)
-        engine = np.concatenate(self._engines) if self._engines else np.empty(0, np.int8)
+        nin = cat(self._cols["nin"], np.int64)
+        in_ptr = np.zeros(nin.size + 1, np.int64)
+        np.cumsum(nin, out=in_ptr[1:])
+        in_buf, in_loc = cat(self._in_bufs, np.int16), cat(self._in_locs, np.int32)
+        group, engine = cat(self._groups, np.int64), cat(self._engines, np.int8)
         dep_ptr, dep_idx = _deps_to_csr(self._deps, self.num_ops - self._first)
         return Schedule(
             layout=self.layout, collective=self.collective, algo=self.algo, buffers=self.buffers,
-            kind=cat("kind", np.int8), src=cat("src", np.int32), dst=cat("dst", np.int32),
-            out=cat("out", np.int16), lo=cat("lo", np.int64), hi=cat("hi", np.int64), den=cat("den", np.int64),
+            **{name: cat(self._cols[name], dtype) for name, dtype in (
+                ("kind", np.int8), ("src", np.int32), ("dst", np.int32), ("out", np.int16), ("lo", np.int64),
+                ("hi", np.int64), ("den", np.int64))},
             in_ptr=in_ptr, in_buf=in_buf, in_loc=in_loc, group=group, engine=engine, dep_ptr=dep_ptr, dep_idx=dep_idx,
             inputs=self.inputs, expect=tuple(self._expect),
         )
@@ -431,5 +434,5 @@ def _deps_to_csr(blocks, num_ops):
     counts = np.concatenate(counts) if counts else np.empty(0, np.int64)
     dep_ptr = np.zeros(num_ops + 1, np.int64)
     np.cumsum(counts, out=dep_ptr[1:])
-    dep_idx = np.concatenate(idx).astype(np.int64) if idx else np.empty(0, np.int64)
+    dep_idx = np.concatenate(idx).astype(np.int64, copy=False) if idx else np.empty(0, np.int64)
     return dep_ptr, dep_idx

@@ -2,17 +2,21 @@
 
 :func:`stream` runs an algorithm's builder (any registered one, unchanged) in
 a helper thread whose :class:`~collectives.schedule.ScheduleBuilder` hands
-each batch of ops (what one ``xfer``, ``multicast`` or ``reduce`` call
-appends) to the consumer instead of keeping it, and waits while the consumer
-has not taken it. A ring of p ranks has p^2 ops but only p per batch, so a
+its ops to the consumer in batches instead of keeping them: the ops of
+consecutive ``xfer``, ``multicast`` or ``reduce`` calls, once they are
+``min_ops`` or more (fewer, larger batches: less work per op for the
+consumer), and waits while the consumer lags more than ``max_ops`` ops
+behind. A ring of p ranks has p^2 ops but only p per call, so a
 consumer that drops the batches it no longer needs (the simulator's window,
 :mod:`sim.fluid`) holds memory linear in p. Batches carry global op ids (a
 dependency names any earlier op), in the order the builder appended them.
 
 >>> from flyersim.collectives.schedule import Layout
 >>> s = stream("ring", Layout(nodes=1, gpus_per_node=4))
->>> [(first, batch.num_ops) for first, batch in s][:3]
-[(0, 4), (4, 4), (8, 4)]
+>>> [(first, batch.num_ops) for first, batch in s]    # 9 calls of 4 ops, handed on together
+[(0, 36)]
+>>> [(first, batch.num_ops) for first, batch in stream("ring", Layout(1, 4), min_ops=10)]
+[(0, 12), (12, 12), (24, 12)]
 >>> s.num_ops, s.schedule.algo, s.schedule.num_ops   # the built schedule keeps no op
 (36, 'ring', 0)
 """
@@ -23,17 +27,21 @@ import threading
 from flyersim import collectives
 from flyersim.collectives.schedule import SINK
 
-_DONE = object()
-
 
 class Stream:
     """Iterator over ``(first op id, batch schedule)``; afterwards ``schedule`` (no ops) and ``num_ops``.
 
+    The builder hands on the ops of consecutive calls together once they are ``min_ops`` or more. It
+    runs ahead of the consumer by up to ``max_ops`` ops (and always one batch), so it can build while the
+    consumer computes without the GIL (the simulator's numba kernels release it).
     :meth:`close` stops the builder early (its thread ends at its next batch).
     """
 
-    def __init__(self, build, depth=2):
-        self._queue = queue.Queue(maxsize=depth)
+    def __init__(self, build, max_ops=1 << 16, min_ops=1 << 14):
+        self.min_ops = min_ops  # the builder hands on its calls' ops together once they are this many
+        self._queue = queue.Queue()
+        self._room = threading.Condition()
+        self._queued, self._max_ops = 0, max_ops  # ops handed over and not taken yet; the most allowed
         self._closed = threading.Event()
         self._builder = None
         self.schedule, self.num_ops = None, 0
@@ -47,13 +55,14 @@ class Stream:
         self._builder = builder
 
     def put(self, first, batch):
-        while not self._closed.is_set():
-            try:
-                self._queue.put((first, batch), timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _Closed()
+        n = batch.num_ops if first >= 0 else 0
+        with self._room:
+            while self._queued and self._queued + n > self._max_ops and not self._closed.is_set():
+                self._room.wait()
+            if self._closed.is_set():
+                raise _Closed()
+            self._queued += n
+        self._queue.put((first, batch))
 
     def done(self, schedule):
         self._header = schedule
@@ -85,6 +94,9 @@ class Stream:
             raise StopIteration
         first, item = self._queue.get()
         if first >= 0:
+            with self._room:
+                self._queued -= item.num_ops
+                self._room.notify()
             return first, item
         if isinstance(item, BaseException):
             self.close()
@@ -94,7 +106,9 @@ class Stream:
 
     def close(self):
         """Stop the builder (if still running) and drop what it queued."""
-        self._closed.set()
+        with self._room:
+            self._closed.set()
+            self._room.notify()
         while True:
             try:
                 self._queue.get_nowait()
@@ -107,6 +121,8 @@ class _Closed(Exception):
     """The consumer closed the stream: the builder stops."""
 
 
-def stream(algo, layout, collective="allreduce", nbytes=None, search=None, **params):
-    """The schedule :func:`collectives.build` would return, as a :class:`Stream` of batches."""
-    return Stream(lambda: collectives.build(algo, layout, collective, nbytes=nbytes, search=search, **params))
+def stream(algo, layout, collective="allreduce", nbytes=None, search=None, min_ops=1 << 14, **params):
+    """The schedule :func:`collectives.build` would return, as a :class:`Stream` of batches of ``min_ops`` ops
+    or more (but the last)."""
+    return Stream(lambda: collectives.build(algo, layout, collective, nbytes=nbytes, search=search, **params),
+                  min_ops=min_ops)

@@ -46,10 +46,13 @@ editing this file, touch ``sim/fluid.py``.
 >>> rate, bott = np.zeros(5), np.empty(5, np.int32)
 >>> sweeps = solve(np.arange(5, dtype=np.int32), np.zeros(5, np.int32), np.array([0, 1, 1, 1, 1], np.int32),
 ...                np.array([1.0, 4, 4, 4, 4]), rate, bott, np.array([0, 1], np.int32), np.array([0], np.int32),
-...                np.array([1.0]), np.array([10.0]), np.ones(1, np.bool_), np.full(1, -1, np.int32))
+...                np.array([1.0]), np.array([10.0]), np.ones(1, np.bool_), np.full(1, -1, np.int32),
+...                scratch(5, 5, 1))
 >>> np.round(rate, 9).tolist()  # class 1 gets 4/5 of the link, split between its four flows
 [2.0, 2.0, 2.0, 2.0, 2.0]
 """
+
+from collections import namedtuple
 
 import numpy as np
 
@@ -64,29 +67,51 @@ RTOL = 1e-11
 # Give up (an error, never a silent answer) after this many sweeps.
 MAX_SWEEPS = 5000
 
-_jit = njit(error_model="numpy")
+# Class ids are 0..MAX_CLASSES-1 (InfiniBand has 16 service levels).
+MAX_CLASSES = 64
+
+# The kernel allocates nothing (it runs inside sim.fluid's kernels, compiled without numba's runtime).
+_jit = njit(error_model="numpy", _nrt=False, nogil=True)
+
+Scratch = namedtuple("Scratch", "lres count fill dirty mflow ma mres fmem resp fptr x best at idx pos keys perm sx sa "
+                                "pre suf demand cw seen alloc order done")
+Scratch.__doc__ = """Work arrays of :func:`solve`, from :func:`scratch`."""
+
+
+def scratch(flows, members, nres):
+    """Work arrays for solving up to ``flows`` flows with ``members`` elements in all over ``nres`` resources."""
+    e, f, k = np.empty, flows, MAX_CLASSES
+    return Scratch(e(nres, np.int32), e(nres + 1, np.int64), e(nres, np.int64), e(nres, np.bool_),
+                   e(members, np.int32), e(members), e(members, np.int32), e(members, np.int64), e(members),
+                   e(f + 1, np.int64), e(f), e(f), e(f, np.int32), e(f, np.int64), e(f, np.int64), e(f),
+                   e(f, np.int64), e(f), e(f), e(f + 1), e(f + 1), e(k), e(k), np.zeros(k, np.int64), e(k),
+                   e(k, np.int64), e(k, np.bool_))
 
 
 @_jit
-def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitrated, loc):
+def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitrated, loc, work):
     """Class-fair rates of the flows (slots) ``flows``, starting from their ``rate``; returns the sweeps used.
 
     Per slot: ``route``, class id ``cls`` (0..), class weight ``share``; writes ``rate`` and ``bott`` (a
     resource where the rate is its best response). Route ``r`` crosses ``res[ptr[r]:ptr[r+1]]`` with
     consumption ``weight``; per resource: capacity ``bound``, whether it ``arbitrated`` between classes,
-    and ``loc``, scratch that must hold -1 (and is left so). Raises if the iteration does not converge.
+    and ``loc``, scratch that must hold -1 (and is left so); ``work``: a :func:`scratch` big enough.
+    Raises if the iteration does not converge.
     """
     n = flows.size
     # the resources the flows cross, numbered locally, with their members (flow, consumption weight)
     nres = 0
-    lres = np.empty(0, np.int32)
-    count = np.zeros(0, np.int64)
+    lres, count, fill, dirty, mflow, ma, mres, fmem, resp = (work.lres, work.count, work.fill, work.dirty, work.mflow,
+                                                             work.ma, work.mres, work.fmem, work.resp)
+    fptr, x, best, at, idx, pos, keys, perm = work.fptr, work.x, work.best, work.at, work.idx, work.pos, work.keys, \
+        work.perm
+    sx, sa, pre, suf = work.sx, work.sa, work.pre, work.suf
+    demand, cw, seen, alloc, order, done = work.demand, work.cw, work.seen, work.alloc, work.order, work.done
     total = 0
     for i in range(n):
         r = route[flows[i]]
         total += ptr[r + 1] - ptr[r]
-    lres = np.empty(total, np.int32)
-    count = np.zeros(total + 1, np.int64)
+    count[0] = 0
     for i in range(n):
         r = route[flows[i]]
         for j in range(ptr[r], ptr[r + 1]):
@@ -94,12 +119,14 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
             if loc[k] < 0:
                 loc[k] = nres
                 lres[nres] = k
+                count[nres + 1] = 0
                 nres += 1
             count[loc[k] + 1] += 1
-    mptr = np.cumsum(count[:nres + 1])
-    mflow, ma, mres = np.empty(total, np.int32), np.empty(total), np.empty(total, np.int32)
-    fptr, fmem = np.zeros(n + 1, np.int64), np.empty(total, np.int64)  # each flow's members
-    fill = mptr[:nres].copy()
+    mptr = count  # prefix sums in place: the members of resource q are mptr[q]:mptr[q+1]
+    for q in range(nres):
+        mptr[q + 1] += mptr[q]
+        fill[q] = mptr[q]
+    fptr[0] = 0  # each flow's members are fmem[fptr[i]:fptr[i+1]]
     ncls = 1
     for i in range(n):
         s = flows[i]
@@ -112,24 +139,19 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
             mflow[m], ma[m], mres[m] = i, weight[j], q
             fmem[fptr[i] + j - ptr[r]] = m
             fill[q] += 1
-    x = np.empty(n)
     for i in range(n):
         x[i] = rate[flows[i]]
-    best, at = np.empty(n), np.empty(n, np.int32)
     # each member's best response at its resource, recomputed only where a rate moved (dirty)
-    resp, dirty = np.full(total, np.inf), np.ones(nres, np.bool_)
-    # scratch per resource: class demand, weight, presence; members of one class sorted by rate
-    demand, cw, seen = np.zeros(ncls), np.zeros(ncls), np.zeros(ncls, np.int64)
-    alloc, order, done = np.zeros(ncls), np.empty(ncls, np.int64), np.zeros(ncls, np.bool_)
-    width = 0
+    for m in range(total):
+        resp[m] = np.inf
     for q in range(nres):
-        width = max(width, mptr[q + 1] - mptr[q])
-    sx, sa, pre, suf = np.empty(width), np.empty(width), np.empty(width + 1), np.empty(width + 1)
-    keys, perm = np.empty(width), np.empty(width, np.int64)
-    idx, pos = np.empty(width, np.int64), np.empty(width, np.int64)
+        dirty[q] = True
+    # per class at one resource: demand, weight, presence stamp; members of one class sorted by rate
     damping = DAMPING
     sweeps = 0
     stamp = 0
+    for c in range(ncls):
+        stamp = max(stamp, seen[c])
     while True:
         sweeps += 1
         for q in range(nres):
@@ -206,8 +228,8 @@ def _class_parts(order, nc, demand, cw, capacity, alloc, done):
         for u in range(nc):
             if u != t:
                 ws += cw[order[u]]
-        done[:nc] = False
-        done[t] = True
+        for u in range(nc):
+            done[u] = u == t
         while True:  # classes asking less than their weighted share keep their demand
             lam = rest / ws
             changed = False
@@ -227,18 +249,13 @@ def _class_parts(order, nc, demand, cw, capacity, alloc, done):
 def _within(idx, nm, mflow, ma, x, part, sx, sa, pre, suf, pos, keys, perm, resp):
     """Each member's best response inside its class (into ``resp``): the level ``mu`` where the others keep
     ``min(rate, mu)`` and it takes ``mu``, all within the class's ``part``."""
-    if nm > 32:
-        for u in range(nm):
-            keys[u] = x[mflow[idx[u]]]
-        perm[:nm] = np.argsort(keys[:nm])
-    else:
-        for u in range(nm):  # insertion sort of a few members by rate
-            key = x[mflow[idx[u]]]
-            v = u
-            while v > 0 and keys[v - 1] > key:
-                keys[v], perm[v] = keys[v - 1], perm[v - 1]
-                v -= 1
-            keys[v], perm[v] = key, u
+    for u in range(nm):  # insertion sort of the members by rate (a resource carries few flows of one class)
+        key = x[mflow[idx[u]]]
+        v = u
+        while v > 0 and keys[v - 1] > key:
+            keys[v], perm[v] = keys[v - 1], perm[v - 1]
+            v -= 1
+        keys[v], perm[v] = key, u
     for u in range(nm):
         m = idx[perm[u]]
         sx[u], sa[u] = x[mflow[m]], ma[m]

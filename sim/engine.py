@@ -181,7 +181,7 @@ def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookah
     net = Network(None, None, *table.elements(), sharing=SHARING[model], timeline=timeline)
     per_route, sizes = np.zeros(0), []
     pending = [(first, batch)] if batch is not None else []
-    elements, held = graph.number_of_nodes() + graph.number_of_edges(), [0]
+    elements, held = graph.number_of_nodes() + graph.number_of_edges(), [0, None]  # bytes checked, array sizes
     what = f"{header.algo} on {header.layout.ranks} GPUs"
 
     def feed():
@@ -206,9 +206,11 @@ def _run_stream(stream, graph, nbytes, itemsize, model, timeline, router, lookah
                 sizes.append(op_bytes)
             dep_ptr, dep_idx = _flow_deps(batch, first)
             net.append(first, op_route, flow_bytes(batch, op_bytes, first), dep_ptr, dep_idx)
-            if net.held() > 2 * held[0]:  # check as the window grows (doubling)
+            grown = (net.window, net.dag.edge_op.size, net.dag.end_at.size, net.var.op.size, table.size)
+            if grown != held[1] and net.held() > 2 * held[0]:  # check as the window grows (doubling)
                 held[0] = net.held()
                 check_window(what, held[0], elements, limit)
+            held[1] = grown
         return True
 
     net.feed = feed

@@ -33,9 +33,9 @@ flows start or end, only the flows on the resources they touch are re-solved
 resources those flows cross); then, in a check round, any flow next to them
 that lost its bottleneck, or that outruns a re-solved flow on that flow's
 bottleneck, joins the set and the set is re-solved, until every flow has a
-bottleneck again. A neighbour that passed the previous round's check is
-checked again only if the last filling touched a resource on its route (the
-only place rates and usage change between rounds). In a large collective
+bottleneck again. A neighbour is checked again only if the resource where
+it last passed a check has changed since (its usage, members or their
+rates: every resource carries the stamp of its last change). In a large collective
 most events touch a handful of flows, so an event costs little however many
 flows are active. :meth:`Network.solve` with ``full=True`` solves every
 active flow from scratch instead: the oracle of the tests, and the
@@ -50,9 +50,8 @@ flight, see there; :class:`Elements` per route, :class:`Constraints` per resourc
 scratch set), all indices int32. A slot holds one active flow: a few thousand slots serve
 millions of ops, so the state the solver's hot loops touch stays in the
 caches; the per-resource arrays (of ``Constraints`` and ``Work``) are column
-views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`)
-and unpack each group once: numba reference-counts an array each time it is
-read out of a tuple. The driver (:mod:`sim.engine`) owns the clock.
+views of row-major tables, so one resource's fields share a cache line. The per-event kernels are inlined into one loop (:func:`_advance`),
+and no kernel allocates, so all run without numba's reference counting. The driver (:mod:`sim.engine`) owns the clock.
 """
 
 from collections import namedtuple
@@ -76,14 +75,22 @@ LO, HI, N_READY, N_ENDED, N_EDGE_FREE, LATE, TOP_READY = range(7)
 # sharing policies
 MAXMIN, ISOLATED, CLASSES = 0, 1, 2
 POLICIES = {"maxmin": MAXMIN, "isolated": ISOLATED, "classes": CLASSES}
-# Work.counts: sizes of the modified, touched and dirty lists, the bottleneck-check round and the filling call
-N_MODIFIED, N_TOUCHED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3, 4
+# Work.counts: sizes of the modified and dirty lists, the bottleneck-check round and the change stamp (bumped by
+# every filling call and every event time)
+N_MODIFIED, N_DIRTY, ROUND, FILL = 0, 1, 2, 3
+# check rounds before the per-resource and per-flow round marks start again from 0 (they are int32 in the rows)
+ROUND_WRAP = 2**31 - 2
 
 IDX = np.int32  # op, resource, route and slot indices
 
-_jit = njit(error_model="numpy")
-# inlined into their callers (numba IR), so that the arrays they unpack are not reference-counted per call
-_inline = njit(error_model="numpy", inline="always")
+# The kernels never allocate, so they run without numba's runtime (``_nrt=False``): numba would otherwise
+# reference-count an array at every copy of it (each argument of a call, inlined or not; each read out of a
+# group), about 900 calls to NRT_incref/NRT_decref in ``_advance``'s code, a quarter of its time; the
+# caller's Python objects keep the arrays alive. Same machine code otherwise, same bits. They run without
+# the GIL (``nogil``), so a stream's builder thread runs meanwhile.
+_jit = njit(error_model="numpy", _nrt=False, nogil=True)
+# inlined into their callers (numba IR): no call per event
+_inline = njit(error_model="numpy", inline="always", _nrt=False, nogil=True)
 
 Dag = namedtuple("Dag", "mask op_of ndeps route nbytes share done dn_head dn_tail dn_count edge_op edge_next "
                        "edge_free ready_at start_at end_at taken counts last_end cls")
@@ -101,10 +108,12 @@ the latest end time; ``cls``: each entry's traffic class (``CLASSES`` policy).""
 Elements = namedtuple("Elements", "ptr cnst weight latency alt_ptr alt_idx")
 Elements.__doc__ = """Routes: route ``r`` crosses resources ``cnst[ptr[r]:ptr[r+1]]`` with consumption ``weight``
 after ``latency[r]`` seconds; an op on route ``r`` starts on one of ``alt_idx[alt_ptr[r]:alt_ptr[r+1]]`` if any."""
-Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen cls")
+Variables = namedtuple("Variables", "op route remaining t_upd rate share bott in_set seen pass_res pass_at cls")
 Variables.__doc__ = """The active flows, one per *slot* (compact: a few thousand slots serve millions of ops): the op
 in it (-1: free), its route, bytes left as of ``t_upd``, rate, sharing weight (``rate / share`` is the flow's fair
-level), bottleneck resource, whether in the set being re-solved, last check round, and traffic class."""
+level), bottleneck resource, whether in the set being re-solved, last check round, the resource where it last
+passed a bottleneck check (-1: none since it was filled) with the change stamp (``Work.counts[FILL]``) then, and
+its traffic class."""
 Constraints = namedtuple("Constraints", "bound usage head count arbitrated loc")
 Constraints.__doc__ = """Per-resource: capacity, rate used, first member (linked list), number of active members,
 whether it arbitrates between traffic classes and scratch of the class solver (-1)."""
@@ -114,19 +123,19 @@ Members.__doc__ = """Element lists of the active flows: the flow in slot ``s`` h
 Heap = namedtuple("Heap", "keys ops pos size")
 Heap.__doc__ = """A binary min-heap of window entries (waiting) or slots (finishing): ``pos[i]`` is where ``i`` is
 (-1: absent)."""
-Work = namedtuple("Work", "counts modified touched touched_mark dirty dirty_mark left sumw nflows fres fres_mark "
-                         "unfrozen frozen top top_round")
-Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources they touch,
-the resources whose flows changed rate (``dirty``), the filling's per-resource sums, the resources it fills
-(``fres``, marked with the filling call) and flows it has not frozen yet or freezes this round, and the
-highest level on a resource (``top``) as found in check round ``top_round``."""
+Work = namedtuple("Work", "counts modified dirty dirty_mark left sumw nflows fres fres_mark unfrozen frozen top "
+                         "top_round")
+Work.__doc__ = """Scratch of one re-solve: the flows (slots) being re-solved (``modified``), the resources whose
+flows changed rate or started or ended (``dirty``), the filling's per-resource sums, the resources it fills
+(``fres``) and flows it has not frozen yet or freezes this round, and the highest level on a resource (``top``) as
+found in check round ``top_round``. ``fres_mark[k]`` is the resource's change stamp: the value of ``counts[FILL]``
+when its usage, its members or their rates last changed (a filling marks the resources it fills with it)."""
 
 
 # ---------------------------------------------------------------- binary min-heaps of ops, indexed by op
 # Two are used: ops waiting out their latency (keyed by start time) and active
 # flows (keyed by finish time, moved whenever a rate changes). Each kernel
-# unpacks the groups it uses once: reading an array out of a group inside a
-# loop would reference-count it at every access.
+# unpacks the groups it uses once, at its top, so its loops work on locals.
 
 @_jit
 def _heap_sift(keys, ops, pos, size, i):
@@ -182,7 +191,7 @@ def _heap_remove(keys, ops, pos, size, op):
 # ---------------------------------------------------------------- the event step
 
 @_inline
-def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
+def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work, cwork):
     """Handle every event due at ``now``; return the next event time, inf when done.
 
     Returns ``NEED_SLOTS`` (before starting a flow it has no slot for) when
@@ -190,15 +199,16 @@ def _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
     resumes where this call stopped.
     """
     horizon = now * (1.0 + TIME_RTOL) + 1e-300
+    work.counts[FILL] += 1  # the change stamp of the resources this event time's flows leave or join
     _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing, work)
     if not _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         return NEED_SLOTS
     c = work.counts
-    if c[N_MODIFIED] > 0 or c[N_TOUCHED] > 0 or c[N_DIRTY] > 0:
+    if c[N_MODIFIED] > 0 or c[N_DIRTY] > 0:  # a flow that starts or ends marks its resources dirty
         if policy == MAXMIN:
             _resolve(now, elem, var, cnst, mem, work)
         elif policy == CLASSES:
-            _by_class(now, elem, var, cnst, mem, work)
+            _by_class(now, elem, var, cnst, mem, work, cwork)
         else:
             _isolate(elem, var, cnst, work)
         _reschedule(now, var, finishing, work)
@@ -220,8 +230,7 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
     wkeys, wops, wpos, wsize = waiting.keys, waiting.ops, waiting.pos, waiting.size
     shift, nxt, prev, free, n_free = mem.shift, mem.next, mem.prev, mem.free, mem.n_free
     latency = elem.latency
-    touched_mark, touched, dirty_mark, dirty, counts = (work.touched_mark, work.touched, work.dirty_mark,
-                                                         work.dirty, work.counts)
+    dirty_mark, dirty, counts, stamp = work.dirty_mark, work.dirty, work.counts, work.fres_mark
     while fsize[0] > 0 and fkeys[0] <= horizon:
         s = fops[0]
         _heap_remove(fkeys, fops, fpos, fsize, s)
@@ -230,7 +239,7 @@ def _retire_drained(now, horizon, dag, elem, var, cnst, mem, waiting, finishing,
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
             usage[k] -= weight[j] * rate[s]
-            _touch(k, touched_mark, touched, counts)
+            stamp[k] = counts[FILL]
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         _unlink(s, r, ptr, res, shift, nxt, prev, head, count)
         for j in range(ptr[r], ptr[r + 1]):
@@ -255,9 +264,8 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
                                                     dag.taken)
     latency = elem.latency
     vop, vroute, remaining, t_upd, rate, vshare = var.op, var.route, var.remaining, var.t_upd, var.rate, var.share
-    bott, in_set, seen = var.bott, var.in_set, var.seen
-    touched_mark, touched, dirty_mark, dirty, counts, modified = (work.touched_mark, work.touched, work.dirty_mark,
-                                                                   work.dirty, work.counts, work.modified)
+    bott, in_set, seen, pass_res = var.bott, var.in_set, var.seen, var.pass_res
+    dirty_mark, dirty, counts, modified, stamp = work.dirty_mark, work.dirty, work.counts, work.modified, work.fres_mark
     while wsize[0] > 0 and wkeys[0] <= horizon:
         if n_free[0] == 0:
             return False
@@ -279,11 +287,11 @@ def _start_ready(now, horizon, dag, elem, var, cnst, mem, waiting, work):
         _link(s, r, ptr, res, shift, nxt, prev, head, count)
         vop[s], vroute[s], remaining[s], vshare[s] = f, r, nbytes[w], share[w]
         var.cls[s] = dag.cls[w]
-        rate[s], t_upd[s], bott[s], seen[s] = 0.0, now, -1, 0
+        rate[s], t_upd[s], bott[s], seen[s], pass_res[s] = 0.0, now, -1, 0, -1
         _add_modified(s, now, in_set, remaining, rate, t_upd, modified, counts)
         _mark_dirty(r, ptr, res, dirty_mark, dirty, counts)
         for j in range(ptr[r], ptr[r + 1]):
-            _touch(res[j], touched_mark, touched, counts)
+            stamp[res[j]] = counts[FILL]
     return True
 
 
@@ -306,25 +314,21 @@ def _least_loaded(r, elem, cnst):
 @_inline
 def _reschedule(now, var, finishing, work):
     """Move every re-solved flow to its new finish time and empty the work lists."""
-    c, modified, touched, touched_mark, dirty, dirty_mark = (work.counts, work.modified, work.touched,
-                                                             work.touched_mark, work.dirty, work.dirty_mark)
+    c, modified, dirty, dirty_mark = work.counts, work.modified, work.dirty, work.dirty_mark
     in_set, remaining, rate = var.in_set, var.remaining, var.rate
     fkeys, fops, fpos, fsize = finishing.keys, finishing.ops, finishing.pos, finishing.size
     for i in range(c[N_MODIFIED]):
         s = modified[i]
         in_set[s] = False
         _heap_set(fkeys, fops, fpos, fsize, s, now + remaining[s] / rate[s])
-    for i in range(c[N_TOUCHED]):
-        touched_mark[touched[i]] = False
     for i in range(c[N_DIRTY]):
         dirty_mark[dirty[i]] = False
     c[N_MODIFIED] = 0
-    c[N_TOUCHED] = 0
     c[N_DIRTY] = 0
 
 
 @_jit
-def _advance(now, max_events, low, policy, dag, elem, var, cnst, mem, waiting, finishing, work):
+def _advance(now, max_events, low, policy, dag, elem, var, cnst, mem, waiting, finishing, work, cwork):
     """Handle the events at ``now`` and the next ones, ``max_events`` event times in all.
 
     Returns (last time handled, next event time); the next time is
@@ -334,7 +338,7 @@ def _advance(now, max_events, low, policy, dag, elem, var, cnst, mem, waiting, f
     """
     c = dag.counts
     for _ in range(max_events):
-        nxt = _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work)
+        nxt = _step(now, policy, dag, elem, var, cnst, mem, waiting, finishing, work, cwork)
         if nxt == NEED_SLOTS:
             return now, nxt
         if c[HI] - 1 - c[TOP_READY] < low:
@@ -384,14 +388,6 @@ def _mark_dirty(r, ptr, res, dirty_mark, dirty, counts):
             dirty_mark[k] = True
             dirty[counts[N_DIRTY]] = k
             counts[N_DIRTY] += 1
-
-
-@_jit
-def _touch(k, touched_mark, touched, counts):
-    if not touched_mark[k]:
-        touched_mark[k] = True
-        touched[counts[N_TOUCHED]] = k
-        counts[N_TOUCHED] += 1
 
 
 @_jit
@@ -513,16 +509,16 @@ def _isolate(elem, var, cnst, work):
 
 
 @_inline
-def _by_class(now, elem, var, cnst, mem, work):
-    """Class policy: the flows connected to the touched resources (through shared resources) re-solved
+def _by_class(now, elem, var, cnst, mem, work, cwork):
+    """Class policy: the flows connected to the dirty resources (through shared resources) re-solved
     class-then-flow (:mod:`sim.classes`) from their current rates; the others' rates cannot change."""
     in_set, remaining, rate, t_upd, route, c = var.in_set, var.remaining, var.rate, var.t_upd, var.route, work.counts
     ptr, res, head, shift, nxt = elem.ptr, elem.cnst, cnst.head, mem.shift, mem.next
     queue, mark = work.fres, work.fres_mark
     c[FILL] += 1
     n = 0
-    for i in range(c[N_TOUCHED]):
-        k = work.touched[i]
+    for i in range(c[N_DIRTY]):  # the resources of the flows that started or ended
+        k = work.dirty[i]
         mark[k] = c[FILL]
         queue[n] = k
         n += 1
@@ -542,7 +538,7 @@ def _by_class(now, elem, var, cnst, mem, work):
             m = nxt[m]
     flows = work.modified[:c[N_MODIFIED]]
     classes.solve(flows, var.route, var.cls, var.share, rate, var.bott, elem.ptr, elem.cnst, elem.weight,
-                  cnst.bound, cnst.arbitrated, cnst.loc)
+                  cnst.bound, cnst.arbitrated, cnst.loc, cwork)
     ptr, res, weight, usage = elem.ptr, elem.cnst, elem.weight, cnst.usage
     for i in range(flows.size):  # usage as the new rates make it
         r = var.route[flows[i]]
@@ -560,11 +556,14 @@ def _resolve(now, elem, var, cnst, mem, work):
     """Max-min policy: re-solve rates around the touched resources until every flow has a bottleneck."""
     ptr, res, bound, usage, head = elem.ptr, elem.cnst, cnst.bound, cnst.usage, cnst.head
     route, rate, share, bott, in_set, seen = var.route, var.rate, var.share, var.bott, var.in_set, var.seen
-    remaining, t_upd = var.remaining, var.t_upd
+    remaining, t_upd, pass_res, pass_at = var.remaining, var.t_upd, var.pass_res, var.pass_at
     shift, nxt = mem.shift, mem.next
     c, modified, dirty, fres_mark, top, top_round = (work.counts, work.modified, work.dirty, work.fres_mark,
                                                      work.top, work.top_round)
-    first = c[ROUND] + 1  # the first check round of this re-solve
+    if c[ROUND] >= ROUND_WRAP:  # (after two billion check rounds) the round marks start again
+        c[ROUND] = 0
+        top_round[:] = -1
+        seen[:] = -1
     # start from the new flows alone: the checks below pull in every flow the change affects
     while True:
         _fill(elem, var, cnst, work)
@@ -590,37 +589,28 @@ def _resolve(now, elem, var, cnst, mem, work):
                 if in_set[g] or seen[g] == c[ROUND]:
                     m = nxt[m]
                     continue
-                passed = seen[g] >= first  # it had a bottleneck last round
                 seen[g] = c[ROUND]
-                if passed and not _crosses_filled(route[g], ptr, res, fres_mark, c[FILL]):
-                    m = nxt[m]  # and nothing it depends on changed since
+                k = pass_res[g]
+                if k >= 0 and fres_mark[k] <= pass_at[g]:
+                    m = nxt[m]  # nothing changed on the resource where it last had its bottleneck
                     continue
-                if not _has_bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt,
-                                       top, top_round, c[ROUND]):
+                k = _bottleneck(g, route[g], ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round,
+                                c[ROUND])
+                if k < 0:
                     _add_modified(g, now, in_set, remaining, rate, t_upd, modified, c)
+                else:
+                    pass_res[g], pass_at[g] = k, c[FILL]
                 m = nxt[m]
         if c[N_MODIFIED] == before:
             return
 
 
 @_jit
-def _crosses_filled(r, ptr, res, fres_mark, fill):
-    """Whether route ``r`` crosses a resource of filling call ``fill``: the only place where usage and rates
-    change between two check rounds of a re-solve."""
-    for j in range(ptr[r], ptr[r + 1]):
-        if fres_mark[res[j]] == fill:
-            return True
-    return False
-
-
-@_jit
-def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round, rnd):
-    """Whether flow ``g`` (route ``r``) crosses a saturated resource on which no flow has a higher level.
+def _bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt, top, top_round, rnd):
+    """A saturated resource on route ``r`` on which no flow has a higher level than flow ``g``, -1 if none.
 
     No rate changes during a check round, so a resource's highest level is found once per round.
     """
-    if ptr[r] == ptr[r + 1]:
-        return True
     for j in range(ptr[r], ptr[r + 1]):
         k = res[j]
         if usage[k] < bound[k] * (1.0 - RATE_RTOL):
@@ -634,8 +624,8 @@ def _has_bottleneck(g, r, ptr, res, rate, share, bound, usage, head, shift, nxt,
                 m = nxt[m]
             top[k], top_round[k] = best, rnd
         if rate[g] / share[g] >= top[k] * (1.0 - RATE_RTOL):
-            return True
-    return False
+            return k
+    return -1
 
 
 @_inline
@@ -647,11 +637,11 @@ def _fill(elem, var, cnst, work):
     freezes every flow crossing a resource at that level (rate ``share x
     level``, recording the resource as the flow's bottleneck), and removes
     their usage. Updates ``rate`` and ``usage``; marks every resource
-    crossed as touched, and those of flows whose rate changed as dirty.
+    crossed with the filling's change stamp, and those of flows whose rate changed as dirty.
     """
     ptr, res, weight, bound, usage = elem.ptr, elem.cnst, elem.weight, cnst.bound, cnst.usage
-    route, rate, share, bott = var.route, var.rate, var.share, var.bott
-    c, modified, touched, touched_mark = work.counts, work.modified, work.touched, work.touched_mark
+    route, rate, share, bott, pass_res = var.route, var.rate, var.share, var.bott, var.pass_res
+    c, modified = work.counts, work.modified
     dirty, dirty_mark, left, sumw, nflows = work.dirty, work.dirty_mark, work.left, work.sumw, work.nflows
     fres, fres_mark, unfrozen, frozen = work.fres, work.fres_mark, work.unfrozen, work.frozen
     n = c[N_MODIFIED]
@@ -660,6 +650,7 @@ def _fill(elem, var, cnst, work):
     for i in range(n):
         f = modified[i]
         unfrozen[i] = f
+        pass_res[f] = -1  # re-filled: its bottleneck must be checked afresh
         r = route[f]
         for j in range(ptr[r], ptr[r + 1]):
             k = res[j]
@@ -667,7 +658,6 @@ def _fill(elem, var, cnst, work):
                 fres_mark[k] = c[FILL]
                 fres[n_fres] = k
                 n_fres += 1
-                _touch(k, touched_mark, touched, c)
                 left[k] = bound[k] - usage[k]
                 sumw[k] = 0.0
                 nflows[k] = 0
@@ -814,11 +804,13 @@ class Network:
                 work.counts[:] = self.work.counts
                 for name in ("modified", "unfrozen", "frozen"):
                     getattr(work, name)[:] = getattr(self.work, name)
-                for name in ("touched", "touched_mark", "dirty", "dirty_mark", "fres"):
+                for name in ("dirty", "dirty_mark", "fres"):
                     getattr(work, name)[:old] = getattr(self.work, name)
             self.work = work
         if self.mem is not None and self._bits() > self.mem.shift:
             self._grow(self.var.op.size)
+        elif self.mem is not None:
+            self._size_class_scratch()
 
     def _bits(self):
         return max(int(np.diff(self.elem.ptr).max(initial=1)) - 1, 0).bit_length()  # a power of two: no division
@@ -836,8 +828,8 @@ class Network:
         if share.shape != (m,) or not np.all(share > 0) or not np.all(np.isfinite(share)):
             raise ValueError(f"share must hold one positive finite weight per op ({m})")
         cls = np.zeros(m, IDX) if cls is None else np.array(cls, IDX)
-        if cls.shape != (m,) or not np.all(cls >= 0):
-            raise ValueError(f"cls must hold one class id >= 0 per op ({m})")
+        if cls.shape != (m,) or not np.all((cls >= 0) & (cls < classes.MAX_CLASSES)):
+            raise ValueError(f"cls must hold one class id 0..{classes.MAX_CLASSES - 1} per op ({m})")
         c = self.dag.counts
         if first != c[HI]:
             raise ValueError(f"ops must enter in order: op {first} after op {c[HI] - 1}")
@@ -912,7 +904,8 @@ class Network:
 
     def held(self):
         """Bytes of the arrays this network holds (its window, flows, members, routes and resources)."""
-        groups = (self.dag, self.elem, self.var, self.cnst, self.mem, self.waiting, self.finishing, self.work)
+        groups = (self.dag, self.elem, self.var, self.cnst, self.mem, self.waiting, self.finishing, self.work,
+                  self.cwork)
         return sum(a.nbytes for g in groups for a in g if isinstance(a, np.ndarray))
 
     @property
@@ -928,7 +921,8 @@ class Network:
         old = 0 if self.var is None else self.var.op.size
         fresh = Variables(np.full(slots, -1, IDX), np.empty(slots, IDX), np.empty(slots), np.empty(slots),
                           np.empty(slots), np.empty(slots), np.empty(slots, IDX), np.zeros(slots, np.bool_),
-                          np.zeros(slots, np.int64), np.zeros(slots, IDX))
+                          np.zeros(slots, np.int64), np.full(slots, -1, IDX), np.zeros(slots, np.int64),
+                          np.zeros(slots, IDX))
         heap = _new_heap(slots)
         nxt, prev, free = np.empty(slots * w, IDX), np.empty(slots * w, IDX), np.empty(slots, IDX)
         modified, unfrozen, frozen = np.empty(slots, IDX), np.empty(slots, IDX), np.empty(slots, IDX)
@@ -955,6 +949,12 @@ class Network:
         self.var, self.finishing = fresh, heap
         self.mem = Members(bits, nxt, prev, free, np.array([n_free + new.size], np.int64))
         self.work = self.work._replace(modified=modified, unfrozen=unfrozen, frozen=frozen)
+        self._size_class_scratch()
+
+    def _size_class_scratch(self):
+        """The class solver's work arrays, for every slot, member and resource (empty for other policies)."""
+        big = self.policy == CLASSES
+        self.cwork = classes.scratch(self.var.op.size * big, self.mem.next.size * big, self.cnst.bound.size * big)
 
     def step(self, now):
         """Handle every event due at ``now``; return the next event time (inf when done)."""
@@ -971,7 +971,7 @@ class Network:
         self.started = True
         while True:
             last, nxt = _advance(now, max_events, self.low, self.policy, self.dag, self.elem, self.var, self.cnst,
-                                 self.mem, self.waiting, self.finishing, self.work)
+                                 self.mem, self.waiting, self.finishing, self.work, self.cwork)
             if nxt == NEED_OPS:
                 if not self.feed():
                     self.low = 0
@@ -1004,12 +1004,14 @@ class Network:
         work = _new_work(self.var.op.size, table)
         work.modified[:slots.size] = slots
         work.counts[N_MODIFIED] = slots.size
-        var = self.var._replace(rate=np.zeros(self.var.op.size), bott=np.full(self.var.op.size, -1, IDX))
+        n = self.var.op.size
+        var = self.var._replace(rate=np.zeros(n), bott=np.full(n, -1, IDX), pass_res=np.full(n, -1, IDX))
         if self.policy == ISOLATED:
             _isolate(self.elem, var, self.cnst, work)
         elif self.policy == CLASSES:
             classes.solve(slots.astype(IDX), var.route, var.cls, var.share, var.rate, var.bott, self.elem.ptr,
-                          self.elem.cnst, self.elem.weight, self.cnst.bound, self.cnst.arbitrated, self.cnst.loc)
+                          self.elem.cnst, self.elem.weight, self.cnst.bound, self.cnst.arbitrated, self.cnst.loc,
+                          self.cwork)
         else:
             _fill(self.elem, var, self.cnst._replace(usage=table["usage"]), work)
         out[self.var.op[slots]] = var.rate[slots]
@@ -1051,20 +1053,23 @@ def _new_heap(n):
 
 
 def _resource_table(nres):
-    """Zeroed per-resource state as named column views of row-major tables.
+    """Zeroed per-resource state as named column views of one row-major table.
 
-    The fields one resource's check or filling reads together share a row (a
-    cache line or two), where separate arrays would cost a cache miss each.
+    Every field of a resource shares one 64-byte row (one cache line: the
+    table is aligned to 64 bytes), where separate arrays would cost a cache
+    miss each: five float64, the int64 change stamp, four int32.
     """
-    f, i, c = np.zeros((nres, 5)), np.zeros((nres, 3), IDX), np.zeros((nres, 2), np.int64)
+    raw = np.zeros(nres * 64 + 64, np.uint8)
+    at = -raw.ctypes.data % 64
+    f = raw[at:at + nres * 64].view(np.float64).reshape(nres, 8)
+    i8, i4 = f.view(np.int64), f.view(np.int32)
     return {"bound": f[:, 0], "usage": f[:, 1], "left": f[:, 2], "sumw": f[:, 3], "top": f[:, 4],
-            "head": i[:, 0], "count": i[:, 1], "nflows": i[:, 2], "fres_mark": c[:, 0], "top_round": c[:, 1]}
+            "fres_mark": i8[:, 5], "head": i4[:, 12], "count": i4[:, 13], "nflows": i4[:, 14], "top_round": i4[:, 15]}
 
 
 def _new_work(n, table):
     """Empty work lists for ``n`` slots, over the resources of ``table`` (:func:`_resource_table`)."""
     nres = table["bound"].size
-    return Work(np.zeros(5, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
-                np.empty(nres, IDX), np.zeros(nres, np.bool_), table["left"], table["sumw"], table["nflows"],
-                np.empty(nres, IDX), table["fres_mark"], np.empty(n, IDX), np.empty(n, IDX), table["top"],
-                table["top_round"])
+    return Work(np.zeros(4, np.int64), np.empty(n, IDX), np.empty(nres, IDX), np.zeros(nres, np.bool_),
+                table["left"], table["sumw"], table["nflows"], np.empty(nres, IDX), table["fres_mark"],
+                np.empty(n, IDX), np.empty(n, IDX), table["top"], table["top_round"])

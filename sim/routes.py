@@ -33,6 +33,10 @@ both-directions capacity.
 - ``p2p_bandwidth`` of a CPU socket: taken by peer-to-peer transfers, i.e.
   the part of a path inside one server that crosses the socket but touches no
   host memory (GPU to NIC; GPU to GPU too unless ``p2p_gpu_bandwidth`` is set);
+- ``pair_bandwidth`` of the topology's ``[mpi]`` table: every message between two servers takes a pool
+  of its pair of servers, both directions together (class ``mpi pair``): what the message-passing
+  transport carries between two hosts that exchange, which can be below what their NICs carry when
+  their traffic goes one way per pair (see :mod:`flyersim.sim.app.calibrate`);
 - ``p2p_gpu_bandwidth`` of a CPU socket: a GPU-to-GPU peer-to-peer transfer
   through it takes a pool of this capacity of its own pair of GPUs (per
   direction per pair, class ``p2p gpu-gpu``) instead of the socket pool.
@@ -52,8 +56,10 @@ with the largest estimated fair share when it starts (:mod:`sim.fluid`).
 
 A multicast reads its source once and takes the union of its copies' paths
 (each resource once). A transfer's latency is the sum of the ``latency`` of every node and link on
-its path (per-hop latency plus per-message overheads); a reduce's is its
-engine's ``reduce_latency`` (plus the longest route of a remote input).
+its path (per-hop latency plus per-message overheads), plus the software cost of its kind from the
+topology's ``[mpi]`` table (:func:`op_cost`: ``message_latency`` for a message, ``copy_latency`` for
+a local copy; none without the table); a reduce's is its engine's ``reduce_latency`` (plus the
+longest route of a remote input). A latency holds no resource: other flows use the wires meanwhile.
 """
 
 from dataclasses import dataclass
@@ -79,15 +85,19 @@ def link_class(graph, u, v):
     >>> link_class(g, "n0/gpu0", "n0/rp0"), link_class(g, "n0/rp0", "n0/gpu0"), link_class(g, "n0/cpu0", "n0/cpu1")
     ('pcie up (gpu)', 'pcie down (gpu)', 'xgmi')
     """
-    kind = graph.edges[u, v].get("kind", "link")
+    return _link_class(graph.nodes, graph.adj, u, v)
+
+
+def _link_class(nodes, succ, u, v):
+    kind = succ[u][v].get("kind", "link")
     if kind != "pcie":
         return kind
     far = len(_HOST_SIDE)
-    du, dv = (_HOST_SIDE.get(graph.nodes[x]["kind"], far) for x in (u, v))
+    du, dv = (_HOST_SIDE.get(nodes[x]["kind"], far) for x in (u, v))
     if du == dv:
         return kind
     device = u if du > dv else v
-    return f"pcie {'up' if du > dv else 'down'} ({graph.nodes[device]['kind']})"
+    return f"pcie {'up' if du > dv else 'down'} ({nodes[device]['kind']})"
 
 
 @dataclass(frozen=True)
@@ -118,16 +128,43 @@ class Routes:
 
 
 class _Resources:
-    def __init__(self):
+    """The resources routes use, numbered in the order first named, and the graph's attributes as plain dicts
+    (networkx's views cost a call per lookup, and a 10,000-GPU route table makes millions)."""
+
+    def __init__(self, graph):
+        self.nodes = dict(graph.nodes(data=True))  # node -> its attribute dict
+        self.succ = dict(graph.adjacency())        # u -> {v: the link's attribute dict}
+        self.mpi = dict(graph.graph.get("mpi") or {})  # the [mpi] table: per-op costs, pair pools
         self.index, self.names, self.classes, self.capacity = {}, [], [], []
 
-    def id(self, key, name, cls, capacity):
-        if key not in self.index:
-            self.index[key] = len(self.names)
-            self.names.append(name)
-            self.classes.append(cls)
-            self.capacity.append(float(capacity))
-        return self.index[key]
+    def _add(self, key, name, cls, capacity):
+        self.index[key] = rid = len(self.names)
+        self.names.append(name)
+        self.classes.append(cls)
+        self.capacity.append(float(capacity))
+        return rid
+
+    def link(self, u, v):
+        """The number of link ``u -> v``."""
+        rid = self.index.get((u, v))
+        if rid is None:
+            rid = self._add((u, v), f"{u}->{v}", _link_class(self.nodes, self.succ, u, v),
+                            self.succ[u][v]["bandwidth"])
+        return rid
+
+    def pool(self, node, attr, cls, label=None):
+        """The number of ``node``'s pool ``attr`` (a capacity in its attributes), class ``cls``."""
+        rid = self.index.get((node, attr))
+        if rid is None:
+            rid = self._add((node, attr), f"{node} {label or attr}", cls, self.nodes[node][attr])
+        return rid
+
+    def pair(self, a, b, capacity):
+        """The number of the peer-to-peer pool of GPUs ``a`` to ``b``."""
+        rid = self.index.get(("p2p", a, b))
+        if rid is None:
+            rid = self._add(("p2p", a, b), f"p2p {a} to {b}", "p2p gpu-gpu", capacity)
+        return rid
 
 
 def build_routes(graph, schedule, router=None, routing="ecmp"):
@@ -156,7 +193,7 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
     plain = ~(is_reduce | leader | follower)
     by_cpu = (s.engine == ENGINES.index("cpu")).astype(np.int64) if s.engine is not None else np.zeros(m, np.int64)
     op_route = np.zeros(m, np.int64)
-    resources = _Resources()
+    resources = _Resources(graph)
     rptr, rres, rw, rlat = [0], [], [], []
 
     def add(usage, latency):
@@ -178,7 +215,7 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
             others.append((len(rlat), more, bool(cpu)))
         else:
             path = router.path(src, dst)
-        add(*_xfer_usage(graph, path, resources, cpu=bool(cpu)))
+        add(*_xfer_usage(resources, path, cpu=bool(cpu)))
     # reduces: location, then the sorted locations of the inputs
     rows = np.flatnonzero(is_reduce)
     if rows.size:
@@ -187,7 +224,7 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
                                     return_inverse=True)
         op_route[rows] = len(rlat) + inverse.ravel()
         for row in unique.tolist():
-            add(*_reduce_usage(graph, router, names, row[0], [x for x in row[1:] if x >= 0], resources))
+            add(*_reduce_usage(resources, router, names, row[0], [x for x in row[1:] if x >= 0]))
     # multicasts: source, then the sorted destinations, on the first copy
     rows = np.flatnonzero(leader)
     if rows.size:
@@ -202,7 +239,7 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
         op_route[rows] = len(rlat) + inverse.ravel()
         for row in unique.tolist():
             paths = [router.path(names[row[1]], names[d]) for d in row[2:] if d >= 0]
-            add(*_multicast_usage(graph, paths, resources, cpu=bool(row[0])))
+            add(*_multicast_usage(resources, paths, cpu=bool(row[0])))
     # further copies of a multicast: moved by the first copy's flow
     op_route[follower] = len(rlat)
     add({}, 0.0)
@@ -214,7 +251,7 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
                 candidates[route] += [route] if not candidates[route] else []
                 candidates[route].append(len(rlat))
                 candidates.append([])
-                add(*_xfer_usage(graph, path, resources, cpu=cpu))
+                add(*_xfer_usage(resources, path, cpu=cpu))
         alt_ptr = np.zeros(len(candidates) + 1, np.int64)
         np.cumsum([len(c) for c in candidates], out=alt_ptr[1:])
         alt_idx = np.array([r for c in candidates for r in c], np.int64)
@@ -233,10 +270,10 @@ def path_routes(graph, paths):
     >>> "n0/nic0->z0/leaf0" in r.names, r.op_route.tolist()
     (True, [0])
     """
-    resources = _Resources()
+    resources = _Resources(graph)
     rptr, rres, rw, rlat = [0], [], [], []
     for path in paths:
-        usage, latency = _xfer_usage(graph, path, resources)
+        usage, latency = _xfer_usage(resources, path)
         rres.extend(usage.keys())
         rw.extend(usage.values())
         rptr.append(len(rres))
@@ -261,11 +298,13 @@ class RouteTable:
         missing = [n for n in self.names if n not in graph]
         if missing:
             raise ValueError(f"topology has no location {missing[0]!r} needed by the {algo} schedule")
-        self.resources = _Resources()
+        self.resources = _Resources(graph)
         self.keys = []      # shape of each route, as found
         self.index = {}     # shape -> route
         self.usage = []     # (usage, latency) of each route
+        self._flat = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)], 0  # elements() so far
         self.codes = {}     # kind -> (sorted int64 codes of shapes seen, their routes): a batch's lookup in numpy
+        self.patterns = {}  # the shapes of a recent batch (bytes, see _pattern) -> its routes; oldest first
 
     @property
     def size(self):
@@ -276,26 +315,42 @@ class RouteTable:
         if r is None:
             r = self.index[key] = len(self.keys)
             self.keys.append(key)
-            self.usage.append(self._build(key, self.resources))
+            self.usage.append(self._build(key))
         return r
 
-    def _build(self, key, resources):
-        graph, router, names = self.graph, self.router, self.names
+    def _build(self, key):
+        resources, router, names = self.resources, self.router, self.names
         if key[0] == "x":
             _, src, dst, cpu = key
-            return _xfer_usage(graph, router.path(names[src], names[dst]), resources, cpu=bool(cpu))
+            return _xfer_usage(resources, router.path(names[src], names[dst]), cpu=bool(cpu))
         if key[0] == "r":
-            return _reduce_usage(graph, router, names, key[1], list(key[2]), resources)
+            return _reduce_usage(resources, router, names, key[1], list(key[2]))
         if key[0] == "m":
             _, cpu, src, dsts = key
-            return _multicast_usage(graph, [router.path(names[src], names[d]) for d in dsts], resources, cpu=bool(cpu))
+            return _multicast_usage(resources, [router.path(names[src], names[d]) for d in dsts], cpu=bool(cpu))
         return {}, 0.0
 
     def add(self, s, first=0):
-        """Route of each op of batch ``s`` (its op ids start at ``first``), as found (int64 array)."""
+        """Route of each op of batch ``s`` (its op ids start at ``first``), as found (int64 array).
+
+        A batch whose ops have the shapes of a recent batch, op by op (a ring's steps), takes that batch's
+        routes without looking its shapes up again.
+        """
+        m = s.num_ops
+        group = s.group if s.group is not None else np.full(m, -1, np.int64)
+        pattern = _pattern(s, group, first)
+        op_route = self.patterns.pop(pattern, None)
+        if op_route is None:
+            op_route = self._add(s, first, group)
+            op_route.flags.writeable = False
+            if len(self.patterns) >= _PATTERNS:
+                del self.patterns[next(iter(self.patterns))]  # the least recently used
+        self.patterns[pattern] = op_route
+        return op_route
+
+    def _add(self, s, first, group):
         nloc, m = len(self.names), s.num_ops
         ids = first + np.arange(m)
-        group = s.group if s.group is not None else np.full(m, -1, np.int64)
         follower = (group >= 0) & (group != ids)
         leader = (group >= 0) & ~follower
         is_reduce = (s.kind == REDUCE) & ~follower
@@ -358,16 +413,30 @@ class RouteTable:
         return out
 
     def elements(self):
-        """The routes as found: CSR ``(rptr, rres, rw, rlat)`` and the resource capacities."""
-        rptr = np.cumsum([0] + [len(u) for u, _ in self.usage]).astype(np.int64)
-        rres = np.array([k for u, _ in self.usage for k in u], np.int64)
-        rw = np.array([w for u, _ in self.usage for w in u.values()], np.float64)
-        return rptr, rres, rw, np.array([lat for _, lat in self.usage], np.float64), \
-            np.array(self.resources.capacity, np.float64)
+        """The routes as found: CSR ``(rptr, rres, rw, rlat)`` and the resource capacities.
+
+        Each call flattens only the routes found since the previous one (a stream calls it after every batch
+        that found new routes)."""
+        (lengths, rres, rw, rlat), done = self._flat
+        new = self.usage[done:]
+        count = sum(len(u) for u, _ in new)
+        lengths = np.concatenate([lengths, np.fromiter((len(u) for u, _ in new), np.int64, len(new))])
+        rres = np.concatenate([rres, np.fromiter((k for u, _ in new for k in u), np.int64, count)])
+        rw = np.concatenate([rw, np.fromiter((w for u, _ in new for w in u.values()), np.float64, count)])
+        rlat = np.concatenate([rlat, np.fromiter((lat for _, lat in new), np.float64, len(new))])
+        self._flat = [lengths, rres, rw, rlat], len(self.usage)
+        rptr = np.zeros(lengths.size + 1, np.int64)
+        np.cumsum(lengths, out=rptr[1:])
+        return rptr, rres, rw, rlat, np.array(self.resources.capacity, np.float64)
 
     def routes(self):
         """``(fields of Routes but op_route, renumber)``: routes and resources in :func:`build_routes`' order;
-        ``renumber[r]`` is the new number of route r as found. The empty route is always present."""
+        ``renumber[r]`` is the new number of route r as found. The empty route is always present.
+
+        Resources are renumbered, not found again: a route names its resources in the order it first uses them,
+        so numbering them in order of first use over the routes in the new order gives what building the routes
+        afresh in that order would.
+        """
         self._route(("e",))
         kinds = {"x": 0, "r": 1, "m": 2, "e": 3}
         width = {kind: max((len(k[-1]) for k in self.keys if k[0] == kind), default=0) for kind in "rm"}
@@ -383,15 +452,34 @@ class RouteTable:
             return (kinds[k[0]], ())
 
         ordered = sorted(range(len(self.keys)), key=order)
-        resources = _Resources()
-        usage = [self._build(self.keys[i], resources) for i in ordered]
         renumber = np.empty(len(ordered), np.int64)
         renumber[ordered] = np.arange(len(ordered))
-        rptr = np.cumsum([0] + [len(u) for u, _ in usage]).astype(np.int64)
-        rres = np.array([k for u, _ in usage for k in u], np.int64)
-        rw = np.array([w for u, _ in usage for w in u.values()], np.float64)
-        rlat = np.array([lat for _, lat in usage], np.float64)
-        return (resources.names, resources.classes, np.array(resources.capacity), rptr, rres, rw, rlat), renumber
+        rptr, rres, rw, rlat, capacity = self.elements()
+        lengths = np.diff(rptr)[ordered]
+        at = np.repeat(rptr[ordered], lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                                     lengths)
+        old = rres[at]  # the resources of the routes in the new order
+        unique, first = np.unique(old, return_index=True)
+        named = unique[np.argsort(first)]  # old numbers in order of first use
+        new = np.empty(capacity.size, np.int64)
+        new[named] = np.arange(named.size)
+        fields = ([self.resources.names[i] for i in named.tolist()],
+                  [self.resources.classes[i] for i in named.tolist()], capacity[named],
+                  np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), new[old], rw[at], rlat[ordered])
+        return fields, renumber
+
+
+_PATTERNS = 8  # batches' shapes a RouteTable remembers (a ring's steps alternate between two or three)
+
+
+def _pattern(s, group, first):
+    """What decides the routes of batch ``s``'s ops, op by op, as bytes: kinds, endpoints, copy engines,
+    input locations and multicast groups (relative to the batch's first op ``first``)."""
+    engine = s.engine if s.engine is not None else np.zeros(0, np.int8)
+    columns = ((np.array([s.num_ops, engine.size, s.in_loc.size]), np.int64), (s.kind, np.int8), (s.src, np.int32),
+               (s.dst, np.int32), (engine, np.int8), (np.where(group >= 0, group - first, -1), np.int64),
+               (s.in_ptr - s.in_ptr[0], np.int64), (s.in_loc, np.int32))
+    return b"".join(np.ascontiguousarray(a, dtype).tobytes() for a, dtype in columns)
 
 
 def flow_bytes(schedule, op_bytes, first=0):
@@ -415,104 +503,148 @@ def _padded(ptr, values, rows):
     return table
 
 
-def _pool(graph, node, attr, resources, cls, label=None):
-    return resources.id((node, attr), f"{node} {label or attr}", cls, graph.nodes[node][attr])
-
-
-def _xfer_usage(graph, path, resources, sink_pool=True, cpu=False):
+def _xfer_usage(resources, path, sink_pool=True, cpu=False):
     """Usage of a copy along ``path``; ``sink_pool=False``: the last node only reads (a reduce engine);
     ``cpu``: CPU threads store the bytes (see :func:`_store_engine`)."""
+    nodes, succ = resources.nodes, resources.succ
     usage, latency = {}, 0.0
     if cpu:
-        usage.update(_store_engine(graph, path, resources))
+        usage.update(_store_engine(resources, path))
     for u, v in zip(path, path[1:]):
-        edge = graph.edges[u, v]
-        rid = resources.id((u, v), f"{u}->{v}", link_class(graph, u, v), edge["bandwidth"])
+        rid = resources.link(u, v)
         usage[rid] = usage.get(rid, 0.0) + 1.0
-        latency += edge.get("latency", 0.0)
+        latency += succ[u][v].get("latency", 0.0)
+    if sink_pool:  # a transfer of its own, not a reduce reading a remote input
+        latency += _op_cost(resources.mpi, nodes, path[0], path[-1])
+        usage.update(_pair_pool(resources, path[0], path[-1]))
     for v in path:
-        attrs = graph.nodes[v]
+        attrs = nodes[v]
         latency += attrs.get("latency", 0.0)
         if "bandwidth" in attrs and (sink_pool or v != path[-1]):
-            rid = _pool(graph, v, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
+            rid = resources.pool(v, "bandwidth", _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
             usage[rid] = usage.get(rid, 0.0) + 1.0
-    for run in _server_runs(graph, path):
-        if any(graph.nodes[v]["kind"] == "memory" for v in run):
+    for run in _server_runs(nodes, path):
+        if any(nodes[v]["kind"] == "memory" for v in run):
             continue
-        inner = [graph.nodes[v] for v in run[1:-1]]
+        inner = [nodes[v] for v in run[1:-1]]
         pair = [a["p2p_gpu_bandwidth"] for a in inner if "p2p_gpu_bandwidth" in a]
-        if pair and graph.nodes[run[0]]["kind"] == graph.nodes[run[-1]]["kind"] == "gpu":
-            rid = resources.id(("p2p", run[0], run[-1]), f"p2p {run[0]} to {run[-1]}", "p2p gpu-gpu", min(pair))
+        if pair and nodes[run[0]]["kind"] == nodes[run[-1]]["kind"] == "gpu":
+            rid = resources.pair(run[0], run[-1], min(pair))
             usage[rid] = usage.get(rid, 0.0) + 1.0
             continue
         for v in run[1:-1]:
-            if "p2p_bandwidth" in graph.nodes[v]:
-                rid = _pool(graph, v, "p2p_bandwidth", resources, "p2p")
+            if "p2p_bandwidth" in nodes[v]:
+                rid = resources.pool(v, "p2p_bandwidth", "p2p")
                 usage[rid] = usage.get(rid, 0.0) + 1.0
     return usage, latency
 
 
-def _store_engine(graph, path, resources):
-    """The store threads of the last CPU socket on ``path`` (the one next to the GPU written), weight 1."""
-    cpu = next((v for v in reversed(path) if graph.nodes[v]["kind"] == "cpu"), None)
-    if cpu is None or "store_bandwidth" not in graph.nodes[cpu]:
+def op_cost(graph, src, dst):
+    """Software cost of one transfer ``src -> dst`` by its kind, from the topology's ``[mpi]`` table: a
+    *copy* (both ends in one server, not both GPUs: a GPU's copy to or from host memory) pays
+    ``copy_latency``, a *message* (GPU to GPU, or between servers) ``message_latency``; 0 without them.
+
+    >>> from flyersim.topologies import load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> g.graph["mpi"] = {"message_latency": 5e-6, "copy_latency": 1e-6}
+    >>> op_cost(g, "n0/gpu0", "n0/host0"), op_cost(g, "n0/gpu0", "n0/gpu1"), op_cost(g, "n0/host0", "n1/host0")
+    (1e-06, 5e-06, 5e-06)
+    """
+    return _op_cost(graph.graph.get("mpi") or {}, graph.nodes, src, dst)
+
+
+def _op_cost(mpi, nodes, src, dst):
+    if not mpi:
+        return 0.0
+    a, b = nodes[src], nodes[dst]
+    copy = a.get("server") == b.get("server") and not (a["kind"] == b["kind"] == "gpu")
+    return mpi.get("copy_latency" if copy else "message_latency", 0.0)
+
+
+def _pair_pool(resources, src, dst):
+    """``{resource: 1}`` of the pool two servers share for the messages between them, both directions
+    together (``pair_bandwidth`` of the topology's ``[mpi]`` table), for a transfer between servers; else {}.
+
+    >>> from flyersim.topologies import load
+    >>> g = load("fireflyer2", gpus=16)
+    >>> g.graph["mpi"] = {"pair_bandwidth": 1e9}
+    >>> r = _Resources(g)
+    >>> _pair_pool(r, "n1/gpu0", "n0/host0") == _pair_pool(r, "n0/gpu3", "n1/gpu2"), r.names
+    (True, ['n0<->n1 messages'])
+    """
+    cap = resources.mpi.get("pair_bandwidth")
+    a, b = resources.nodes[src].get("server"), resources.nodes[dst].get("server")
+    if cap is None or a is None or b is None or a == b:
         return {}
-    return {_pool(graph, cpu, "store_bandwidth", resources, "cpu stores (gdrcopy)", "gdrcopy stores"): 1.0}
+    key = ("servers", min(a, b), max(a, b))
+    rid = resources.index.get(key)
+    if rid is None:
+        rid = resources._add(key, f"n{key[1]}<->n{key[2]} messages", "mpi pair", cap)
+    return {rid: 1.0}
 
 
-def _server_runs(graph, path):
+def _store_engine(resources, path):
+    """The store threads of the last CPU socket on ``path`` (the one next to the GPU written), weight 1."""
+    nodes = resources.nodes
+    cpu = next((v for v in reversed(path) if nodes[v]["kind"] == "cpu"), None)
+    if cpu is None or "store_bandwidth" not in nodes[cpu]:
+        return {}
+    return {resources.pool(cpu, "store_bandwidth", "cpu stores (gdrcopy)", "gdrcopy stores"): 1.0}
+
+
+def _server_runs(nodes, path):
     """Maximal stretches of ``path`` inside one server."""
     runs, current, server = [], [], None
     for v in path:
-        here = graph.nodes[v].get("server")
+        here = nodes[v].get("server")
         if current and here != server:
             runs.append(current)
             current = []
         current.append(v)
         server = here
     runs.append(current)
-    return [run for run in runs if graph.nodes[run[0]].get("server") is not None]
+    return [run for run in runs if nodes[run[0]].get("server") is not None]
 
 
-def _multicast_usage(graph, paths, resources, cpu=False):
+def _multicast_usage(resources, paths, cpu=False):
     """One read at the source, the union of the paths: a resource on several paths (a shared prefix) counts once;
     with ``cpu``, store threads write every destination, so their engine counts once per path."""
     usage, latency = {}, 0.0
     for path in paths:
-        one, lat = _xfer_usage(graph, path, resources)
+        one, lat = _xfer_usage(resources, path)
         for rid, w in one.items():
             usage[rid] = max(usage.get(rid, 0.0), w)
         latency = max(latency, lat)
     for path in paths if cpu else ():
-        for rid, w in _store_engine(graph, path, resources).items():
+        for rid, w in _store_engine(resources, path).items():
             usage[rid] = usage.get(rid, 0.0) + w
     return usage, latency
 
 
-def _reduce_usage(graph, router, names, loc, in_locs, resources):
+def _reduce_usage(resources, router, names, loc, in_locs):
     """A reduce at ``loc`` by its engine: per output byte, 1 engine unit, 1 read of each input's memory (plus the
     route from that memory to the engine for an input elsewhere, e.g. over xGMI) and 1 write at ``loc``."""
+    nodes = resources.nodes
     location = names[loc]
-    attrs = graph.nodes[location]
+    attrs = nodes[location]
     engine = location if attrs["kind"] == "gpu" else attrs.get("engine")
     if engine is None:
         raise ValueError(f"{location} has no engine to reduce with")
-    usage, latency = {}, graph.nodes[engine].get("reduce_latency", 0.0)
-    if "reduce_bandwidth" in graph.nodes[engine]:
-        cls = f"{graph.nodes[engine]['kind']} reduce"
-        usage[_pool(graph, engine, "reduce_bandwidth", resources, cls)] = 1.0
-    if "reduce_stream_bandwidth" in graph.nodes[engine]:  # threads streaming k inputs and 1 output
-        usage[_pool(graph, engine, "reduce_stream_bandwidth", resources, "cpu reduce threads",
-                     "reduce threads")] = len(in_locs) + 1.0
+    usage, latency = {}, nodes[engine].get("reduce_latency", 0.0)
+    if "reduce_bandwidth" in nodes[engine]:
+        usage[resources.pool(engine, "reduce_bandwidth", f"{nodes[engine]['kind']} reduce")] = 1.0
+    if "reduce_stream_bandwidth" in nodes[engine]:  # threads streaming k inputs and 1 output
+        usage[resources.pool(engine, "reduce_stream_bandwidth", "cpu reduce threads",
+                             "reduce threads")] = len(in_locs) + 1.0
     local = 1 + sum(1 for x in in_locs if x == loc)  # the write and the local reads
     if "bandwidth" in attrs:
-        rid = _pool(graph, location, "bandwidth", resources, _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
+        rid = resources.pool(location, "bandwidth", _POOL_CLASS.get(attrs["kind"], attrs["kind"]))
         usage[rid] = float(local)
     remote = 0.0
     for x in in_locs:
         if x == loc:
             continue
-        one, lat = _xfer_usage(graph, router.path(names[x], engine), resources, sink_pool=False)
+        one, lat = _xfer_usage(resources, router.path(names[x], engine), sink_pool=False)
         for rid, w in one.items():
             usage[rid] = usage.get(rid, 0.0) + w
         remote = max(remote, lat)

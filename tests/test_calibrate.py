@@ -56,7 +56,7 @@ def test_leaf_size_writes_leaves_under_one_spine_link_of_the_measured_uplink_rat
     from flyersim.sim.app.calibrate import toml
 
     base = dict(p2p_bandwidth=1e9, pcie_bandwidth=1e9, host_bandwidth=2e9, reduce_bandwidth=1e9, nic_bandwidth=2e8,
-                link_bandwidth=1e8, gpu_latency=1e-6, pcie_latency=0.0, reduce_latency=1e-6, nic_latency=1e-6)
+                link_bandwidth=1e8, message_latency=1e-6, copy_latency=1e-6, reduce_latency=1e-6, nic_latency=1e-6)
     for uplink in (0.6e8, 1.9e8):  # a spine slower than one node link, and one faster
         graph = topologies.loads(toml(_figures(**base, uplink_bandwidth=uplink), 4, 1, "cmd", leaf_size=2))
         leaf_up = [(u, v) for u, v in graph.edges if u == "z0/leaf0" and v.startswith("z0/spine")]
@@ -74,9 +74,62 @@ def test_a_measured_switch_pool_is_shared_by_every_flow_through_the_switch():
     from flyersim.sim.app.runner import run_sizes
 
     base = dict(p2p_bandwidth=1e10, pcie_bandwidth=1e10, host_bandwidth=2e10, reduce_bandwidth=1e10,
-                nic_bandwidth=2e8, link_bandwidth=1e8, gpu_latency=0.0, pcie_latency=0.0, reduce_latency=0.0,
+                nic_bandwidth=2e8, link_bandwidth=1e8, message_latency=0.0, copy_latency=0.0, reduce_latency=0.0,
                 nic_latency=0.0)
     free, = run_sizes(topologies.loads(toml(_figures(**base), 4, 1, "cmd")), ["ring"], [64 << 20])
     pooled, = run_sizes(topologies.loads(toml(_figures(**base, switch_bandwidth=2e8), 4, 1, "cmd")), ["ring"],
                         [64 << 20])
     assert pooled["time_s"] == pytest.approx(2 * free["time_s"], rel=0.01)  # the reduces do not double
+
+
+def _quick(nodes=2, gpus=2, **over):
+    """A calibrated nodes x gpus topology; bandwidths not given never bind."""
+    from flyersim.sim.app.calibrate import toml
+
+    base = dict(p2p_bandwidth=1e15, pcie_bandwidth=1e15, host_bandwidth=1e15, reduce_bandwidth=1e15,
+                nic_bandwidth=1e15, link_bandwidth=1e15, message_latency=0.0, copy_latency=0.0, reduce_latency=0.0,
+                nic_latency=0.0)
+    return topologies.loads(toml(_figures(**{**base, **over}), nodes, gpus, "cmd"))
+
+
+def test_a_message_pays_message_latency_once_and_a_local_copy_only_copy_latency():
+    """Op-kind-aware costs: a ring of 4 GPUs is 2 x 3 dependent messages (each 1 ms, whichever ends), and
+    no local copy; HFReduce's GPU<->host copies pay copy_latency (no message), its host-to-host
+    messages message_latency (no GPU end)."""
+    from flyersim.sim.app.runner import run_sizes
+
+    ms = 1e-3
+    (ring,) = run_sizes(_quick(message_latency=ms), ["ring"], [4096])
+    assert ring["time_s"] == pytest.approx(6 * ms, rel=1e-6)
+    (only_copies,) = run_sizes(_quick(copy_latency=ms), ["ring"], [4096])
+    assert only_copies["time_s"] < 1e-9
+    (hf_copy,) = run_sizes(_quick(copy_latency=ms), ["hfreduce"], [4096])
+    (hf_msg,) = run_sizes(_quick(message_latency=ms), ["hfreduce"], [4096])
+    assert hf_copy["time_s"] >= 2 * ms * (1 - 1e-9)  # at least a D2H and an H2D in series
+    assert hf_msg["time_s"] >= ms * (1 - 1e-9)  # the two nodes' hosts exchange at least once
+
+
+def test_mpi_table_unknown_key_is_one_clear_line():
+    from flyersim.sim.app.calibrate import toml
+
+    good = toml(_figures(p2p_bandwidth=1e9, pcie_bandwidth=1e9, host_bandwidth=1e9, reduce_bandwidth=1e9,
+                         nic_bandwidth=1e9, link_bandwidth=1e9, message_latency=1e-6, copy_latency=1e-6,
+                         reduce_latency=1e-6, nic_latency=1e-6), 2, 1, "cmd")
+    with pytest.raises(topologies.TopologyError, match=r"unknown key 'mpi.message_latncy'"):
+        topologies.loads(good.replace("message_latency = \"$message", "message_latncy = \"$message"))
+
+
+def test_pair_pool_binds_exchanges_between_two_nodes_not_one_way_traffic():
+    """[mpi] pair_bandwidth: two nodes exchanging share it (both directions together); a ring of four
+    nodes, one way between each pair of nodes, does not meet it when it is above one link's rate."""
+    from flyersim.sim.app.runner import run_sizes
+
+    fast = dict(message_latency=0.0, link_bandwidth=1e8, nic_bandwidth=2e8)
+    (free,) = run_sizes(_quick(**fast), ["rabenseifner"], [64 << 20])
+    (pooled,) = run_sizes(_quick(**fast, pair_bandwidth=1e8), ["rabenseifner"], [64 << 20])
+    assert pooled["time_s"] == pytest.approx(2 * free["time_s"], rel=0.01)  # 2 nodes: every network op exchanges
+    (ring,) = run_sizes(_quick(4, 1, **fast), ["ring"], [64 << 20])
+    (ring_pooled,) = run_sizes(_quick(4, 1, **fast, pair_bandwidth=1.5e8), ["ring"], [64 << 20])
+    assert ring_pooled["time_s"] == pytest.approx(ring["time_s"], rel=1e-9)
+    (ring_slow,) = run_sizes(_quick(4, 1, **fast, pair_bandwidth=0.5e8), ["ring"], [64 << 20])
+    assert ring_slow["time_s"] == pytest.approx(2 * ring["time_s"], rel=0.01)  # below one link: it binds

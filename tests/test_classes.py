@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from flyersim.sim.classes import solve
+from flyersim.sim.classes import scratch, solve
 from flyersim.sim.fluid import Network
 
 
@@ -20,7 +20,7 @@ def _solve(routes, cls, weights, capacity, arbitrated=None, rate=None):
     bott = np.empty(n, np.int32)
     solve(np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32), np.array(cls, np.int32),
           np.array([weights[c] for c in cls], np.float64), out, bott, ptr, res, weight, cap, arb,
-          np.full(cap.size, -1, np.int32))
+          np.full(cap.size, -1, np.int32), scratch(n, weight.size, cap.size))
     return out
 
 

@@ -48,3 +48,14 @@ def test_routes_cover_what_nccl_search_rates():
     assert [link.kind for link in out if link.network] == ["ib", "ib"]   # NIC -> leaf -> NIC
     assert out[0].name == "n0/gpu7->n0/rp6" and out[0].kind == "pcie"
     assert routes["n0/gpu3", "n0/gpu3"] == ()
+
+
+def test_routes_are_found_when_looked_up_and_list_their_keys():
+    routes = server_routes(load("fireflyer2", gpus=16))  # 8 GPUs, 2 host memories, 8 GPUs of server 1
+    keys = list(routes)
+    assert len(keys) == len(set(keys)) == len(routes) == 8 * 8 + 2 * 8 * 2 + (8 + 2) * 8
+    assert not routes.found                                        # nothing routed yet
+    assert routes["n0/gpu0", "n1/gpu0"] is routes["n0/gpu0", "n1/gpu0"]  # found once, kept
+    assert ("n1/gpu0", "n0/gpu0") not in routes and ("n0/gpu0", "z0/leaf0") not in routes
+    with pytest.raises(KeyError):
+        routes["n1/gpu0", "n0/gpu0"]

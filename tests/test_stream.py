@@ -21,7 +21,7 @@ def cluster():
     return graph, layout, search_of(graph, layout)
 
 
-def _both(graph, layout, search, algo, lookahead, size=186 * MiB):
+def _both(graph, layout, search, algo, lookahead, size=186 * MiB, min_ops=1):
     key = collectives.schedule_key(algo, layout, size, "allreduce", search)
     whole = collectives.build(key[0], layout, "allreduce", nbytes=key[1], search=search)
     tries = []
@@ -33,17 +33,20 @@ def _both(graph, layout, search, algo, lookahead, size=186 * MiB):
 
     engine._run_stream = counting
     try:
-        streamed = engine.simulate_stream(lambda: stream(key[0], layout, "allreduce", nbytes=key[1], search=search),
+        streamed = engine.simulate_stream(lambda: stream(key[0], layout, "allreduce", nbytes=key[1], search=search,
+                                                         min_ops=min_ops),
                                           graph, size, timeline=True, lookahead=lookahead)
     finally:
         engine._run_stream = run_stream
     return engine.simulate(whole, build_routes(graph, whole), size), streamed, tries
 
 
+@pytest.mark.parametrize("min_ops", [1, 1000])
 @pytest.mark.parametrize("algo", ["ring", "hfreduce", "nccl", "dbtree", "hier", "rabenseifner"])
-def test_a_streamed_run_is_the_materialised_run_bit_for_bit(cluster, algo):
-    # a look-ahead of 8 ops keeps only a few batches in the window (and forces restarts where it is too short)
-    whole, streamed, tries = _both(*cluster, algo, lookahead=8)
+def test_a_streamed_run_is_the_materialised_run_bit_for_bit(cluster, algo, min_ops):
+    # a look-ahead of 8 ops keeps only a few batches in the window (and forces restarts where it is too short);
+    # batches of one builder call each (min_ops=1), or several merged
+    whole, streamed, tries = _both(*cluster, algo, lookahead=8, min_ops=min_ops)
     assert streamed.num_ops == whole.num_ops and streamed.schedule.num_ops == 0
     assert streamed.end_at.tobytes() == whole.end_at.tobytes() and streamed.time == whole.time
     assert streamed.ready_at.tobytes() == whole.ready_at.tobytes()
@@ -55,20 +58,26 @@ def test_a_streamed_run_is_the_materialised_run_bit_for_bit(cluster, algo):
 
 def test_a_ring_streams_in_a_window_of_a_few_steps(cluster):
     graph, layout, search = cluster
-    sizes = []
+    windows = {}
     original = Network.append
 
-    def spy(net, *args, **kw):
-        original(net, *args, **kw)
-        sizes.append(net.window)
+    def run(min_ops):
+        def spy(net, *args, **kw):
+            original(net, *args, **kw)
+            windows[min_ops] = max(windows.get(min_ops, 0), net.window)
 
-    Network.append = spy
-    try:
-        run = engine.simulate_stream(lambda: stream("ring", layout), graph, 186 * MiB, lookahead=64)
-    finally:
-        Network.append = original
-    # 32 ranks, 3 * 32 * 31 ops; the window never holds more than a handful of 32-op steps
-    assert run.num_ops == 2976 and max(sizes) <= 1024 and run.end_at is None and run.time > 0
+        Network.append = spy
+        try:
+            return engine.simulate_stream(lambda: stream("ring", layout, min_ops=min_ops), graph, 186 * MiB,
+                                          lookahead=64)
+        finally:
+            Network.append = original
+
+    one, merged = run(1), run(512)
+    # 32 ranks, 3 * 32 * 31 ops; the window never holds more than a handful of 32-op steps (merged: the
+    # look-ahead and a few batches of 16 steps)
+    assert one.num_ops == 2976 and windows[1] <= 1024 and one.end_at is None and one.time > 0
+    assert merged.time == one.time and windows[512] <= 2048
 
 
 def test_a_run_without_timeline_keeps_aggregates_only(cluster):
@@ -104,7 +113,7 @@ def test_a_builder_error_reaches_the_consumer():
         b.xfer(src=0, dst=1, span=(0, 2, 1))  # a bad span, raised in the builder's thread
         return b.build()
 
-    s = Stream(broken)
+    s = Stream(broken, min_ops=1)
     assert next(s)[1].num_ops == 1
     with pytest.raises(ValueError, match="bad span"):
         list(s)
@@ -119,16 +128,39 @@ def test_an_algorithm_with_two_builders_cannot_stream():
         list(Stream(two))
 
 
-def test_route_table_numbers_routes_as_build_routes(cluster):
+@pytest.mark.parametrize("algo", ["hfreduce", "ring", "hier"])  # transfers, reduces, multicasts; repeated steps
+def test_route_table_numbers_routes_as_build_routes(cluster, algo):
     graph, layout, search = cluster
-    whole = collectives.build("hfreduce", layout, nbytes=186 * MiB)  # transfers, reduces and multicasts
+    whole = collectives.build(algo, layout, nbytes=186 * MiB)
     expected = build_routes(graph, whole)
-    table = RouteTable(graph, layout, "hfreduce")
-    found = np.concatenate([table.add(batch, first) for first, batch in stream("hfreduce", layout, nbytes=186 * MiB)])
+    table = RouteTable(graph, layout, algo)
+    found = np.concatenate([table.add(batch, first) for first, batch in stream(algo, layout, nbytes=186 * MiB)])
     fields, renumber = table.routes()
     assert fields[0] == expected.names and np.array_equal(renumber[found], expected.op_route)
     for got, want in zip(fields[2:], (expected.capacity, expected.rptr, expected.rres, expected.rw, expected.rlat)):
         assert np.array_equal(got, want)
+
+
+def test_a_batch_shaped_like_a_recent_one_takes_its_routes_and_only_then():
+    graph = topologies.load("fireflyer2", gpus=16)
+    table = RouteTable(graph, layout_of(graph), "demo")
+    b = ScheduleBuilder(layout_of(graph), "allreduce", "demo", buffers=("data", "recv"))
+    b.xfer(src=[0, 1], dst=[1, 2], span=(0, 1, 2))
+    b.xfer(src=[0, 1], dst=[1, 2], span=(1, 2, 2), dst_buf="recv")   # same shapes, other bytes and buffers
+    b.xfer(src=[1, 0], dst=[2, 1], span=(1, 2, 2))                   # the same pairs, in another order
+    b.xfer(src=[0, 1], dst=[1, 2], span=(1, 2, 2), engine="cpu")     # copied by the CPU: another route
+    s = b.build()
+    routes = [table.add(_rows(s, i, i + 2), i) for i in range(0, 8, 2)]
+    assert routes[1] is routes[0]
+    assert routes[2].tolist() == routes[0].tolist()[::-1] and routes[3][0] not in routes[0]
+
+
+def _rows(s, lo, hi):
+    """Ops ``lo..hi-1`` of a schedule whose ops have one input each and no dependencies, as a schedule."""
+    from dataclasses import replace
+    cols = {k: getattr(s, k)[lo:hi] for k in ("kind", "src", "dst", "out", "lo", "hi", "den", "in_buf", "in_loc",
+                                               "group", "engine")}
+    return replace(s, in_ptr=np.arange(hi - lo + 1), dep_ptr=np.zeros(hi - lo + 1, np.int64), **cols)
 
 
 def test_a_window_that_outgrows_the_memory_limit_stops_the_run_with_one_line(cluster):

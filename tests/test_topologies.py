@@ -304,3 +304,17 @@ def test_nccl_platform_table_is_checked(nccl, message):
     with pytest.raises(TopologyError, match=message):
         load("fireflyer2", gpus=8, overrides=nccl)
     assert load("fireflyer2", gpus=8).graph["nccl"] == {"version": (2, 10), "net_gdr_level": "PHB"}
+
+
+def test_validate_names_the_first_gpu_cut_off_from_host_memory_or_from_gpu0():
+    g = load("single-switch", nodes=2).copy()
+    g.remove_edges_from([("n0/cpu0", "n0/host0"), ("n0/host0", "n0/cpu0")])  # server 0's memory cut off
+    with pytest.raises(TopologyError, match="GPU n0/gpu0 has no path to host memory in its server"):
+        validate(g)
+    g = load("single-switch", nodes=2).copy()
+    g.remove_edges_from([("n1/gpu2", "n1/cpu0"), ("n1/cpu0", "n1/gpu2")])
+    g.add_edge("n1/gpu2", "n1/gpu3", bandwidth=1e9, latency=0.0)  # still linked both ways, to a GPU cut off
+    g.add_edge("n1/gpu3", "n1/gpu2", bandwidth=1e9, latency=0.0)
+    g.remove_edges_from([("n1/gpu3", "n1/cpu0"), ("n1/cpu0", "n1/gpu3")])
+    with pytest.raises(TopologyError, match="GPU n1/gpu2 has no path to n0/gpu0"):
+        validate(g)

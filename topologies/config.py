@@ -56,7 +56,8 @@ DEVICE_PREFIX = {  # kind -> name prefix of a server.device entry
     "memory": "host", "cpu": "cpu", "rootport": "rp", "nic": "nic",
     "pcieswitch": "pciesw", "nvswitch": "nvswitch",
 }
-_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network", "nccl"}
+_TOP_KEYS = {"name", "description", "base", "nodes", "parameters", "server", "network", "nccl", "mpi"}
+MPI_KEYS = {"message_latency": "time", "copy_latency": "time", "pair_bandwidth": "bandwidth"}  # [mpi] (sim.routes)
 NCCL_KEYS = {"version", "net_gdr_level"}  # the NCCL a cluster runs: release, NCCL_NET_GDR_LEVEL
 NCCL_PATH_LEVELS = ("LOC", "NVL", "PIX", "PXB", "PHB", "SYS")  # NCCL src/graph/topo.h PATH_* names
 _SERVER_KEYS = {"gpus", "sockets", "nvlink_pairs", "nvlink_bandwidth", "nvlink_latency",
@@ -90,6 +91,7 @@ class Spec:
     cpu_model: str = None  # a key of facts.CPU_MODELS, None when not stated
     gpu_model: str = None  # a key of facts.GPU_MODELS, None when not stated
     nccl: dict = None   # {"version": (2, 10), "net_gdr_level": "PHB"}, the keys given in [nccl]
+    mpi: dict = None    # {"message_latency": s, "copy_latency": s}, the keys given in [mpi]
     ranges: dict = None  # parameter -> (low, high), parsed, for the parameters used that declare a range
 
 
@@ -329,8 +331,24 @@ def _parse(raw):
         gpu=values.pools(server.get("gpu", {}), _GPU_KEYS, "server.gpu"),
         devices=devices, links=links, network=_network(net, values),
         cpu_model=_model(server, "cpu_model", CPU_MODELS), gpu_model=_model(server, "gpu_model", GPU_MODELS),
-        nccl=_nccl(raw.get("nccl", {})), ranges=values.ranges,
+        nccl=_nccl(raw.get("nccl", {})), mpi=_mpi(raw.get("mpi", {}), values), ranges=values.ranges,
     )
+
+
+def _mpi(table, values):
+    """The ``[mpi]`` platform table, the message-passing library that runs the schedules (``sim.routes``):
+    software cost per op by kind, ``message_latency`` per message and ``copy_latency`` per local copy;
+    ``pair_bandwidth``, what it carries between two servers, both directions together.
+
+    >>> _mpi({"message_latency": "10us"}, _Values({}))
+    {'message_latency': 1e-05}
+    """
+    if not isinstance(table, dict):
+        raise TopologyError("mpi: must be a table ([mpi])")
+    _check_keys(table, MPI_KEYS, "mpi.", "mpi")
+    parsers = {"time": parse_time, "bandwidth": parse_bandwidth}
+    return {key: values.get(table[key], parsers[kind], f"mpi.{key}") for key, kind in MPI_KEYS.items()
+            if key in table}
 
 
 def _nccl(table):

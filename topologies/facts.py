@@ -30,6 +30,7 @@ all. The facts know no algorithm; collective algorithms read them through
 'NVL'
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -118,14 +119,55 @@ def server_facts(graph):
 
 
 def server_routes(graph):
-    """Routes NCCL's search rates, as ``{(src, dst): (Link, ...)}`` over graph node names.
+    """Routes NCCL's search rates, as a mapping ``{(src, dst): (Link, ...)}`` over graph node names.
 
     Between the GPUs of server 0 (over NVLink when joined by it, as
     :func:`server_facts`'s ``gpu_paths``), each GPU to and from each host
     memory of server 0, and, with more than one server, every GPU and host
-    memory of server 0 to every GPU of server 1.
+    memory of server 0 to every GPU of server 1. A route is found when first
+    looked up: the search reads a few per GPU of the GPUs^2 listed.
     """
-    return _Server(graph).routes()
+    return _Routes(_Server(graph))
+
+
+class _Routes(Mapping):
+    """:func:`server_routes`' mapping: its keys in a fixed order, each route found (and kept) when looked up."""
+
+    def __init__(self, server):
+        self.server, self.found = server, {}
+        self.hosts = [f"n0/host{s}" for s in range(server.sockets)]
+        self.remote = [f"n1/gpu{j}" for j in range(server.g)] if server.graph.graph["nodes"] > 1 else []
+        self.sets = [set(x) for x in (server.gpus, self.hosts, self.remote)]
+
+    def __getitem__(self, key):
+        route = self.found.get(key)
+        if route is None:
+            if key not in self:
+                raise KeyError(key)
+            a, b = key
+            gpus = self.sets[0]
+            path = self.server.gpu_path(a, b) if a in gpus and b in gpus else self.server.router.path(a, b)
+            route = self.found[key] = self.server.links(path)
+        return route
+
+    def __contains__(self, key):
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return False
+        a, b = key
+        gpus, hosts, remote = self.sets
+        return (a in gpus and (b in gpus or b in hosts)) or (a in hosts and b in gpus) or \
+            ((a in gpus or a in hosts) and b in remote)
+
+    def __iter__(self):
+        gpus, hosts = self.server.gpus, self.hosts
+        yield from ((a, b) for a in gpus for b in gpus)
+        yield from ((a, h) for a in gpus for h in hosts)
+        yield from ((h, a) for a in gpus for h in hosts)
+        yield from ((a, b) for a in gpus + hosts for b in self.remote)
+
+    def __len__(self):
+        g, h = len(self.server.gpus), len(self.hosts)
+        return g * g + 2 * g * h + (g + h) * len(self.remote)
 
 
 class _Server:
@@ -178,12 +220,3 @@ class _Server:
                           graph.nodes[u].get("server") is None or graph.nodes[v].get("server") is None)
                      for u, v in zip(path, path[1:]))
 
-    def routes(self):
-        hosts = [f"n0/host{s}" for s in range(self.sockets)]
-        out = {(a, b): self.links(self.gpu_path(a, b)) for a in self.gpus for b in self.gpus}
-        out.update({(a, h): self.links(self.router.path(a, h)) for a in self.gpus for h in hosts})
-        out.update({(h, a): self.links(self.router.path(h, a)) for a in self.gpus for h in hosts})
-        if self.graph.graph["nodes"] > 1:
-            remote = [f"n1/gpu{j}" for j in range(self.g)]
-            out.update({(a, b): self.links(self.router.path(a, b)) for a in self.gpus + hosts for b in remote})
-        return out

@@ -42,6 +42,7 @@ class Router:
         network = {n for n, kind in graph.nodes(data="kind") if kind in ("switch", "nic")}
         self._net = {n: [m for m in graph.successors(n) if m in network] for n in graph if n in network}
         self._local_paths = {}
+        self._pred = {}  # local source -> its shortest-path predecessors inside a server (nx.predecessor)
         self._nic_hops = {}
         self._dist = {}
         self._below = {}
@@ -108,11 +109,14 @@ class Router:
         prefix, local_src = src.split("/", 1)
         pair = (local_src, local_dst)
         if pair not in self._local_paths:
-            try:
-                self._local_paths[pair] = max(nx.all_shortest_paths(self._local, *pair),
-                                              key=lambda path: width(self._local, path))
-            except nx.NetworkXNoPath:
-                raise TopologyError(f"no path from {local_src} to {local_dst} inside a server") from None
+            pred = self._pred.get(local_src)
+            if pred is None:  # one search per source, not per pair (a 512-GPU server has 512^2 pairs)
+                pred = self._pred[local_src] = nx.predecessor(self._local, local_src)
+            if local_dst not in pred:
+                raise TopologyError(f"no path from {local_src} to {local_dst} inside a server")
+            paths = list(shortest_paths(pred, local_src, local_dst))
+            self._local_paths[pair] = paths[0] if len(paths) == 1 else max(
+                paths, key=lambda path: width(self._local, path))
         return [f"{prefix}/{n}" for n in self._local_paths[pair]]
 
     def _nearest_nic(self, node, key):
@@ -187,6 +191,36 @@ class Router:
         return out
 
 
+def shortest_paths(pred, source, target):
+    """Every shortest path ``source`` .. ``target`` given ``pred = nx.predecessor(graph, source)``, in the order
+    ``nx.all_shortest_paths(graph, source, target)`` yields them (its enumeration, over a search done once per
+    source).
+
+    >>> g = nx.DiGraph([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")])
+    >>> list(shortest_paths(nx.predecessor(g, "a"), "a", "d")) == list(nx.all_shortest_paths(g, "a", "d"))
+    True
+    """
+    seen, stack, top = {target}, [[target, 0]], 0
+    while top >= 0:
+        node, i = stack[top]
+        if node == source:
+            yield [p for p, _ in reversed(stack[:top + 1])]
+        if len(pred[node]) > i:
+            stack[top][1] = i + 1
+            nxt = pred[node][i]
+            if nxt in seen:
+                continue
+            seen.add(nxt)
+            top += 1
+            if top == len(stack):
+                stack.append([nxt, 0])
+            else:
+                stack[top][:] = [nxt, 0]
+        else:
+            seen.discard(node)
+            top -= 1
+
+
 def ordered_subgraph(graph, nodes):
     """Copy of the subgraph of ``graph`` induced by ``nodes``, its nodes and edges in ``graph``'s order.
 
@@ -202,7 +236,8 @@ def ordered_subgraph(graph, nodes):
     sub = graph.__class__()
     sub.graph.update(graph.graph)
     sub.add_nodes_from((n, attrs) for n, attrs in graph.nodes(data=True) if n in keep)
-    sub.add_edges_from((u, v, attrs) for u, v, attrs in graph.edges(data=True) if u in keep and v in keep)
+    adj = graph.adj  # the kept nodes' links only (one server of 10,000 GPUs: not the whole graph's 55,000)
+    sub.add_edges_from((u, v, attrs) for u in list(sub) for v, attrs in adj[u].items() if v in keep)
     return sub
 
 

@@ -9,8 +9,6 @@ flyersim.topologies.errors.TopologyError: empty: nodes must be at least 1, got 0
 
 import math
 
-import networkx as nx
-
 from .errors import TopologyError
 
 KINDS = {"gpu", "memory", "cpu", "rootport", "pcieswitch", "nic", "nvswitch", "switch"}
@@ -29,13 +27,15 @@ def validate(graph):
         raise TopologyError(f"{name}: nodes must be at least 1, got {nodes}")
     for node, attrs in graph.nodes(data=True):
         _check_node(node, attrs)
-    for a, b, attrs in graph.edges(data=True):
-        _check_edge(a, b, attrs, graph)
+    succ = dict(graph.adjacency())  # plain dicts: a 10,000-GPU graph has 55,000 links to check
+    for a, nbrs in succ.items():
+        for b, attrs in nbrs.items():
+            _check_edge(a, b, attrs, succ)
     gpus = [n for n, kind in graph.nodes(data="kind") if kind == "gpu"]
     if len(gpus) != nodes * graph.graph["gpus_per_node"]:
         raise TopologyError(f"{name}: {len(gpus)} GPUs is not {nodes} nodes x "
                             f"{graph.graph['gpus_per_node']} GPUs per node")
-    _check_connected(graph, gpus)
+    _check_connected(graph, gpus, succ)
     return graph
 
 
@@ -54,12 +54,12 @@ def _check_node(node, attrs):
             raise TopologyError(f"node {node}: {pool} must be positive, got {value!r}")
 
 
-def _check_edge(a, b, attrs, graph):
+def _check_edge(a, b, attrs, succ):
     if not _positive(attrs.get("bandwidth")):
         raise TopologyError(f"link {a} -> {b}: bandwidth must be positive, got {attrs.get('bandwidth')!r}")
     if not _positive(attrs.get("latency"), allow_zero=True):
         raise TopologyError(f"link {a} -> {b}: latency must be >= 0, got {attrs.get('latency')!r}")
-    if not graph.has_edge(b, a):
+    if a not in succ[b]:
         raise TopologyError(f"link {a} -> {b} has no reverse direction (links are duplex)")
 
 
@@ -69,13 +69,39 @@ def _positive(value, allow_zero=False):
     return value >= 0 if allow_zero else value > 0
 
 
-def _check_connected(graph, gpus):
+def _check_connected(graph, gpus, succ):
     """Every GPU reaches every other GPU, and host memory inside its own server."""
-    reached = nx.descendants(graph, gpus[0]) | {gpus[0]}
+    reached = _reachable(succ, gpus[0])
     for gpu in gpus:
         if gpu not in reached:
             raise TopologyError(f"{graph.graph['name']}: GPU {gpu} has no path to {gpus[0]}")
-    own = graph.subgraph(n for n, s in graph.nodes(data="server") if s == 0)
+    own = {n for n, s in graph.nodes(data="server") if s == 0}
+    # what reaches host memory inside server 0: one search back from its memories, not one per GPU
+    near = {n for n in own if graph.nodes[n]["kind"] == "memory"}
+    frontier, pred = list(near), graph.pred
+    while frontier:
+        found = []
+        for node in frontier:
+            for p in pred[node]:
+                if p in own and p not in near:
+                    near.add(p)
+                    found.append(p)
+        frontier = found
     for gpu in (g for g in gpus if g in own):
-        if not any(own.nodes[n]["kind"] == "memory" for n in nx.descendants(own, gpu)):
+        if gpu not in near:
             raise TopologyError(f"{graph.graph['name']}: GPU {gpu} has no path to host memory in its server")
+
+
+def _reachable(succ, source):
+    """The nodes ``source`` reaches (itself included) over the adjacency ``succ``: ``nx.descendants``
+    without its per-edge generator (a third of a 10,000-GPU topology's validation)."""
+    seen, frontier = {source}, [source]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for n in succ[node]:
+                if n not in seen:
+                    seen.add(n)
+                    nxt.append(n)
+        frontier = nxt
+    return seen

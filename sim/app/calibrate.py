@@ -8,13 +8,17 @@ writes a single-switch cluster of N/g nodes x g GPUs (one GPU per rank):
 =================  ==============================================================
 parameter          measured as
 =================  ==============================================================
-gpu_latency        the per-message software cost, paid at each end: LogGP ``o``
-                   (time per ``Isend`` call in a train of 64 8 B messages,
-                   between two nodes' leaders, else inside a node) plus half
-                   what a 1-element message through the MPI executor (a chain
-                   of dependent transfers) takes beyond a raw ping-pong
-pcie_latency       half the 8 B one-way time inside a node beyond ``2 o``
-                   (LogGP ``L``; a GPU-to-GPU path crosses two GPU links)
+message_latency    ``[mpi]``, per message (GPU to GPU, or between nodes): the
+                   8 B one-way time of a raw ping-pong inside a node (LogGP
+                   ``o + L + o``) plus what ``--size`` messages posted
+                   together through the MPI executor (between two nodes'
+                   leaders, else inside a node) take each beyond raw
+                   ``Isend``/``Irecv`` of the same messages: the part of the
+                   executor's per-message cost that other messages on the
+                   wire do not hide
+copy_latency       ``[mpi]``, per local copy (a GPU to or from its node's host
+                   memory: no message): a chain of dependent 1-element copies
+                   through the executor, per copy
 p2p_bandwidth      the node's shared-memory transport: per-direction rate of
                    simultaneous Isend/Irecv exchanges between rank pairs of a node,
                    ``size / (t - 8 B time)``, times the ranks exchanging at once
@@ -32,22 +36,44 @@ link_bandwidth     per direction: every rank of node 0 sending ``max(size, 4 MiB
                    sustained rate: with a 256 KiB tbf bucket, 128 KiB
                    exchanges ran at twice the 1 Gbit/s line rate)
 nic_bandwidth      both directions together: every rank of nodes 0 and 1
-                   exchanging with its counterpart at once (at least
-                   link_bandwidth); a full-duplex NIC gives 2 x link_bandwidth
-                   (the convention of :mod:`flyersim.sim.routes`)
+                   sending one way to its counterpart at once, ranks of odd
+                   local index the other way (each rank one way, both
+                   directions of each NIC loaded; with one rank per node an
+                   exchange, = pair_bandwidth), at least link_bandwidth; a
+                   full-duplex NIC gives 2 x link_bandwidth (the convention
+                   of :mod:`flyersim.sim.routes`)
+pair_bandwidth     ``[mpi]``, both directions together: every rank of nodes 0
+                   and 1 exchanging with its counterpart at once (``Isend`` +
+                   ``Irecv``, each rank both ways): what the transport
+                   carries between two hosts that exchange, taken by every
+                   message between those two nodes
 nic_latency        half the 8 B one-way time between node leaders beyond the
                    one inside a node
 switch_bandwidth   with 3 nodes or more, one switch: everything the network
-                   carried at once when every rank of every node exchanged with
-                   its counterpart on a partner node (all pairs of a round at
-                   once, median of the rounds that pair every node with every
-                   other); the switch's pool, all directions together
+                   carried at once when every rank of every node sent to its
+                   counterpart on a partner node (odd local ranks the other
+                   way), all pairs of a round at once, median of the rounds
+                   that pair every node with every other; the switch's pool,
+                   all directions together
 uplink_bandwidth   with ``--leaf-size K``: per direction, every rank of leaf 0's
                    nodes sending to its counterpart on leaf 1's at once; written
                    as one spine link of that rate per leaf (and no switch pool)
 =================  ==============================================================
 
-Every network figure moves all ranks of the nodes involved at once, as a
+Exchanges and one-way traffic are measured apart because the emulated nodes
+(``tests/cluster``, MPICH over TCP) carry far less when two nodes exchange than
+when each rank sends one way: at 300 Mbit/s per direction, 36 MB/s one way,
+40-49 MB/s in all when nodes 0 and 1 exchange, while a ring (each rank sending
+to the next node and receiving from the previous, on other ranks) moved 32 MB/s
+each way through every node's link at once, and nodes 0 and 1 carried 68 MB/s in
+all when half their ranks sent each way (each rank one way). So the NIC's pool
+is measured with each rank one way, and an exchange's lower figure is a pool of
+the pair of nodes (``pair_bandwidth``, in ``[mpi]``: a property of the
+transport, not of a wire) that every message between those two nodes takes:
+Rabenseifner's exchanges meet it, a ring over three nodes or more (one way
+between each pair of nodes) does not. A coarse model: on two nodes a ring's
+traffic goes both ways between the one pair and meets the pool, though the
+emulation carried 68 MB/s for that pattern. Every network figure moves all ranks of the nodes involved at once, as a
 collective does: on emulated nodes (``tests/cluster``) a single pair of ranks
 exchanging reached about half what a link carries one way (59 against 112 MB/s
 per direction on a 1 Gbit/s link, 8 ranks on 2 cores), and two pairs through
@@ -58,12 +84,31 @@ TCP traffic, which the switch pool holds; on a real non-blocking switch it is
 the sum of the links and never binds.
 
 With one physical node the network figures are the intra-node ones (the
-"nodes" share memory). LogGP's gap ``g`` per short message is measured and
-written as a comment, not used: the model charges a per-message cost as a
-delay (``o`` at each end), and ``g`` (the least interval between two sends of
-one rank) only matters to trains of messages shorter than ``g`` x bandwidth
-(about 10 KiB on the emulated nodes: ``g`` up to 0.08 ms at 110 MB/s), while
-every schedule validated sends one message per step of at least S / ranks.
+"nodes" share memory).
+
+**Per-op software costs, by op kind.** The executor runs a transfer between
+two ranks as a message (``Isend``/``Irecv``, its progress loop) and a GPU's
+copy to or from its node's host memory as a local ``np.copyto`` with no
+message, so the two are measured apart (``message_latency``,
+``copy_latency``) and charged per op by kind (:func:`flyersim.sim.routes.op_cost`),
+not per GPU end: a host-to-host message between nodes (HFReduce's network
+stage) pays a whole message, a local copy no part of one. A message's cost is
+a delay before its bytes move, in series with them as LogGP has it for a
+message that waits for the one before (``o + L + k G + o``); it holds no
+wire, so other transfers use the links meanwhile. What the library (and the
+kernel below it) does while messages are on the wire is not a cost in series:
+every schedule validated keeps several messages in flight (a ring step sends
+one and receives one on each rank), so the cost charged is measured with
+messages in flight, a few ``--size`` messages posted at once through the
+executor minus the same as raw ``Isend`` calls. A chain of dependent messages
+(nothing else in flight) hides none of it and is written as a comment: on 4
+emulated nodes x 2 ranks at 300 Mbit/s under load, 2 MiB messages cost 3.9 ms
+each in flight (IQR 1.7-4.6) and 5.2 ms per dependent hop (3.5-6.1). LogGP's gap ``g`` per short
+message is measured and written as a comment, not used: ``g`` (the least
+interval between two sends of one rank) only matters to trains of messages
+shorter than ``g`` x bandwidth (about 10 KiB on the emulated nodes: ``g`` up to
+0.08 ms at 110 MB/s), while every schedule validated sends one message per
+step of at least S / ranks.
 
 Copies run at very different speeds when their buffers fit in cache and when
 they stream from DRAM, and a topology has one bandwidth per resource. So the
@@ -79,6 +124,7 @@ from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.topologies.units import format_size
 
 
+OVERLAP_SIZE = 64 << 10  # messages above this: fewer hops in the chain and ping-pong of message_latency
 NETWORK_SIZE = 4 << 20  # at least this much per network exchange: a sustained rate, past any burst allowance
 
 
@@ -168,19 +214,26 @@ def measure(comm, size, repeats, leaf_size=None):
         where = "between two ranks of a node"
     peer = b if comm.rank == a else a if comm.rank == b else -1
     o, g = mb.train(comm, peer) if b >= 0 else (zero, zero)
-    raw = mb.pingpong(comm, peer) if b >= 0 else zero
-    hop = mb.chain(comm, a, b) if b >= 0 else zero
+    few = size > OVERLAP_SIZE  # long messages: a few are enough and take long
+    raw = mb.pingpong(comm, peer, 3 if few else 100, 5 if few else 11, nbytes=size) if b >= 0 else zero
+    hop = mb.chain(comm, a, b, 6 if few else 40, 5 if few else 11, count=size // 4) if b >= 0 else zero
+    along, alone = mb.flight(comm, a, b, 4 if few else 16, 5, count=size // 4) if b >= 0 else (zero, zero)
+    local = mb.copies(comm, a)
     if pairs:
         x = mb.rate(size, mb.exchange(comm, intra, size, repeats), lat_intra)
         p["p2p_bandwidth"] = (_scale(x, pairs), "B/s",
                               f"{pairs} x per-direction rate of Isend/Irecv exchanges of {format_size(size)} "
                               f"between rank pairs of a node, all at once, beyond the 8 B time")
-    p["gpu_latency"] = (_plus(o, _scale(_minus(hop, raw), 0.5)), "s",
-                        f"per-message software cost at each end: LogGP o (time per Isend call in a train of 64 "
-                        f"8 B messages {where}) plus half what a message through the MPI executor takes beyond "
-                        f"a raw ping-pong")
-    p["pcie_latency"] = (_minus(_scale(lat_intra, 0.5), o), "s",
-                         "half the 8 B one-way time in a node beyond 2 o (LogGP L inside a node, per GPU link)")
+    p["message_latency"] = (_plus(lat_intra, _minus(along, alone)), "s",
+                            f"per message: the 8 B one-way time in a node plus what {format_size(size)} messages "
+                            f"in flight together through the MPI executor take each beyond raw Isends ({where})")
+    notes.append(f"a dependent chain of {format_size(size)} messages through the executor, per hop beyond a raw "
+                 f"ping-pong ({where}): {_minus(hop, raw)}; not charged (the schedules keep other messages "
+                 f"in flight)")
+    p["copy_latency"] = (local, "s", "per local copy: a chain of 1-element copies between a GPU and host memory "
+                                     "through the MPI executor, per copy")
+    notes.append(f"LogGP o (time per Isend call in a train of 64 8 B messages, {where}): {o}; inside "
+                 f"message_latency")
     notes.append(f"LogGP g (gap per 8 B message in a train, {where}): {g}; not modelled")
     copy = mb.rate(size, mb.memcpy(comm, size, repeats), zero)
     p["pcie_bandwidth"] = (copy, "B/s", f"np.copyto of {format_size(size)} on every rank at once")
@@ -201,9 +254,17 @@ def measure(comm, size, repeats, leaf_size=None):
                                             f"on node 1 at once, one way ({n} streams, the others idle), beyond "
                                             f"the 8 B time")
         both = mb.rate(2 * n * big, mb.streams(comm, peer, way, big, repeats), lat_inter)
-        p["nic_bandwidth"] = (_at_least(both, link), "B/s",
-                              f"both directions together: every rank of nodes 0 and 1 exchanging {what} with its "
-                              f"counterpart at once ({2 * n} streams), at least link_bandwidth")
+        p["pair_bandwidth"] = (both, "B/s", f"[mpi] both directions together: every rank of nodes 0 and 1 "
+                                            f"exchanging {what} with its counterpart at once ({2 * n} streams)")
+        if per_node > 1:  # each rank one way, half of them each way: the NICs' duplex, not an exchange's
+            peer, way = mb.counterpart(comm, of, [(0, 1)], cross=True)
+            duplex = mb.rate(n * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)
+            how = (f"both directions together: every rank of nodes 0 and 1 sending {what} one way to its "
+                   f"counterpart at once, ranks of odd local index the other way ({n} streams), at least "
+                   f"link_bandwidth")
+        else:
+            duplex, how = both, "both directions together: = pair_bandwidth (one rank per node), at least link_bandwidth"
+        p["nic_bandwidth"] = (_at_least(duplex, link), "B/s", how)
         p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s",
                             "half the 8 B one-way time between node leaders beyond the one inside a node")
         if leaf_size:
@@ -219,14 +280,15 @@ def measure(comm, size, repeats, leaf_size=None):
         elif len(leaders) > 2:
             carried = []
             for pairs in mb.rounds(len(leaders)):
-                peer, way = mb.counterpart(comm, of, pairs)
-                m = comm.allreduce(int(way != 0))
-                carried.append(mb.rate(m * big, mb.streams(comm, peer, way, big, repeats), lat_inter))
+                peer, way = mb.counterpart(comm, of, pairs, cross=True)
+                m = comm.allreduce(int(way > 0))
+                carried.append(mb.rate(m * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter))
             middle = sorted(carried, key=lambda f: f.value)[len(carried) // 2]
             p["switch_bandwidth"] = (middle, "B/s",
-                                     f"all directions together: every rank of every node exchanging {what} with "
-                                     f"its counterpart on a partner node, all pairs of a round at once (the "
-                                     f"median of {len(carried)} rounds that pair every node with every other)")
+                                     f"all directions together: every rank of every node sending {what} one way "
+                                     f"to its counterpart on a partner node (odd local ranks the other way), all "
+                                     f"pairs of a round at once (the median of {len(carried)} rounds that pair "
+                                     f"every node with every other)")
     else:
         link = p.get("p2p_bandwidth", (copy,))[0]
         p["link_bandwidth"] = (link, "B/s", "one physical node: the job's nodes talk through shared memory "
@@ -276,8 +338,8 @@ def toml(params, nodes, gpus, command, notes=(), leaf_size=None):
     >>> f = {k: (Figure(2e9, 1e9, 3e9), "B/s", "test") for k in ("p2p_bandwidth", "pcie_bandwidth",
     ...      "host_bandwidth", "reduce_bandwidth", "nic_bandwidth", "link_bandwidth")}
     >>> f.update({k: (Figure(1e-6, 1e-6, 1e-6), "s", "test") for k in
-    ...      ("gpu_latency", "pcie_latency", "reduce_latency", "nic_latency")})
-    >>> import tomllib; tomllib.loads(toml(f, 2, 2, "cmd"))["parameters"]["gpu_latency"]
+    ...      ("message_latency", "copy_latency", "reduce_latency", "nic_latency")})
+    >>> import tomllib; tomllib.loads(toml(f, 2, 2, "cmd"))["parameters"]["message_latency"]
     '1000.0ns'
     """
     lines = [f"{name} = {_value(fig, unit)}".ljust(34) + f"# {how}; median {fig}"
@@ -287,6 +349,7 @@ def toml(params, nodes, gpus, command, notes=(), leaf_size=None):
         lines += [f"p2p_bandwidth = {copy}".ljust(34) + "# one rank per node: no GPU-to-GPU path (= pcie_bandwidth)"]
     parameters = "\n".join(lines)
     measured = "".join(f"# {note}\n" for note in notes)
+    pair = 'pair_bandwidth = "$pair_bandwidth"\n' if "pair_bandwidth" in params else ""
     return f"""# Written by: {command}
 # Each parameter: how it was measured, then the median and quartiles over the repeats. See sim/app/calibrate.py.
 # Capacity convention (sim/routes.py): a link's bandwidth is per direction, a node's pool (the NIC's
@@ -301,7 +364,7 @@ nodes = {nodes}
 [server]
 gpus = {gpus}
 sockets = 1
-gpu = {{ reduce_bandwidth = "$reduce_bandwidth", latency = "$gpu_latency", reduce_latency = "$reduce_latency" }}
+gpu = {{ reduce_bandwidth = "$reduce_bandwidth", reduce_latency = "$reduce_latency" }}
 
 [[server.device]]
 name = "cpu0"
@@ -321,10 +384,10 @@ kind = "nic"
 bandwidth = "$nic_bandwidth"
 latency = "$nic_latency"
 
-[[server.link]]
+[[server.link]]                 # no latency of its own: a message's is message_latency, a copy's copy_latency
 ends = ["gpu*", "cpu0"]
 bandwidth = "$pcie_bandwidth"
-latency = "$pcie_latency"
+latency = "0ns"
 kind = "pcie"
 
 [[server.link]]
@@ -339,6 +402,10 @@ bandwidth = "$host_bandwidth"
 latency = "0ns"
 kind = "memory"
 
+[mpi]                          # software cost per op, by kind (sim/routes.py op_cost)
+message_latency = "$message_latency"
+copy_latency = "$copy_latency"
+{pair}
 {_network(params, nodes, leaf_size)}"""
 
 

@@ -134,9 +134,10 @@ def train(comm, peer, messages=64, repeats=11):
     return o, g
 
 
-def chain(comm, a, b, hops=40, repeats=11):
-    """One-way time of a 1-element message through the MPI executor: ``hops`` transfers a -> b -> a ...,
-    each waiting for the previous, per hop (median and quartiles; every rank takes part, only a and b move).
+def chain(comm, a, b, hops=40, repeats=11, count=1):
+    """One-way time of a ``count``-element float32 message through the MPI executor: ``hops`` transfers
+    a -> b -> a ..., each waiting for the previous, per hop (median and quartiles; every rank takes part,
+    only a and b move).
 
     Beyond a raw ``Send``/``Recv`` ping-pong it holds the executor's own cost per op (its progress loop,
     dependency bookkeeping, notifications): the per-message software cost the schedules pay.
@@ -150,6 +151,66 @@ def chain(comm, a, b, hops=40, repeats=11):
     for k in range(hops):
         src, dst = (a, b) if k % 2 == 0 else (b, a)
         last = int(build.xfer(src, dst, (0, 1, 1), deps=[last])[0])
+    run = Execution(build.build(), placement, count, np.float32)
+    try:
+        run.load(np.zeros(count, np.float32))
+        t = timed(comm, run.execute, repeats)
+    finally:
+        run.free()
+    return Figure(t.value / hops, t.low / hops, t.high / hops)
+
+
+def flight(comm, a, b, messages=8, repeats=5, count=1):
+    """Time per message of ``messages`` independent ``count``-element float32 transfers a -> b posted at
+    once, through the MPI executor and as raw ``Isend``/``Irecv`` + ``Waitall``: ``(executor, raw)``, each
+    the median and quartiles per message (every rank takes part, only a and b move).
+
+    Their difference is what the executor adds per message while other messages are on the wire: its
+    software cost beyond what the transfers hide (a dependent :func:`chain` hides none of it).
+    """
+    from flyersim.collectives.mpi_executor import Execution, place
+    from flyersim.collectives.schedule import ScheduleBuilder
+
+    placement = place(comm, comm.size)
+    build = ScheduleBuilder(placement.layout(), "allreduce", "flight")
+    for k in range(messages):
+        build.xfer(a, b, (k, k + 1, messages))
+    run = Execution(build.build(), placement, count * messages, np.float32)
+    out, back = np.ones((messages, count * 4), np.uint8), np.empty((messages, count * 4), np.uint8)
+
+    def raw():
+        if comm.rank == a:
+            MPI.Request.Waitall([comm.Isend(out[k], dest=b, tag=k) for k in range(messages)])
+        elif comm.rank == b:
+            MPI.Request.Waitall([comm.Irecv(back[k], source=a, tag=k) for k in range(messages)])
+    try:
+        run.load(np.zeros(count * messages, np.float32))
+        t = timed(comm, run.execute, repeats)
+    finally:
+        run.free()
+    r = timed(comm, raw, repeats)
+    return tuple(Figure(x.value / messages, x.low / messages, x.high / messages) for x in (t, r))
+
+
+def copies(comm, a, hops=40, repeats=11):
+    """Time per op of a chain of 1-element local copies through the MPI executor: ``hops`` copies by rank
+    ``a`` between its GPU buffer and its node's host memory (D2H, H2D, D2H, ...), each waiting for the
+    previous (median and quartiles; every rank takes part, only ``a`` copies).
+
+    What a copy costs the executor beyond moving its bytes (its loop, the dependency bookkeeping): no
+    message is sent, unlike :func:`chain`.
+    """
+    from flyersim.collectives.mpi_executor import Execution, place
+    from flyersim.collectives.schedule import ScheduleBuilder
+
+    placement = place(comm)  # layout nodes = physical nodes: host buffers in the node's shared window
+    lay = placement.layout()
+    host = lay.host(lay.node_of(a), 0)
+    build = ScheduleBuilder(lay, "allreduce", "copies")
+    last = -1
+    for k in range(hops):
+        src, dst = (a, host) if k % 2 == 0 else (host, a)
+        last = int(build.xfer(src, dst, (0, 1, 1), deps=[last])[0])
     run = Execution(build.build(), placement, 1, np.float32)
     try:
         run.load(np.zeros(1, np.float32))
@@ -159,10 +220,12 @@ def chain(comm, a, b, hops=40, repeats=11):
     return Figure(t.value / hops, t.low / hops, t.high / hops)
 
 
-def counterpart(comm, of, pairs):
+def counterpart(comm, of, pairs, cross=False):
     """``(peer, direction)`` of this rank when every rank of node a pairs with the rank of the same local
     index on node b, for ``(a, b)`` in ``pairs`` (node indices, ``of`` from :func:`nodes`); direction is +1
-    on node a, -1 on node b; ``(-1, 0)`` for a rank outside the pairs (or without a counterpart).
+    on node a, -1 on node b (with ``cross``, the reverse for odd local indices: one-way streams then load
+    both directions of each node's link, each rank one way); ``(-1, 0)`` for a rank outside the pairs (or
+    without a counterpart).
 
     >>> counterpart(MPI.COMM_WORLD, [0] * MPI.COMM_WORLD.size, [])
     (-1, 0)
@@ -175,7 +238,7 @@ def counterpart(comm, of, pairs):
     for a, b in pairs:
         for here, there, sign in ((a, b, 1), (b, a, -1)):
             if me == here and j < len(members[there]):
-                return members[there][j], sign
+                return members[there][j], -sign if cross and j % 2 else sign
     return -1, 0
 
 
@@ -211,9 +274,9 @@ def peers(comm):
     return intra, inter
 
 
-def pingpong(comm, peer, rounds=100, repeats=11):
-    """One-way time of an 8-byte message to ``peer`` (half a round trip; -1 idles)."""
-    buf = np.zeros(8, np.uint8)
+def pingpong(comm, peer, rounds=100, repeats=11, nbytes=8):
+    """One-way time of an ``nbytes`` message to ``peer`` (half a round trip; -1 idles)."""
+    buf = np.zeros(nbytes, np.uint8)
 
     def trips():
         for _ in range(rounds):

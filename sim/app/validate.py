@@ -264,9 +264,9 @@ def quartile_end(params, end):
     fast takes each bandwidth's upper and each latency's lower quartile, slow the reverse.
 
     >>> from flyersim.sim.app.microbench import Figure
-    >>> p = {"link_bandwidth": (Figure(2.0, 1.0, 3.0), "B/s", ""), "gpu_latency": (Figure(2.0, 1.0, 3.0), "s", "")}
+    >>> p = {"link_bandwidth": (Figure(2.0, 1.0, 3.0), "B/s", ""), "message_latency": (Figure(2.0, 1.0, 3.0), "s", "")}
     >>> {k: f.value for k, (f, _, _) in quartile_end(p, "slow").items()}
-    {'link_bandwidth': 1.0, 'gpu_latency': 3.0}
+    {'link_bandwidth': 1.0, 'message_latency': 3.0}
     """
     from flyersim.sim.app.microbench import Figure
 

@@ -10,7 +10,8 @@ the simulations, ``python -c pass`` for start-up, a memory copy for the
 reduce kernel). Numba caches should be warm (run twice after a change).
 
 ``tests/bench/cost_curve.py`` measures the cost curve from 16 to 10,000 GPUs
-that ``docs/performance.md`` quotes.
+that ``docs/performance.md`` quotes; ``tests/bench/build_phase.py`` the CPU of
+each step before the simulation (``-k build_phase`` runs it at 16 and 10,000 GPUs).
 
 The ring targets run in a fresh process each, so peak memory is the
 process's own (``ru_maxrss``). The 4,096-GPU ``fireflyer2`` ring (several
@@ -65,13 +66,34 @@ def test_simulation(benchmark, topology, gpus, algo, size):
 _FRESH = """
 import json, resource, sys, time
 from flyersim import topologies
+from flyersim.collectives import stream
+from flyersim.sim import fluid
 from flyersim.sim.app.runner import run_sizes
 topology, gpus, algo, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+spent = {"solver": 0.0, "builder": 0.0}  # CPU of the thread in the solver's kernel; of the builder's thread
+advance, produce = fluid._advance, stream.Stream._produce
+
+def timed_advance(*args):
+    t = time.thread_time()
+    try:
+        return advance(*args)
+    finally:
+        spent["solver"] += time.thread_time() - t
+
+def timed_produce(self, build):
+    t = time.thread_time()
+    try:
+        return produce(self, build)
+    finally:
+        spent["builder"] += time.thread_time() - t
+
+fluid._advance, stream.Stream._produce = timed_advance, timed_produce
 start, cpu = time.perf_counter(), time.process_time()
 (rec,), (run,) = run_sizes(topologies.load(topology, gpus=gpus), [algo], [size], keep_runs=True, timeline=False,
                            stream=True)
 print(json.dumps({"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "ops": run.num_ops,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "time_s": rec["time_s"]}))
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "time_s": rec["time_s"],
+                  "solver_cpu": spent["solver"], "builder_cpu": spent["builder"]}))
 """
 BIG = os.environ.get("FLYERSIM_BENCH_BIG") == "1"
 
@@ -83,17 +105,37 @@ BIG = os.environ.get("FLYERSIM_BENCH_BIG") == "1"
         not BIG, reason="4,096-GPU ring: minutes; set FLYERSIM_BENCH_BIG=1")),  # target < 60 s, < 1 GB
 ], ids=lambda x: Path(str(x)).stem)
 def test_ring_streamed(benchmark, topology, gpus, size):
-    """A streamed ring (``flyersim run``'s default) in a fresh process: wall and CPU seconds, peak RSS."""
+    """A streamed ring (``flyersim run``'s default) in a fresh process: wall and CPU seconds (of the solver's
+    kernel, of the schedule's builder thread, of the rest: routes, dependencies, window), peak RSS."""
     def once():
+        start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", _FRESH, topology, str(gpus), "ring", str(size)], check=True,
                              capture_output=True, text=True).stdout
-        return json.loads(out.splitlines()[-1])
+        return {**json.loads(out.splitlines()[-1]), "process_wall": time.perf_counter() - start}
 
     got = benchmark.pedantic(once, rounds=1, iterations=1)
-    print(f"\n{Path(topology).stem} {gpus}-GPU ring: {got['wall']:.2f} s per simulation ({got['cpu']:.2f} s CPU), "
-          f"{got['ops'] / got['cpu']:,.0f} ops per CPU second, {got['ops']:,} ops, peak {got['peak_mb']:.0f} MB RSS, "
-          f"simulated {got['time_s']:.6g} s")
+    rest = got["cpu"] - got["solver_cpu"] - got["builder_cpu"]
+    print(f"\n{Path(topology).stem} {gpus}-GPU ring: {got['wall']:.2f} s per simulation ({got['cpu']:.2f} s CPU: "
+          f"solver {got['solver_cpu']:.2f}, builder thread {got['builder_cpu']:.2f}, the rest {rest:.2f}), "
+          f"{got['process_wall']:.2f} s with start-up, {got['ops'] / got['cpu']:,.0f} ops per CPU second, "
+          f"{got['ops']:,} ops, peak {got['peak_mb']:.0f} MB RSS, simulated {got['time_s']:.6g} s")
     assert got["ops"] == 3 * gpus * (gpus - 1) and got["time_s"] > 0
+
+
+BUILD_PHASE = Path(__file__).with_name("build_phase.py")
+
+
+@pytest.mark.parametrize("gpus, algo", [(16, "hfreduce"), (10000, "hfreduce"), (10000, "nccl")])
+def test_build_phase(benchmark, gpus, algo):
+    """Everything before the simulation (imports, topology, layout, router, NCCL search, schedule, routes),
+    CPU seconds by step, in a fresh process (``tests/bench/build_phase.py``)."""
+    def once():
+        return subprocess.run([sys.executable, str(BUILD_PHASE), algo, str(gpus)], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    line = benchmark.pedantic(once, rounds=1, iterations=1)
+    print(f"\n{line}")
+    assert line.startswith(f"{algo} {gpus} GPUs:") and "total" in line
 
 
 # The same run in one process, CPU seconds after each step (the warm-up run below comes first).
