@@ -64,6 +64,9 @@ DAMPING, STALL = 0.7, 200
 # Converged when every rate is this close (relative) to its best response; rates then meet the definition to
 # about 1e-9 (RATE_RTOL of sim.fluid, tests/test_classes.py).
 RTOL = 1e-11
+# On large networks rounding in the sums of a link's rates can keep rates this far (relative) from their best
+# responses: accepted after STALL sweeps (sim.fluid's RATE_RTOL).
+ROUNDING = 1e-9
 # Give up (an error, never a silent answer) after this many sweeps.
 MAX_SWEEPS = 5000
 
@@ -201,7 +204,7 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
                     for u in range(fptr[i], fptr[i + 1]):
                         dirty[mres[fmem[u]]] = True
             x[i] = new
-        if moved <= RTOL:
+        if moved <= RTOL or (sweeps >= STALL and moved <= ROUNDING):
             break
         if sweeps % STALL == 0:
             damping *= 0.5
