@@ -59,7 +59,7 @@ import numpy as np
 from flyersim.jit import njit
 
 # How far a rate moves toward its best response per sweep (measured on random networks: 0.5 and 0.7 always
-# converged, 0.85 did not always); it halves every STALL sweeps without convergence.
+# converged, 0.85 did not always); it halves when STALL sweeps did not halve the distance to the best responses.
 DAMPING, STALL = 0.7, 200
 # Converged when every rate is this close (relative) to its best response; rates then meet the definition to
 # about 1e-9 (RATE_RTOL of sim.fluid, tests/test_classes.py).
@@ -68,7 +68,7 @@ RTOL = 1e-11
 # responses: accepted after STALL sweeps (sim.fluid's RATE_RTOL).
 ROUNDING = 1e-9
 # Give up (an error, never a silent answer) after this many sweeps.
-MAX_SWEEPS = 5000
+MAX_SWEEPS = 20000
 
 # Class ids are 0..MAX_CLASSES-1 (InfiniBand has 16 service levels).
 MAX_CLASSES = 64
@@ -151,6 +151,7 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
         dirty[q] = True
     # per class at one resource: demand, weight, presence stamp; members of one class sorted by rate
     damping = DAMPING
+    last = np.inf  # the distance to the best responses STALL sweeps ago
     sweeps = 0
     stamp = 0
     for c in range(ncls):
@@ -207,7 +208,9 @@ def solve(flows, route, cls, share, rate, bott, ptr, res, weight, bound, arbitra
         if moved <= RTOL or (sweeps >= STALL and moved <= ROUNDING):
             break
         if sweeps % STALL == 0:
-            damping *= 0.5
+            if moved > 0.5 * last:  # not converging: a smaller step
+                damping *= 0.5
+            last = moved
         if sweeps >= MAX_SWEEPS:
             for q in range(nres):
                 loc[lres[q]] = -1
