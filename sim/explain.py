@@ -51,8 +51,8 @@ def explain(run):
              f"  {'class':<22}{'per GPU byte':>14}{'per server byte':>17}{'peak util':>11}"]
     for cls, (gpu, server, peak) in per_byte(run).items():
         lines.append(f"  {cls:<22}{gpu:>14.3f}{server:>17.3f}{peak:>10.0%}")
-    lines.append("  (capacities: a link's per direction, a node pool's (dram, hbm, nic, rootport, switch) both directions "
-                 "together; see sim/routes.py)")
+    lines.append("  (capacities: a link's per direction, a node pool's (dram, hbm, nic, rootport, switch) and an mpi pair's "
+                 "both directions together; see sim/routes.py)")
     neck = bottleneck(run)
     lines.append(f"  bottleneck: {neck[0]} ({neck[1]}), {neck[2]:.0%} busy" if neck else "  bottleneck: none")
     return "\n".join(lines)
