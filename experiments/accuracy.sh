@@ -5,8 +5,8 @@
 # About 40 minutes on two cores. Prints, per measurement, each run's median and spread per row, whether
 # the runs agree within their spread, and each algorithm's geometric-mean error per run (all sizes, and
 # 16 MiB and up); JSON of every run in results/accuracy/, the emulated figure in docs/gallery/emulated.
-# The emulated nodes' links are shaped to 300 Mbit/s, where the links bind: all nodes exchanging at once
-# carried 80-97 MB/s in all (calibrate's switch_bandwidth) against the 234-299 MB/s the two cores' TCP
+# The emulated nodes' links are shaped to 300 Mbit/s, where the links bind: all nodes sending at once (one way)
+# carried 107-121 MB/s in all (calibrate's switch_bandwidth) against the 234-299 MB/s the two cores' TCP
 # traffic reaches at 1 Gbit/s, so at 1 Gbit/s the CPUs, not the shaped network, are the bottleneck (README).
 # ACCURACY_1GBIT=1 adds three runs at 1 Gbit/s (that CPU-bound case); ACCURACY_SPINE=1 one run with a
 # 500 Mbit/s spine between the two halves of the emulated nodes.

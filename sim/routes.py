@@ -557,7 +557,8 @@ def _op_cost(mpi, nodes, src, dst):
     if not mpi:
         return 0.0
     a, b = nodes[src], nodes[dst]
-    copy = a.get("server") == b.get("server") and not (a["kind"] == b["kind"] == "gpu")
+    server = a.get("server")
+    copy = server is not None and server == b.get("server") and not (a["kind"] == b["kind"] == "gpu")
     return mpi.get("copy_latency" if copy else "message_latency", 0.0)
 
 

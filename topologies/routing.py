@@ -22,6 +22,7 @@ import itertools
 import zlib
 
 import networkx as nx
+from networkx.algorithms.shortest_paths.generic import _build_paths_from_predecessors  # what nx.all_shortest_paths enumerates with
 
 from .errors import TopologyError
 
@@ -193,32 +194,14 @@ class Router:
 
 def shortest_paths(pred, source, target):
     """Every shortest path ``source`` .. ``target`` given ``pred = nx.predecessor(graph, source)``, in the order
-    ``nx.all_shortest_paths(graph, source, target)`` yields them (its enumeration, over a search done once per
-    source).
+    ``nx.all_shortest_paths(graph, source, target)`` yields them: networkx's own enumeration (the helper that
+    ``all_shortest_paths`` runs after its search), over a search done once per source.
 
     >>> g = nx.DiGraph([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")])
     >>> list(shortest_paths(nx.predecessor(g, "a"), "a", "d")) == list(nx.all_shortest_paths(g, "a", "d"))
     True
     """
-    seen, stack, top = {target}, [[target, 0]], 0
-    while top >= 0:
-        node, i = stack[top]
-        if node == source:
-            yield [p for p, _ in reversed(stack[:top + 1])]
-        if len(pred[node]) > i:
-            stack[top][1] = i + 1
-            nxt = pred[node][i]
-            if nxt in seen:
-                continue
-            seen.add(nxt)
-            top += 1
-            if top == len(stack):
-                stack.append([nxt, 0])
-            else:
-                stack[top][:] = [nxt, 0]
-        else:
-            seen.discard(node)
-            top -= 1
+    return _build_paths_from_predecessors({source}, target, pred)
 
 
 def ordered_subgraph(graph, nodes):

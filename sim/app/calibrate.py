@@ -43,10 +43,11 @@ nic_bandwidth      both directions together: every rank of nodes 0 and 1
                    full-duplex NIC gives 2 x link_bandwidth (the convention
                    of :mod:`flyersim.sim.routes`)
 pair_bandwidth     ``[mpi]``, both directions together: every rank of nodes 0
-                   and 1 exchanging with its counterpart at once (``Isend`` +
+                   and 1 exchanging ``--pair-size`` bytes (default ``--size``,
+                   at least 1 MiB) with its counterpart at once (``Isend`` +
                    ``Irecv``, each rank both ways): what the transport
-                   carries between two hosts that exchange, taken by every
-                   message between those two nodes
+                   carries between two hosts that exchange messages of that
+                   size, taken by every message between those two nodes
 nic_latency        half the 8 B one-way time between node leaders beyond the
                    one inside a node
 switch_bandwidth   with 3 nodes or more, one switch: everything the network
@@ -63,7 +64,7 @@ uplink_bandwidth   with ``--leaf-size K``: per direction, every rank of leaf 0's
 Exchanges and one-way traffic are measured apart because the emulated nodes
 (``tests/cluster``, MPICH over TCP) carry far less when two nodes exchange than
 when each rank sends one way: at 300 Mbit/s per direction, 36 MB/s one way,
-40-49 MB/s in all when nodes 0 and 1 exchange, while a ring (each rank sending
+40-49 MB/s in all when nodes 0 and 1 exchange 4 MiB or more per rank pair, while a ring (each rank sending
 to the next node and receiving from the previous, on other ranks) moved 32 MB/s
 each way through every node's link at once, and nodes 0 and 1 carried 68 MB/s in
 all when half their ranks sent each way (each rank one way). So the NIC's pool
@@ -71,9 +72,37 @@ is measured with each rank one way, and an exchange's lower figure is a pool of
 the pair of nodes (``pair_bandwidth``, in ``[mpi]``: a property of the
 transport, not of a wire) that every message between those two nodes takes:
 Rabenseifner's exchanges meet it, a ring over three nodes or more (one way
-between each pair of nodes) does not. A coarse model: on two nodes a ring's
-traffic goes both ways between the one pair and meets the pool, though the
-emulation carried 68 MB/s for that pattern. Every network figure moves all ranks of the nodes involved at once, as a
+between each pair of nodes) does not; on two nodes a ring's steps are
+exchanges between the one pair and meet it.
+
+What an exchange carries depends on its message size, so ``pair_bandwidth``
+is measured at the size of the messages the collectives exchange between two
+nodes, ``--pair-size`` (``flyersim validate`` passes S/2 for an S-byte
+allreduce: Rabenseifner's first halving step, a two-rank ring's every step),
+not at a fixed 4 MiB. One connection per rank pair carried the duplex rate
+with messages up to 2 MiB and far less from 4 MiB on (each row the total of
+both directions, median of 5-7 exchanges, ``calibrate``'s method, load 7-9):
+
+=========================  =====  =====  ===========  =====  ======
+emulated nodes             1 MiB  2 MiB  4 MiB        8 MiB  16 MiB
+=========================  =====  =====  ===========  =====  ======
+2 x 1 rank, 200 Mbit/s     49.5   -      46.9 / 24.7  -      24.1
+4 x 2 ranks, 300 Mbit/s    73.0   70.6   45.3         47.9   -
+=========================  =====  =====  ===========  =====  ======
+
+(MB/s, both directions together; with 2 ranks per node, two streams each
+way; one-way streams carried the line rate, 23.9 and 36 MB/s, at every size;
+the 4 MiB exchange between two one-rank nodes was bimodal, 24.7 in one run,
+46.9 in another.) A 4 MiB exchange therefore made a two-node ring of 2 MiB, whose
+1 MiB steps ran at the duplex rate, 84 % too slow; with the pair measured at
+1 MiB it was predicted within 1 % in four runs at load 3 (87.6-88.1 ms
+measured, a raw-MPI ring of the same steps 87.8 ms), but 12.8 % too fast in
+one at load 8, where the executor's ring took 99.7 ms and raw MPI 87.5-90.6
+(the executor alternated between the two). At least 1 MiB: a 256 KiB
+exchange carried 51.8 MB/s at 200 Mbit/s, past the 2 x 25 MB/s line rate (the
+emulation's 256 KiB tbf bucket).
+
+Every network figure moves all ranks of the nodes involved at once, as a
 collective does: on emulated nodes (``tests/cluster``) a single pair of ranks
 exchanging reached about half what a link carries one way (59 against 112 MB/s
 per direction on a 1 Gbit/s link, 8 ranks on 2 cores), and two pairs through
@@ -125,7 +154,8 @@ from flyersim.topologies.units import format_size
 
 
 OVERLAP_SIZE = 64 << 10  # messages above this: fewer hops in the chain and ping-pong of message_latency
-NETWORK_SIZE = 4 << 20  # at least this much per network exchange: a sustained rate, past any burst allowance
+NETWORK_SIZE = 4 << 20  # at least this much per one-way network stream: a sustained rate, past any burst allowance
+PAIR_FLOOR = 1 << 20  # at least this much per pair exchange: past the emulation's 256 KiB tbf bucket (docstring)
 
 
 def add_parser(sub, positive_int):
@@ -134,6 +164,9 @@ def add_parser(sub, positive_int):
     p.add_argument("--out", required=True, metavar="FILE.toml", help="where to write the topology")
     p.add_argument("--size", "--sizes", dest="size", type=size, default="8MiB",
                    help="message and array size of the bandwidth benchmarks (default 8MiB)")
+    p.add_argument("--pair-size", type=size, metavar="SIZE",
+                   help="message size of the exchange between two nodes that measures [mpi] pair_bandwidth "
+                        "(default --size; at least 1MiB): the largest message the collectives exchange")
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per benchmark, median kept (default 15)")
     p.add_argument("--gpus-per-node", type=positive_int,
                    help="ranks per node of the written cluster (default: ranks per physical node)")
@@ -158,8 +191,10 @@ def command(args):
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
     try:
-        params, notes = measure(comm, args.size, args.repeats, args.leaf_size)
+        params, notes = measure(comm, args.size, args.repeats, args.leaf_size, args.pair_size)
         leaf = "" if args.leaf_size is None else f" --leaf-size {args.leaf_size}"
+        if args.pair_size is not None:
+            leaf += f" --pair-size {format_size(args.pair_size)}"
         text = toml(params, comm.size // g, g, f"mpiexec -n {comm.size} flyersim calibrate --size "
                     f"{format_size(args.size)} --repeats {args.repeats}{leaf}", notes, args.leaf_size)
     except ValueError as err:  # the same on every rank
@@ -188,8 +223,11 @@ def gpus_per_node(comm, asked=None):
     return g
 
 
-def measure(comm, size, repeats, leaf_size=None):
+def measure(comm, size, repeats, leaf_size=None, pair_size=None):
     """Topology parameters: name -> (Figure, unit, how measured); identical on every rank.
+
+    ``pair_size``: bytes per message of the exchange that measures ``pair_bandwidth`` (default ``size``;
+    at least :data:`PAIR_FLOOR`).
 
     ``leaf_size``: nodes per leaf switch behind a shared uplink (nodes 0..K-1 on the first leaf, ...);
     then ``uplink_bandwidth`` is measured too and :func:`toml` writes a two-level fat tree.
@@ -253,9 +291,11 @@ def measure(comm, size, repeats, leaf_size=None):
         p["link_bandwidth"] = (link, "B/s", f"per direction: every rank of node 0 sending {what} to its counterpart "
                                             f"on node 1 at once, one way ({n} streams, the others idle), beyond "
                                             f"the 8 B time")
-        both = mb.rate(2 * n * big, mb.streams(comm, peer, way, big, repeats), lat_inter)
+        swap = max(size if pair_size is None else pair_size, PAIR_FLOOR)
+        both = mb.rate(2 * n * swap, mb.streams(comm, peer, way, swap, repeats), lat_inter)
         p["pair_bandwidth"] = (both, "B/s", f"[mpi] both directions together: every rank of nodes 0 and 1 "
-                                            f"exchanging {what} with its counterpart at once ({2 * n} streams)")
+                                            f"exchanging {format_size(swap)} with its counterpart at once "
+                                            f"({2 * n} streams)")
         if per_node > 1:  # each rank one way, half of them each way: the NICs' duplex, not an exchange's
             peer, way = mb.counterpart(comm, of, [(0, 1)], cross=True)
             duplex = mb.rate(n * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)

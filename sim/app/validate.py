@@ -7,8 +7,10 @@ the very same schedule (same layout, same per-size choice of a size-dependent
 algorithm) on a model of this job. Without ``--topology`` the model is
 calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with
 messages of S / ranks, the chunk a ring step sends, so copies are costed in the
-cache regime the collective runs in (the network at 4 MiB or more, see
-calibrate); ``--leaf-size`` is passed on. ``mpi``, the library's own
+cache regime the collective runs in (one-way network streams at 4 MiB or
+more), and the exchange between two nodes (``[mpi] pair_bandwidth``) with
+messages of S / 2, the largest a validated schedule exchanges (see calibrate);
+``--leaf-size`` is passed on. ``mpi``, the library's own
 Allreduce, is predicted by modelling MPICH's classic choice (:func:`mpich_choice`).
 
 What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
@@ -196,7 +198,8 @@ def run(plan, comm):
         raise SystemExit(2)
     try:
         graphs = {s: graph if plan.topology else
-                  calibrated(comm, max(s // comm.size, 4), gpn, plan.repeats, plan.leaf_size) for s in plan.sizes}
+                  calibrated(comm, max(s // comm.size, 4), gpn, plan.repeats, plan.leaf_size, max(s // 2, 4))
+                  for s in plan.sizes}
     except ValueError as err:  # the same on every rank (a --leaf-size that does not fit)
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
@@ -242,14 +245,16 @@ def summarise(rows, algos, tolerance):
     return report
 
 
-def calibrated(comm, nbytes, gpus, repeats, leaf_size=None):
-    """The topology graph ``flyersim calibrate --size nbytes`` would write (every rank builds the same one)."""
+def calibrated(comm, nbytes, gpus, repeats, leaf_size=None, pair_size=None):
+    """The topology graph ``flyersim calibrate --size nbytes --pair-size pair_size`` would write (every rank
+    builds the same one)."""
     from flyersim import topologies
 
-    params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size)
+    params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size, pair_size)
+    pair = "" if pair_size is None else f" --pair-size {pair_size}"
 
     def model(figures):
-        text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes})",
+        text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes}{pair})",
                               notes, leaf_size)
         return topologies.loads(text, where=f"calibration at {nbytes} B")
     graph = model(params)

@@ -9,21 +9,27 @@ import math
 import sys
 import tomllib
 
+import pytest
+
 from flyersim import topologies
 
 
-def test_validate_on_two_nodes_calibrates_the_shaped_link_and_predicts_a_ring(emulated_cluster):
-    """Plumbing with loose bounds (the accuracy figures are the README's, from three runs): calibrate sees
-    the shaped link, not shared memory, and the NIC's pool counts both directions of it (one capacity
-    convention: links per direction, pools both directions together); the prediction is the ring's size.
+NOISY = 0.10  # a spread (IQR or blocks' range over the median) above this cannot judge a 10 % model
 
-    A two-node ring of one rank each exchanges both ways between the one pair: calibrate's 4 MiB exchange
-    carried 24.7 MB/s in all at 200 Mbit/s, the ring's 1 MiB steps about 43 (one run, README), so the
-    model can be 2x off here and the bound is a factor of 3, not the measured spread."""
+
+def test_calibrated_two_node_topology_predicts_a_two_rank_ring_within_the_measured_spread(emulated_cluster):
+    """One capacity convention: links per direction, the NIC's and the pair's pools both directions together
+    (with one direction's rate as the NIC's pool, the old calibration, the ring was predicted 2x too slow).
+    The pair's exchange is measured with the ring's own message size (S/2 = 1 MiB, the duplex rate), not
+    4 MiB, which the emulation carries at half the rate some runs: then the ring was predicted 84 % too slow.
+
+    On a machine too busy to measure (the run's own spread, or a calibrated figure's the prediction
+    depends on, above 10 %) the comparison says nothing and is skipped with the figures; the plumbing is
+    still checked."""
     cluster = emulated_cluster(2, rate="200mbit")
     code, out, err = cluster.mpiexec(
-        [sys.executable, "-m", "flyersim", "validate", "--algos", "ring", "--sizes", "2MiB", "--iters", "6",
-         "--warmup", "1", "--blocks", "2", "--repeats", "5", "--tolerance", "1e9", "--format", "json"], timeout=120)
+        [sys.executable, "-m", "flyersim", "validate", "--algos", "ring", "--sizes", "2MiB", "--iters", "9",
+         "--warmup", "2", "--blocks", "3", "--repeats", "9", "--tolerance", "1e9", "--format", "json"], timeout=150)
     assert code == 0, err
     report = json.loads(out)
     (row,) = report["rows"]
@@ -32,16 +38,27 @@ def test_validate_on_two_nodes_calibrates_the_shaped_link_and_predicts_a_ring(em
     assert link < 1.3 * 200e6 / 8  # the shaped link, not shared memory
     assert link <= nic < 2.6 * link  # both directions of a full-duplex link, measured
     assert {"message_latency", "copy_latency", "pair_bandwidth"} <= set(cal)
-    assert abs(row["log_error"]) < math.log(3), row  # sanity only
+    binds = {k: cal[k] for k in ("link_bandwidth", "nic_bandwidth", "pair_bandwidth")}  # what the ring meets
+    spread = {k: (high - low) / value for k, (value, low, high) in binds.items()}
+    if row["measured_spread_pct"] > 100 * NOISY or max(spread.values()) > NOISY:
+        figures = ", ".join(f"{k}'s {100 * v:.1f} %" for k, v in spread.items())
+        pytest.skip(f"machine too noisy to judge the model (a spread above {100 * NOISY:g} %): the ring's "
+                    f"{row['measured_spread_pct']:.1f} %, {figures}")
+    measured_spread = math.log(row["measured_p75_us"] / row["measured_p25_us"])
+    calibration_spread = max(math.log(high / low) for _, low, high in binds.values())
+    assert abs(row["log_error"]) <= max(measured_spread + calibration_spread, math.log(1.10)), row
 
 
 def test_calibrate_on_two_nodes_writes_a_topology_that_run_accepts(emulated_cluster, tmp_path):
     cluster = emulated_cluster(2, rate="200mbit")
     out = tmp_path / "cluster.toml"
     code, text, err = cluster.mpiexec([sys.executable, "-m", "flyersim", "calibrate", "--out", str(out),
-                                       "--size", "256KiB", "--repeats", "3"], ranks_per_node=2, timeout=120)
+                                       "--size", "256KiB", "--pair-size", "2MiB", "--repeats", "3"],
+                                      ranks_per_node=2, timeout=120)
     assert code == 0, err
     graph = topologies.load(str(out))
+    pair = next(line for line in out.read_text().splitlines() if line.startswith("pair_bandwidth ="))
+    assert "exchanging 2MiB" in pair, pair
     assert (graph.graph["nodes"], graph.graph["gpus_per_node"]) == (2, 2)
     raw = tomllib.loads(out.read_text())["parameters"]
     assert set(raw) >= {"link_bandwidth", "nic_bandwidth", "nic_latency", "message_latency", "copy_latency", "p2p_bandwidth"}
@@ -74,6 +91,7 @@ def test_calibrate_on_four_nodes_measures_the_switch_pool(emulated_cluster, tmp_
     assert code == 0, err
     graph = topologies.load(str(out))
     assert 0 < graph.nodes["sw0"]["bandwidth"] < 1.3 * 4 * 200e6 / 8  # what the 4 links carry at most
+    assert "exchanging 1MiB" in out.read_text()  # the pair's exchange: past the tbf bucket, not --size
 
 
 def test_calibrate_with_leaf_size_models_a_shared_spine_as_two_leaves(emulated_cluster, tmp_path):
