@@ -8,8 +8,9 @@ storage load is the fraction of a leaf's uplink capacity it asks for: at
 100 % every server reads ``uplink capacity / servers per leaf`` (its NIC's
 whole line rate on a non-blocking leaf). "one class": job and storage share
 every resource max-min fairly flow by flow; "separate SLs": the job's class
-weighs ``--compute-weight`` times the storage class (weighted max-min on every
-resource, :mod:`sim.composite`; the weight is an input, the paper publishes
+weighs ``--compute-weight`` times the storage class, and each InfiniBand link
+splits between the two classes by weight, then between a class's flows
+max-min (:mod:`sim.classes`; the weight is an input, the paper publishes
 none). Static ECMP routing, so storage flows may collide on spine links and
 arrive slower than asked (``storage_GBps``: what one server's read achieved).
 

@@ -13,13 +13,12 @@ merges the parts into the inputs of one :class:`sim.fluid.Network`:
   nothing but a latency: copy 0 waits for a timer of ``start``, copy k for
   one of ``start + k * period`` when the part has a period;
 - every op gets its part's traffic class: its service level ``sl`` and
-  that level's weight ``share``, the ``share`` of
-  :class:`sim.fluid.Network`'s weighted max-min (each flow weighs its
-  class's weight). ``network(c, sharing="classes")`` shares class-then-flow
-  instead (:mod:`sim.classes`: InfiniBand links arbitrate between service
-  levels by weight, flows share a level's part max-min); not yet the
-  default: its iteration does not always converge on a 128-GPU job beside
-  storage (``experiments/interference.py``);
+  that level's weight ``share``. When all weights are equal the network
+  shares max-min between flows (as :func:`sim.engine.simulate` does); else
+  class-then-flow (:mod:`sim.classes`): the InfiniBand links arbitrate
+  between service levels by weight, and inside a level, and on every other
+  resource (PCIe, memory and engines know no service level), flows share
+  max-min;
 - a part whose routes list alternatives (adaptive routing) keeps them,
   renumbered: its flows choose among them as they start.
 
@@ -133,10 +132,12 @@ def compose(parts):
                      resources, route_base, *routes.alternatives())
 
 
-def network(composite, sharing="maxmin"):
-    """The :class:`Network` of a composite (not yet run), sharing ``"maxmin"`` (weighted by class) or
-    ``"classes"`` (class-then-flow)."""
+def network(composite):
+    """The :class:`Network` of a composite (not yet run): class-then-flow sharing when its parts' classes
+    differ in weight, else max-min."""
     c = composite
+    moving = c.op_bytes > 0
+    sharing = "classes" if np.unique(c.share[moving]).size > 1 else "maxmin"
     return Network(c.op_bytes, c.route, c.rptr, c.rres, c.rw, c.rlat, c.capacity, c.dep_ptr, c.dep_idx,
                    sharing=sharing, share=c.share, alt_ptr=c.alt_ptr, alt_idx=c.alt_idx, cls=c.sl,
                    arbitrated=np.array([k == "ib" for k in c.classes], np.bool_))

@@ -6,9 +6,11 @@ examples in ``experiments/scenarios/``):
 - ``[topology]``: ``preset`` or ``file`` (a path relative to the scenario),
   ``gpus`` or ``nodes``, ``zones``, ``set`` (dotted overrides, as ``--set``).
 - ``[classes]``: traffic classes, ``name = { weight = W, sl = N }``: an
-  InfiniBand service level ``sl`` (0-15, a label) and the weight its flows
-  get in weighted max-min sharing (see :mod:`sim.composite`). Without the
-  table there is one class, ``default``, of weight 1.
+  InfiniBand service level ``sl`` (0-15; one virtual lane) and its
+  arbitration weight: InfiniBand links share between service levels by
+  weight, and inside one max-min between its flows (see
+  :mod:`sim.composite`, :mod:`sim.classes`). Without the table there is
+  one class, ``default``, of weight 1.
 - ``[[jobs]]``: ``name``; where it runs: ``servers = [0, 1, ...]``, or
   ``gpus`` (or ``nodes``) with ``placement = "packed" | "spread" | "random"``
   (``seed`` for random; :mod:`sim.placement`); what it runs: ``collective``

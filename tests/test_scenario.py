@@ -213,6 +213,19 @@ def test_two_classes_on_one_link_share_it_by_weight_and_the_rest_goes_to_the_sur
     assert set(share[np.concatenate(out.composite.ops[2])]) == {1.0}
 
 
+def test_a_class_gets_its_part_of_a_link_however_many_flows_it_has():
+    # gold (weight 2) has one read into n3, bronze (weight 1) three: the NIC's link gives gold 2/3 and bronze's three
+    # reads 1/9 each (per-flow weights would give gold 2/5); when gold ends, bronze's three split the link
+    classes = '[classes]\ngold = { weight = 2, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
+    out = run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"),
+                                *(_reads(f"b{i}", "bronze") for i in range(3))))
+    gold, *bronze = out.background
+    volume, link = gold.flows.nbytes[0], out.graph.edges["z0/leaf0", "n3/nic0"]["bandwidth"]
+    t0 = gold.start_at[0]
+    assert gold.end_at[0] - t0 == pytest.approx(1.5 * volume / link, rel=1e-9)
+    assert [b.end_at[0] - t0 for b in bronze] == pytest.approx([4 * volume / link] * 3, rel=1e-9)
+
+
 def test_a_job_in_a_heavier_class_suffers_less_from_storage():
     def slowdown(weight):
         classes = f'[classes]\ncompute = {{ weight = {weight}, sl = 1 }}\n'
