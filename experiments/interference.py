@@ -59,12 +59,13 @@ def weight(text):
     return value
 
 
-def scenario_text(preset, overrides, algo, gpus, size, rate, weight, duration):
-    """The scenario of one point: two leaves of servers, the job spread over them, storage on two more leaves."""
+def scenario_text(preset, overrides, algo, gpus, size, rate, weight, duration, sl):
+    """The scenario of one point: two leaves of servers, the job spread over them, storage on two more leaves;
+    the job's class on service level ``sl`` (storage's is 0)."""
     per_leaf, _ = leaf_facts(preset, overrides)
     lines = ["[topology]", f"preset = {json.dumps(preset)}", f"nodes = {2 * per_leaf}",
              f"set = {{ {', '.join(f'{json.dumps(k)} = {json.dumps(v)}' for k, v in overrides.items())} }}",
-             "[classes]", f"compute = {{ weight = {weight}, sl = 1 }}",
+             "[classes]", f"compute = {{ weight = {weight}, sl = {sl} }}",
              "[[jobs]]", 'name = "job"', f"gpus = {gpus}", 'placement = "spread"', f"algo = {json.dumps(algo)}",
              f'size = {size}', 'class = "compute"']
     if rate > 0:
@@ -83,10 +84,11 @@ def points(args):
     for algo in args.algos:
         for load in loads_:
             for setting in SETTINGS if load else SETTINGS[:1]:
-                weight = args.compute_weight if setting == "separate SLs" else 1
+                separate = setting == "separate SLs"
                 rate = load / 100 * uplink / per_leaf
-                out.append({"text": scenario_text(args.preset, overrides, algo, gpus, size, rate, weight,
-                                                  args.duration),
+                out.append({"text": scenario_text(args.preset, overrides, algo, gpus, size, rate,
+                                                  args.compute_weight if separate else 1, args.duration,
+                                                  sl=1 if separate else 0),
                             "labels": {"requested_algo": algo, "classes": setting, "load_pct": load,
                                        "offered_GBps": rate / 1e9}})
     return out

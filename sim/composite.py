@@ -133,11 +133,11 @@ def compose(parts):
 
 
 def network(composite):
-    """The :class:`Network` of a composite (not yet run): class-then-flow sharing when its parts' classes
-    differ in weight, else max-min."""
+    """The :class:`Network` of a composite (not yet run): class-then-flow sharing when its moving ops use
+    several service levels (virtual lanes, each with its arbitration weight), else max-min."""
     c = composite
     moving = c.op_bytes > 0
-    sharing = "classes" if np.unique(c.share[moving]).size > 1 else "maxmin"
+    sharing = "classes" if np.unique(c.sl[moving]).size > 1 else "maxmin"
     return Network(c.op_bytes, c.route, c.rptr, c.rres, c.rw, c.rlat, c.capacity, c.dep_ptr, c.dep_idx,
                    sharing=sharing, share=c.share, alt_ptr=c.alt_ptr, alt_idx=c.alt_idx, cls=c.sl,
                    arbitrated=np.array([k == "ib" for k in c.classes], np.bool_))

@@ -238,9 +238,21 @@ def test_a_job_in_a_heavier_class_suffers_less_from_storage():
     assert 1.0 <= slowdown(8) < slowdown(1)
 
 
-def test_classes_of_weight_one_change_nothing():
+def test_equal_weights_on_two_service_levels_split_a_link_per_lane_not_per_flow():
+    # one read on SL1 against three on SL2, weight 1 each: the arbiter gives each lane half of n3's link
+    classes = '[classes]\ngold = { weight = 1, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
+    out = run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"),
+                                *(_reads(f"b{i}", "bronze") for i in range(3))))
+    gold, *bronze = out.background
+    volume, link = gold.flows.nbytes[0], out.graph.edges["z0/leaf0", "n3/nic0"]["bandwidth"]
+    t0 = gold.start_at[0]
+    assert gold.end_at[0] - t0 == pytest.approx(2 * volume / link, rel=1e-9)  # per flow it would be 4x
+    assert [b.end_at[0] - t0 for b in bronze] == pytest.approx([4 * volume / link] * 3, rel=1e-9)
+
+
+def test_a_class_on_the_default_lane_changes_nothing():
     plain = run_scenario(scenario(job("a", gpus=16), job("b", gpus=16)))
-    named = run_scenario(scenario('[classes]\nx = { weight = 1, sl = 3 }\n', job("a", gpus=16, **{"class": "x"}),
+    named = run_scenario(scenario('[classes]\nx = { weight = 1, sl = 0 }\n', job("a", gpus=16, **{"class": "x"}),
                                   job("b", gpus=16)))
     for p, n in zip(plain.jobs, named.jobs):
         assert np.array_equal(p.runs[0].end_at, n.runs[0].end_at)
