@@ -5,7 +5,8 @@ load the cluster (its size checked first), place the jobs
 (:mod:`sim.placement`), check each job's algorithm, parameters and size,
 estimate the memory of every schedule copy and flow (:mod:`sim.budget`),
 add the storage nodes and build the background flows
-(:mod:`sim.background`), build each job's schedule on its own layout and
+(:mod:`sim.background`), build each job's schedule on its own layout (its
+late ranks' first ops released late, as ``flyersim run --late``) and
 route it on its servers, then simulate everything in one network
 (:mod:`sim.composite`) and every job alone on the same servers (exactly
 what ``flyersim run`` computes for it).
@@ -34,6 +35,7 @@ from flyersim.sim.engine import Run, _flow_deps, simulate
 from flyersim.sim.placement import place, placed, server_leaves
 from flyersim.sim.routes import build_routes, flow_bytes
 from flyersim.sim.scenario import apply_faults
+from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.config import read
 
@@ -87,7 +89,8 @@ def run_scenario(scenario, max_memory=None):
     flows_count = sum(len(s) if e.kind == "storage-read" else len(s) * (len(s) - 1)
                       for e, s in zip(scenario.background, selections))
     # every copy of every job and every flow at once, then one job alone beside them (its run alone)
-    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count + max(p["ops"] for p in plans)
+    ops = sum((p["ops"] + len(p["job"].late)) * p["job"].repeat for p in plans) + flows_count + \
+        max(p["ops"] for p in plans)
     copies = sum(p["job"].repeat for p in plans)
     what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
             f"{flows_count} background flows)")
@@ -116,13 +119,15 @@ def run_scenario(scenario, max_memory=None):
         if key not in built:
             built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
                                            search=plan["search"], **job.params)
-        schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
+        layout = placed(plan["layout"], plan["servers"])
+        schedule = Stragglers(late=job.late).schedule(dataclasses.replace(built[key], layout=layout))
         routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
         parts.append(Part(job.name, routes, flow_bytes(schedule, plan["op_bytes"]), *_flow_deps(schedule),
-                          repeat=job.repeat, start=job.start, period=job.period, share=weight[job.cls]))
+                          repeat=job.repeat, start=job.start, period=job.period, share=weight[job.cls],
+                          release=schedule.release))
     host = _nic_host(base)
     entries = []
     for entry, servers in zip(scenario.background, selections):
@@ -163,6 +168,9 @@ def _plan(job, graph, base, servers, searches):
         record.params.bind(job.params)
     except ValueError as err:
         raise ValueError(f"{at}.params: {err}") from None
+    bad = next((rank for rank, _ in job.late if rank >= layout.ranks), None)
+    if bad is not None:
+        raise ValueError(f"{at}.late.{bad}: no rank {bad} (job {job.name} has ranks 0..{layout.ranks - 1})")
     itemsize = np.dtype(job.dtype).itemsize
     if job.size < itemsize:
         raise ValueError(f"{at}.size: {job.size} B is smaller than one {job.dtype} element")
@@ -212,8 +220,8 @@ def _job_outcome(index, plan, composite, net, graph):
     alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
     alone = simulate(schedule, routes, job.size, plan["itemsize"], alternatives=alternatives)
     runs, starts = [], []
-    for ops in composite.ops[index]:
-        t0 = float(net.ready_at[ops].min())
+    for ops, gates in zip(composite.ops[index], composite.gates[index]):
+        t0 = float(net.ready_at[np.concatenate([ops, gates])].min())  # late gates: when the copy may start
         end = net.end_at[ops] - t0
         runs.append(Run(schedule, routes, "flow", count, plan["itemsize"], float(end.max()), op_bytes,
                         net.ready_at[ops] - t0, net.start_at[ops] - t0, end,
