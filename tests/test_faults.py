@@ -5,7 +5,7 @@ import pytest
 
 from flyersim import collectives, topologies
 from flyersim.sim.app.runner import layout_of
-from flyersim.sim.routes import build_routes
+from flyersim.sim.routes import alternative_bound, build_routes
 from flyersim.topologies import Router
 from flyersim.topologies.routing import MAX_ALTERNATIVES
 
@@ -58,6 +58,28 @@ def test_adaptive_routes_keep_the_ecmp_routes_first_and_add_equal_latency_candid
         options = adaptive.alt_idx[adaptive.alt_ptr[r]:adaptive.alt_ptr[r + 1]]
         assert options[0] == r and len(set(options.tolist())) == options.size
         assert np.allclose(adaptive.rlat[options], adaptive.rlat[r], rtol=1e-12)
+
+
+@pytest.mark.parametrize("algo", ["ring", "rabenseifner", "hfreduce"])
+def test_the_alternative_bound_bounds_the_alternatives_adaptive_routing_keeps(algo):
+    graph = topologies.load("fireflyer2", gpus=8 * 21)  # two leaves: 20 paths between them, 1 within one
+    schedule = collectives.build(algo, layout_of(graph), "allreduce")
+    kept = np.maximum(np.diff(build_routes(graph, schedule, routing="adaptive").alt_ptr) - 1, 0).sum()
+    assert 0 < kept <= alternative_bound(schedule)
+    assert alternative_bound(collectives.build(algo, layout_of(topologies.load("fireflyer2", gpus=8)))) == 0
+
+
+def test_a_run_whose_alternatives_do_not_fit_is_refused_before_its_routes_are_built(monkeypatch):
+    from flyersim.sim.app import runner
+    graph = topologies.load("fireflyer2", gpus=320)
+    runner.run_sizes(graph, ["rabenseifner"], [1 << 20], max_memory=200 * 10**6)  # about 160 MB estimated
+
+    def never(*args, **kwargs):
+        raise AssertionError("routes built")
+
+    monkeypatch.setattr(runner, "build_routes", never)
+    with pytest.raises(ValueError, match=r"alternative routes \(adaptive routing\).*or static routing \(ecmp\)"):
+        runner.run_sizes(graph, ["rabenseifner"], [1 << 20], max_memory=200 * 10**6, routing="adaptive")
 
 
 def test_unknown_routing_is_refused():

@@ -302,6 +302,43 @@ def test_adaptive_storage_reads_spread_over_the_spines_static_ones_collide():
     assert adaptive.min() == pytest.approx(20e9, rel=1e-6)  # 20 reads over 20 spines: each at its rate limit
 
 
+def _adaptive_budget_scenario(policy, servers=40):
+    """A job across two leaves and an all-to-all among 40 servers (two leaves of 20): both get alternatives."""
+    return scenario(job("a", "rabenseifner", servers=[0, 20]),
+                    '[[background]]\nname = "x"\nkind = "all-to-all"\nservers = ' + str(list(range(servers)))
+                    + '\nrate = "1GB/s"\nduration = "100us"\n' + f'[routing]\npolicy = "{policy}"\n', gpus=8 * servers)
+
+
+def _alternatives(composite):
+    return int(np.maximum(np.diff(composite.alt_ptr) - 1, 0).sum())
+
+
+def test_the_memory_estimate_counts_adaptive_routings_alternatives_as_an_upper_bound():
+    import tracemalloc
+
+    from flyersim.sim.budget import BYTES_PER_ALTERNATIVE
+    outcomes, peaks = {}, {}
+    for policy in ("ecmp", "adaptive"):
+        tracemalloc.start()
+        outcomes[policy] = run_scenario(_adaptive_budget_scenario(policy))
+        peaks[policy] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    static, adaptive = outcomes["ecmp"].budget, outcomes["adaptive"].budget
+    assert static["alternatives"] == 0 and outcomes["ecmp"].composite.alt_ptr is None
+    assert static["ops"] == adaptive["ops"]
+    assert adaptive["bytes"] - static["bytes"] == BYTES_PER_ALTERNATIVE * adaptive["alternatives"]
+    kept = _alternatives(outcomes["adaptive"].composite)  # 800 flows across the leaves x 19 other spines, + the job's
+    assert 800 * 19 < kept <= adaptive["alternatives"]
+    assert peaks["adaptive"] - peaks["ecmp"] <= BYTES_PER_ALTERNATIVE * kept  # what they cost, traced by Python
+
+
+def test_an_adaptive_scenario_over_the_limit_is_refused_where_the_static_one_fits():
+    limit = run_scenario(_adaptive_budget_scenario("ecmp", servers=24)).budget["bytes"] + 10**6
+    run_scenario(_adaptive_budget_scenario("ecmp", servers=24), max_memory=limit)
+    with pytest.raises(ValueError, match=r"alternative routes \(adaptive routing\).*or static routing \(ecmp\)"):
+        run_scenario(_adaptive_budget_scenario("adaptive", servers=24), max_memory=limit)  # 552 flows x 31
+
+
 # ---------------------------------------------------------------- the documented examples
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "experiments" / "scenarios").glob("*.toml"))

@@ -3,7 +3,8 @@
 The steps, each refusing bad input in one line before the expensive ones:
 load the cluster (its size checked first), place the jobs
 (:mod:`sim.placement`), check each job's algorithm, parameters and size,
-estimate the memory of every schedule copy and flow (:mod:`sim.budget`),
+estimate the memory of every schedule copy and flow, and of the
+alternative routes adaptive routing keeps (:mod:`sim.budget`),
 add the storage nodes and build the background flows
 (:mod:`sim.background`), build each job's schedule on its own layout (its
 late ranks' first ops released late, as ``flyersim run --late``) and
@@ -29,15 +30,16 @@ from flyersim import collectives, topologies
 from flyersim.collectives.sizing import op_bound
 from flyersim.sim import background as bg
 from flyersim.sim.app.runner import layout_of, search_of
-from flyersim.sim.budget import check_ops, check_topology, machine_memory
+from flyersim.sim.budget import check_ops, check_topology, estimate, machine_memory
 from flyersim.sim.composite import Part, compose, simulate as simulate_composite
 from flyersim.sim.engine import Run, _flow_deps, simulate
 from flyersim.sim.placement import place, placed, server_leaves
-from flyersim.sim.routes import build_routes, flow_bytes
+from flyersim.sim.routes import alternative_bound, build_routes, flow_bytes
 from flyersim.sim.scenario import apply_faults
 from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.config import read
+from flyersim.topologies.routing import MAX_ALTERNATIVES
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Outcome:
     end_at: np.ndarray
     jobs: list
     background: list
+    budget: dict  # the memory estimate it was checked with: ops, alternative routes (upper bounds) and bytes
 
 
 def run_scenario(scenario, max_memory=None):
@@ -89,12 +92,17 @@ def run_scenario(scenario, max_memory=None):
     flows_count = sum(len(s) if e.kind == "storage-read" else len(s) * (len(s) - 1)
                       for e, s in zip(scenario.background, selections))
     # every copy of every job and every flow at once, then one job alone beside them (its run alone)
-    ops = sum((p["ops"] + len(p["job"].late)) * p["job"].repeat for p in plans) + flows_count + \
+    counted = sum((p["ops"] + len(p["job"].late)) * p["job"].repeat for p in plans) + flows_count + \
         max(p["ops"] for p in plans)
     copies = sum(p["job"].repeat for p in plans)
     what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
             f"{flows_count} background flows)")
-    check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(), limit)
+    # adaptive routing keeps each route's alternatives: a background flow's up front, a job's once its
+    # schedule is built (before its routes are), each at most MAX_ALTERNATIVES - 1 (sim.budget)
+    adaptive = scenario.routing.get("policy") == "adaptive"
+    alternatives = flows_count * (MAX_ALTERNATIVES - 1) if adaptive else 0
+    elements = graph.number_of_nodes() + graph.number_of_edges()
+    check_ops(what, counted, elements, limit, alternatives=alternatives)
     storage, prefixes = {}, {n.split("/", 1)[0] for n in graph}
     reads = [e for e in scenario.background if e.kind == "storage-read"]
     radix = read(t.ref, t.overrides).network.get("radix", 0) if reads else 0
@@ -121,6 +129,9 @@ def run_scenario(scenario, max_memory=None):
                                            search=plan["search"], **job.params)
         layout = placed(plan["layout"], plan["servers"])
         schedule = Stragglers(late=job.late).schedule(dataclasses.replace(built[key], layout=layout))
+        if adaptive:
+            alternatives += alternative_bound(schedule)
+            check_ops(what, counted, elements, limit, alternatives=alternatives)
         routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
@@ -153,7 +164,8 @@ def run_scenario(scenario, max_memory=None):
             own = part.routes.carried(part.op_bytes, net.route[ops] - composite.route_base[i])
             np.add.at(carried[i], composite.resources[i], own)
     return Outcome(scenario, graph, composite, carried, float(net.end_at.max(initial=0.0)), net.start_at, net.end_at,
-                   jobs, flows_out)
+                   jobs, flows_out, {"ops": counted, "alternatives": alternatives,
+                                     "bytes": estimate(counted, elements, alternatives=alternatives)})
 
 
 def _plan(job, graph, base, servers, searches):
