@@ -223,8 +223,15 @@ def gpus_per_node(comm, asked=None):
     return g
 
 
-def measure(comm, size, repeats, leaf_size=None, pair_size=None):
+def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
     """Topology parameters: name -> (Figure, unit, how measured); identical on every rank.
+
+    ``library_latency`` is ``message_latency`` without the executor's part: the MPI library's own cost
+    per message, for predicting the library's collectives (``validate``'s ``mpi`` rows); the topology
+    lists it among its parameters but charges ``message_latency``.
+
+    ``chain``: also time a dependent chain of ``size`` messages through the executor and a raw ping-pong
+    of them, for a note only (about two minutes at 64 MiB over a 300 Mbit/s link).
 
     ``pair_size``: bytes per message of the exchange that measures ``pair_bandwidth`` (default ``size``;
     at least :data:`PAIR_FLOOR`).
@@ -253,8 +260,9 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None):
     peer = b if comm.rank == a else a if comm.rank == b else -1
     o, g = mb.train(comm, peer) if b >= 0 else (zero, zero)
     few = size > OVERLAP_SIZE  # long messages: a few are enough and take long
-    raw = mb.pingpong(comm, peer, 3 if few else 100, 5 if few else 11, nbytes=size) if b >= 0 else zero
-    hop = mb.chain(comm, a, b, 6 if few else 40, 5 if few else 11, count=size // 4) if b >= 0 else zero
+    chain = chain and b >= 0
+    raw = mb.pingpong(comm, peer, 3 if few else 100, 5 if few else 11, nbytes=size) if chain else zero
+    hop = mb.chain(comm, a, b, 6 if few else 40, 5 if few else 11, count=size // 4) if chain else zero
     along, alone = mb.flight(comm, a, b, 4 if few else 16, 5, count=size // 4) if b >= 0 else (zero, zero)
     local = mb.copies(comm, a)
     if pairs:
@@ -265,9 +273,13 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None):
     p["message_latency"] = (_plus(lat_intra, _minus(along, alone)), "s",
                             f"per message: the 8 B one-way time in a node plus what {format_size(size)} messages "
                             f"in flight together through the MPI executor take each beyond raw Isends ({where})")
-    notes.append(f"a dependent chain of {format_size(size)} messages through the executor, per hop beyond a raw "
-                 f"ping-pong ({where}): {_minus(hop, raw)}; not charged (the schedules keep other messages "
-                 f"in flight)")
+    p["library_latency"] = (lat_intra, "s", "per message of the MPI library itself: the 8 B one-way time in a "
+                                            "node: message_latency without the executor's part (unused by the "
+                                            "topology; validate predicts the library's Allreduce with it)")
+    if chain:
+        notes.append(f"a dependent chain of {format_size(size)} messages through the executor, per hop beyond a "
+                     f"raw ping-pong ({where}): {_minus(hop, raw)}; not charged (the schedules keep other "
+                     f"messages in flight)")
     p["copy_latency"] = (local, "s", "per local copy: a chain of 1-element copies between a GPU and host memory "
                                      "through the MPI executor, per copy")
     notes.append(f"LogGP o (time per Isend call in a train of 64 8 B messages, {where}): {o}; inside "

@@ -11,7 +11,9 @@ cache regime the collective runs in (one-way network streams at 4 MiB or
 more), and the exchange between two nodes (``[mpi] pair_bandwidth``) with
 messages of S / 2, the largest a validated schedule exchanges (see calibrate);
 ``--leaf-size`` is passed on. ``mpi``, the library's own
-Allreduce, is predicted by modelling MPICH's classic choice (:func:`mpich_choice`).
+Allreduce, is predicted by modelling MPICH's choice (:func:`mpich_choice`) on
+the same model with the library's own per-message cost (``library_latency``)
+in place of the executor's.
 
 What to run travels as a :class:`Plan` (the CLI fills it; a program can too).
 
@@ -55,7 +57,11 @@ from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
 
-SHORT_MSG_SIZE = 2048  # MPIR_CVAR_ALLREDUCE_SHORT_MSG_SIZE's default (MPICH src/mpi/coll/allreduce/allreduce.c)
+# MPICH 5's Allreduce between nodes (ch4 "composition beta" when no rank shares a node, as under
+# MPIR_CVAR_NOLOCAL, then MPIR_Allreduce_impl's selection, maint/tuning/coll/mpir/generic.json): recursive
+# doubling up to this many bytes or for fewer elements than the largest power of two of ranks, else
+# Rabenseifner's reduce-scatter + allgather
+SHORT_MSG_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -124,14 +130,13 @@ def geomean_error(predicted, measured):
 
 
 def mpich_choice(nbytes, itemsize, ranks):
-    """The schedule MPICH's classic Allreduce selection runs: recursive doubling for short messages (or
-    fewer elements than the largest power of two of ranks), else Rabenseifner's reduce-scatter + allgather.
+    """The schedule MPICH 5's Allreduce runs between ranks on separate nodes (:data:`SHORT_MSG_SIZE`):
+    recursive doubling for tiny messages or fewer elements than the largest power of two of ranks, else
+    Rabenseifner's reduce-scatter + allgather. Predicted with ``library_latency`` per message: the library
+    does not run through flyersim's executor.
 
-    MPICH 5's ch4 tuning can choose otherwise: on 4 emulated nodes x 2 ranks its Allreduce ran 1.6-3.6x
-    faster than this schedule at 1-4 MiB (README, "Predicted vs measured").
-
-    >>> mpich_choice(1024, 4, 4), mpich_choice(1 << 20, 4, 4), mpich_choice(8, 4, 4)
-    ('rd', 'rabenseifner', 'rd')
+    >>> mpich_choice(1024, 4, 4), mpich_choice(1 << 20, 4, 4), mpich_choice(8, 4, 4), mpich_choice(12, 4, 4)
+    ('rabenseifner', 'rabenseifner', 'rd', 'rd')
     """
     pof2 = 1 << (ranks.bit_length() - 1)
     return "rd" if nbytes <= SHORT_MSG_SIZE or nbytes // itemsize < pof2 else "rabenseifner"
@@ -241,7 +246,8 @@ def summarise(rows, algos, tolerance):
         report["bias"][algo] = float(np.expm1(np.mean(x)))
     if mpibench.BASELINE in algos:
         report["notes"].append(f"{mpibench.BASELINE}: the library's Allreduce, predicted as MPICH's default choice "
-                               f"(rd up to {SHORT_MSG_SIZE} B, rabenseifner beyond)")
+                               f"between nodes (rd up to {SHORT_MSG_SIZE} B or fewer elements than ranks' power of two, "
+                               f"rabenseifner beyond), each message at library_latency")
     return report
 
 
@@ -250,18 +256,37 @@ def calibrated(comm, nbytes, gpus, repeats, leaf_size=None, pair_size=None):
     builds the same one)."""
     from flyersim import topologies
 
-    params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size, pair_size)
+    params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size, pair_size, chain=False)
     pair = "" if pair_size is None else f" --pair-size {pair_size}"
 
     def model(figures):
         text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes}{pair})",
                               notes, leaf_size)
-        return topologies.loads(text, where=f"calibration at {nbytes} B")
+        graph = topologies.loads(text, where=f"calibration at {nbytes} B")
+        graph.graph["ends"] = {end: topologies.loads(calibrate.toml(quartile_end(figures, end), comm.size // gpus,
+                                                                    gpus, "", notes, leaf_size))
+                               for end in ("fast", "slow")}
+        return graph
     graph = model(params)
     graph.graph["calibrated_at"] = nbytes
     graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in params.items()}
-    graph.graph["ends"] = {end: model(quartile_end(params, end)) for end in ("fast", "slow")}
+    graph.graph["library"] = model(library(params))
     return graph
+
+
+def library(params):
+    """``params`` for the MPI library's own collectives: a message costs ``library_latency``, not the
+    executor's ``message_latency`` (the library does not run through flyersim's executor).
+
+    >>> from flyersim.sim.app.microbench import Figure
+    >>> p = {"message_latency": (Figure(5.0, 4.0, 6.0), "s", ""), "library_latency": (Figure(1.0, 1.0, 2.0), "s", "")}
+    >>> library(p)["message_latency"][0].value
+    1.0
+    """
+    own = dict(params)
+    fig, unit, how = params["library_latency"]
+    own["message_latency"] = (fig, unit, f"library_latency: {how}")
+    return own
 
 
 def quartile_end(params, end):
@@ -292,15 +317,14 @@ def _size_rows(comm, plan, size, graph):
     if comm.rank:
         return []
     itemsize = np.dtype(plan.dtype).itemsize
-    modelled = {a: mpich_choice(size, itemsize, comm.size) if a == mpibench.BASELINE else a for a in plan.algos}
-    concrete = list(dict.fromkeys(modelled.values()))
-    predicted = dict(zip(concrete, run_sizes(graph, concrete, [size], plan.dtype, plan.model)))
-    ends = {end: dict(zip(concrete, run_sizes(g, concrete, [size], plan.dtype, plan.model)))
-            for end, g in graph.graph.get("ends", {}).items()}
     rows = []
     for m in measured:
-        p = predicted[modelled[m["algo"]]]
-        band = [ends[e][modelled[m["algo"]]]["time_s"] * 1e6 if ends else None for e in ("fast", "slow")]
+        native = m["algo"] == mpibench.BASELINE
+        model = graph.graph.get("library", graph) if native else graph
+        algo = mpich_choice(size, itemsize, comm.size) if native else m["algo"]
+        (p,) = run_sizes(model, [algo], [size], plan.dtype, plan.model)
+        band = [run_sizes(model.graph["ends"][e], [algo], [size], plan.dtype, plan.model)[0]["time_s"] * 1e6
+                if "ends" in model.graph else None for e in ("fast", "slow")]
         t, guess = m["p50_us"], p["time_s"] * 1e6
         x = log_error(guess, t)
         rows.append({"algo": m["algo"], "bytes": m["bytes"], "measured_us": t,
