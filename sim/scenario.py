@@ -228,23 +228,27 @@ def _parse(raw, where, base):
     except ValueError as err:
         raise _KeyError(str(err)) from None
     title = _string(raw["name"], "name") if "name" in raw else Path(where).stem
+    if "description" in raw:
+        _string(raw["description"], "description")
     return Scenario(where, title, topology, jobs, background, classes,
                     dict(routing), tuple(faults), tuple(stragglers))
 
 
-def apply_faults(graph, scenario, router_class, groups=()):
+def apply_faults(graph, scenario, router_class, groups=(), flows=()):
     """``(graph, router, routing policy, stragglers)`` under the scenario's ``[routing]``, ``[[faults]]`` and
     ``[[stragglers]]``: the graph without its failed parts, its router, the policy for
     :func:`sim.routes.build_routes` and the :class:`sim.stragglers.Stragglers` whose ``routes`` every part's
-    routes go through. ``groups`` are ``(name, servers)`` pairs, one per job or background entry: each must
-    still reach its own servers (an error names it and its own ranks cut off). No tables: ``graph`` itself,
-    ``ecmp`` and no stragglers.
+    routes go through. ``groups`` are ``(name, servers)`` pairs, one per job, and ``flows`` one per background
+    entry: each must still reach its own servers (an error names it and its own ranks, or servers, cut off).
+    No tables: ``graph`` itself, ``ecmp`` and no stragglers.
     """
     policy, failed, stragglers = read_tables(scenario.routing, scenario.faults, scenario.stragglers)
     if failed:
         graph = fail(graph, failed, [f"faults[{i}].fail ({t})" for i, t in enumerate(failed)])
         for name, servers in groups:
             check_reachable(graph, servers, name)
+        for name, servers in flows:
+            check_reachable(graph, servers, name, count_ranks=False)
     stragglers.check(graph)
     return graph, router_class(graph), policy, stragglers
 

@@ -353,6 +353,17 @@ SCENARIOS = [
                                                                               "no component"]),
     ("failure cuts a job off", SCENARIO + '[[faults]]\nfail = "n2/nic0"\n',
      ["job b cannot complete", "its ranks 0-7 (server n2)", "cut off"]),
+    ("failure cuts a background entry off", _scene("servers = [2, 3]", "servers = [2]") +
+     '[[background]]\nname = "t"\nkind = "all-to-all"\nservers = [2, 3]\nrate = "1GB/s"\nduration = "1ms"\n'
+     '[[faults]]\nfail = "n3/nic0"\n',
+     ["background t cannot complete", "its server n3 is cut off from its other 1 server", "failure of n3/nic0"]),
+    ("failure cuts storage off", SCENARIO + '[[faults]]\nfail = "z0/leaf1"\n',
+     ["background s cannot complete", "no network path from s/st0", "after the failure of z0/leaf1"]),
+    ("description a number", "description = 5\n" + SCENARIO, ["description: must be a non-empty string"]),
+    ("unknown preset", _scene('preset = "fireflyer2"', 'preset = "fireflyr2"'),
+     ["topology: unknown preset 'fireflyr2'"]),
+    ("misspelt override", _scene("gpus = 32", 'gpus = 32\nset = { "parameters.xgmi_bandwith" = "1GB/s" }'),
+     ["topology: override 'parameters.xgmi_bandwith': no such parameter"]),
     ("straggler without a factor", SCENARIO + '[[stragglers]]\nslow = "n0/gpu0"\n',
      ["stragglers[0]", "give factor = 0.5 or bandwidth"]),
     ("straggler on an unknown part", SCENARIO + '[[stragglers]]\nslow = "n9/gpu0"\nfactor = 0.5\n',

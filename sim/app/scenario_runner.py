@@ -39,6 +39,7 @@ from flyersim.sim.scenario import apply_faults
 from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.config import read
+from flyersim.topologies.errors import TopologyError
 from flyersim.topologies.routing import MAX_ALTERNATIVES
 
 
@@ -81,8 +82,11 @@ def run_scenario(scenario, max_memory=None):
     """Simulate ``scenario``; its :class:`Outcome`. ``max_memory`` in bytes (default: what is available)."""
     limit = machine_memory() if max_memory is None else max_memory
     t = scenario.topology
-    graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
-                            check_size=lambda what, elements: check_topology(what, elements, limit))
+    try:
+        graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
+                                check_size=lambda what, elements: check_topology(what, elements, limit))
+    except ValueError as err:
+        raise ValueError(f"topology: {err}") from None
     placements = place(scenario.jobs, graph)
     base = layout_of(graph)
     searches, plans = {}, []
@@ -116,9 +120,9 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    groups = [(f"job {name}", servers) for name, servers in placements.items()] + \
-        [(f"background {e.name}", servers) for e, servers in zip(scenario.background, selections)]
-    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, groups)
+    groups = [(f"job {name}", servers) for name, servers in placements.items()]
+    reached = [(f"background {e.name}", servers) for e, servers in zip(scenario.background, selections)]
+    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, groups, reached)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     parts, built = [], {}
     for plan in plans:
@@ -142,11 +146,16 @@ def run_scenario(scenario, max_memory=None):
     host = _nic_host(base)
     entries = []
     for entry, servers in zip(scenario.background, selections):
-        if entry.kind == "storage-read":
-            flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate, entry.duration,
-                                     router, routing)
-        else:
-            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
+        try:
+            if entry.kind == "storage-read":
+                flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate,
+                                         entry.duration, router, routing)
+            else:
+                flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
+        except TopologyError as err:  # its storage nodes cut off from its servers
+            failed = ", ".join(graph.graph.get("failed", ()))
+            raise ValueError(f"background {entry.name} cannot complete: {err}"
+                             f"{f' after the failure of {failed}' if failed else ''}") from None
         n = len(flows.paths)
         entries.append(flows)
         parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,
