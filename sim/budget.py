@@ -51,7 +51,8 @@ BYTES_PER_TIMELINE_OP = 36  # ready, start, end (float64), route taken (int32), 
 # One alternative route of adaptive routing, in all its copies (the part's Routes, the composite's, the Python lists
 # they are built from): peak RSS over the same scenario with static routing, an all-to-all among 40 and 80
 # fireflyer2 servers (15,200 and 91,200 alternatives of 17 resources each): 2.4 and 2.9 KB each (tracemalloc: 1.29
-# and 1.35 KB; a 320-GPU rabenseifner job's 6,080: 1.26 KB).
+# and 1.35 KB; a 320-GPU rabenseifner job's 6,080: 1.26 KB); among 200 servers on 10 leaves (684,000): 1.47 GB
+# against 0.27 GB, 1.76 KB each, where the estimate (31 counted per flow) said 3.88 GB.
 BYTES_PER_ALTERNATIVE = 3000
 
 
@@ -113,18 +114,22 @@ def op_bytes(ops, window=None, timeline=False):
     return BYTES_PER_WINDOW_OP * min(ops, window + LOOKAHEAD_OPS) + (BYTES_PER_TIMELINE_OP * ops if timeline else 0)
 
 
-def check_ops(what, ops, elements, limit, window=None, timeline=False, alternatives=0):
+RUN_HINT = ("fewer GPUs, fewer sizes or algorithms per run, an algorithm with fewer steps (hier, hfreduce, dbtree), "
+            "or fewer chunks (--param max_chunks)")
+
+
+def check_ops(what, ops, elements, limit, window=None, timeline=False, alternatives=0, hint=RUN_HINT):
     """Refuse schedules of ``ops`` ops in total on a graph of ``elements`` that would not fit in ``limit`` bytes.
 
     ``window``: the schedules are streamed, holding that many ops at once (see :func:`op_bytes`), keeping
     every op's timeline if ``timeline``. ``alternatives``: alternative routes adaptive routing keeps.
+    ``hint``: what to use fewer of (the error's way forward).
     """
     need = estimate(ops, elements, window, timeline, alternatives)
     if need > limit:
         routes = f" and {_count(alternatives)} alternative routes (adaptive routing)" if alternatives else ""
         raise ValueError(f"{what} needs about {_count(ops)} ops{routes} and {_gb(need)} of memory, above the limit of "
-                         f"{_gb(limit)} (available memory, or --max-memory); use fewer GPUs, fewer sizes or algorithms per run, an "
-                         f"algorithm with fewer steps (hier, hfreduce, dbtree), or fewer chunks (--param max_chunks)"
+                         f"{_gb(limit)} (available memory, or --max-memory); use {hint}"
                          f"{', or static routing (ecmp)' if alternatives else ''}")
 
 

@@ -452,7 +452,8 @@ SCENARIOS = [
     ("float gpus", _scene("gpus = 16\nalgo", "gpus = 16.5\nalgo"), ["jobs.a.gpus", "whole number"]),
     # sizes of work
     ("too many ops", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nrepeat = 1000000\nclass'),
-     ["scenario bad", "needs about", "limit of 8 GB"]),
+     ["scenario bad (2 jobs, 1000001 collectives, 2 background flows)", "needs about", "limit of 8 GB",
+      "fewer repeats", "params = { max_chunks = ... }"]),
     ("huge cluster", _scene("gpus = 32", "gpus = 800000000"), ["100000000 servers", "needs about"]),
 ]
 

@@ -43,6 +43,11 @@ from flyersim.topologies.errors import TopologyError
 from flyersim.topologies.routing import MAX_ALTERNATIVES
 
 
+# what a scenario over the memory limit can use fewer of (sim.budget.check_ops)
+HINT = ("fewer or smaller jobs, fewer repeats, fewer background servers, an algorithm with fewer steps (hier, "
+        "hfreduce, dbtree), or fewer chunks (params = { max_chunks = ... })")
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """A job's servers, its run alone and its runs in the scenario (one per copy, times from the copy's start)."""
@@ -99,14 +104,14 @@ def run_scenario(scenario, max_memory=None):
     counted = sum((p["ops"] + len(p["job"].late)) * p["job"].repeat for p in plans) + flows_count + \
         max(p["ops"] for p in plans)
     copies = sum(p["job"].repeat for p in plans)
-    what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
-            f"{flows_count} background flows)")
+    what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} "
+            f"collective{'s' * (copies != 1)}, {flows_count} background flow{'s' * (flows_count != 1)})")
     # adaptive routing keeps each route's alternatives: a background flow's up front, a job's once its
     # schedule is built (before its routes are), each at most MAX_ALTERNATIVES - 1 (sim.budget)
     adaptive = scenario.routing.get("policy") == "adaptive"
     alternatives = flows_count * (MAX_ALTERNATIVES - 1) if adaptive else 0
     elements = graph.number_of_nodes() + graph.number_of_edges()
-    check_ops(what, counted, elements, limit, alternatives=alternatives)
+    check_ops(what, counted, elements, limit, alternatives=alternatives, hint=HINT)
     storage, prefixes = {}, {n.split("/", 1)[0] for n in graph}
     reads = [e for e in scenario.background if e.kind == "storage-read"]
     radix = read(t.ref, t.overrides).network.get("radix", 0) if reads else 0
@@ -135,7 +140,7 @@ def run_scenario(scenario, max_memory=None):
         schedule = Stragglers(late=job.late).schedule(dataclasses.replace(built[key], layout=layout))
         if adaptive:
             alternatives += alternative_bound(schedule)
-            check_ops(what, counted, elements, limit, alternatives=alternatives)
+            check_ops(what, counted, elements, limit, alternatives=alternatives, hint=HINT)
         routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
