@@ -352,6 +352,8 @@ size = "4MiB"
     ("hfreduce", '[[stragglers]]\nslow = "n1/gpu0"\nfactor = 0.25\n[[stragglers]]\nnoise = 0.2\nseed = 4',
      {"stragglers": (("n1/gpu0", 0.25),), "noise": 0.2, "seed": 4}, []),
     ("ring", '[routing]\npolicy = "adaptive"', {"routing": "adaptive"}, []),
+    ("hfreduce", 'late = { 3 = "1ms", 17 = "50us" }\n[routing]\npolicy = "adaptive"',
+     {"routing": "adaptive", "late": ((3, 1e-3), (17, 5e-5))}, []),
     ("ring", '[[faults]]\nfail = "z0/spine0"\n[[faults]]\nfail = "z0/leaf1<->z0/spine1"', {}, ["z0/spine0",
                                                                                             "z0/leaf1<->z0/spine1"]),
 ])
@@ -373,10 +375,11 @@ def test_a_scenario_job_alone_under_what_ifs_is_flyersim_run_with_the_same_optio
     graph = topologies.load("fireflyer2", gpus=168, overrides={"network.link_bandwidth": "50Gb/s"})
     graph = fail(graph, failed) if failed else graph
     routing = run_kwargs.get("routing", "ecmp")
-    stragglers = Stragglers(slow=run_kwargs.get("stragglers", ()), noise=run_kwargs.get("noise", 0.0),
-                            seed=run_kwargs.get("seed", 0))
+    stragglers = Stragglers(slow=run_kwargs.get("stragglers", ()), late=run_kwargs.get("late", ()),
+                            noise=run_kwargs.get("noise", 0.0), seed=run_kwargs.get("seed", 0))
     layout = dataclasses.replace(layout_of(graph), nodes=3)
-    schedule = dataclasses.replace(collectives.build(algo, layout, nbytes=4 << 20), layout=placed(layout, (0, 1, 20)))
+    schedule = stragglers.schedule(dataclasses.replace(collectives.build(algo, layout, nbytes=4 << 20),
+                                                       layout=placed(layout, (0, 1, 20))))
     routes = stragglers.routes(graph, build_routes(graph, schedule, routing=routing))
     alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
     assert simulate(schedule, routes, 4 << 20, alternatives=alternatives).time == job.alone.time
