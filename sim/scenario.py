@@ -165,6 +165,8 @@ class Scenario:
 def load(path):
     """The :class:`Scenario` of a TOML file; a bad file is one ValueError naming it and the key."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--scenario: {str(path)!r} is a folder; give one of its .toml files")
     if not path.is_file():
         raise ValueError(f"--scenario: no such file {str(path)!r}")
     try:

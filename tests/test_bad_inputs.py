@@ -5,6 +5,8 @@ in-process, so the corpus costs seconds. Limits on size use ``--max-memory`` so 
 depend on the memory this machine has free.
 """
 
+from pathlib import Path
+
 import pytest
 
 from flyersim.experiments import scaling
@@ -493,6 +495,8 @@ def test_the_corpus_scenario_is_good(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["run", "--scenario", "/no/such.toml"], ["--scenario", "no such file"]),
+    (["run", "--scenario", str(Path(__file__).resolve().parents[1] / "experiments" / "scenarios")],
+     ["--scenario", "is a folder", ".toml files"]),
     (["run", "--scenario", "x.toml", "--algo", "ring", "--gpus", "16"], ["--scenario", "drop --gpus, --algo"]),
     (["run", "--scenario", "x.toml", "--slow", "n0/gpu0=0.5", "--routing", "adaptive"],
      ["--scenario", "drop --routing, --slow", "(in the file: --routing: [routing] policy; --slow: [[stragglers]] slow)"]),
