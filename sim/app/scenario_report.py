@@ -58,8 +58,8 @@ def job_records(outcome):
         for k, run in enumerate(j.runs):
             rec = record(run, j.job.dtype, len(j.servers), topo)
             rows.append({"job": j.job.name, "repeat": k, "start_s": float(j.starts[k]), "class": j.job.cls,
-                         "servers": servers_label(j.servers), "late": late_label(j.job.late), **rec, "alone_time_s": alone["time_s"],
-                         "alone_busbw_GBps": alone["busbw_GBps"],
+                         "servers": servers_label(j.servers), "late": late_label(j.job.late), **rec,
+                         "alone_time_s": alone["time_s"], "alone_busbw_GBps": alone["busbw_GBps"],
                          "slowdown": rec["time_s"] / alone["time_s"] if alone["time_s"] > 0 else 1.0})
     return rows
 
