@@ -23,7 +23,7 @@ ValueError: ring has no parameter 'max_chunks' (valid: none)
 
 from dataclasses import dataclass
 
-from flyersim.collectives import dbtree, hfreduce, hfreduce_nvlink, hierarchical
+from flyersim.collectives import dbtree, hfreduce, hfreduce_nvlink, hierarchical, smp
 from flyersim.collectives import nccl
 from flyersim.collectives.params import Params
 from flyersim.collectives.rabenseifner import rabenseifner_allreduce, rd_allgather, rh_reduce_scatter
@@ -62,6 +62,7 @@ _RECORDS = [
     Algorithm("rd", "allreduce", rd_allreduce, _none("rd")),
     Algorithm("rabenseifner", "allreduce", rabenseifner_allreduce, _none("rabenseifner")),
     Algorithm("hier", "allreduce", hierarchical.hier_allreduce, hierarchical.PARAMS),
+    Algorithm("smp", "allreduce", smp.smp_allreduce, smp.PARAMS),
     Algorithm("hfreduce", "allreduce", hfreduce.hfreduce_allreduce, hfreduce.PARAMS, sized=True),
     Algorithm("hfreduce-nvlink", "allreduce", hfreduce_nvlink.hfreduce_nvlink_allreduce, hfreduce_nvlink.PARAMS,
               sized=True),

@@ -91,16 +91,33 @@ def rabenseifner_allreduce(layout):
     """Allreduce of buffer ``data`` on every rank of ``layout`` by reduce-scatter + allgather."""
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "rabenseifner", buffers=("data", "recv"))
-    core = fold(p)
-    sent, reduced = fold_in(b, p)  # reduced: last reduce per rank (wrote data, read recv)
-    steps = _steps(len(core))
-    lo, hi, done, gave = halving(b, core, steps, reduced[core])
-    # Partner i ^ 2^j gave away exactly the range received in step j, so overwriting it waits for that send.
-    wrote, last_sent = doubling(b, core, steps[::-1], lo, hi, done, gave[::-1])
-    fold_out(b, p, sent, [wrote, last_sent])
+    allreduce_among(b, np.arange(p))
     for r in range(p):
         b.expect(r, "data", (0, 1, 1))
     return b.build()
+
+
+def allreduce_among(b, ranks, ready=-1):
+    """Append Rabenseifner's allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``.
+
+    ``ready``: op ids by position (-1: none) after which a position's ``data`` may be used. Returns a list
+    of op-id arrays by position: after all of them a position's ``data`` holds the result.
+    """
+    p = len(ranks)
+    ready = np.broadcast_to(np.asarray(ready, np.int64), (p,))
+    at = fold(p)  # positions of the core ranks
+    core = ranks[at]
+    sent, reduced = fold_in(b, p, ranks, ready)  # reduced: last reduce per position (wrote data, read recv)
+    steps = _steps(len(core))
+    lo, hi, done, gave = halving(b, core, steps, np.where(reduced[at] >= 0, reduced[at], ready[at]))
+    # Partner i ^ 2^j gave away exactly the range received in step j, so overwriting it waits for that send.
+    wrote, last_sent = doubling(b, core, steps[::-1], lo, hi, done, gave[::-1])
+    final, read = np.full(p, -1), np.full(p, -1)  # a core rank's data: its last receive, and its own writes
+    final[at], read[at] = wrote, last_sent          # before its last send
+    extra = np.setdiff1d(np.arange(p), at)
+    if len(extra):
+        final[extra] = fold_out(b, p, sent, [wrote, last_sent], ranks)
+    return [final, read]
 
 
 def _power_of_two(p, what):

@@ -42,42 +42,66 @@ def _extras(p):
     return np.arange(0, 2 * (p - (1 << (p.bit_length() - 1))), 2)
 
 
-def fold_in(b, p):
+def fold_in(b, p, ranks=None, ready=-1):
     """Extra ranks send ``data`` to their odd neighbour's ``recv``, which reduces it into ``data``.
 
-    Returns ``(sent, reduced)``: op ids indexed by rank (-1 where a rank has none).
+    ``ranks``: the real rank of each of the p positions (default 0..p-1); ``ready``: op ids by position
+    (-1: none) after which a position's ``data`` may be read and written. Returns ``(sent, reduced)``: op
+    ids indexed by position (-1 where a position has none).
     """
+    ranks = np.arange(p) if ranks is None else np.asarray(ranks)
+    ready = np.broadcast_to(ready, (p,))
     extra = _extras(p)
     sent, reduced = np.full(p, -1), np.full(p, -1)
-    sent[extra] = b.xfer(extra, extra + 1, WHOLE, "data", "recv")
-    reduced[extra + 1] = b.reduce(extra + 1, ("data", "recv"), "data", WHOLE, deps=[sent[extra]])
+    sent[extra] = b.xfer(ranks[extra], ranks[extra + 1], WHOLE, "data", "recv", deps=[ready[extra], ready[extra + 1]])
+    reduced[extra + 1] = b.reduce(ranks[extra + 1], ("data", "recv"), "data", WHOLE, deps=[sent[extra]])
     return sent, reduced
 
 
-def fold_out(b, p, sent, deps):
-    """Odd neighbours send the final ``data`` back to the extra ranks.
+def fold_out(b, p, sent, deps, ranks=None):
+    """Odd neighbours send the final ``data`` back to the extra ranks; returns those sends' op ids.
 
     ``sent`` is from :func:`fold_in` (the extras' data may be overwritten only
     after it was read); ``deps`` are op-id arrays indexed by *core* rank whose
-    ops complete each core rank's result (the neighbours are core ranks 0..rem-1).
+    ops complete each core rank's result (the neighbours are core ranks 0..rem-1);
+    ``ranks`` as for :func:`fold_in`.
     """
+    ranks = np.arange(p) if ranks is None else np.asarray(ranks)
     extra = _extras(p)
-    return b.xfer(extra + 1, extra, WHOLE, "data", "data", deps=[sent[extra]] + [d[:len(extra)] for d in deps])
+    return b.xfer(ranks[extra + 1], ranks[extra], WHOLE, "data", "data",
+                  deps=[sent[extra]] + [d[:len(extra)] for d in deps])
 
 
 def rd_allreduce(layout):
     """Allreduce of buffer ``data`` on every rank of ``layout`` by recursive doubling."""
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "rd", buffers=("data", "recv"))
-    core = fold(p)
-    sent, reduced = fold_in(b, p)  # reduced: last reduce per rank (wrote data, read recv)
-    i = np.arange(len(core))
-    for j in range(len(core).bit_length() - 1):
-        partner = core[i ^ (1 << j)]
-        x = b.xfer(core, partner, WHOLE, "data", "recv", deps=[reduced[core], reduced[partner]])
-        # Core rank i receives x[i ^ 2^j] and must not overwrite data before its own send x[i] read it.
-        reduced[core] = b.reduce(core, ("data", "recv"), "data", WHOLE, deps=[x[i ^ (1 << j)], x])
-    fold_out(b, p, sent, [reduced[core]])
+    allreduce_among(b, np.arange(p))
     for r in range(p):
         b.expect(r, "data", WHOLE)
     return b.build()
+
+
+def allreduce_among(b, ranks, ready=-1):
+    """Append recursive doubling's allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``.
+
+    ``ready``: op ids by position (-1: none) after which a position's ``data`` may be used. Returns a list
+    of op-id arrays by position: after all of them a position's ``data`` holds the result.
+    """
+    p = len(ranks)
+    ready = np.broadcast_to(np.asarray(ready, np.int64), (p,))
+    at = fold(p)  # positions of the core ranks
+    core = ranks[at]
+    sent, reduced = fold_in(b, p, ranks, ready)  # reduced: last reduce per position (wrote data, read recv)
+    last = np.where(reduced[at] >= 0, reduced[at], ready[at])
+    i = np.arange(len(core))
+    for j in range(len(core).bit_length() - 1):
+        x = b.xfer(core, core[i ^ (1 << j)], WHOLE, "data", "recv", deps=[last, last[i ^ (1 << j)]])
+        # Core rank i receives x[i ^ 2^j] and must not overwrite data before its own send x[i] read it.
+        last = b.reduce(core, ("data", "recv"), "data", WHOLE, deps=[x[i ^ (1 << j)], x])
+    final = np.full(p, -1)
+    final[at] = last
+    extra = np.setdiff1d(np.arange(p), at)
+    if len(extra):
+        final[extra] = fold_out(b, p, sent, [last], ranks)
+    return [final]

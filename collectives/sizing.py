@@ -61,6 +61,7 @@ OPS = {
     ("allreduce", "rd"): lambda n, g, nodes, nbytes, p: 2 * n * (_log2(n) + 1),
     ("allreduce", "rabenseifner"): lambda n, g, nodes, nbytes, p: 3 * n * (_log2(n) + 1),
     ("allreduce", "hier"): _hier,
+    ("allreduce", "smp"): lambda n, g, nodes, nbytes, p: 3 * n + 3 * nodes * (_log2(nodes) + 1),
     ("allreduce", "hfreduce"): lambda n, g, nodes, nbytes, p: _chunks(p, nbytes, 4) * (3 * n + 8 * nodes),
     ("allreduce", "hfreduce-nvlink"): lambda n, g, nodes, nbytes, p: _chunks(p, nbytes, 4) * (6 * n + 8 * nodes),
     ("allreduce", "nccl-ring"): _nccl_ring,

@@ -93,6 +93,21 @@ def test_ring_builds_1024_ranks():
     assert np.all(s.dep_idx < np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr)))
 
 
+@pytest.mark.parametrize("outer", ["rabenseifner", "rd"])
+@pytest.mark.parametrize("nodes,g", [(1, 4), (2, 2), (3, 2), (4, 2), (5, 3), (6, 4), (7, 1)])
+def test_smp_verifies_with_either_outer_algorithm(outer, nodes, g):
+    s = build("smp", Layout(nodes, g), outer=outer)
+    verify(s)
+    leader_ops = build(outer, Layout(nodes, 1)).num_ops
+    assert s.num_ops == leader_ops + nodes * 3 * (g - 1)  # per node: g-1 sends + reduces up, g-1 sends down
+
+
+def test_smp_with_one_rank_per_node_is_its_outer_algorithm():
+    for outer in ("rabenseifner", "rd"):
+        s, flat = build("smp", Layout(6, 1), outer=outer), build(outer, Layout(6, 1))
+        assert [s.describe(i) for i in range(s.num_ops)] == [flat.describe(i) for i in range(flat.num_ops)]
+
+
 # --- the verifier catches broken schedules -------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ a note saying which size was too noisy, instead of a figure.
 """
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 
@@ -57,10 +58,8 @@ from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
 
-# MPICH 5's Allreduce between nodes (ch4 "composition beta" when no rank shares a node, as under
-# MPIR_CVAR_NOLOCAL, then MPIR_Allreduce_impl's selection, maint/tuning/coll/mpir/generic.json): recursive
-# doubling up to this many bytes or for fewer elements than the largest power of two of ranks, else
-# Rabenseifner's reduce-scatter + allgather
+# MPICH 5's Allreduce (MPIR_Allreduce_impl's selection, maint/tuning/coll/mpir/generic.json): recursive doubling
+# up to this many bytes or for fewer elements than the largest power of two of ranks, else Rabenseifner
 SHORT_MSG_SIZE = 8
 
 
@@ -129,17 +128,31 @@ def geomean_error(predicted, measured):
     return float(np.exp(np.mean(np.abs(np.log(ratio)))) - 1)
 
 
-def mpich_choice(nbytes, itemsize, ranks):
-    """The schedule MPICH 5's Allreduce runs between ranks on separate nodes (:data:`SHORT_MSG_SIZE`):
-    recursive doubling for tiny messages or fewer elements than the largest power of two of ranks, else
-    Rabenseifner's reduce-scatter + allgather. Predicted with ``library_latency`` per message: the library
-    does not run through flyersim's executor.
+def mpich_choice(nbytes, itemsize, nodes, per_node):
+    """``(algorithm, parameters)`` of the schedule MPICH 5's ``MPI_Allreduce`` (a commutative built-in op) runs
+    on ``nodes`` nodes of ``per_node`` ranks each.
 
-    >>> mpich_choice(1024, 4, 4), mpich_choice(1 << 20, 4, 4), mpich_choice(8, 4, 4), mpich_choice(12, 4, 4)
-    ('rabenseifner', 'rabenseifner', 'rd', 'rd')
+    Across nodes with several ranks on a node, ch4 composes it (``generic.json``'s "composition alpha"):
+    reduce inside each node, allreduce among the nodes' first ranks, broadcast inside (``smp``). Otherwise,
+    and among those first ranks, ``MPIR_Allreduce_impl`` picks recursive doubling for tiny messages
+    (:data:`SHORT_MSG_SIZE`) or fewer elements than the largest power of two of ranks, else Rabenseifner.
+    On one node MPICH takes its shared-memory path (composition gamma), predicted by that same flat choice.
+    ``MPIR_CVAR_NOLOCAL`` set makes MPICH see every rank as a node of its own. Predicted with
+    ``library_latency`` per message: the library does not run through flyersim's executor.
+
+    >>> mpich_choice(1 << 20, 4, 4, 2), mpich_choice(8, 4, 4, 2)
+    (('smp', {'outer': 'rabenseifner'}), ('smp', {'outer': 'rd'}))
+    >>> mpich_choice(1 << 20, 4, 4, 1), mpich_choice(1 << 20, 4, 1, 8), mpich_choice(12, 4, 4, 1)
+    (('rabenseifner', {}), ('rabenseifner', {}), ('rd', {}))
     """
-    pof2 = 1 << (ranks.bit_length() - 1)
-    return "rd" if nbytes <= SHORT_MSG_SIZE or nbytes // itemsize < pof2 else "rabenseifner"
+    def flat(ranks):
+        pof2 = 1 << (ranks.bit_length() - 1)
+        return "rd" if nbytes <= SHORT_MSG_SIZE or nbytes // itemsize < pof2 else "rabenseifner"
+    if os.environ.get("MPIR_CVAR_NOLOCAL", "0").lower() in ("1", "true", "yes"):
+        nodes, per_node = nodes * per_node, 1
+    if nodes > 1 and per_node > 1:
+        return "smp", {"outer": flat(nodes)}
+    return flat(nodes * per_node), {}
 
 
 def plan_of(args):
@@ -246,8 +259,8 @@ def summarise(rows, algos, tolerance):
         report["bias"][algo] = float(np.expm1(np.mean(x)))
     if mpibench.BASELINE in algos:
         report["notes"].append(f"{mpibench.BASELINE}: the library's Allreduce, predicted as MPICH's default choice "
-                               f"between nodes (rd up to {SHORT_MSG_SIZE} B or fewer elements than ranks' power of two, "
-                               f"rabenseifner beyond), each message at library_latency")
+                               f"(smp across nodes with several ranks on one, else rd up to {SHORT_MSG_SIZE} B or fewer "
+                               f"elements than ranks' power of two, rabenseifner beyond), at library_latency")
     return report
 
 
@@ -321,10 +334,11 @@ def _size_rows(comm, plan, size, graph):
     for m in measured:
         native = m["algo"] == mpibench.BASELINE
         model = graph.graph.get("library", graph) if native else graph
-        algo = mpich_choice(size, itemsize, comm.size) if native else m["algo"]
-        (p,) = run_sizes(model, [algo], [size], plan.dtype, plan.model)
-        band = [run_sizes(model.graph["ends"][e], [algo], [size], plan.dtype, plan.model)[0]["time_s"] * 1e6
-                if "ends" in model.graph else None for e in ("fast", "slow")]
+        g = graph.graph
+        algo, params = mpich_choice(size, itemsize, g["nodes"], g["gpus_per_node"]) if native else (m["algo"], {})
+        (p,) = run_sizes(model, [algo], [size], plan.dtype, plan.model, params=params)
+        band = [run_sizes(model.graph["ends"][e], [algo], [size], plan.dtype, plan.model, params=params)[0]["time_s"]
+                * 1e6 if "ends" in model.graph else None for e in ("fast", "slow")]
         t, guess = m["p50_us"], p["time_s"] * 1e6
         x = log_error(guess, t)
         rows.append({"algo": m["algo"], "bytes": m["bytes"], "measured_us": t,

@@ -1,0 +1,62 @@
+"""MPICH's node-aware allreduce: reduce inside each node, allreduce among the nodes' leaders, broadcast inside.
+
+MPICH 5 runs this for a commutative ``MPI_Allreduce`` on a communicator that
+spans several nodes with several ranks on one (ch4's "composition alpha",
+``MPIDI_Allreduce_intra_composition_alpha``, chosen by
+``maint/tuning/coll/ch4/generic.json``; the classic ``MPIR_Allreduce_intra_smp``
+is the same): each node reduces into its first rank, the first ranks run an
+allreduce among themselves, and each node broadcasts the result from its first
+rank. Inside a node the reduce and the broadcast are binomial trees (MPICH's
+shared-memory ``release_gather`` reduce and broadcast move the same bytes
+through shared buffers); among the leaders MPICH picks as for any
+communicator (``outer``): ``"rabenseifner"``, or ``"rd"`` for tiny messages
+(:func:`flyersim.sim.app.validate.mpich_choice`).
+
+>>> from flyersim.collectives.schedule import Layout
+>>> from flyersim.collectives.verify import verify
+>>> s = smp_allreduce(Layout(nodes=3, gpus_per_node=2))
+>>> verify(s); s.algo, s.describe(0)
+('smp-rabenseifner', 'xfer n0/gpu1:data -> n0/gpu0:recv [0/1, 1/1)')
+>>> smp_allreduce(Layout(2, 2), outer="ring")
+Traceback (most recent call last):
+ValueError: smp: unknown outer algorithm 'ring' (choose from rabenseifner, rd)
+"""
+
+import numpy as np
+
+from flyersim.collectives import rabenseifner, recursive_doubling
+from flyersim.collectives.params import Param, Params
+from flyersim.collectives.schedule import ScheduleBuilder
+from flyersim.collectives.tree import WHOLE, _rounds
+
+OUTER = {"rabenseifner": rabenseifner.allreduce_among, "rd": recursive_doubling.allreduce_among}
+PARAMS = Params("smp", Param("outer", str, "rabenseifner", f"allreduce among the nodes' first ranks "
+                                                            f"({', '.join(OUTER)})"))
+
+
+def smp_allreduce(layout, outer="rabenseifner"):
+    """Allreduce of buffer ``data`` on every rank of ``layout``: node reduce, leaders' allreduce, node broadcast."""
+    if outer not in OUTER:
+        raise ValueError(f"smp: unknown outer algorithm {outer!r} (choose from {', '.join(OUTER)})")
+    g, p = layout.gpus_per_node, layout.ranks
+    b = ScheduleBuilder(layout, "allreduce", f"smp-{outer}", buffers=("data", "recv"))
+    local = np.arange(p).reshape(-1, g)  # local[node, j]: the rank of GPU j of a node
+    wrote, sent = np.full(p, -1), np.full(p, -1)
+    rounds = list(_rounds(g))
+    for _, child, parent in rounds:  # binomial reduce into each node's first rank, every node at once
+        c, up = local[:, child].ravel(), local[:, parent].ravel()
+        sent[c] = b.xfer(c, up, WHOLE, "data", "recv", deps=[wrote[c], wrote[up]])
+        wrote[up] = b.reduce(up, ("data", "recv"), "data", WHOLE, deps=[sent[c]])
+    leaders = local[:, 0]
+    done = np.full((2, p), -1)  # op ids after which a leader's data holds the result
+    for k, ids in enumerate(OUTER[outer](b, leaders, wrote[leaders])):
+        done[k, leaders] = ids
+    wrote[leaders] = done[0, leaders]
+    last_send = np.full(p, -1)
+    for _, child, parent in reversed(rounds):  # binomial broadcast from each node's first rank
+        c, up = local[:, child].ravel(), local[:, parent].ravel()
+        x = b.xfer(up, c, WHOLE, "data", "data", deps=[wrote[up], done[1, up], sent[c], last_send[up]])
+        wrote[c] = last_send[up] = x
+    for r in range(p):
+        b.expect(r, "data", WHOLE)
+    return b.build()
