@@ -14,12 +14,19 @@ without ``--trace``) holds only the ops of its window
 algorithms' all their ops) plus the look-ahead, at ``BYTES_PER_WINDOW_OP``;
 its timeline, when kept, ``BYTES_PER_TIMELINE_OP`` per op. A window that
 outgrows the estimate is checked again as it grows (:func:`check_window`).
+Adaptive routing keeps, beside each route between servers, its equal-cost
+alternatives (:func:`sim.routes.build_routes`), at ``BYTES_PER_ALTERNATIVE``
+each; callers count them with :func:`sim.routes.alternative_bound` (at most
+``MAX_ALTERNATIVES - 1`` per route), an upper bound of what is built.
 
 >>> check_ops("ring on 4096 GPUs", ops=50_319_360, elements=70_000, limit=8 * 10**9)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ValueError: ring on 4096 GPUs needs about 50.3M ops and 17.8 GB of memory, above the limit of 8 GB (available ...
 >>> check_ops("ring on 4096 GPUs", ops=50_319_360, elements=70_000, limit=8 * 10**9, window=262_144)  # streamed
 >>> check_ops("ring on 16 GPUs", ops=720, elements=500, limit=8 * 10**9)
+>>> check_ops("all-to-all", ops=102_080, elements=70_000, limit=8 * 10**9, alternatives=3_164_480)
+Traceback (most recent call last):
+ValueError: all-to-all needs about 102k ops and 3.16M alternative routes (adaptive routing) and 9.72 GB of memory, above the limit of 8 GB (available memory, or --max-memory); use fewer GPUs, fewer sizes or algorithms per run, an algorithm with fewer steps (hier, hfreduce, dbtree), or fewer chunks (--param max_chunks), or static routing (ecmp)
 """
 
 import os
@@ -41,6 +48,12 @@ BYTES_PER_OP = 350          # ring allreduce 1 MiB on fireflyer2 (LMM solver): 3
 BYTES_PER_WINDOW_OP = 150
 LOOKAHEAD_OPS = 1 << 20     # sim.engine.LOOKAHEAD, after up to one 16x restart
 BYTES_PER_TIMELINE_OP = 36  # ready, start, end (float64), route taken (int32), bytes (float64)
+# One alternative route of adaptive routing, in all its copies (the part's Routes, the composite's, the Python lists
+# they are built from): peak RSS over the same scenario with static routing, an all-to-all among 40 and 80
+# fireflyer2 servers (15,200 and 91,200 alternatives of 17 resources each): 2.4 and 2.9 KB each (tracemalloc: 1.29
+# and 1.35 KB; a 320-GPU rabenseifner job's 6,080: 1.26 KB); among 200 servers on 10 leaves (684,000): 1.47 GB
+# against 0.27 GB, 1.76 KB each, where the estimate (31 counted per flow) said 3.88 GB.
+BYTES_PER_ALTERNATIVE = 3000
 
 
 def machine_memory():
@@ -101,28 +114,41 @@ def op_bytes(ops, window=None, timeline=False):
     return BYTES_PER_WINDOW_OP * min(ops, window + LOOKAHEAD_OPS) + (BYTES_PER_TIMELINE_OP * ops if timeline else 0)
 
 
-def check_ops(what, ops, elements, limit, window=None, timeline=False):
+RUN_HINT = ("fewer GPUs, fewer sizes or algorithms per run, an algorithm with fewer steps (hier, hfreduce, dbtree), "
+            "or fewer chunks (--param max_chunks)")
+
+
+def check_ops(what, ops, elements, limit, window=None, timeline=False, alternatives=0, hint=RUN_HINT):
     """Refuse schedules of ``ops`` ops in total on a graph of ``elements`` that would not fit in ``limit`` bytes.
 
     ``window``: the schedules are streamed, holding that many ops at once (see :func:`op_bytes`), keeping
-    every op's timeline if ``timeline``.
+    every op's timeline if ``timeline``. ``alternatives``: alternative routes adaptive routing keeps.
+    ``hint``: what to use fewer of (the error's way forward).
     """
-    need = BASE_BYTES + BYTES_PER_ELEMENT * elements + op_bytes(ops, window, timeline)
+    need = estimate(ops, elements, window, timeline, alternatives)
     if need > limit:
-        raise ValueError(f"{what} needs about {_count(ops)} ops and {_gb(need)} of memory, above the limit of "
-                         f"{_gb(limit)} (available memory, or --max-memory); use fewer GPUs, fewer sizes or algorithms per run, an "
-                         f"algorithm with fewer steps (hier, hfreduce, dbtree), or fewer chunks (--param max_chunks)")
+        routes = f" and {_count(alternatives)} alternative routes (adaptive routing)" if alternatives else ""
+        raise ValueError(f"{what} needs about {_count(ops)} ops{routes} and {_gb(need)} of memory, above the limit of "
+                         f"{_gb(limit)} (available memory, or --max-memory); use {hint}"
+                         f"{', or static routing (ecmp)' if alternatives else ''}")
+
+
+def estimate(ops, elements, window=None, timeline=False, alternatives=0):
+    """Bytes of a run of ``ops`` ops on a graph of ``elements`` with ``alternatives`` alternative routes."""
+    return BASE_BYTES + BYTES_PER_ELEMENT * elements + op_bytes(ops, window, timeline) + \
+        BYTES_PER_ALTERNATIVE * alternatives
 
 
 def check_run(graph, layout, algos, sizes, collective, search, params, limit=None, streamed=False,
-              timeline=False):
+              timeline=False, alternatives=0):
     """Refuse, before building any schedule, a run of ``algos`` x ``sizes`` that would not fit.
 
     Counts every distinct schedule the runner keeps (one per algorithm, or per size for those built per
     size; :func:`collectives.schedule_key`) with the algorithm's op bound; ``search`` is NCCL's search
     (None when no NCCL algorithm runs), ``params`` ``{algo: its parameters}``; ``limit`` in bytes,
     default :func:`machine_memory`. An algorithm without a bound is not counted. ``streamed``: the
-    schedules are streamed one at a time (the largest counts), keeping every op's times if ``timeline``.
+    schedules are streamed one at a time (the largest counts), keeping every op's times if ``timeline``;
+    ``alternatives``: the alternative routes of adaptive routing counted so far.
     """
     keys = {}
     for algo in algos:
@@ -137,7 +163,7 @@ def check_run(graph, layout, algos, sizes, collective, search, params, limit=Non
     ops = max(counts, default=0) if streamed and not timeline else sum(counts)
     what = f"{', '.join(sorted({name for name, _ in keys}))} on {layout.ranks} GPU{'s' * (layout.ranks != 1)}"
     check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(),
-              machine_memory() if limit is None else limit, window, timeline)
+              machine_memory() if limit is None else limit, window, timeline, alternatives)
 
 
 def check_window(what, held, elements, limit):

@@ -12,9 +12,13 @@ merges the parts into the inputs of one :class:`sim.fluid.Network`:
 - start times are zero-byte *timer* ops with no dependencies whose route is
   nothing but a latency: copy 0 waits for a timer of ``start``, copy k for
   one of ``start + k * period`` when the part has a period;
+- an op's ``release`` (a late rank's first ops, :func:`collectives.transforms.late_start`) is a
+  dependency on a zero-byte *late gate* of that many seconds after the copy's start (one per distinct
+  time and copy, after the copy's ops, waiting for what the copy's first ops wait for), as
+  :func:`sim.engine.simulate` gates it;
 - every op gets its part's traffic class: its service level ``sl`` and
-  that level's weight ``share``. When all weights are equal the network
-  shares max-min between flows (as :func:`sim.engine.simulate` does); else
+  that level's weight ``share``. When all ops are on one service level the
+  network shares max-min between flows (as :func:`sim.engine.simulate` does); else
   class-then-flow (:mod:`sim.classes`): the InfiniBand links arbitrate
   between service levels by weight, and inside a level, and on every other
   resource (PCIe, memory and engines know no service level), flows share
@@ -63,14 +67,16 @@ class Part:
     period: float = None
     share: float = 1.0
     sl: int = 0
+    release: np.ndarray = None  # per op, seconds after its copy's start before which it is not ready (None: 0)
 
 
 @dataclass(frozen=True)
 class Composite:
     """The inputs of one :class:`Network` for all parts, and where each part's ops and resources went.
 
-    ``ops[p][k]`` are the global op ids of copy k of part p (in the part's own op order); ``resources[p]``
-    maps part p's resource ids to global ones, and part p's route r is global route ``route_base[p] + r``.
+    ``ops[p][k]`` are the global op ids of copy k of part p (in the part's own op order), ``gates[p][k]``
+    the ids of its late gates (ready when the copy may start); ``resources[p]`` maps part p's resource ids
+    to global ones, and part p's route r is global route ``route_base[p] + r``.
     """
 
     names: list
@@ -89,6 +95,7 @@ class Composite:
     ops: list
     resources: list
     route_base: list
+    gates: list
     alt_ptr: np.ndarray = None  # candidate routes of each route (adaptive routing), as sim.fluid.Network takes
     alt_idx: np.ndarray = None  # them; None when no part has any
 
@@ -113,23 +120,35 @@ def compose(parts):
     routes = _RouteTable()
     route_base = [routes.add_routes(p.routes, ids) for p, ids in zip(parts, resources)]
     ops = _OpTable()
-    placed = []
+    placed, late_gates = [], []
     for p, base in zip(parts, route_base):
         n = p.op_bytes.size
         sinks = np.setdiff1d(np.arange(n), p.dep_idx) if p.repeat > 1 else None
-        copies, barrier = [], None
+        times, late = _release_times(p.release, n)
+        copies, own_gates, barrier = [], [], None
         for k in range(p.repeat):
             gates = [] if barrier is None else [barrier]
             at = p.start + k * (p.period or 0.0) if (k == 0 or p.period) else 0.0
             if at > 0:
                 gates.append(ops.add_gate(routes.latency_route(at)))
-            first = ops.add_block(p.op_bytes, p.routes.op_route + base, p.dep_ptr, p.dep_idx, gates, p.share, p.sl)
+            first = ops.add_block(p.op_bytes, p.routes.op_route + base, p.dep_ptr, p.dep_idx, gates, p.share, p.sl, late)
             copies.append(np.arange(first, first + n))
+            own_gates.append(np.array([ops.add_gate(routes.latency_route(t), gates) for t in times], np.int64))
             if k + 1 < p.repeat:
                 barrier = ops.add_gate(routes.latency_route(0.0), sinks + first)
         placed.append(copies)
+        late_gates.append(own_gates)
     return Composite(names, classes, np.array(capacity, np.float64), *routes.arrays(), *ops.arrays(), placed,
-                     resources, route_base, *routes.alternatives())
+                     resources, route_base, late_gates, *routes.alternatives())
+
+
+def _release_times(release, n):
+    """The distinct positive release times, and per op the index of its own among them (-1: none)."""
+    if release is None:
+        return [], np.full(n, -1, np.int64)
+    times, late = np.unique(release, return_inverse=True)
+    late = late.ravel() - (times[0] == 0.0)
+    return times[times > 0].tolist(), late
 
 
 def network(composite):
@@ -207,19 +226,23 @@ class _OpTable:
         self.num_ops = 0
         self.bytes, self.route, self.share, self.sl, self.counts, self.deps = [], [], [], [], [], []
 
-    def add_block(self, op_bytes, route, dep_ptr, dep_idx, gates, share, sl):
-        """Ops of one copy of a part; its ops without dependencies wait for ``gates``; returns the first id."""
+    def add_block(self, op_bytes, route, dep_ptr, dep_idx, gates, share, sl, late):
+        """Ops of one copy of a part; its ops without dependencies wait for ``gates``, and op i with
+        ``late[i] >= 0`` for the op added ``late[i]`` after the block (its late gate); returns the first id."""
         first, n = self.num_ops, op_bytes.size
         own = np.diff(dep_ptr)
         roots = np.flatnonzero(own == 0)
+        gated = np.flatnonzero(late >= 0)
         counts = own.copy()
         counts[roots] += len(gates)
+        counts[gated] += 1
         ptr = np.concatenate([[0], np.cumsum(counts)])
         idx = np.empty(ptr[-1], np.int64)
         owner = np.repeat(np.arange(n), own)
         idx[ptr[owner] + np.arange(dep_idx.size) - dep_ptr[owner]] = dep_idx + first
         if gates:
             idx[(ptr[roots][:, None] + np.arange(len(gates))).ravel()] = np.tile(gates, roots.size)
+        idx[ptr[gated + 1] - 1] = first + n + late[gated]
         self._append(op_bytes, route, np.full(n, share), np.full(n, sl), counts, idx)
         return first
 

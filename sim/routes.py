@@ -186,12 +186,7 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
     if missing:
         raise ValueError(f"topology has no location {missing[0]!r} needed by the {schedule.algo} schedule")
     s, nloc, m = schedule, len(names), schedule.num_ops
-    group = s.group if s.group is not None else np.full(m, -1, np.int64)
-    follower = (group >= 0) & (group != np.arange(m))
-    leader = (group >= 0) & ~follower
-    is_reduce = (s.kind == REDUCE) & ~follower
-    plain = ~(is_reduce | leader | follower)
-    by_cpu = (s.engine == ENGINES.index("cpu")).astype(np.int64) if s.engine is not None else np.zeros(m, np.int64)
+    group, follower, leader, is_reduce, plain, by_cpu, key = _op_kinds(s, nloc)
     op_route = np.zeros(m, np.int64)
     resources = _Resources(graph)
     rptr, rres, rw, rlat = [0], [], [], []
@@ -203,7 +198,6 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
         rlat.append(latency)
 
     # ordinary transfers
-    key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
     unique, inverse = np.unique(key, return_inverse=True)
     op_route[plain] = inverse.ravel()
     others = []  # (route, [further equal-cost paths], cpu) for adaptive routing
@@ -258,6 +252,37 @@ def build_routes(graph, schedule, router=None, routing="ecmp"):
     return Routes(resources.names, resources.classes, np.array(resources.capacity),
                   np.array(rptr, np.int64), np.array(rres, np.int64), np.array(rw, np.float64),
                   np.array(rlat, np.float64), op_route, alt_ptr, alt_idx)
+
+
+def _op_kinds(s, nloc):
+    """Per op of schedule ``s``: its multicast group, follower, leader, reduce, plain-transfer and CPU-driven
+    masks, and each plain transfer's route key (source and destination location, CPU-driven or not)."""
+    m = s.num_ops
+    group = s.group if s.group is not None else np.full(m, -1, np.int64)
+    follower = (group >= 0) & (group != np.arange(m))
+    leader = (group >= 0) & ~follower
+    is_reduce = (s.kind == REDUCE) & ~follower
+    plain = ~(is_reduce | leader | follower)
+    by_cpu = (s.engine == ENGINES.index("cpu")).astype(np.int64) if s.engine is not None else np.zeros(m, np.int64)
+    key = (s.src[plain].astype(np.int64) * nloc + s.dst[plain]) * 2 + by_cpu[plain]
+    return group, follower, leader, is_reduce, plain, by_cpu, key
+
+
+def alternative_bound(schedule):
+    """At most how many alternative routes ``routing="adaptive"`` adds to ``schedule``'s
+    (:func:`build_routes`): ``MAX_ALTERNATIVES - 1`` per distinct ordinary transfer between two servers
+    (inside a server there is one path), counted before any route is built (:mod:`sim.budget`).
+
+    >>> from flyersim import collectives
+    >>> from flyersim.collectives.schedule import Layout
+    >>> alternative_bound(collectives.build("ring", Layout(nodes=2, gpus_per_node=4)))  # 2 of its hops cross
+    62
+    """
+    names = schedule.layout.location_names()
+    server = np.array([name.split("/", 1)[0] for name in names])
+    unique = np.unique(_op_kinds(schedule, len(names))[-1]) // 2
+    return int(np.count_nonzero(server[unique // len(names)] != server[unique % len(names)])) * \
+        (MAX_ALTERNATIVES - 1)
 
 
 def path_routes(graph, paths):

@@ -17,7 +17,10 @@ examples in ``experiments/scenarios/``):
   (default allreduce), ``algo``, ``params`` (as ``--param``), ``size``,
   ``dtype``; when: ``repeat`` (collectives back to back, default 1),
   ``period`` (repeat k starts no earlier than ``start + k * period``),
-  ``start``; and its ``class``.
+  ``start``; ranks that start late, ``late = { 3 = "200us" }`` (rank 3 of
+  the job, as ``flyersim run --late 3=200us``, in each of its collectives:
+  its first ops are released that long after the collective's start); and
+  its ``class``.
 - ``[[background]]``: ordinary flows beside the jobs, ``kind =
   "storage-read"`` (each chosen server reads ``rate`` from storage nodes,
   ``storage_nodes`` of them on each leaf of ``storage_leaves``) or
@@ -31,8 +34,8 @@ examples in ``experiments/scenarios/``):
   (``fail = "z0/spine3"``, as ``--fail``); slow parts (``slow = TARGET`` with
   ``factor`` or ``bandwidth``, as ``--slow``) and OS noise (``noise = MEAN``,
   ``seed``, as ``--noise``), read by :func:`sim.stragglers.read_tables` and
-  applied by :func:`apply_faults`. (A rank that starts late is
-  ``flyersim run --late``; a whole job that starts late is its ``start``.)
+  applied by :func:`apply_faults`. (A rank that starts late is its job's
+  ``late``; a whole job that starts late is its ``start``.)
 
 Every key is checked: an unknown key, a bad number or a name used twice is
 one ``ValueError`` naming the file and the key. Placement and the sizes
@@ -49,12 +52,13 @@ that need the cluster are checked when the scenario is run
 ... algo = "hfreduce"
 ... size = "16MiB"
 ... repeat = 2
+... late = { 3 = "200us" }
 ... ''')
->>> s.jobs[0].algo, s.jobs[0].size, s.jobs[0].repeat, s.jobs[0].placement, s.classes["default"].weight
-('hfreduce', 16777216, 2, 'packed', 1.0)
+>>> s.jobs[0].algo, s.jobs[0].size, s.jobs[0].repeat, s.jobs[0].placement, s.jobs[0].late, s.classes["default"].weight
+('hfreduce', 16777216, 2, 'packed', ((3, 0.0002),), 1.0)
 >>> loads('[topology]\\npreset = "fireflyer2"\\n[[jobs]]\\nname = "a"\\ngpus = 16\\nsize = "1MB"\\nrepeats = 2')
 Traceback (most recent call last):
-ValueError: <text>: unknown key 'jobs.a.repeats' (jobs keys: algo, class, collective, dtype, gpus, name, nodes, params, period, placement, repeat, seed, servers, size, start)
+ValueError: <text>: unknown key 'jobs.a.repeats' (jobs keys: algo, class, collective, dtype, gpus, late, name, nodes, params, period, placement, repeat, seed, servers, size, start)
 """
 
 import re
@@ -85,7 +89,7 @@ _TOP = {"name", "description", "topology", "classes", "jobs", "background", "rou
 _TOPOLOGY = {"preset", "file", "gpus", "nodes", "zones", "set"}
 _CLASS = {"weight", "sl"}
 _JOB = {"name", "servers", "gpus", "nodes", "placement", "seed", "collective", "algo", "params", "size", "dtype",
-        "repeat", "period", "start", "class"}
+        "repeat", "period", "start", "late", "class"}
 _BACKGROUND = {"name", "kind", "servers", "leaves", "jobs", "rate", "start", "duration", "class",
                "storage_leaves", "storage_nodes"}
 
@@ -127,6 +131,7 @@ class Job:
     period: float = None
     start: float = 0.0
     cls: str = DEFAULT_CLASS
+    late: tuple = ()  # ((rank, seconds), ...) by rank: as flyersim run --late, in each of its collectives
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,8 @@ class Scenario:
 def load(path):
     """The :class:`Scenario` of a TOML file; a bad file is one ValueError naming it and the key."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--scenario: {str(path)!r} is a folder; give one of its .toml files")
     if not path.is_file():
         raise ValueError(f"--scenario: no such file {str(path)!r}")
     try:
@@ -225,23 +232,27 @@ def _parse(raw, where, base):
     except ValueError as err:
         raise _KeyError(str(err)) from None
     title = _string(raw["name"], "name") if "name" in raw else Path(where).stem
+    if "description" in raw:
+        _string(raw["description"], "description")
     return Scenario(where, title, topology, jobs, background, classes,
                     dict(routing), tuple(faults), tuple(stragglers))
 
 
-def apply_faults(graph, scenario, router_class, groups=()):
+def apply_faults(graph, scenario, router_class, groups=(), flows=()):
     """``(graph, router, routing policy, stragglers)`` under the scenario's ``[routing]``, ``[[faults]]`` and
     ``[[stragglers]]``: the graph without its failed parts, its router, the policy for
     :func:`sim.routes.build_routes` and the :class:`sim.stragglers.Stragglers` whose ``routes`` every part's
-    routes go through. ``groups`` are ``(name, servers)`` pairs, one per job or background entry: each must
-    still reach its own servers (an error names it and its own ranks cut off). No tables: ``graph`` itself,
-    ``ecmp`` and no stragglers.
+    routes go through. ``groups`` are ``(name, servers)`` pairs, one per job, and ``flows`` one per background
+    entry: each must still reach its own servers (an error names it and its own ranks, or servers, cut off).
+    No tables: ``graph`` itself, ``ecmp`` and no stragglers.
     """
     policy, failed, stragglers = read_tables(scenario.routing, scenario.faults, scenario.stragglers)
     if failed:
         graph = fail(graph, failed, [f"faults[{i}].fail ({t})" for i, t in enumerate(failed)])
         for name, servers in groups:
             check_reachable(graph, servers, name)
+        for name, servers in flows:
+            check_reachable(graph, servers, name, count_ranks=False)
     stragglers.check(graph)
     return graph, router_class(graph), policy, stragglers
 
@@ -328,7 +339,8 @@ def _job(table, i, classes):
                gpus=_opt(table, "gpus", _whole, at), nodes=_opt(table, "nodes", _whole, at), placement=placement,
                seed=_opt(table, "seed", _whole0, at) or 0, collective=collective,
                params=dict(_table(table.get("params", {}), f"{at}params")), dtype=dtype, repeat=repeat or 1,
-               period=period, start=_opt(table, "start", _time, at) or 0.0, cls=_cls(table, at, classes))
+               period=period, start=_opt(table, "start", _time, at) or 0.0, cls=_cls(table, at, classes),
+               late=_late(table["late"], f"{at}late") if "late" in table else ())
 
 
 def _background(table, i, classes):
@@ -430,6 +442,23 @@ def _time(value, where):
         return check_time(t, where)
     except ValueError as err:
         raise _KeyError(str(err)) from None
+
+
+def _late(value, where):
+    """``((rank, seconds), ...)`` by rank of ``late = { 3 = "200us" }`` (``--late 3=200us``); the ranks' range
+    is the job's, checked once it is placed (:mod:`sim.app.scenario_runner`)."""
+    if not isinstance(value, dict) or not value:
+        raise _KeyError(f'{where}: must be a table of RANK = TIME, e.g. late = {{ 3 = "200us" }}, got {value!r}')
+    out = []
+    for key, seconds in value.items():
+        if not (key.isascii() and key.isdigit()):
+            raise _KeyError(f"unknown key '{where}.{key}' (late keys are ranks of the job, 0, 1, ...: "
+                            f'late = {{ 3 = "200us" }})')
+        out.append((int(key), _time(seconds, f"{where}.{key}")))
+    twice = next((r for r, _ in out if [q for q, _ in out].count(r) > 1), None)
+    if twice is not None:  # 3 and 03 are one rank
+        raise _KeyError(f"{where}: rank {twice} is given twice")
+    return tuple(sorted(out))
 
 
 def _string(value, where):

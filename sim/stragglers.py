@@ -191,7 +191,10 @@ def read_tables(routing, faults, stragglers):
             raise ValueError(f"{at}: must be a table")
         unknown = sorted(set(table) - allowed)
         if unknown:
-            raise ValueError(f"unknown key '{at}.{unknown[0]}' ({at.split('[')[0]} keys: {', '.join(sorted(allowed))})")
+            hint = '; a late rank is its job\'s late = { RANK = TIME }' * (at.startswith("stragglers") and
+                                                                          unknown[0] in ("late", "rank"))
+            raise ValueError(f"unknown key '{at}.{unknown[0]}' ({at.split('[')[0]} keys: {', '.join(sorted(allowed))}"
+                             f"{hint})")
 
     keys(routing, {"policy"}, "routing")
     policy = routing.get("policy", "ecmp")

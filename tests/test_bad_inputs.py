@@ -5,6 +5,8 @@ in-process, so the corpus costs seconds. Limits on size use ``--max-memory`` so 
 depend on the memory this machine has free.
 """
 
+from pathlib import Path
+
 import pytest
 
 from flyersim.experiments import scaling
@@ -353,6 +355,17 @@ SCENARIOS = [
                                                                               "no component"]),
     ("failure cuts a job off", SCENARIO + '[[faults]]\nfail = "n2/nic0"\n',
      ["job b cannot complete", "its ranks 0-7 (server n2)", "cut off"]),
+    ("failure cuts a background entry off", _scene("servers = [2, 3]", "servers = [2]") +
+     '[[background]]\nname = "t"\nkind = "all-to-all"\nservers = [2, 3]\nrate = "1GB/s"\nduration = "1ms"\n'
+     '[[faults]]\nfail = "n3/nic0"\n',
+     ["background t cannot complete", "its server n3 is cut off from its other 1 server", "failure of n3/nic0"]),
+    ("failure cuts storage off", SCENARIO + '[[faults]]\nfail = "z0/leaf1"\n',
+     ["background s cannot complete", "no network path from s/st0", "after the failure of z0/leaf1"]),
+    ("description a number", "description = 5\n" + SCENARIO, ["description: must be a non-empty string"]),
+    ("unknown preset", _scene('preset = "fireflyer2"', 'preset = "fireflyr2"'),
+     ["topology: unknown preset 'fireflyr2'"]),
+    ("misspelt override", _scene("gpus = 32", 'gpus = 32\nset = { "parameters.xgmi_bandwith" = "1GB/s" }'),
+     ["topology: override 'parameters.xgmi_bandwith': no such parameter"]),
     ("straggler without a factor", SCENARIO + '[[stragglers]]\nslow = "n0/gpu0"\n',
      ["stragglers[0]", "give factor = 0.5 or bandwidth"]),
     ("straggler on an unknown part", SCENARIO + '[[stragglers]]\nslow = "n9/gpu0"\nfactor = 0.5\n',
@@ -375,8 +388,24 @@ SCENARIOS = [
     ("a seed without noise", SCENARIO + '[[stragglers]]\nslow = "n0/gpu0"\nfactor = 0.5\nseed = 3\n',
      ["stragglers[0].seed", "only a noise table"]),
     ("a negative noise seed", SCENARIO + '[[stragglers]]\nnoise = 0.1\nseed = -1\n', ["stragglers[0].seed", ">= 0"]),
-    ("late rank in a scenario", SCENARIO + '[[stragglers]]\nrank = 3\nlate = "1ms"\n',
-     ["unknown key 'stragglers[0].late'"]),
+    ("late rank among the stragglers", SCENARIO + '[[stragglers]]\nrank = 3\nlate = "1ms"\n',
+     ["unknown key 'stragglers[0].late'", "its job's late = { RANK = TIME }"]),
+    ("late rank beyond the job", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { 16 = "1ms" }\nclass'),
+     ["jobs.a.late.16", "no rank 16", "job a has ranks 0..15"]),
+    ("negative lateness", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { 3 = -0.001 }\nclass'),
+     ["jobs.a.late.3", "must not be negative"]),
+    ("negative lateness with a unit", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { 3 = "-1ms" }\nclass'),
+     ["jobs.a.late.3", "malformed time"]),
+    ("late rank not a number", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { rank = 3 }\nclass'),
+     ["unknown key 'jobs.a.late.rank'", "ranks of the job", '{ 3 = "200us" }']),
+    ("negative late rank", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { -1 = "1ms" }\nclass'),
+     ["unknown key 'jobs.a.late.-1'"]),
+    ("late rank as a list", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = [3]\nclass'),
+     ["jobs.a.late", "a table of RANK = TIME"]),
+    ("late rank given twice", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { 3 = "1ms", 03 = "2ms" }\nclass'),
+     ["jobs.a.late", "rank 3 is given twice"]),
+    ("lateness over an hour", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nlate = { 3 = 7200 }\nclass'),
+     ["jobs.a.late.3", "at most 1 hour"]),
     ("malformed", SCENARIO + "[[jobs]\n", ["malformed TOML"]),
     # placement
     ("unknown server", _scene("servers = [2, 3]", "servers = [2, 99]"), ["jobs.b.servers", "no server 99",
@@ -425,7 +454,8 @@ SCENARIOS = [
     ("float gpus", _scene("gpus = 16\nalgo", "gpus = 16.5\nalgo"), ["jobs.a.gpus", "whole number"]),
     # sizes of work
     ("too many ops", _scene('size = "1MiB"\nclass', 'size = "1MiB"\nrepeat = 1000000\nclass'),
-     ["scenario bad", "needs about", "limit of 8 GB"]),
+     ["scenario bad (2 jobs, 1000001 collectives, 2 background flows)", "needs about", "limit of 8 GB",
+      "fewer repeats", "params = { max_chunks = ... }"]),
     ("huge cluster", _scene("gpus = 32", "gpus = 800000000"), ["100000000 servers", "needs about"]),
 ]
 
@@ -465,9 +495,12 @@ def test_the_corpus_scenario_is_good(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["run", "--scenario", "/no/such.toml"], ["--scenario", "no such file"]),
+    (["run", "--scenario", str(Path(__file__).resolve().parents[1] / "experiments" / "scenarios")],
+     ["--scenario", "is a folder", ".toml files"]),
     (["run", "--scenario", "x.toml", "--algo", "ring", "--gpus", "16"], ["--scenario", "drop --gpus, --algo"]),
     (["run", "--scenario", "x.toml", "--slow", "n0/gpu0=0.5", "--routing", "adaptive"],
-     ["--scenario", "drop --routing, --slow"]),
+     ["--scenario", "drop --routing, --slow", "(in the file: --routing: [routing] policy; --slow: [[stragglers]] slow)"]),
+    (["run", "--scenario", "x.toml", "--late", "3=1ms"], ["drop --late", "--late: a job's late = { RANK = TIME }"]),
     (["run", "--plot", "/tmp/x.png"], ["--plot", "give --scenario"]),
     (["run", "--scenario", "x.toml", "--plot", "/no/such/dir/x.png"], ["--plot", "does not exist"]),
     (["run", "--scenario", "x.toml", "--plot", "x.txt"], ["--plot", "cannot draw a figure as x.txt"]),

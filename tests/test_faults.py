@@ -5,7 +5,7 @@ import pytest
 
 from flyersim import collectives, topologies
 from flyersim.sim.app.runner import layout_of
-from flyersim.sim.routes import build_routes
+from flyersim.sim.routes import alternative_bound, build_routes
 from flyersim.topologies import Router
 from flyersim.topologies.routing import MAX_ALTERNATIVES
 
@@ -58,6 +58,28 @@ def test_adaptive_routes_keep_the_ecmp_routes_first_and_add_equal_latency_candid
         options = adaptive.alt_idx[adaptive.alt_ptr[r]:adaptive.alt_ptr[r + 1]]
         assert options[0] == r and len(set(options.tolist())) == options.size
         assert np.allclose(adaptive.rlat[options], adaptive.rlat[r], rtol=1e-12)
+
+
+@pytest.mark.parametrize("algo", ["ring", "rabenseifner", "hfreduce"])
+def test_the_alternative_bound_bounds_the_alternatives_adaptive_routing_keeps(algo):
+    graph = topologies.load("fireflyer2", gpus=8 * 21)  # two leaves: 20 paths between them, 1 within one
+    schedule = collectives.build(algo, layout_of(graph), "allreduce")
+    kept = np.maximum(np.diff(build_routes(graph, schedule, routing="adaptive").alt_ptr) - 1, 0).sum()
+    assert 0 < kept <= alternative_bound(schedule)
+    assert alternative_bound(collectives.build(algo, layout_of(topologies.load("fireflyer2", gpus=8)))) == 0
+
+
+def test_a_run_whose_alternatives_do_not_fit_is_refused_before_its_routes_are_built(monkeypatch):
+    from flyersim.sim.app import runner
+    graph = topologies.load("fireflyer2", gpus=320)
+    runner.run_sizes(graph, ["rabenseifner"], [1 << 20], max_memory=200 * 10**6)  # about 160 MB estimated
+
+    def never(*args, **kwargs):
+        raise AssertionError("routes built")
+
+    monkeypatch.setattr(runner, "build_routes", never)
+    with pytest.raises(ValueError, match=r"alternative routes \(adaptive routing\).*or static routing \(ecmp\)"):
+        runner.run_sizes(graph, ["rabenseifner"], [1 << 20], max_memory=200 * 10**6, routing="adaptive")
 
 
 def test_unknown_routing_is_refused():
@@ -330,6 +352,8 @@ size = "4MiB"
     ("hfreduce", '[[stragglers]]\nslow = "n1/gpu0"\nfactor = 0.25\n[[stragglers]]\nnoise = 0.2\nseed = 4',
      {"stragglers": (("n1/gpu0", 0.25),), "noise": 0.2, "seed": 4}, []),
     ("ring", '[routing]\npolicy = "adaptive"', {"routing": "adaptive"}, []),
+    ("hfreduce", 'late = { 3 = "1ms", 17 = "50us" }\n[routing]\npolicy = "adaptive"',
+     {"routing": "adaptive", "late": ((3, 1e-3), (17, 5e-5))}, []),
     ("ring", '[[faults]]\nfail = "z0/spine0"\n[[faults]]\nfail = "z0/leaf1<->z0/spine1"', {}, ["z0/spine0",
                                                                                             "z0/leaf1<->z0/spine1"]),
 ])
@@ -351,10 +375,11 @@ def test_a_scenario_job_alone_under_what_ifs_is_flyersim_run_with_the_same_optio
     graph = topologies.load("fireflyer2", gpus=168, overrides={"network.link_bandwidth": "50Gb/s"})
     graph = fail(graph, failed) if failed else graph
     routing = run_kwargs.get("routing", "ecmp")
-    stragglers = Stragglers(slow=run_kwargs.get("stragglers", ()), noise=run_kwargs.get("noise", 0.0),
-                            seed=run_kwargs.get("seed", 0))
+    stragglers = Stragglers(slow=run_kwargs.get("stragglers", ()), late=run_kwargs.get("late", ()),
+                            noise=run_kwargs.get("noise", 0.0), seed=run_kwargs.get("seed", 0))
     layout = dataclasses.replace(layout_of(graph), nodes=3)
-    schedule = dataclasses.replace(collectives.build(algo, layout, nbytes=4 << 20), layout=placed(layout, (0, 1, 20)))
+    schedule = stragglers.schedule(dataclasses.replace(collectives.build(algo, layout, nbytes=4 << 20),
+                                                       layout=placed(layout, (0, 1, 20))))
     routes = stragglers.routes(graph, build_routes(graph, schedule, routing=routing))
     alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
     assert simulate(schedule, routes, 4 << 20, alternatives=alternatives).time == job.alone.time

@@ -16,6 +16,7 @@ from flyersim.sim.app.runner import run_sizes
 from flyersim.sim.app.scenario_runner import run_scenario
 from flyersim.sim.placement import pick, place, server_leaves
 from flyersim.sim.scenario import loads
+from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import load
 
 TOPO = '[topology]\npreset = "fireflyer2"\ngpus = {gpus}\n'
@@ -70,6 +71,49 @@ def test_start_and_period_delay_copies_with_zero_byte_timers():
     j = out.jobs[0]
     assert j.starts.tolist() == [pytest.approx(1e-3), pytest.approx(51e-3)]
     assert j.runs[1].time == pytest.approx(j.alone.time, rel=1e-9)
+
+
+# ---------------------------------------------------------------- late ranks (issue 12 item 4)
+
+@pytest.mark.parametrize("algo", ["ring", "hfreduce"])
+def test_a_late_rank_in_a_scenario_is_flyersim_run_late_bit_for_bit(algo):
+    out = run_scenario(scenario(job("a", algo, "4MiB", gpus=16) + 'late = { 3 = "4ms", 5 = "200us" }\n', gpus=16))
+    graph = load("fireflyer2", gpus=16)
+    (late,) = run_sizes(graph, [algo], [4 << 20], stragglers=Stragglers(late=((3, 4e-3), (5, 2e-4))))
+    (on_time,) = run_sizes(graph, [algo], [4 << 20])
+    mine = out.jobs[0]
+    assert mine.runs[0].time == mine.alone.time == late["time_s"]
+    assert 4e-3 < late["time_s"] <= (on_time["time_s"] + 4e-3) * (1 + 1e-12)  # late by at most its lateness
+    assert np.array_equal(mine.runs[0].end_at, mine.alone.end_at)  # the composite's late gates vs the engine's
+
+
+def test_a_late_rank_is_late_in_every_repeat_from_its_start():
+    late = 'late = { 3 = "1ms" }\n'
+    back_to_back = run_scenario(scenario(job("a", gpus=16, repeat=3) + late)).jobs[0]
+    timed = run_scenario(scenario(job("a", gpus=16, repeat=2, start="2ms", period="10ms") + late)).jobs[0]
+    for j in (back_to_back, timed):
+        assert j.alone.time > 1e-3
+        assert [run.time for run in j.runs] == [pytest.approx(j.alone.time, rel=1e-9)] * len(j.runs)
+    assert timed.starts.tolist() == [pytest.approx(2e-3), pytest.approx(12e-3)]
+    assert back_to_back.starts[1] == pytest.approx(back_to_back.runs[0].time, rel=1e-12)
+
+
+def test_a_job_whose_every_rank_is_late_counts_from_its_start_not_its_first_op():
+    every = "late = { " + ", ".join(f'{r} = "1ms"' for r in range(16)) + " }\n"
+    j = run_scenario(scenario(job("a", gpus=16, start="3ms") + every)).jobs[0]
+    assert j.starts[0] == pytest.approx(3e-3) and j.runs[0].time == pytest.approx(j.alone.time, rel=1e-9)
+    assert float(j.runs[0].ready_at.min()) == pytest.approx(1e-3)
+
+
+def test_the_report_lists_late_ranks(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(TOPO.format(gpus=32) + job("a", gpus=16) + 'late = { 3 = "1ms", 5 = "200us" }\n'
+                    + job("b", gpus=16))
+    assert main(["run", "--scenario", str(path)]) == 0
+    assert "# late ranks (rank=lateness, in each of the job's collectives; in its times alone too): " \
+           "a: 3=1000us 5=200us\n" in capsys.readouterr().out
+    assert main(["run", "--scenario", str(path), "--format", "json"]) == 0
+    assert [r["late"] for r in json.loads(capsys.readouterr().out)] == ["3=1000us 5=200us", ""]
 
 
 # ---------------------------------------------------------------- jobs that share and jobs that do not
@@ -281,6 +325,43 @@ def test_adaptive_storage_reads_spread_over_the_spines_static_ones_collide():
     static, adaptive = achieved("ecmp"), achieved("adaptive")
     assert static.min() < 0.75 * 20e9  # two or more reads hashed onto one 24.15 GB/s spine link
     assert adaptive.min() == pytest.approx(20e9, rel=1e-6)  # 20 reads over 20 spines: each at its rate limit
+
+
+def _adaptive_budget_scenario(policy, servers=40):
+    """A job across two leaves and an all-to-all among 40 servers (two leaves of 20): both get alternatives."""
+    return scenario(job("a", "rabenseifner", servers=[0, 20]),
+                    '[[background]]\nname = "x"\nkind = "all-to-all"\nservers = ' + str(list(range(servers)))
+                    + '\nrate = "1GB/s"\nduration = "100us"\n' + f'[routing]\npolicy = "{policy}"\n', gpus=8 * servers)
+
+
+def _alternatives(composite):
+    return int(np.maximum(np.diff(composite.alt_ptr) - 1, 0).sum())
+
+
+def test_the_memory_estimate_counts_adaptive_routings_alternatives_as_an_upper_bound():
+    import tracemalloc
+
+    from flyersim.sim.budget import BYTES_PER_ALTERNATIVE
+    outcomes, peaks = {}, {}
+    for policy in ("ecmp", "adaptive"):
+        tracemalloc.start()
+        outcomes[policy] = run_scenario(_adaptive_budget_scenario(policy))
+        peaks[policy] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    static, adaptive = outcomes["ecmp"].budget, outcomes["adaptive"].budget
+    assert static["alternatives"] == 0 and outcomes["ecmp"].composite.alt_ptr is None
+    assert static["ops"] == adaptive["ops"]
+    assert adaptive["bytes"] - static["bytes"] == BYTES_PER_ALTERNATIVE * adaptive["alternatives"]
+    kept = _alternatives(outcomes["adaptive"].composite)  # 800 flows across the leaves x 19 other spines, + the job's
+    assert 800 * 19 < kept <= adaptive["alternatives"]
+    assert peaks["adaptive"] - peaks["ecmp"] <= BYTES_PER_ALTERNATIVE * kept  # what they cost, traced by Python
+
+
+def test_an_adaptive_scenario_over_the_limit_is_refused_where_the_static_one_fits():
+    limit = run_scenario(_adaptive_budget_scenario("ecmp", servers=24)).budget["bytes"] + 10**6
+    run_scenario(_adaptive_budget_scenario("ecmp", servers=24), max_memory=limit)
+    with pytest.raises(ValueError, match=r"alternative routes \(adaptive routing\).*or static routing \(ecmp\)"):
+        run_scenario(_adaptive_budget_scenario("adaptive", servers=24), max_memory=limit)  # 552 flows x 31
 
 
 # ---------------------------------------------------------------- the documented examples

@@ -95,14 +95,15 @@ def fail(graph, texts, keys=None):
     return out
 
 
-def check_reachable(graph, servers=None, who=None):
+def check_reachable(graph, servers=None, who=None, count_ranks=True):
     """Raise a :class:`TopologyError` naming the ranks cut off when the servers no longer all reach each other.
 
     The servers (``servers``, default all) are grouped by the piece of the
     network their NICs still reach; the piece with most of them (the first
     server's on a tie) runs the collective, and every other rank is cut off.
     With ``who`` (a job's name) the error names it and numbers the ranks in
-    the order of ``servers``, as that job does. Returns ``graph``.
+    the order of ``servers``, as that job does; with ``count_ranks=False`` (flows
+    between servers, no ranks) it names the servers only. Returns ``graph``.
     """
     nodes, per = graph.graph["nodes"], graph.graph["gpus_per_node"]
     used = sorted(set(range(nodes) if servers is None else servers))
@@ -129,6 +130,12 @@ def check_reachable(graph, servers=None, who=None):
         order = list(servers) if who is not None else list(range(nodes))
         ranks = sorted(order.index(s) * per + j for s in cut for j in range(per))
         why = ", ".join(graph.graph.get("failed", ())) or "the topology"
+        if not count_ranks:
+            left = len(used) - len(cut)
+            rest = f"its other {left} server{'s' * (left != 1)}" if left else "each other"
+            raise TopologyError(f"{who} cannot complete: its {'server' if len(cut) == 1 else 'servers'} "
+                                f"{spans(cut, 'n')} {'is' if len(cut) == 1 else 'are'} cut off from {rest} by the "
+                                f"failure of {why}")
         rest = f"the other {(len(used) - len(cut)) * per} ranks" if len(cut) < len(used) else "each other"
         raise TopologyError(f"{'the collective' if who is None else who} cannot complete: "
                             f"{'its ' * (who is not None)}ranks {spans(ranks)} "

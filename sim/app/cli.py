@@ -108,14 +108,18 @@ _NOT_WITH_SCENARIO = {
     "routing": ("--routing", "ecmp"), "slow": ("--slow", []), "late": ("--late", []), "noise": ("--noise", 0.0),
     "seed": ("--seed", 0), "seeds": ("--seeds", 1), "fail": ("--fail", []),
 }
+# where a scenario file takes the what-ifs instead
+_IN_SCENARIO = {"--routing": "[routing] policy", "--slow": "[[stragglers]] slow", "--noise": "[[stragglers]] noise",
+                "--seed": "[[stragglers]] seed", "--fail": "[[faults]] fail", "--late": "a job's late = { RANK = TIME }"}
 
 
 def _cmd_run(args):
     if args.scenario:
         given = [option for dest, (option, default) in _NOT_WITH_SCENARIO.items() if getattr(args, dest) != default]
         if given:
+            instead = "; ".join(f"{option}: {_IN_SCENARIO[option]}" for option in given if option in _IN_SCENARIO)
             raise ValueError(f"--scenario: the scenario file gives the cluster, algorithms, sizes and routing; "
-                             f"drop {', '.join(given)}")
+                             f"drop {', '.join(given)}{f' (in the file: {instead})' if instead else ''}")
         return scenario_report.command(args, memory_limit(args.max_memory))
     if args.plot:
         raise ValueError("--plot: flyersim run draws a scenario's timeline only (give --scenario; "

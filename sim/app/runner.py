@@ -16,7 +16,7 @@ from flyersim.collectives.stream import stream as stream_schedule
 from flyersim.sim.budget import check_run
 from flyersim.sim.engine import simulate, simulate_stream
 from flyersim.sim.metrics import record
-from flyersim.sim.routes import build_routes
+from flyersim.sim.routes import alternative_bound, build_routes
 from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.facts import server_facts, server_routes
@@ -100,6 +100,7 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
     streamed = (not keep_runs if stream is None else stream) and not any(v.active for v in variants) \
         and routing == "ecmp"
     check_run(graph, layout, algos, sizes, collective, search, mine, max_memory, streamed, timeline)
+    alternatives = 0  # adaptive routing's, counted as each schedule is built, before its routes (sim.budget)
     if check_only:
         return ([], []) if keep_runs else []
     records, runs = [], []
@@ -117,6 +118,10 @@ def run_sizes(graph, algos, sizes, dtype="float32", model="flow", collective="al
                 continue
             if key not in built:
                 schedule = collectives.build(key[0], layout, collective, nbytes=key[1], search=search, **mine[algo])
+                if routing == "adaptive":
+                    alternatives += alternative_bound(schedule)
+                    check_run(graph, layout, algos, sizes, collective, search, mine, max_memory, streamed, timeline,
+                              alternatives)
                 built[key] = schedule, build_routes(graph, schedule, router, routing)
             schedule, routes = built[key]
             for variant in variants:

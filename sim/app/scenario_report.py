@@ -5,8 +5,10 @@
   (mean and worst over its repeats), and the *slowdown*, mean time in the
   scenario over time alone. ``--format csv|json`` gives one row per repeat
   with the keys of ``flyersim run --format csv`` plus ``job``, ``repeat``,
-  ``start_s``, ``class``, ``servers``, ``alone_time_s``, ``alone_busbw_GBps``
-  and ``slowdown``.
+  ``start_s``, ``class``, ``servers``, ``late`` (its late ranks, ``3=200us
+  5=1000us``; empty if none), ``alone_time_s``, ``alone_busbw_GBps`` and
+  ``slowdown``. A job's late ranks are listed under the jobs (its times
+  alone and in the scenario both include them).
 - **Background**: per entry its flows, rate, nominal and actual end, bytes.
 - **Where jobs met**: every resource that carried bytes of more than one job
   or background entry, busiest first: its utilisation over the whole
@@ -38,6 +40,15 @@ def servers_label(servers):
     return spans(servers, "n", ",")
 
 
+def late_label(late):
+    """``3=200us 5=1000us`` of a job's ``late`` pairs (:class:`sim.scenario.Job`).
+
+    >>> late_label(((3, 2e-4), (5, 1e-3))), late_label(())
+    ('3=200us 5=1000us', '')
+    """
+    return " ".join(f"{rank}={seconds * 1e6:g}us" for rank, seconds in late)
+
+
 def job_records(outcome):
     """One row per job and repeat (see the module docstring)."""
     topo = outcome.graph.graph.get("name", "")
@@ -47,8 +58,8 @@ def job_records(outcome):
         for k, run in enumerate(j.runs):
             rec = record(run, j.job.dtype, len(j.servers), topo)
             rows.append({"job": j.job.name, "repeat": k, "start_s": float(j.starts[k]), "class": j.job.cls,
-                         "servers": servers_label(j.servers), **rec, "alone_time_s": alone["time_s"],
-                         "alone_busbw_GBps": alone["busbw_GBps"],
+                         "servers": servers_label(j.servers), "late": late_label(j.job.late), **rec,
+                         "alone_time_s": alone["time_s"], "alone_busbw_GBps": alone["busbw_GBps"],
                          "slowdown": rec["time_s"] / alone["time_s"] if alone["time_s"] > 0 else 1.0})
     return rows
 
@@ -105,6 +116,10 @@ def text(outcome):
                      f"{format_size(r['bytes']):>9}{r['alone_time_s'] * 1e6:>13.2f}{r['time_s'] * 1e6:>14.2f}"
                      f"{r['worst_time_s'] * 1e6:>13.2f}{r['slowdown']:>9.3f}x{r['alone_busbw_GBps']:>13.3f}"
                      f"{r['busbw_GBps']:>9.3f}  {r['class']}")
+    late = [j.job for j in outcome.jobs if j.job.late]
+    if late:
+        lines.append("# late ranks (rank=lateness, in each of the job's collectives; in its times alone too): " +
+                     "; ".join(f"{job.name}: {late_label(job.late)}" for job in late))
     if outcome.background:
         lines.append(f"# {'background':<14}{'kind':<14}{'flows':>6}{'rate(GB/s)':>12}{'start(us)':>12}"
                      f"{'nominal end(us)':>17}{'end(us)':>13}{'moved(GB)':>11}  class")

@@ -3,9 +3,11 @@
 The steps, each refusing bad input in one line before the expensive ones:
 load the cluster (its size checked first), place the jobs
 (:mod:`sim.placement`), check each job's algorithm, parameters and size,
-estimate the memory of every schedule copy and flow (:mod:`sim.budget`),
+estimate the memory of every schedule copy and flow, and of the
+alternative routes adaptive routing keeps (:mod:`sim.budget`),
 add the storage nodes and build the background flows
-(:mod:`sim.background`), build each job's schedule on its own layout and
+(:mod:`sim.background`), build each job's schedule on its own layout (its
+late ranks' first ops released late, as ``flyersim run --late``) and
 route it on its servers, then simulate everything in one network
 (:mod:`sim.composite`) and every job alone on the same servers (exactly
 what ``flyersim run`` computes for it).
@@ -28,14 +30,22 @@ from flyersim import collectives, topologies
 from flyersim.collectives.sizing import op_bound
 from flyersim.sim import background as bg
 from flyersim.sim.app.runner import layout_of, search_of
-from flyersim.sim.budget import check_ops, check_topology, machine_memory
+from flyersim.sim.budget import check_ops, check_topology, estimate, machine_memory
 from flyersim.sim.composite import Part, compose, simulate as simulate_composite
 from flyersim.sim.engine import Run, _flow_deps, simulate
 from flyersim.sim.placement import place, placed, server_leaves
-from flyersim.sim.routes import build_routes, flow_bytes
+from flyersim.sim.routes import alternative_bound, build_routes, flow_bytes
 from flyersim.sim.scenario import apply_faults
+from flyersim.sim.stragglers import Stragglers
 from flyersim.topologies import Router
 from flyersim.topologies.config import read
+from flyersim.topologies.errors import TopologyError
+from flyersim.topologies.routing import MAX_ALTERNATIVES
+
+
+# what a scenario over the memory limit can use fewer of (sim.budget.check_ops)
+HINT = ("fewer or smaller jobs, fewer repeats, fewer background servers, an algorithm with fewer steps (hier, "
+        "hfreduce, dbtree), or fewer chunks (params = { max_chunks = ... })")
 
 
 @dataclass(frozen=True)
@@ -70,14 +80,18 @@ class Outcome:
     end_at: np.ndarray
     jobs: list
     background: list
+    budget: dict  # the memory estimate it was checked with: ops, alternative routes (upper bounds) and bytes
 
 
 def run_scenario(scenario, max_memory=None):
     """Simulate ``scenario``; its :class:`Outcome`. ``max_memory`` in bytes (default: what is available)."""
     limit = machine_memory() if max_memory is None else max_memory
     t = scenario.topology
-    graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
-                            check_size=lambda what, elements: check_topology(what, elements, limit))
+    try:
+        graph = topologies.load(t.ref, gpus=t.gpus, nodes=t.nodes, zones=t.zones, overrides=t.overrides,
+                                check_size=lambda what, elements: check_topology(what, elements, limit))
+    except ValueError as err:
+        raise ValueError(f"topology: {err}") from None
     placements = place(scenario.jobs, graph)
     base = layout_of(graph)
     searches, plans = {}, []
@@ -87,11 +101,17 @@ def run_scenario(scenario, max_memory=None):
     flows_count = sum(len(s) if e.kind == "storage-read" else len(s) * (len(s) - 1)
                       for e, s in zip(scenario.background, selections))
     # every copy of every job and every flow at once, then one job alone beside them (its run alone)
-    ops = sum(p["ops"] * p["job"].repeat for p in plans) + flows_count + max(p["ops"] for p in plans)
+    counted = sum((p["ops"] + len(p["job"].late)) * p["job"].repeat for p in plans) + flows_count + \
+        max(p["ops"] for p in plans)
     copies = sum(p["job"].repeat for p in plans)
-    what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} collectives, "
-            f"{flows_count} background flows)")
-    check_ops(what, ops, graph.number_of_nodes() + graph.number_of_edges(), limit)
+    what = (f"scenario {scenario.name} ({len(plans)} job{'s' * (len(plans) != 1)}, {copies} "
+            f"collective{'s' * (copies != 1)}, {flows_count} background flow{'s' * (flows_count != 1)})")
+    # adaptive routing keeps each route's alternatives: a background flow's up front, a job's once its
+    # schedule is built (before its routes are), each at most MAX_ALTERNATIVES - 1 (sim.budget)
+    adaptive = scenario.routing.get("policy") == "adaptive"
+    alternatives = flows_count * (MAX_ALTERNATIVES - 1) if adaptive else 0
+    elements = graph.number_of_nodes() + graph.number_of_edges()
+    check_ops(what, counted, elements, limit, alternatives=alternatives, hint=HINT)
     storage, prefixes = {}, {n.split("/", 1)[0] for n in graph}
     reads = [e for e in scenario.background if e.kind == "storage-read"]
     radix = read(t.ref, t.overrides).network.get("radix", 0) if reads else 0
@@ -105,9 +125,9 @@ def run_scenario(scenario, max_memory=None):
                                        bg.add_storage(graph, leaf, entry.storage_nodes, entry.name, radix)]
             except ValueError as err:
                 raise ValueError(f"background.{entry.name}.{err}") from None
-    groups = [(f"job {name}", servers) for name, servers in placements.items()] + \
-        [(f"background {e.name}", servers) for e, servers in zip(scenario.background, selections)]
-    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, groups)
+    groups = [(f"job {name}", servers) for name, servers in placements.items()]
+    reached = [(f"background {e.name}", servers) for e, servers in zip(scenario.background, selections)]
+    graph, router, routing, stragglers = apply_faults(graph, scenario, Router, groups, reached)
     weight = {name: c.weight for name, c in scenario.classes.items()}
     level = {name: c.sl for name, c in scenario.classes.items()}
     parts, built = [], {}
@@ -117,22 +137,31 @@ def run_scenario(scenario, max_memory=None):
         if key not in built:
             built[key] = collectives.build(plan["key"][0], plan["layout"], job.collective, nbytes=plan["key"][1],
                                            search=plan["search"], **job.params)
-        schedule = dataclasses.replace(built[key], layout=placed(plan["layout"], plan["servers"]))
+        layout = placed(plan["layout"], plan["servers"])
+        schedule = Stragglers(late=job.late).schedule(dataclasses.replace(built[key], layout=layout))
+        if adaptive:
+            alternatives += alternative_bound(schedule)
+            check_ops(what, counted, elements, limit, alternatives=alternatives, hint=HINT)
         routes = stragglers.routes(graph, build_routes(graph, schedule, router, routing))
         plan["schedule"], plan["routes"] = schedule, routes
         count = job.size // plan["itemsize"]
         plan["op_bytes"] = schedule.span_elements(count).astype(np.float64) * plan["itemsize"]
         parts.append(Part(job.name, routes, flow_bytes(schedule, plan["op_bytes"]), *_flow_deps(schedule),
                           repeat=job.repeat, start=job.start, period=job.period, share=weight[job.cls],
-                          sl=level[job.cls]))
+                          sl=level[job.cls], release=schedule.release))
     host = _nic_host(base)
     entries = []
     for entry, servers in zip(scenario.background, selections):
-        if entry.kind == "storage-read":
-            flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate, entry.duration,
-                                     router, routing)
-        else:
-            flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
+        try:
+            if entry.kind == "storage-read":
+                flows = bg.storage_reads(entry.name, servers, storage[entry.name], host, entry.rate,
+                                         entry.duration, router, routing)
+            else:
+                flows = bg.all_to_all(entry.name, servers, host, entry.rate, entry.duration, router, routing)
+        except TopologyError as err:  # its storage nodes cut off from its servers
+            failed = ", ".join(graph.graph.get("failed", ()))
+            raise ValueError(f"background {entry.name} cannot complete: {err}"
+                             f"{f' after the failure of {failed}' if failed else ''}") from None
         n = len(flows.paths)
         entries.append(flows)
         parts.append(Part(entry.name, stragglers.routes(graph, flows.routes(graph)), flows.nbytes,
@@ -150,7 +179,8 @@ def run_scenario(scenario, max_memory=None):
             own = part.routes.carried(part.op_bytes, net.route[ops] - composite.route_base[i])
             np.add.at(carried[i], composite.resources[i], own)
     return Outcome(scenario, graph, composite, carried, float(net.end_at.max(initial=0.0)), net.start_at, net.end_at,
-                   jobs, flows_out)
+                   jobs, flows_out, {"ops": counted, "alternatives": alternatives,
+                                     "bytes": estimate(counted, elements, alternatives=alternatives)})
 
 
 def _plan(job, graph, base, servers, searches):
@@ -165,6 +195,9 @@ def _plan(job, graph, base, servers, searches):
         record.params.bind(job.params)
     except ValueError as err:
         raise ValueError(f"{at}.params: {err}") from None
+    bad = next((rank for rank, _ in job.late if rank >= layout.ranks), None)
+    if bad is not None:
+        raise ValueError(f"{at}.late.{bad}: no rank {bad} (job {job.name} has ranks 0..{layout.ranks - 1})")
     itemsize = np.dtype(job.dtype).itemsize
     if job.size < itemsize:
         raise ValueError(f"{at}.size: {job.size} B is smaller than one {job.dtype} element")
@@ -214,8 +247,8 @@ def _job_outcome(index, plan, composite, net, graph):
     alternatives = None if routes.alt_ptr is None else (routes.alt_ptr, routes.alt_idx)
     alone = simulate(schedule, routes, job.size, plan["itemsize"], alternatives=alternatives)
     runs, starts = [], []
-    for ops in composite.ops[index]:
-        t0 = float(net.ready_at[ops].min())
+    for ops, gates in zip(composite.ops[index], composite.gates[index]):
+        t0 = float(net.ready_at[np.concatenate([ops, gates])].min())  # late gates: when the copy may start
         end = net.end_at[ops] - t0
         runs.append(Run(schedule, routes, "flow", count, plan["itemsize"], float(end.max()), op_bytes,
                         net.ready_at[ops] - t0, net.start_at[ops] - t0, end,
