@@ -2,7 +2,7 @@
 # The README's accuracy figures ("Predicted vs measured"), each from three consecutive runs of flyersim
 # validate, on a quiet machine, from the repository root (root for the emulated nodes):
 #   . .venv/bin/activate && sh experiments/accuracy.sh
-# About 40 minutes on two cores. Prints, per measurement, each run's median and spread per row, whether
+# About 40 minutes on two cores (the emulated ranks sleep between polls: tests/cluster/emulate.py THROTTLE). Prints, per measurement, each run's median and spread per row, whether
 # the runs agree within their spread, and each algorithm's geometric-mean error per run (all sizes, and
 # 16 MiB and up); JSON of every run in results/accuracy/, the emulated figure in docs/gallery/emulated.
 # The emulated nodes' links are shaped to 300 Mbit/s, where the links bind: all nodes sending at once (one way)
