@@ -6,9 +6,12 @@ spans several nodes with several ranks on one (ch4's "composition alpha",
 ``maint/tuning/coll/ch4/generic.json``; the classic ``MPIR_Allreduce_intra_smp``
 is the same): each node reduces into its first rank, the first ranks run an
 allreduce among themselves, and each node broadcasts the result from its first
-rank. Inside a node the reduce and the broadcast are binomial trees (MPICH's
-shared-memory ``release_gather`` reduce and broadcast move the same bytes
-through shared buffers); among the leaders MPICH picks as for any
+rank. Inside a node the reduce and the broadcast are binomial trees: under
+mpi4py's ``MPI_THREAD_MULTIPLE`` MPICH's shared-memory path falls back to its
+generic algorithms, binomial for the broadcast and, above 2 KiB,
+reduce-scatter + gather for the reduce, which moves the same bytes as a
+binomial tree with two ranks a node and fewer with more (an approximation
+there); among the leaders MPICH picks as for any
 communicator (``outer``): ``"rabenseifner"``, or ``"rd"`` for tiny messages
 (:func:`flyersim.sim.app.validate.mpich_choice`).
 

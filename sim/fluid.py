@@ -20,7 +20,7 @@ network:
   its share to the others;
 - ``ISOLATED`` (the analytic model): each flow gets its route's bottleneck
   ``min(capacity / weight)`` as if it were alone (shares play no part);
-- ``CLASSES`` (traffic classes whose weights differ): each flow also has a
+- ``CLASSES`` (several traffic classes, i.e. service levels): each flow also has a
   class id; resources that arbitrate share between classes by weight, then
   between a class's flows max-min (:mod:`sim.classes`). At each event the
   flows connected to the touched resources are re-solved from their rates.

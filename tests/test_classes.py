@@ -202,3 +202,16 @@ def test_in_the_network_the_lone_flow_keeps_its_class_share_then_the_others_take
 def test_class_ids_are_checked():
     with pytest.raises(ValueError, match="class id"):
         _network([1.0], [-1], [1.0], [1.0])
+
+
+def test_a_network_the_iteration_cannot_settle_raises_instead_of_answering():
+    # found by QA: weights 1:16:16 on three resources, one arbitrated; 1:8 converges. A limit of the damped
+    # iteration (README): the solver must say so, never return rates that miss the definition.
+    routes = [[(1, 3.0), (0, 0.5), (2, 2.0)], [(0, 3.0), (2, 0.5), (1, 3.0)], [(1, 0.5), (2, 1.0), (0, 2.0)],
+              [(2, 0.5), (0, 3.0)], [(2, 3.0), (0, 0.5), (1, 2.0)], [(0, 2.0), (1, 3.0), (2, 0.5)],
+              [(2, 0.5), (0, 2.0), (1, 3.0)], [(0, 1.0)]]
+    cls, caps, arb = [0, 2, 1, 1, 1, 0, 1, 2], [10.0, 1e9, 2.0], [True, False, False]
+    rates = _solve(routes, cls, {0: 1.0, 1: 8.0, 2: 8.0}, caps, arb)
+    assert not _class_fair(routes, cls, {0: 1.0, 1: 8.0, 2: 8.0}, caps, rates, arb)
+    with pytest.raises(RuntimeError, match="class-fair sharing did not converge"):
+        _solve(routes, cls, {0: 1.0, 1: 16.0, 2: 16.0}, caps, arb)

@@ -395,3 +395,14 @@ def test_the_nccl_search_is_shared_only_by_jobs_of_the_same_layout_and_params(mo
                      f'params = {{ nccl_version = {v} }}\n' for i, v in enumerate(versions))
     run_scenario(scenario(tables, gpus=48))
     assert calls == ["2.10.3", "2.23"]  # one search per distinct params, the third job reuses the second's
+
+
+def test_classes_whose_sharing_does_not_settle_give_one_error_line(monkeypatch):
+    from flyersim.sim.app import scenario_runner
+
+    def gives_up(composite):
+        raise RuntimeError("class-fair sharing did not converge (or not to a class-fair allocation within 1e-9)")
+    monkeypatch.setattr(scenario_runner, "simulate_composite", gives_up)
+    classes = '[classes]\ngold = { weight = 3, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
+    with pytest.raises(ValueError, match=r"traffic classes .*gold \(SL1, weight 3\).*did not converge"):
+        run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"), _reads("b", "bronze")))

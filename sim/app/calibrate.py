@@ -16,6 +16,10 @@ message_latency    ``[mpi]``, per message (GPU to GPU, or between nodes): the
                    ``Isend``/``Irecv`` of the same messages: the part of the
                    executor's per-message cost that other messages on the
                    wire do not hide
+library_latency    the MPI library's own cost per message: the 8 B one-way time
+                   inside a node (``message_latency`` without the executor's
+                   part); listed, not charged: validate predicts the library's
+                   Allreduce with it
 copy_latency       ``[mpi]``, per local copy (a GPU to or from its node's host
                    memory: no message): a chain of dependent 1-element copies
                    through the executor, per copy

@@ -168,7 +168,14 @@ def run_scenario(scenario, max_memory=None):
                           np.zeros(n + 1, np.int64),
                           np.empty(0, np.int64), start=entry.start, share=weight[entry.cls], sl=level[entry.cls]))
     composite = compose(parts)
-    net = simulate_composite(composite)
+    try:
+        net = simulate_composite(composite)
+    except RuntimeError as err:  # the class-fair iteration gave up: a limit of the model, said in one line
+        if "class-fair" not in str(err):
+            raise
+        classes = ", ".join(f"{c.name} (SL{c.sl}, weight {c.weight:g})" for c in scenario.classes.values())
+        raise ValueError(f"traffic classes {classes}: {err}; weights closer together (within 8x converged "
+                         f"on every case tried) or one service level avoid it") from None
     jobs = [_job_outcome(i, plan, composite, net, graph) for i, plan in enumerate(plans)]
     flows_out = [FlowOutcome(e, f, net.start_at[composite.ops[len(plans) + i][0]],
                              net.end_at[composite.ops[len(plans) + i][0]])

@@ -46,7 +46,6 @@ a note saying which size was too noisy, instead of a figure.
 """
 
 import math
-import os
 import sys
 from dataclasses import dataclass
 
@@ -136,9 +135,11 @@ def mpich_choice(nbytes, itemsize, nodes, per_node):
     reduce inside each node, allreduce among the nodes' first ranks, broadcast inside (``smp``). Otherwise,
     and among those first ranks, ``MPIR_Allreduce_impl`` picks recursive doubling for tiny messages
     (:data:`SHORT_MSG_SIZE`) or fewer elements than the largest power of two of ranks, else Rabenseifner.
-    On one node MPICH takes its shared-memory path (composition gamma), predicted by that same flat choice.
-    ``MPIR_CVAR_NOLOCAL`` set makes MPICH see every rank as a node of its own. Predicted with
-    ``library_latency`` per message: the library does not run through flyersim's executor.
+    On one node MPICH runs composition gamma, whose shared-memory collectives fall back to that same flat
+    choice under mpi4py's ``MPI_THREAD_MULTIPLE`` (``posix_generic.json`` picks its release_gather
+    algorithms only single-threaded). ``per_node`` is what MPICH sees (the ranks sharing memory: 1 under
+    ``MPIR_CVAR_NOLOCAL``). Predicted with ``library_latency`` per message when calibrated: the library
+    does not run through flyersim's executor.
 
     >>> mpich_choice(1 << 20, 4, 4, 2), mpich_choice(8, 4, 4, 2)
     (('smp', {'outer': 'rabenseifner'}), ('smp', {'outer': 'rd'}))
@@ -148,8 +149,6 @@ def mpich_choice(nbytes, itemsize, nodes, per_node):
     def flat(ranks):
         pof2 = 1 << (ranks.bit_length() - 1)
         return "rd" if nbytes <= SHORT_MSG_SIZE or nbytes // itemsize < pof2 else "rabenseifner"
-    if os.environ.get("MPIR_CVAR_NOLOCAL", "0").lower() in ("1", "true", "yes"):
-        nodes, per_node = nodes * per_node, 1
     if nodes > 1 and per_node > 1:
         return "smp", {"outer": flat(nodes)}
     return flat(nodes * per_node), {}
@@ -260,7 +259,7 @@ def summarise(rows, algos, tolerance):
     if mpibench.BASELINE in algos:
         report["notes"].append(f"{mpibench.BASELINE}: the library's Allreduce, predicted as MPICH's default choice "
                                f"(smp across nodes with several ranks on one, else rd up to {SHORT_MSG_SIZE} B or fewer "
-                               f"elements than ranks' power of two, rabenseifner beyond), at library_latency")
+                               f"elements than ranks' power of two, rabenseifner beyond), at library_latency when calibrated")
     return report
 
 
@@ -321,12 +320,17 @@ def quartile_end(params, end):
 
 def _size_rows(comm, plan, size, graph):
     """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
+    from mpi4py import MPI
+
     from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
     layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
                           graph.graph["gpus_per_node"], True, layout, search_of(graph, layout), plan.blocks)
     measured = mpibench.collect(bench, comm)
+    shared = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks MPICH sees on this node
+    per_node = comm.allreduce(shared.size, op=MPI.MAX)
+    shared.Free()
     if comm.rank:
         return []
     itemsize = np.dtype(plan.dtype).itemsize
@@ -334,8 +338,7 @@ def _size_rows(comm, plan, size, graph):
     for m in measured:
         native = m["algo"] == mpibench.BASELINE
         model = graph.graph.get("library", graph) if native else graph
-        g = graph.graph
-        algo, params = mpich_choice(size, itemsize, g["nodes"], g["gpus_per_node"]) if native else (m["algo"], {})
+        algo, params = mpich_choice(size, itemsize, comm.size // per_node, per_node) if native else (m["algo"], {})
         (p,) = run_sizes(model, [algo], [size], plan.dtype, plan.model, params=params)
         band = [run_sizes(model.graph["ends"][e], [algo], [size], plan.dtype, plan.model, params=params)[0]["time_s"]
                 * 1e6 if "ends" in model.graph else None for e in ("fast", "slow")]
