@@ -35,7 +35,7 @@ ValueError: rd allgather needs a power-of-two rank count, got 6
 
 import numpy as np
 
-from flyersim.collectives.recursive_doubling import fold, fold_in, fold_out
+from flyersim.collectives.recursive_doubling import folded
 from flyersim.collectives.schedule import ScheduleBuilder
 
 
@@ -98,26 +98,15 @@ def rabenseifner_allreduce(layout):
 
 
 def allreduce_among(b, ranks, ready=-1):
-    """Append Rabenseifner's allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``.
-
-    ``ready``: op ids by position (-1: none) after which a position's ``data`` may be used. Returns a list
-    of op-id arrays by position: after all of them a position's ``data`` holds the result.
-    """
-    p = len(ranks)
-    ready = np.broadcast_to(np.asarray(ready, np.int64), (p,))
-    at = fold(p)  # positions of the core ranks
-    core = ranks[at]
-    sent, reduced = fold_in(b, p, ranks, ready)  # reduced: last reduce per position (wrote data, read recv)
-    steps = _steps(len(core))
-    lo, hi, done, gave = halving(b, core, steps, np.where(reduced[at] >= 0, reduced[at], ready[at]))
-    # Partner i ^ 2^j gave away exactly the range received in step j, so overwriting it waits for that send.
-    wrote, last_sent = doubling(b, core, steps[::-1], lo, hi, done, gave[::-1])
-    final, read = np.full(p, -1), np.full(p, -1)  # a core rank's data: its last receive, and its own writes
-    final[at], read[at] = wrote, last_sent          # before its last send
-    extra = np.setdiff1d(np.arange(p), at)
-    if len(extra):
-        final[extra] = fold_out(b, p, sent, [wrote, last_sent], ranks)
-    return [final, read]
+    """Append Rabenseifner's allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``;
+    ``ready`` and the result as for :func:`collectives.recursive_doubling.folded`."""
+    def halving_doubling(b, core, first):
+        steps = _steps(len(core))
+        lo, hi, done, gave = halving(b, core, steps, first)
+        # Partner i ^ 2^j gave away exactly the range received in step j, so overwriting it waits for that send.
+        # A core rank's data then holds the result after its last receive and its own writes before its last send.
+        return doubling(b, core, steps[::-1], lo, hi, done, gave[::-1])
+    return folded(b, ranks, ready, halving_doubling)
 
 
 def _power_of_two(p, what):

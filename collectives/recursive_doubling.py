@@ -83,25 +83,36 @@ def rd_allreduce(layout):
 
 
 def allreduce_among(b, ranks, ready=-1):
-    """Append recursive doubling's allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``.
+    """Append recursive doubling's allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``;
+    ``ready`` and the result as for :func:`folded`."""
+    def doubling(b, core, first):
+        last, i = first, np.arange(len(core))
+        for j in range(len(core).bit_length() - 1):
+            x = b.xfer(core, core[i ^ (1 << j)], WHOLE, "data", "recv", deps=[last, last[i ^ (1 << j)]])
+            # Core rank i receives x[i ^ 2^j] and must not overwrite data before its own send x[i] read it.
+            last = b.reduce(core, ("data", "recv"), "data", WHOLE, deps=[x[i ^ (1 << j)], x])
+        return last, np.full(len(core), -1)
+    return folded(b, ranks, ready, doubling)
 
-    ``ready``: op ids by position (-1: none) after which a position's ``data`` may be used. Returns a list
-    of op-id arrays by position: after all of them a position's ``data`` holds the result.
+
+def folded(b, ranks, ready, among_core):
+    """Append an allreduce of ``data`` among ``ranks`` (real rank ids, any count) to ``b``: the extra ranks
+    fold into the core (:func:`fold`), ``among_core(b, core, first) -> (done, read)`` allreduces the core,
+    the core sends the result back out.
+
+    ``ready``: op ids by position (-1: none) after which a position's ``data`` may be used; ``first`` the
+    same by core rank, including the fold's reduce; ``done``/``read`` by core rank: the ops after which its
+    ``data`` holds the result, and its last op reading it (-1: none). Returns a list of op-id arrays by
+    position: after all of them a position's ``data`` holds the result.
     """
     p = len(ranks)
     ready = np.broadcast_to(np.asarray(ready, np.int64), (p,))
     at = fold(p)  # positions of the core ranks
-    core = ranks[at]
     sent, reduced = fold_in(b, p, ranks, ready)  # reduced: last reduce per position (wrote data, read recv)
-    last = np.where(reduced[at] >= 0, reduced[at], ready[at])
-    i = np.arange(len(core))
-    for j in range(len(core).bit_length() - 1):
-        x = b.xfer(core, core[i ^ (1 << j)], WHOLE, "data", "recv", deps=[last, last[i ^ (1 << j)]])
-        # Core rank i receives x[i ^ 2^j] and must not overwrite data before its own send x[i] read it.
-        last = b.reduce(core, ("data", "recv"), "data", WHOLE, deps=[x[i ^ (1 << j)], x])
-    final = np.full(p, -1)
-    final[at] = last
+    done, read = among_core(b, ranks[at], np.where(reduced[at] >= 0, reduced[at], ready[at]))
+    final, reads = np.full(p, -1), np.full(p, -1)
+    final[at], reads[at] = done, read
     extra = np.setdiff1d(np.arange(p), at)
     if len(extra):
-        final[extra] = fold_out(b, p, sent, [last], ranks)
-    return [final]
+        final[extra] = fold_out(b, p, sent, [done, read], ranks)
+    return [final, reads]
