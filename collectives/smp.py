@@ -27,10 +27,9 @@ ValueError: smp: unknown outer algorithm 'ring' (choose from rabenseifner, rd)
 
 import numpy as np
 
-from flyersim.collectives import rabenseifner, recursive_doubling
+from flyersim.collectives import rabenseifner, recursive_doubling, tree
 from flyersim.collectives.params import Param, Params
 from flyersim.collectives.schedule import ScheduleBuilder
-from flyersim.collectives.tree import WHOLE, _rounds
 
 OUTER = {"rabenseifner": rabenseifner.allreduce_among, "rd": recursive_doubling.allreduce_among}
 PARAMS = Params("smp", Param("outer", str, "rabenseifner", f"allreduce among the nodes' first ranks "
@@ -44,22 +43,11 @@ def smp_allreduce(layout, outer="rabenseifner"):
     g, p = layout.gpus_per_node, layout.ranks
     b = ScheduleBuilder(layout, "allreduce", f"smp-{outer}", buffers=("data", "recv"))
     local = np.arange(p).reshape(-1, g)  # local[node, j]: the rank of GPU j of a node
-    wrote, sent = np.full(p, -1), np.full(p, -1)
-    rounds = list(_rounds(g))
-    for _, child, parent in rounds:  # binomial reduce into each node's first rank, every node at once
-        c, up = local[:, child].ravel(), local[:, parent].ravel()
-        sent[c] = b.xfer(c, up, WHOLE, "data", "recv", deps=[wrote[c], wrote[up]])
-        wrote[up] = b.reduce(up, ("data", "recv"), "data", WHOLE, deps=[sent[c]])
+    wrote, sent = tree.reduce_steps(b, local)
     leaders = local[:, 0]
-    done = np.full((2, p), -1)  # op ids after which a leader's data holds the result
-    for k, ids in enumerate(OUTER[outer](b, leaders, wrote[leaders])):
-        done[k, leaders] = ids
-    wrote[leaders] = done[0, leaders]
-    last_send = np.full(p, -1)
-    for _, child, parent in reversed(rounds):  # binomial broadcast from each node's first rank
-        c, up = local[:, child].ravel(), local[:, parent].ravel()
-        x = b.xfer(up, c, WHOLE, "data", "data", deps=[wrote[up], done[1, up], sent[c], last_send[up]])
-        wrote[c] = last_send[up] = x
+    read = np.full(p, -1)  # a leader's last op reading its result
+    wrote[leaders], read[leaders] = OUTER[outer](b, leaders, wrote[leaders])
+    tree.broadcast_steps(b, local, wrote, sent, read)
     for r in range(p):
-        b.expect(r, "data", WHOLE)
+        b.expect(r, "data", tree.WHOLE)
     return b.build()

@@ -26,6 +26,11 @@ from flyersim.collectives.schedule import ScheduleBuilder
 WHOLE = (0, 1, 1)
 
 
+def one_group(p):
+    """Every rank 0..p-1 as one group of the steps below."""
+    return np.arange(p)[None, :]
+
+
 def _rounds(p):
     """(k, children, parents) of every round k of a binomial tree over p ranks."""
     for k in range((p - 1).bit_length()):
@@ -33,33 +38,37 @@ def _rounds(p):
         yield k, child, child - (1 << k)
 
 
-def _reduce_steps(b, p):
-    """Append the binomial reduce into rank 0's ``data``.
+def reduce_steps(b, local):
+    """Append the binomial reduce of each row of ``local`` (ranks, shape ``(groups, p)``, all rows at once)
+    into the ``data`` of its first rank.
 
     Returns ``(wrote, sent)`` indexed by rank: the last op writing its ``data``
     (a reduce, which also read ``recv``) and its single upward send, which read ``data`` (-1: none).
     """
-    wrote, sent = np.full(p, -1), np.full(p, -1)
-    for _, child, parent in _rounds(p):
-        sent[child] = b.xfer(child, parent, WHOLE, "data", "recv", deps=[wrote[child], wrote[parent]])
-        wrote[parent] = b.reduce(parent, ("data", "recv"), "data", WHOLE, deps=[sent[child]])
+    wrote, sent = np.full(local.max() + 1, -1), np.full(local.max() + 1, -1)
+    for _, child, parent in _rounds(local.shape[1]):
+        c, up = local[:, child].ravel(), local[:, parent].ravel()
+        sent[c] = b.xfer(c, up, WHOLE, "data", "recv", deps=[wrote[c], wrote[up]])
+        wrote[up] = b.reduce(up, ("data", "recv"), "data", WHOLE, deps=[sent[c]])
     return wrote, sent
 
 
-def _broadcast_steps(b, p, wrote, sent):
-    """Append the binomial broadcast of rank 0's ``data``; ``wrote``/``sent`` as from :func:`_reduce_steps`."""
+def broadcast_steps(b, local, wrote, sent, read=None):
+    """Append the binomial broadcast of each row of ``local``'s first rank's ``data`` to the row; ``wrote``/``sent``
+    as from :func:`reduce_steps`, ``read`` (by rank, -1: none) a last op reading a sender's ``data`` first."""
     wrote = wrote.copy()
-    last_send = np.full(p, -1)
-    for _, child, parent in reversed(list(_rounds(p))):
-        x = b.xfer(parent, child, WHOLE, "data", "data", deps=[wrote[parent], sent[child], last_send[parent]])
-        wrote[child] = last_send[parent] = x
+    last_send = np.full(wrote.size, -1) if read is None else read.copy()
+    for _, child, parent in reversed(list(_rounds(local.shape[1]))):
+        c, up = local[:, child].ravel(), local[:, parent].ravel()
+        x = b.xfer(up, c, WHOLE, "data", "data", deps=[wrote[up], sent[c], last_send[up]])
+        wrote[c] = last_send[up] = x
 
 
 def tree_allreduce(layout):
     """Allreduce of buffer ``data`` on every rank of ``layout`` by binomial reduce + broadcast."""
     p = layout.ranks
     b = ScheduleBuilder(layout, "allreduce", "tree", buffers=("data", "recv"))
-    _broadcast_steps(b, p, *_reduce_steps(b, p))
+    broadcast_steps(b, one_group(p), *reduce_steps(b, one_group(p)))
     for r in range(p):
         b.expect(r, "data", WHOLE)
     return b.build()
@@ -68,7 +77,7 @@ def tree_allreduce(layout):
 def tree_reduce(layout):
     """Reduce of every rank's ``data`` into rank 0's ``data`` by a binomial tree."""
     b = ScheduleBuilder(layout, "reduce", "tree", buffers=("data", "recv"))
-    _reduce_steps(b, layout.ranks)
+    reduce_steps(b, one_group(layout.ranks))
     b.expect(0, "data", WHOLE)
     return b.build()
 
@@ -77,7 +86,7 @@ def tree_broadcast(layout):
     """Broadcast of rank 0's ``data`` to every rank's ``data`` by a binomial tree."""
     p = layout.ranks
     b = ScheduleBuilder(layout, "broadcast", "tree")
-    _broadcast_steps(b, p, np.full(p, -1), np.full(p, -1))
+    broadcast_steps(b, one_group(p), np.full(p, -1), np.full(p, -1))
     for r in range(p):
         b.expect(r, "data", WHOLE, contributors=(0,))
     return b.build()

@@ -257,16 +257,18 @@ def test_two_classes_on_one_link_share_it_by_weight_and_the_rest_goes_to_the_sur
     assert set(share[np.concatenate(out.composite.ops[2])]) == {1.0}
 
 
-def test_a_class_gets_its_part_of_a_link_however_many_flows_it_has():
-    # gold (weight 2) has one read into n3, bronze (weight 1) three: the NIC's link gives gold 2/3 and bronze's three
-    # reads 1/9 each (per-flow weights would give gold 2/5); when gold ends, bronze's three split the link
-    classes = '[classes]\ngold = { weight = 2, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
+@pytest.mark.parametrize("gold_weight,gold_time", [(2, 1.5), (1, 2.0)])
+def test_a_class_gets_its_part_of_a_link_however_many_flows_it_has(gold_weight, gold_time):
+    # gold has one read into n3, bronze (weight 1) three. Weight 2: the NIC's link gives gold 2/3 and bronze's
+    # three reads 1/9 each (per-flow weights would give gold 2/5); weight 1 (another lane of equal weight): each
+    # lane half (per flow gold would get 1/4). When gold ends, bronze's three split the link.
+    classes = f'[classes]\ngold = {{ weight = {gold_weight}, sl = 1 }}\nbronze = {{ weight = 1, sl = 2 }}\n'
     out = run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"),
                                 *(_reads(f"b{i}", "bronze") for i in range(3))))
     gold, *bronze = out.background
     volume, link = gold.flows.nbytes[0], out.graph.edges["z0/leaf0", "n3/nic0"]["bandwidth"]
     t0 = gold.start_at[0]
-    assert gold.end_at[0] - t0 == pytest.approx(1.5 * volume / link, rel=1e-9)
+    assert gold.end_at[0] - t0 == pytest.approx(gold_time * volume / link, rel=1e-9)
     assert [b.end_at[0] - t0 for b in bronze] == pytest.approx([4 * volume / link] * 3, rel=1e-9)
 
 
@@ -280,18 +282,6 @@ def test_a_job_in_a_heavier_class_suffers_less_from_storage():
         return j.runs[0].time / j.alone.time
 
     assert 1.0 <= slowdown(8) < slowdown(1)
-
-
-def test_equal_weights_on_two_service_levels_split_a_link_per_lane_not_per_flow():
-    # one read on SL1 against three on SL2, weight 1 each: the arbiter gives each lane half of n3's link
-    classes = '[classes]\ngold = { weight = 1, sl = 1 }\nbronze = { weight = 1, sl = 2 }\n'
-    out = run_scenario(scenario(classes, job("a", servers=[0]), _reads("g", "gold"),
-                                *(_reads(f"b{i}", "bronze") for i in range(3))))
-    gold, *bronze = out.background
-    volume, link = gold.flows.nbytes[0], out.graph.edges["z0/leaf0", "n3/nic0"]["bandwidth"]
-    t0 = gold.start_at[0]
-    assert gold.end_at[0] - t0 == pytest.approx(2 * volume / link, rel=1e-9)  # per flow it would be 4x
-    assert [b.end_at[0] - t0 for b in bronze] == pytest.approx([4 * volume / link] * 3, rel=1e-9)
 
 
 def test_a_class_on_the_default_lane_changes_nothing():

@@ -195,6 +195,8 @@ def run(plan, comm):
     too noisy), ``too_noisy`` (algorithm -> why), ``notes``, and ``calibrations`` (size -> parameter ->
     [median, p25, p75] in SI units) when calibrated.
     """
+    from mpi4py import MPI
+
     from flyersim import topologies
 
     try:
@@ -221,7 +223,10 @@ def run(plan, comm):
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    rows = [row for s in plan.sizes for row in _size_rows(comm, plan, s, graphs[s])]
+    shared = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks MPICH sees on a node, for its Allreduce's choice
+    per_node = comm.allreduce(shared.size, op=MPI.MAX)
+    shared.Free()
+    rows = [row for s in plan.sizes for row in _size_rows(comm, plan, s, graphs[s], per_node)]
     if comm.rank:
         return None
     rows.sort(key=lambda r: plan.algos.index(r["algo"]))  # algorithm-major, sizes in the given order
@@ -271,13 +276,14 @@ def calibrated(comm, nbytes, gpus, repeats, leaf_size=None, pair_size=None):
     params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size, pair_size, chain=False)
     pair = "" if pair_size is None else f" --pair-size {pair_size}"
 
-    def model(figures):
+    def load(figures):
         text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes}{pair})",
                               notes, leaf_size)
-        graph = topologies.loads(text, where=f"calibration at {nbytes} B")
-        graph.graph["ends"] = {end: topologies.loads(calibrate.toml(quartile_end(figures, end), comm.size // gpus,
-                                                                    gpus, "", notes, leaf_size))
-                               for end in ("fast", "slow")}
+        return topologies.loads(text, where=f"calibration at {nbytes} B")
+
+    def model(figures):
+        graph = load(figures)
+        graph.graph["ends"] = {end: load(quartile_end(figures, end)) for end in ("fast", "slow")}
         return graph
     graph = model(params)
     graph.graph["calibrated_at"] = nbytes
@@ -318,19 +324,15 @@ def quartile_end(params, end):
     return {name: (pick(fig, unit), unit, how) for name, (fig, unit, how) in params.items()}
 
 
-def _size_rows(comm, plan, size, graph):
-    """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``."""
-    from mpi4py import MPI
-
+def _size_rows(comm, plan, size, graph, per_node):
+    """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``; MPICH's own
+    Allreduce as it runs with ``per_node`` ranks sharing memory (:func:`mpich_choice`)."""
     from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
     layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
                           graph.graph["gpus_per_node"], True, layout, search_of(graph, layout), plan.blocks)
     measured = mpibench.collect(bench, comm)
-    shared = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks MPICH sees on this node
-    per_node = comm.allreduce(shared.size, op=MPI.MAX)
-    shared.Free()
     if comm.rank:
         return []
     itemsize = np.dtype(plan.dtype).itemsize
