@@ -47,8 +47,9 @@ nic_bandwidth      both directions together: every rank of nodes 0 and 1
                    full-duplex NIC gives 2 x link_bandwidth (the convention
                    of :mod:`flyersim.sim.routes`)
 pair_bandwidth     ``[mpi]``, both directions together: every rank of nodes 0
-                   and 1 exchanging ``--pair-size`` bytes (default ``--size``,
-                   at least 1 MiB) with its counterpart at once (``Isend`` +
+                   and 1 exchanging messages of ``--pair-size`` bytes (default
+                   ``--size``; a train of them, posted at once, of at least
+                   1 MiB in all) with its counterpart at once (``Isend`` +
                    ``Irecv``, each rank both ways): what the transport
                    carries between two hosts that exchange messages of that
                    size, taken by every message between those two nodes
@@ -79,13 +80,14 @@ Rabenseifner's exchanges meet it, a ring over three nodes or more (one way
 between each pair of nodes) does not; on two nodes a ring's steps are
 exchanges between the one pair and meet it.
 
-What an exchange carries depends on its message size, so ``pair_bandwidth``
-is measured at the size of the messages the collectives exchange between two
-nodes, ``--pair-size`` (``flyersim validate`` passes S/2 for an S-byte
-allreduce: Rabenseifner's first halving step, a two-rank ring's every step),
-not at a fixed 4 MiB. One connection per rank pair carried the duplex rate
+What an exchange carries depends on its message size (and on how many rank
+pairs exchange at once), so ``pair_bandwidth`` is measured at the size of the
+messages the collectives exchange between two nodes, ``--pair-size``, not at a
+fixed 4 MiB; ``flyersim validate`` measures it per schedule, at each size and
+number of rank pairs with which that schedule exchanges between nodes
+(:func:`exchange_rate`). One connection per rank pair carried the duplex rate
 with messages up to 2 MiB and far less from 4 MiB on (each row the total of
-both directions, median of 5-7 exchanges, ``calibrate``'s method, load 7-9):
+both directions, median of 5-7 exchanges, load 7-9):
 
 =========================  =====  =====  ===========  =====  ======
 emulated nodes             1 MiB  2 MiB  4 MiB        8 MiB  16 MiB
@@ -102,9 +104,19 @@ the 4 MiB exchange between two one-rank nodes was bimodal, 24.7 in one run,
 1 MiB it was predicted within 1 % in four runs at load 3 (87.6-88.1 ms
 measured, a raw-MPI ring of the same steps 87.8 ms), but 12.8 % too fast in
 one at load 8, where the executor's ring took 99.7 ms and raw MPI 87.5-90.6
-(the executor alternated between the two). At least 1 MiB: a 256 KiB
+(the executor alternated between the two). Trains of at least 1 MiB: one 256 KiB
 exchange carried 51.8 MB/s at 200 Mbit/s, past the 2 x 25 MB/s line rate (the
 emulation's 256 KiB tbf bucket).
+
+It is the message size, not how long the exchange lasts: on a quiet machine
+(4 x 2 ranks, 300 Mbit/s) trains of 256 KiB, 1 MiB and 2 MiB messages, 16 MiB
+per rank pair each way, carried 70-71 MB/s in all, four 4 MiB messages 48. And
+it is the MPI transport, not the emulated network: raw TCP between the same
+two namespaces, one connection per rank pair carrying both directions from one
+thread, carried 69-71 MB/s at 2, 8 and 32 MiB. MPICH's
+``MPIR_CVAR_CH4_OFI_RNDV_PROTOCOL`` (direct, pipeline), a 1 MiB eager
+threshold, libfabric's zero-copy sends, no progress throttle, a 3 ms tbf queue
+and 128 MiB socket buffers all left it at 37-63 MB/s from 4 MiB on.
 
 Every network figure moves all ranks of the nodes involved at once, as a
 collective does: on emulated nodes (``tests/cluster``) a single pair of ranks
@@ -159,7 +171,7 @@ from flyersim.topologies.units import format_size
 
 OVERLAP_SIZE = 64 << 10  # messages above this: fewer hops in the chain and ping-pong of message_latency
 NETWORK_SIZE = 4 << 20  # at least this much per one-way network stream: a sustained rate, past any burst allowance
-PAIR_FLOOR = 1 << 20  # at least this much per pair exchange: past the emulation's 256 KiB tbf bucket (docstring)
+PAIR_FLOOR = 1 << 20  # at least this much per stream of a pair exchange: past the emulation's 256 KiB tbf bucket (docstring)
 
 
 def add_parser(sub, positive_int):
@@ -307,11 +319,8 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
         p["link_bandwidth"] = (link, "B/s", f"per direction: every rank of node 0 sending {what} to its counterpart "
                                             f"on node 1 at once, one way ({n} streams, the others idle), beyond "
                                             f"the 8 B time")
-        swap = max(size if pair_size is None else pair_size, PAIR_FLOOR)
-        both = mb.rate(2 * n * swap, mb.streams(comm, peer, way, swap, repeats), lat_inter)
-        p["pair_bandwidth"] = (both, "B/s", f"[mpi] both directions together: every rank of nodes 0 and 1 "
-                                            f"exchanging {format_size(swap)} with its counterpart at once "
-                                            f"({2 * n} streams)")
+        both, how = exchange_rate(comm, of, size if pair_size is None else pair_size, n, repeats, lat_inter)
+        p["pair_bandwidth"] = (both, "B/s", how)
         if per_node > 1:  # each rank one way, half of them each way: the NICs' duplex, not an exchange's
             peer, way = mb.counterpart(comm, of, [(0, 1)], cross=True)
             duplex = mb.rate(n * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)
@@ -352,6 +361,25 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
         p["nic_bandwidth"] = (_scale(link, 2), "B/s", "2 x link_bandwidth (a NIC's pool counts both directions)")
         p["nic_latency"] = (zero, "s", "one physical node: no network hop")
     return p, notes
+
+
+def exchange_rate(comm, of, nbytes, streams, repeats, t0=None):
+    """``(Figure, how)``: ``pair_bandwidth`` for messages of ``nbytes``, both directions together: the first
+    ``streams`` ranks of node 0 each exchanging trains of ``nbytes`` messages (at least :data:`PAIR_FLOOR` in
+    all, posted at once) with their counterparts on node 1, beyond ``t0`` (a Figure, default none). Every
+    rank calls it; ``of`` is :func:`flyersim.sim.app.microbench.nodes`'s first result."""
+    from flyersim.sim.app import microbench as mb
+
+    peer, way = mb.counterpart(comm, of, [(0, 1)])
+    if peer >= 0 and sum(1 for r in range(comm.rank) if of[r] == of[comm.rank]) >= streams:
+        peer = -1  # beyond the first streams ranks of its node
+    count = -(-PAIR_FLOOR // nbytes)
+    t = mb.exchange(comm, peer, nbytes, repeats, count)
+    k = comm.allreduce(int(peer >= 0 and way > 0))  # streams each way
+    fig = mb.rate(2 * k * count * nbytes, t, t0 or mb.Figure(0.0, 0.0, 0.0))
+    train = f"{count} x {format_size(nbytes)}" if count > 1 else format_size(nbytes)
+    return fig, (f"[mpi] both directions together: {k} rank(s) of node 0 each exchanging {train} with "
+                 f"its counterpart on node 1 at once ({2 * k} streams)")
 
 
 def _minus(a, b):

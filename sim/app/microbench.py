@@ -290,13 +290,14 @@ def pingpong(comm, peer, rounds=100, repeats=11, nbytes=8):
     return Figure(t.value / (2 * rounds), t.low / (2 * rounds), t.high / (2 * rounds))
 
 
-def exchange(comm, peer, nbytes, repeats):
-    """Time for this rank and ``peer`` to send each other ``nbytes`` at once (Isend + Irecv; -1 idles)."""
-    out, back = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
+def exchange(comm, peer, nbytes, repeats, count=1):
+    """Time for this rank and ``peer`` to send each other ``count`` messages of ``nbytes`` at once, all posted
+    together (Isend + Irecv; -1 idles)."""
+    out, back = np.ones((count, nbytes), np.uint8), np.empty((count, nbytes), np.uint8)
 
     def swap():
         if peer >= 0:
-            MPI.Request.Waitall([comm.Irecv(back, source=peer), comm.Isend(out, dest=peer)])
+            MPI.Request.Waitall([comm.Irecv(b, source=peer) for b in back] + [comm.Isend(o, dest=peer) for o in out])
     return timed(comm, swap, repeats)
 
 

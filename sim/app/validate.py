@@ -8,8 +8,13 @@ algorithm) on a model of this job. Without ``--topology`` the model is
 calibrated per message size S: :mod:`flyersim.sim.app.calibrate` measures with
 messages of S / ranks, the chunk a ring step sends, so copies are costed in the
 cache regime the collective runs in (one-way network streams at 4 MiB or
-more), and the exchange between two nodes (``[mpi] pair_bandwidth``) with
-messages of S / 2, the largest a validated schedule exchanges (see calibrate);
+more), and, per schedule, the exchanges between two nodes (``[mpi]
+pair_bandwidth``) at that schedule's own message sizes and rank pairs
+(:func:`exchanges`, :func:`pair_figure`): on the emulated nodes MPICH carries exchanges of
+messages up to 2 MiB at the NIC's duplex rate and larger ones at two thirds
+of it, and Rabenseifner's steps between nodes differ in size (see
+calibrate). A schedule that exchanges nothing between nodes (a ring on three
+nodes or more sends one way per pair) gets no pair pool.
 ``--leaf-size`` is passed on. ``mpi``, the library's own
 Allreduce, is predicted by modelling MPICH's choice (:func:`mpich_choice`) on
 the same model with the library's own per-message cost (``library_latency``)
@@ -51,11 +56,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flyersim import collectives
 from flyersim.sim.app import calibrate, mpibench
 from flyersim.sim.app.args import names, sizes
 from flyersim.sim.outputs import atomic_path, check_writable
 from flyersim.sim.app.report import to_csv, to_json
 from flyersim.sim.app.runner import DTYPES
+from flyersim.topologies.units import format_size
 
 # MPICH 5's Allreduce (MPIR_Allreduce_impl's selection, maint/tuning/coll/mpir/generic.json): recursive doubling
 # up to this many bytes or for fewer elements than the largest power of two of ranks, else Rabenseifner
@@ -215,24 +222,25 @@ def run(plan, comm):
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
+    shared = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks MPICH sees on a node, for its Allreduce's choice
+    per_node = comm.allreduce(shared.size, op=MPI.MAX)
+    shared.Free()
+    itemsize = np.dtype(plan.dtype).itemsize
     try:
-        graphs = {s: graph if plan.topology else
-                  calibrated(comm, max(s // comm.size, 4), gpn, plan.repeats, plan.leaf_size, max(s // 2, 4))
+        models = {s: {a: graph for a in plan.algos} if plan.topology else
+                  calibrated(comm, s, plan.algos, gpn, per_node, itemsize, plan.repeats, plan.leaf_size)
                   for s in plan.sizes}
     except ValueError as err:  # the same on every rank (a --leaf-size that does not fit)
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    shared = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks MPICH sees on a node, for its Allreduce's choice
-    per_node = comm.allreduce(shared.size, op=MPI.MAX)
-    shared.Free()
-    rows = [row for s in plan.sizes for row in _size_rows(comm, plan, s, graphs[s], per_node)]
+    rows = [row for s in plan.sizes for row in _size_rows(comm, plan, s, models[s], per_node)]
     if comm.rank:
         return None
     rows.sort(key=lambda r: plan.algos.index(r["algo"]))  # algorithm-major, sizes in the given order
     report = summarise(rows, plan.algos, plan.tolerance)
-    report["calibrations"] = {s: graphs[s].graph["calibration"] for s in plan.sizes
-                              if "calibration" in graphs[s].graph}
+    report["calibrations"] = {s: {k: v for k, v in models[s][plan.algos[0]].graph["calibration"].items()
+                                  if k != "pair_bandwidth"} for s in plan.sizes if not plan.topology}
     return report
 
 
@@ -268,28 +276,100 @@ def summarise(rows, algos, tolerance):
     return report
 
 
-def calibrated(comm, nbytes, gpus, repeats, leaf_size=None, pair_size=None):
-    """The topology graph ``flyersim calibrate --size nbytes --pair-size pair_size`` would write (every rank
-    builds the same one)."""
+def calibrated(comm, nbytes, algos, gpus, per_node, itemsize, repeats, leaf_size=None):
+    """``{algo: topology graph}`` of this job for ``nbytes`` allreduces: ``flyersim calibrate --size`` at
+    ``nbytes / ranks`` (every rank builds the same), with ``pair_bandwidth`` measured per algorithm at the
+    messages its schedule exchanges between nodes (:func:`pair_figure`)."""
     from flyersim import topologies
+    from flyersim.sim.app import microbench as mb
+    from flyersim.sim.app.runner import layout_of, search_of
 
-    params, notes = calibrate.measure(comm, nbytes, repeats, leaf_size, pair_size, chain=False)
-    pair = "" if pair_size is None else f" --pair-size {pair_size}"
+    size = max(nbytes // comm.size, 4)
+    params, notes = calibrate.measure(comm, size, repeats, leaf_size, chain=False)
 
     def load(figures):
-        text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {nbytes}{pair})",
+        text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {size})",
                               notes, leaf_size)
-        return topologies.loads(text, where=f"calibration at {nbytes} B")
+        return topologies.loads(text, where=f"calibration at {size} B")
 
     def model(figures):
         graph = load(figures)
         graph.graph["ends"] = {end: load(quartile_end(figures, end)) for end in ("fast", "slow")}
         return graph
-    graph = model(params)
-    graph.graph["calibrated_at"] = nbytes
-    graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in params.items()}
-    graph.graph["library"] = model(library(params))
-    return graph
+    layout = layout_of(load(params))
+    search = search_of(load(params), layout)
+    of, _ = mb.nodes(comm)
+    profiles = {}
+    for algo in algos:
+        name, extra = (mpich_choice(nbytes, itemsize, comm.size // per_node, per_node)
+                       if algo == mpibench.BASELINE else (algo, {}))
+        concrete, _ = collectives.schedule_key(name, layout, nbytes, search=search)  # the one run at nbytes
+        schedule = collectives.build(concrete, layout, nbytes=nbytes, search=search, **extra)
+        profiles[algo] = exchanges(schedule, nbytes // itemsize, itemsize)
+    rates = {key: calibrate.exchange_rate(comm, of, *key, repeats)
+             for key in sorted(set().union(*profiles.values()))} if of[-1] > 0 else {}
+    graphs = {}
+    for algo, profile in profiles.items():
+        mine = {k: v for k, v in params.items() if k != "pair_bandwidth"}
+        if profile and rates:
+            mine["pair_bandwidth"] = pair_figure(profile, rates)
+        graph = model(mine)
+        graph.graph["calibrated_at"] = size
+        graph.graph["calibration"] = {name: [fig.value, fig.low, fig.high] for name, (fig, _, _) in mine.items()}
+        graph.graph["library"] = model(library(mine))
+        graphs[algo] = graph
+    return graphs
+
+
+def exchanges(schedule, count, itemsize):
+    """``{(message bytes, streams): bytes}`` that ``schedule`` (on ``count`` elements of ``itemsize``) exchanges
+    between nodes: a message between two nodes whose receiver sends one of the same size back to its sender;
+    sizes rounded to a power of two, ``streams`` the most pairs of locations exchanging messages of a size
+    between one pair of nodes.
+
+    >>> from flyersim.collectives import build
+    >>> from flyersim.collectives.schedule import Layout
+    >>> exchanges(build("rabenseifner", Layout(4, 2)), 1 << 22, 4)
+    {(4194304, 2): 67108864, (2097152, 2): 33554432}
+    >>> exchanges(build("ring", Layout(4, 2)), 1 << 22, 4)
+    {}
+    """
+    from flyersim.collectives.schedule import XFER
+
+    xfer = schedule.kind == XFER
+    node = schedule.layout.node_of_location
+    src, dst = schedule.src[xfer], schedule.dst[xfer]
+    m = schedule.span_elements(count)[xfer] * itemsize
+    cross = (node(src) != node(dst)) & (m > 0)
+    size = (1 << np.round(np.log2(np.maximum(m[cross], 1))).astype(np.int64)).tolist()
+    sent = set(zip(src[cross].tolist(), dst[cross].tolist(), size))
+    moved, pairs = {}, {}
+    for x, y, b, exact in zip(src[cross].tolist(), dst[cross].tolist(), size, m[cross].tolist()):
+        if (y, x, b) in sent:
+            moved[b] = moved.get(b, 0) + exact
+            ends = tuple(node([x, y]).tolist())
+            pairs.setdefault(b, {}).setdefault(tuple(sorted(ends)), set()).add((min(x, y), max(x, y)))
+    return {(b, max(len(p) for p in pairs[b].values())): moved[b] for b in moved}
+
+
+def pair_figure(profile, rates):
+    """``(Figure, "B/s", how)`` of ``pair_bandwidth`` for a schedule exchanging ``profile`` (see :func:`exchanges`):
+    the rate that moves its bytes in the time the measured ``rates`` (key -> (Figure, how)) take, per quartile.
+
+    >>> from flyersim.sim.app.microbench import Figure
+    >>> f, unit, how = pair_figure({(1, 2): 30, (2, 2): 10}, {(1, 2): (Figure(3.0, 2.0, 4.0), ""), (2, 2): (Figure(1.0, 1.0, 1.0), "")})
+    >>> round(f.value, 6), round(f.low, 6), how.split(":")[0]
+    (2.0, 1.6, '[mpi] both directions together, per schedule')
+    """
+    from flyersim.sim.app.microbench import Figure
+
+    total = sum(profile.values())
+    fig = Figure(*(total / sum(b / getattr(rates[k][0], q) for k, b in profile.items())
+                   for q in ("value", "low", "high")))
+    parts = "; ".join(f"{100 * b / total:.0f} % of its bytes in messages of {format_size(k[0])}: "
+                      f"{rates[k][1].removeprefix('[mpi] both directions together: ')}" for k, b in profile.items())
+    return fig, "B/s", (f"[mpi] both directions together, per schedule: the rate that moves the bytes it "
+                        f"exchanges between nodes in the time measured for them ({parts})")
 
 
 def library(params):
@@ -324,11 +404,12 @@ def quartile_end(params, end):
     return {name: (pick(fig, unit), unit, how) for name, (fig, unit, how) in params.items()}
 
 
-def _size_rows(comm, plan, size, graph, per_node):
-    """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on ``graph``; MPICH's own
-    Allreduce as it runs with ``per_node`` ranks sharing memory (:func:`mpich_choice`)."""
+def _size_rows(comm, plan, size, graphs, per_node):
+    """Measure every algorithm at ``size`` on this job and (rank 0) simulate it on its graph in ``graphs``;
+    MPICH's own Allreduce as it runs with ``per_node`` ranks sharing memory (:func:`mpich_choice`)."""
     from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
+    graph = graphs[plan.algos[0]]
     layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
                           graph.graph["gpus_per_node"], True, layout, search_of(graph, layout), plan.blocks)
@@ -339,7 +420,7 @@ def _size_rows(comm, plan, size, graph, per_node):
     rows = []
     for m in measured:
         native = m["algo"] == mpibench.BASELINE
-        model = graph.graph.get("library", graph) if native else graph
+        model = graphs[m["algo"]].graph.get("library", graphs[m["algo"]]) if native else graphs[m["algo"]]
         algo, params = mpich_choice(size, itemsize, comm.size // per_node, per_node) if native else (m["algo"], {})
         (p,) = run_sizes(model, [algo], [size], plan.dtype, plan.model, params=params)
         band = [run_sizes(model.graph["ends"][e], [algo], [size], plan.dtype, plan.model, params=params)[0]["time_s"]
@@ -353,7 +434,9 @@ def _size_rows(comm, plan, size, graph, per_node):
                      "measured_max_us": m["max_us"], "predicted_us": guess, "predicted_fast_us": band[0],
                      "predicted_slow_us": band[1], "log_error": x, "error_pct": error_pct(x),
                      "noisy": m["spread_pct"] > 100 * plan.tolerance, "schedule": p["algo"], "model": plan.model,
-                     "calibrated_at": graph.graph.get("calibrated_at", ""), "host_memory": m["host_memory"]})
+                     "calibrated_at": graph.graph.get("calibrated_at", ""), "host_memory": m["host_memory"],
+                     **dict(zip(("pair_bandwidth", "pair_bandwidth_p25", "pair_bandwidth_p75"),
+                                graphs[m["algo"]].graph.get("calibration", {}).get("pair_bandwidth", [None] * 3)))})
     return rows
 
 
