@@ -77,8 +77,9 @@ is measured with each rank one way, and an exchange's lower figure is a pool of
 the pair of nodes (``pair_bandwidth``, in ``[mpi]``: a property of the
 transport, not of a wire) that every message between those two nodes takes:
 Rabenseifner's exchanges meet it, a ring over three nodes or more (one way
-between each pair of nodes) does not; on two nodes a ring's steps are
-exchanges between the one pair and meet it.
+between each pair of nodes) does not; on two nodes of one rank each a ring's
+steps are exchanges between the one pair and meet it (with two ranks each, one
+rank sends each way: the NIC's pool).
 
 What an exchange carries depends on its message size (and on how many rank
 pairs exchange at once), so ``pair_bandwidth`` is measured at the size of the
@@ -172,6 +173,7 @@ from flyersim.topologies.units import format_size
 OVERLAP_SIZE = 64 << 10  # messages above this: fewer hops in the chain and ping-pong of message_latency
 NETWORK_SIZE = 4 << 20  # at least this much per one-way network stream: a sustained rate, past any burst allowance
 PAIR_FLOOR = 1 << 20  # at least this much per stream of a pair exchange: past the emulation's 256 KiB tbf bucket (docstring)
+TRAIN_MESSAGE = PAIR_FLOOR // 64  # the smallest message of an exchange train: at most 64 messages per stream
 
 
 def add_parser(sub, positive_int):
@@ -181,8 +183,9 @@ def add_parser(sub, positive_int):
     p.add_argument("--size", "--sizes", dest="size", type=size, default="8MiB",
                    help="message and array size of the bandwidth benchmarks (default 8MiB)")
     p.add_argument("--pair-size", type=size, metavar="SIZE",
-                   help="message size of the exchange between two nodes that measures [mpi] pair_bandwidth "
-                        "(default --size; at least 1MiB): the largest message the collectives exchange")
+                   help="message size of the exchanges between two nodes that measure [mpi] pair_bandwidth "
+                        "(default --size; in trains of at least 1MiB per rank pair): the size of the messages "
+                        "the collectives exchange between nodes")
     p.add_argument("--repeats", type=positive_int, default=15, help="repeats per benchmark, median kept (default 15)")
     p.add_argument("--gpus-per-node", type=positive_int,
                    help="ranks per node of the written cluster (default: ranks per physical node)")
@@ -249,8 +252,9 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
     ``chain``: also time a dependent chain of ``size`` messages through the executor and a raw ping-pong
     of them, for a note only (about two minutes at 64 MiB over a 300 Mbit/s link).
 
-    ``pair_size``: bytes per message of the exchange that measures ``pair_bandwidth`` (default ``size``;
-    at least :data:`PAIR_FLOOR`).
+    ``pair_size``: bytes per message of the exchange trains that measure ``pair_bandwidth`` (default
+    ``size``; see :func:`exchange_rate`); 0: not measured (``validate`` measures it per schedule), but with
+    one rank per node the NIC's duplex is still such an exchange, of ``size``.
 
     ``leaf_size``: nodes per leaf switch behind a shared uplink (nodes 0..K-1 on the first leaf, ...);
     then ``uplink_bandwidth`` is measured too and :func:`toml` writes a two-level fat tree.
@@ -319,8 +323,10 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
         p["link_bandwidth"] = (link, "B/s", f"per direction: every rank of node 0 sending {what} to its counterpart "
                                             f"on node 1 at once, one way ({n} streams, the others idle), beyond "
                                             f"the 8 B time")
-        both, how = exchange_rate(comm, of, size if pair_size is None else pair_size, n, repeats, lat_inter)
-        p["pair_bandwidth"] = (both, "B/s", how)
+        if pair_size != 0 or per_node == 1:
+            both, how = exchange_rate(comm, of, size if pair_size is None else pair_size, n, repeats)
+            if pair_size != 0:
+                p["pair_bandwidth"] = (both, "B/s", how)
         if per_node > 1:  # each rank one way, half of them each way: the NICs' duplex, not an exchange's
             peer, way = mb.counterpart(comm, of, [(0, 1)], cross=True)
             duplex = mb.rate(n * big, mb.streams(comm, peer, way, big, repeats, both=False), lat_inter)
@@ -328,7 +334,8 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
                    f"counterpart at once, ranks of odd local index the other way ({n} streams), at least "
                    f"link_bandwidth")
         else:
-            duplex, how = both, "both directions together: = pair_bandwidth (one rank per node), at least link_bandwidth"
+            duplex, how = both, f"both directions together: {how.removeprefix('[mpi] both directions together: ')} " \
+                                "(one rank per node), at least link_bandwidth"
         p["nic_bandwidth"] = (_at_least(duplex, link), "B/s", how)
         p["nic_latency"] = (_scale(_minus(lat_inter, lat_intra), 0.5), "s",
                             "half the 8 B one-way time between node leaders beyond the one inside a node")
@@ -363,20 +370,26 @@ def measure(comm, size, repeats, leaf_size=None, pair_size=None, chain=True):
     return p, notes
 
 
-def exchange_rate(comm, of, nbytes, streams, repeats, t0=None):
+def exchange_rate(comm, of, nbytes, streams, repeats):
     """``(Figure, how)``: ``pair_bandwidth`` for messages of ``nbytes``, both directions together: the first
-    ``streams`` ranks of node 0 each exchanging trains of ``nbytes`` messages (at least :data:`PAIR_FLOOR` in
-    all, posted at once) with their counterparts on node 1, beyond ``t0`` (a Figure, default none). Every
-    rank calls it; ``of`` is :func:`flyersim.sim.app.microbench.nodes`'s first result."""
+    ``streams`` ranks of node 0 each exchanging a train of ``nbytes`` messages (at least :data:`PAIR_FLOOR` in
+    all, posted at once) with their counterparts on node 1; the whole time (the 8 B one-way time between
+    nodes is under 1 % of it on the emulated nodes), its mean over the repeats rather than the median: the
+    time of a train of 4 MiB messages or more is bimodal on the emulated nodes (quartiles 41-49 MB/s,
+    47-61), and a collective's time sums its steps', each drawn from that distribution, so the steps enter
+    it with their mean. Messages of at least :data:`TRAIN_MESSAGE`: a train of
+    smaller ones measures per-message costs (``message_latency``), not a rate. Every rank calls it; ``of`` is
+    :func:`flyersim.sim.app.microbench.nodes`'s first result."""
     from flyersim.sim.app import microbench as mb
 
     peer, way = mb.counterpart(comm, of, [(0, 1)])
     if peer >= 0 and sum(1 for r in range(comm.rank) if of[r] == of[comm.rank]) >= streams:
         peer = -1  # beyond the first streams ranks of its node
+    nbytes = max(nbytes, TRAIN_MESSAGE)
     count = -(-PAIR_FLOOR // nbytes)
-    t = mb.exchange(comm, peer, nbytes, repeats, count)
+    t = mb.exchange(comm, peer, nbytes, repeats, count, mean=True)
     k = comm.allreduce(int(peer >= 0 and way > 0))  # streams each way
-    fig = mb.rate(2 * k * count * nbytes, t, t0 or mb.Figure(0.0, 0.0, 0.0))
+    fig = mb.rate(2 * k * count * nbytes, t, mb.Figure(0.0, 0.0, 0.0))
     train = f"{count} x {format_size(nbytes)}" if count > 1 else format_size(nbytes)
     return fig, (f"[mpi] both directions together: {k} rank(s) of node 0 each exchanging {train} with "
                  f"its counterpart on node 1 at once ({2 * k} streams)")

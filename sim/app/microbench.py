@@ -33,8 +33,9 @@ class Figure:
         return f"{self.value:.4g} (IQR {self.low:.4g} .. {self.high:.4g})"
 
 
-def timed(comm, fn, repeats, warmup=2):
-    """Seconds per call of ``fn`` on every rank at once: median and quartiles over ``repeats``."""
+def timed(comm, fn, repeats, warmup=2, mean=False):
+    """Seconds per call of ``fn`` on every rank at once: median (with ``mean``, the mean) and quartiles over
+    ``repeats``."""
     times = np.empty(repeats)
     for k in range(warmup + repeats):
         comm.Barrier()
@@ -43,7 +44,8 @@ def timed(comm, fn, repeats, warmup=2):
         if k >= warmup:
             times[k - warmup] = MPI.Wtime() - start
     comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
-    return Figure(*(float(np.percentile(times, q)) for q in (50, 25, 75)))
+    low, high = (float(np.percentile(times, q)) for q in (25, 75))
+    return Figure(float(times.mean() if mean else np.median(times)), low, high)
 
 
 def rate(nbytes, t, t0):
@@ -290,15 +292,15 @@ def pingpong(comm, peer, rounds=100, repeats=11, nbytes=8):
     return Figure(t.value / (2 * rounds), t.low / (2 * rounds), t.high / (2 * rounds))
 
 
-def exchange(comm, peer, nbytes, repeats, count=1):
+def exchange(comm, peer, nbytes, repeats, count=1, mean=False):
     """Time for this rank and ``peer`` to send each other ``count`` messages of ``nbytes`` at once, all posted
-    together (Isend + Irecv; -1 idles)."""
+    together (Isend + Irecv; -1 idles); ``mean``: see :func:`timed`."""
     out, back = np.ones((count, nbytes), np.uint8), np.empty((count, nbytes), np.uint8)
 
     def swap():
         if peer >= 0:
             MPI.Request.Waitall([comm.Irecv(b, source=peer) for b in back] + [comm.Isend(o, dest=peer) for o in out])
-    return timed(comm, swap, repeats)
+    return timed(comm, swap, repeats, mean=mean)
 
 
 def memcpy(comm, nbytes, repeats):

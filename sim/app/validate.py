@@ -200,7 +200,8 @@ def run(plan, comm):
 
     The report: ``rows`` (algorithm-major), per algorithm ``geomean_error`` and ``bias`` (None when
     too noisy), ``too_noisy`` (algorithm -> why), ``notes``, and ``calibrations`` (size -> parameter ->
-    [median, p25, p75] in SI units) when calibrated.
+    [median, p25, p75] in SI units) when calibrated; each row carries its schedule's ``pair_bandwidth``
+    (median and quartiles, None without a pair pool).
     """
     from mpi4py import MPI
 
@@ -230,7 +231,7 @@ def run(plan, comm):
         models = {s: {a: graph for a in plan.algos} if plan.topology else
                   calibrated(comm, s, plan.algos, gpn, per_node, itemsize, plan.repeats, plan.leaf_size)
                   for s in plan.sizes}
-    except ValueError as err:  # the same on every rank (a --leaf-size that does not fit)
+    except ValueError as err:  # the same on every rank (a --leaf-size that does not fit, a bad algorithm)
         if comm.rank == 0:
             print(f"flyersim: error: {err}", file=sys.stderr)
         raise SystemExit(2)
@@ -279,13 +280,15 @@ def summarise(rows, algos, tolerance):
 def calibrated(comm, nbytes, algos, gpus, per_node, itemsize, repeats, leaf_size=None):
     """``{algo: topology graph}`` of this job for ``nbytes`` allreduces: ``flyersim calibrate --size`` at
     ``nbytes / ranks`` (every rank builds the same), with ``pair_bandwidth`` measured per algorithm at the
-    messages its schedule exchanges between nodes (:func:`pair_figure`)."""
+    messages its schedule exchanges between nodes (:func:`pair_figure`). The model charges that pool to
+    every message between the two nodes, one-way ones too, while the figure weighs only the exchanged
+    bytes, and a schedule that exchanges nothing between nodes gets no pool."""
     from flyersim import topologies
     from flyersim.sim.app import microbench as mb
     from flyersim.sim.app.runner import layout_of, search_of
 
     size = max(nbytes // comm.size, 4)
-    params, notes = calibrate.measure(comm, size, repeats, leaf_size, chain=False)
+    params, notes = calibrate.measure(comm, size, repeats, leaf_size, pair_size=0, chain=False)
 
     def load(figures):
         text = calibrate.toml(figures, comm.size // gpus, gpus, f"flyersim validate (calibrate --size {size})",
@@ -296,8 +299,9 @@ def calibrated(comm, nbytes, algos, gpus, per_node, itemsize, repeats, leaf_size
         graph = load(figures)
         graph.graph["ends"] = {end: load(quartile_end(figures, end)) for end in ("fast", "slow")}
         return graph
-    layout = layout_of(load(params))
-    search = search_of(load(params), layout)
+    base = load(params)
+    layout = layout_of(base)
+    search = search_of(base, layout)
     of, _ = mb.nodes(comm)
     profiles = {}
     for algo in algos:
@@ -323,33 +327,42 @@ def calibrated(comm, nbytes, algos, gpus, per_node, itemsize, repeats, leaf_size
 
 def exchanges(schedule, count, itemsize):
     """``{(message bytes, streams): bytes}`` that ``schedule`` (on ``count`` elements of ``itemsize``) exchanges
-    between nodes: a message between two nodes whose receiver sends one of the same size back to its sender;
-    sizes rounded to a power of two, ``streams`` the most pairs of locations exchanging messages of a size
-    between one pair of nodes.
+    between nodes: a message between two nodes whose receiving rank sends one of the same size back to the
+    sending rank somewhere in the schedule (a host memory's messages are its node's first rank's, as the MPI
+    executor runs them). Sizes are rounded to the nearest power of two (log scale: 3 MiB counts as 4);
+    ``streams`` is the most rank pairs exchanging messages of a size between one pair of nodes, at most the
+    ranks of a node.
 
     >>> from flyersim.collectives import build
     >>> from flyersim.collectives.schedule import Layout
     >>> exchanges(build("rabenseifner", Layout(4, 2)), 1 << 22, 4)
-    {(4194304, 2): 67108864, (2097152, 2): 33554432}
+    {(2097152, 2): 33554432, (4194304, 2): 67108864}
     >>> exchanges(build("ring", Layout(4, 2)), 1 << 22, 4)
     {}
     """
     from flyersim.collectives.schedule import XFER
 
-    xfer = schedule.kind == XFER
-    node = schedule.layout.node_of_location
-    src, dst = schedule.src[xfer], schedule.dst[xfer]
-    m = schedule.span_elements(count)[xfer] * itemsize
-    cross = (node(src) != node(dst)) & (m > 0)
-    size = (1 << np.round(np.log2(np.maximum(m[cross], 1))).astype(np.int64)).tolist()
-    sent = set(zip(src[cross].tolist(), dst[cross].tolist(), size))
-    moved, pairs = {}, {}
-    for x, y, b, exact in zip(src[cross].tolist(), dst[cross].tolist(), size, m[cross].tolist()):
-        if (y, x, b) in sent:
-            moved[b] = moved.get(b, 0) + exact
-            ends = tuple(node([x, y]).tolist())
-            pairs.setdefault(b, {}).setdefault(tuple(sorted(ends)), set()).add((min(x, y), max(x, y)))
-    return {(b, max(len(p) for p in pairs[b].values())): moved[b] for b in moved}
+    lay = schedule.layout
+    m = schedule.span_elements(count) * itemsize
+    src_node, dst_node = lay.node_of_location(schedule.src), lay.node_of_location(schedule.dst)
+    cross = (schedule.kind == XFER) & (src_node != dst_node) & (m > 0)
+    a, b, m = src_node[cross], dst_node[cross], m[cross]
+    x = np.where(schedule.src[cross] < lay.ranks, schedule.src[cross], lay.rank(a, 0))  # the ranks that send
+    y = np.where(schedule.dst[cross] < lay.ranks, schedule.dst[cross], lay.rank(b, 0))  # and receive
+    k = np.round(np.log2(m)).astype(np.int64)
+    p = lay.ranks
+    sent = (x * p + y) * 64 + k
+    back = np.isin((y * p + x) * 64 + k, sent)
+    if not back.any():
+        return {}
+    x, y, a, b, k, m = (v[back] for v in (x, y, a, b, k, m))
+    ends = np.unique(np.stack([k, np.minimum(a, b), np.maximum(a, b), np.minimum(x, y), np.maximum(x, y)]), axis=1)
+    per_nodes, pairs = np.unique(ends[:3], axis=1, return_counts=True)  # rank pairs per (size, node pair)
+    out = {}
+    for size in np.unique(k).tolist():
+        streams = min(int(pairs[per_nodes[0] == size].max()), lay.gpus_per_node)
+        out[(1 << size, streams)] = int(m[k == size].sum())
+    return out
 
 
 def pair_figure(profile, rates):
@@ -409,7 +422,7 @@ def _size_rows(comm, plan, size, graphs, per_node):
     MPICH's own Allreduce as it runs with ``per_node`` ranks sharing memory (:func:`mpich_choice`)."""
     from flyersim.sim.app.runner import layout_of, run_sizes, search_of
 
-    graph = graphs[plan.algos[0]]
+    graph = graphs[plan.algos[0]]  # the algorithms' graphs differ only in their pair pool
     layout = layout_of(graph)
     bench = mpibench.Plan(plan.algos, (size,), plan.iters, plan.warmup, plan.dtype,
                           graph.graph["gpus_per_node"], True, layout, search_of(graph, layout), plan.blocks)

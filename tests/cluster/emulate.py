@@ -49,6 +49,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +104,10 @@ def reap_stale():
     return gone
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _sh(cmd):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if done.returncode:
@@ -127,6 +132,7 @@ class Cluster:
         self.nodes, self.rate, self.spine, self.burst = nodes, rate, spine, burst
         self.tag = tag or f"fs{os.getpid()}"  # reap_stale reads the owner pid back from the name
         self.namespaces, self.groups = [], []
+        self._term = None  # the SIGTERM handler the context manager replaced
 
     # -- building -------------------------------------------------------------------------------------
 
@@ -294,7 +300,12 @@ class Cluster:
         self.namespaces = []
 
     def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # a kill (SIGTERM) still tears it down
+            self._term = signal.signal(signal.SIGTERM, _interrupt)
         return self.up()
 
     def __exit__(self, *exc):
         self.down()
+        if self._term is not None:
+            signal.signal(signal.SIGTERM, self._term)
+            self._term = None
