@@ -116,8 +116,9 @@ it is the MPI transport, not the emulated network: raw TCP between the same
 two namespaces, one connection per rank pair carrying both directions from one
 thread, carried 69-71 MB/s at 2, 8 and 32 MiB. MPICH's
 ``MPIR_CVAR_CH4_OFI_RNDV_PROTOCOL`` (direct, pipeline), a 1 MiB eager
-threshold, libfabric's zero-copy sends, no progress throttle, a 3 ms tbf queue
-and 128 MiB socket buffers all left it at 37-63 MB/s from 4 MiB on.
+threshold, libfabric's zero-copy sends or its ``sockets`` provider, no progress
+throttle, MPICH's auto-progress, a 3 ms tbf queue and 128 MiB socket buffers
+all left it at 37-63 MB/s from 4 MiB on.
 
 Every network figure moves all ranks of the nodes involved at once, as a
 collective does: on emulated nodes (``tests/cluster``) a single pair of ranks
