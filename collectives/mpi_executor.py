@@ -122,8 +122,9 @@ def place(comm, gpus_per_node=None, shared_memory=True):
     return Placement(comm, g, node_comm, shared_memory and bool(ok[0]), how)
 
 
-def _owners(s, shared):
-    """(sender rank, receiver rank) of every op; equal for a local op."""
+def owners(s, shared):
+    """(sender rank, receiver rank) of every op; equal for a local op (a node's host memory is its first
+    rank's; with ``shared``, a copy between a GPU and its node's host memory is the GPU's)."""
     lay = s.layout
     p = lay.ranks
     is_host_src, is_host_dst = s.src >= p, s.dst >= p
@@ -257,7 +258,7 @@ class Execution:
 
     def _plan(self):
         s, me = self.s, self.me
-        snd, rcv = _owners(s, self.placement.shared)
+        snd, rcv = owners(s, self.placement.shared)
         starts = span_bounds(self.count, s.lo, s.den)
         ends = span_bounds(self.count, s.hi, s.den)
         ops = self._ops = np.flatnonzero((snd == me) | (rcv == me))

@@ -314,7 +314,7 @@ def calibrated(comm, nbytes, algos, gpus, per_node, itemsize, repeats, leaf_size
              for key in sorted(set().union(*profiles.values()))} if of[-1] > 0 else {}
     graphs = {}
     for algo, profile in profiles.items():
-        mine = {k: v for k, v in params.items() if k != "pair_bandwidth"}
+        mine = dict(params)  # measured without a pair figure: each schedule gets its own
         if profile and rates:
             mine["pair_bandwidth"] = pair_figure(profile, rates)
         graph = model(mine)
@@ -340,15 +340,15 @@ def exchanges(schedule, count, itemsize):
     >>> exchanges(build("ring", Layout(4, 2)), 1 << 22, 4)
     {}
     """
+    from flyersim.collectives.mpi_executor import owners
     from flyersim.collectives.schedule import XFER
 
     lay = schedule.layout
     m = schedule.span_elements(count) * itemsize
     src_node, dst_node = lay.node_of_location(schedule.src), lay.node_of_location(schedule.dst)
     cross = (schedule.kind == XFER) & (src_node != dst_node) & (m > 0)
+    x, y = (r[cross] for r in owners(schedule, shared=False))  # the ranks that send and receive
     a, b, m = src_node[cross], dst_node[cross], m[cross]
-    x = np.where(schedule.src[cross] < lay.ranks, schedule.src[cross], lay.rank(a, 0))  # the ranks that send
-    y = np.where(schedule.dst[cross] < lay.ranks, schedule.dst[cross], lay.rank(b, 0))  # and receive
     k = np.round(np.log2(m)).astype(np.int64)
     p = lay.ranks
     sent = (x * p + y) * 64 + k
