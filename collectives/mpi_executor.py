@@ -28,7 +28,13 @@ sender and the receiver otherwise) once that participant knows every
 dependency has completed. A participant of a dependency knows from its own part
 (local op done, ``Isend`` or ``Irecv`` complete). Any other rank that needs it
 gets a zero-byte notification message, tagged with the dependency's op id on a
-private communicator, from each of the dependency's participants. Shared
+private communicator, from each of the dependency's participants on its own
+node (only a node's ranks touch its buffers), or from all of them if none is
+there. And the receiver of a message does not wait for the dependencies its
+sender takes part in: the data cannot arrive before the sender knows them
+complete. Both spare notifications that cross the network, where they queue
+behind megabytes of data: on 4 emulated nodes at 300 Mbit/s, HFReduce's took
+3.7 ms (median) and up to 161 ms. Shared
 windows are opened with ``lock_all``: a rank calls ``Win.Sync`` before it sends
 a notification and after it receives one, the MPI-3 pattern that orders shared
 memory stores and loads by point-to-point synchronisation. Each rank drives its
@@ -151,15 +157,30 @@ def _unreachable_input(s, shared):
     return None if not bad.size else (int(op[bad[0]]), int(loc[bad[0]]))
 
 
-def _notifications(s, snd, rcv):
-    """Unique (dep op, from rank, to rank) triples: a participant of op i that is not one of its dep j's."""
+def _implied(s, snd, rcv, moves):
+    """Per dependency entry (op i on dep j, in ``dep_idx`` order): is j implied for i's receiver, i.e. i is a
+    message that carries data, its sender takes part in j (the data cannot arrive before j is done) and its
+    receiver does not (a participant waits for its own part, which costs no message)?"""
+    consumer = np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr))
+    j, sender, receiver = s.dep_idx, snd[consumer], rcv[consumer]
+    outside = (receiver != snd[j]) & (receiver != rcv[j])
+    return moves[consumer] & (sender != receiver) & outside & ((sender == snd[j]) | (sender == rcv[j]))
+
+
+def _notifications(s, snd, rcv, implied):
+    """Unique (dep op, from rank, to rank) triples: a participant of op i that is not one of its dep j's
+    (not the receiver of i where j is ``implied``) hears from j's participants on its own node, or from
+    all of them if none is there (only ranks of a node touch its buffers)."""
     consumer = np.repeat(np.arange(s.num_ops), np.diff(s.dep_ptr))
     j = s.dep_idx
+    node = s.layout.node_of
     rows = []
-    for to in (snd[consumer], rcv[consumer]):
-        outside = (to != snd[j]) & (to != rcv[j])
+    for to, skip in ((snd[consumer], np.zeros_like(implied)), (rcv[consumer], implied)):
+        outside = (to != snd[j]) & (to != rcv[j]) & ~skip
+        near = (node(snd[j]) == node(to)) | (node(rcv[j]) == node(to))
         for frm in (snd[j], rcv[j]):
-            rows.append(np.stack([j[outside], frm[outside], to[outside]], axis=1))
+            tell = outside & ((node(frm) == node(to)) | ~near)
+            rows.append(np.stack([j[tell], frm[tell], to[tell]], axis=1))
     return np.unique(np.concatenate(rows), axis=0) if rows else np.empty((0, 3), np.int64)
 
 
@@ -263,9 +284,13 @@ class Execution:
         ends = span_bounds(self.count, s.hi, s.den)
         ops = self._ops = np.flatnonzero((snd == me) | (rcv == me))
         task_of = {int(i): t for t, i in enumerate(ops.tolist())}
-        notes = _notifications(s, snd, rcv)
+        implied = _implied(s, snd, rcv, starts != ends)
+        notes = _notifications(s, snd, rcv, implied)
         incoming = notes[notes[:, 2] == me]
         note_of = {(int(j), int(f)): k for k, (j, f, _) in enumerate(incoming.tolist())}
+        tellers = {}  # dep op -> the ranks that notify me of it
+        for j, f in note_of:
+            tellers.setdefault(j, set()).add(f)
         self.note_src = incoming[:, :2].tolist()   # (tag, source) of each notification to receive
         outgoing = notes[notes[:, 1] == me]
         self.notify = [[] for _ in ops]           # per task: ranks to notify when it completes
@@ -276,12 +301,15 @@ class Execution:
         self.after_note = [[] for _ in incoming]
         self.actions = []
         for t, i in enumerate(ops.tolist()):
-            for j in s.deps(i).tolist():
+            for e in range(s.dep_ptr[i], s.dep_ptr[i + 1]):
+                j = int(s.dep_idx[e])
+                if rcv[i] == me and implied[e]:
+                    continue
                 if snd[j] == me or rcv[j] == me:
                     self.after_task[task_of[j]].append(t)
                     self.waiting[t] += 1
                 else:
-                    for frm in {int(snd[j]), int(rcv[j])}:
+                    for frm in {int(snd[j]), int(rcv[j])} & tellers[j]:
                         self.after_note[note_of[j, frm]].append(t)
                         self.waiting[t] += 1
             self.actions.append(self._action(i, snd[i], rcv[i], int(starts[i]), int(ends[i])))

@@ -14,9 +14,9 @@ import pytest
 from mpi4py import MPI
 
 from flyersim import collectives
-from flyersim.collectives.mpi_executor import Execution, place
+from flyersim.collectives.mpi_executor import Execution, _implied, _notifications, owners, place
 from flyersim.collectives.reference import ResultMismatch
-from flyersim.collectives.schedule import Layout, ScheduleBuilder
+from flyersim.collectives.schedule import Layout, ScheduleBuilder, span_bounds
 from flyersim.collectives.verify import verify
 from flyersim.sim.app import cli
 
@@ -107,6 +107,29 @@ def test_hfreduce_two_sockets_remote_reads_and_multicast(g, shared, h2d):
     results = [_run(schedule, placement, n, "int32") for n in COUNTS]
     for n, got in zip(COUNTS, results):
         assert got.tolist() == _expected(n).astype("int32").tolist()
+
+
+def _plan_notes(algo, layout, count):
+    s = collectives.build(algo, layout, nbytes=4 * count)
+    snd, rcv = owners(s, True)
+    moves = span_bounds(count, s.lo, s.den) != span_bounds(count, s.hi, s.den)
+    return s, snd, rcv, _notifications(s, snd, rcv, _implied(s, snd, rcv, moves))
+
+
+def test_a_message_tells_its_receiver_what_its_sender_has_done():
+    """A ring's data carries its progress: the only notifications left tell each sender that its
+    receiver has read the buffer the next message overwrites (one per rank), none crosses the other way."""
+    s, snd, rcv, notes = _plan_notes("ring", Layout(4, 2), 1 << 20)
+    assert sorted((int(f), int(t)) for _, f, t in notes) == sorted((r, (r - 1) % 8) for r in range(8))
+
+
+def test_a_rank_hears_of_another_node_s_message_from_its_own_node():
+    """HFReduce's H2D copies wait for the tree message into their node's ``sum``: the receiving node
+    leader tells them, not the sender on the far node, whose notification would queue behind data."""
+    s, snd, rcv, notes = _plan_notes("hfreduce", Layout(4, 2), 1 << 20)
+    node = s.layout.node_of
+    across = [(j, f, t) for j, f, t in notes if node(snd[j]) != node(rcv[j]) and node(t) == node(rcv[j])]
+    assert across and all(f == rcv[j] for j, f, t in across)
 
 
 @pytest.mark.skipif(SIZE < 2, reason="needs a second GPU to read from")
